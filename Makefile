@@ -1,0 +1,29 @@
+# Set-up and everyday commands. `make demo` and `make test` each do all set-up on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The `cpu` extra pins the small CPU build of torch; GPU users: EXTRAS=test make test keeps your torch.
+EXTRAS ?= cpu,test
+
+.PHONY: install demo test test-fast lint clean
+
+$(BIN)/emoclf: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	touch $@
+
+install: $(BIN)/emoclf
+
+demo: install  ## train on the embedded demo data, then predict with the saved model
+	$(BIN)/emoclf train --output-dir runs/demo
+	$(BIN)/emoclf predict --model runs/demo/model "i finally got the job and i cant stop smiling" "why does nobody ever listen to me"
+
+test: install  ## the whole suite, slow end-to-end tests included (what CI runs)
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+clean:
+	rm -rf runs inspect evaluation benchmarks/out mlflow.db mlruns mlartifacts

@@ -1,0 +1,300 @@
+"""The ``emoclf`` command: parses flags into a ``Config`` and calls the library. No logic lives here.
+
+Every config field has a flag named after it (``--epochs``, ``--text-column``); a YAML file
+given with ``--config`` sets the base, and flags override it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from emoclf import __version__
+from emoclf.config import SECTIONS, Config, field_type
+from emoclf.errors import EmoclfError
+
+log = logging.getLogger("emoclf")
+
+EPILOG = "Data: a file (csv, tsv, jsonl, parquet, or txt with 'text;label' lines), a folder holding " \
+         "train/validation/test files, or hf:<dataset id or saved folder>. Without data, the embedded demo set."
+
+
+def add_config_flags(parser: argparse.ArgumentParser, sections: tuple[str, ...]) -> None:
+    parser.add_argument("--config", metavar="YAML", help="Config file; flags given on the command line override it.")
+    for section in sections:
+        cls = SECTIONS[section]
+        group = parser.add_argument_group(f"{section} settings")
+        for f in fields(cls):
+            if f.name == "data":
+                continue  # the positional DATA argument
+            flag = "--" + f.name.replace("_", "-")
+            kind = field_type(cls, f.name)
+            helptext = f.metadata["help"]
+            if kind is bool:
+                group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                                   default=argparse.SUPPRESS, help=f"{helptext} (default: {f.default})")
+            else:
+                group.add_argument(flag, dest=f.name, type=kind, choices=f.metadata.get("choices"),
+                                   default=argparse.SUPPRESS, metavar=f.name.upper() if not f.metadata.get("choices") else None,
+                                   help=f"{helptext} (default: {f.default})")
+
+
+def config_from_args(args: argparse.Namespace, sections: tuple[str, ...]) -> Config:
+    cfg = Config.from_yaml(args.config) if getattr(args, "config", None) else Config()
+    names = {f.name for s in sections for f in fields(SECTIONS[s])}
+    overrides = {k: v for k, v in vars(args).items() if k in names and k != "data"}
+    if getattr(args, "data", None) is not None:
+        overrides["data"] = args.data
+    return cfg.replace(**overrides)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="emoclf",
+        description="Fine-tune BERT-family models to classify short texts (default job: six emotions), "
+                    "with imbalance handling, honest test reports, MLflow tracking and fast inference.",
+        epilog="Run 'emoclf COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"emoclf {__version__}")
+    parser.add_argument("--debug", action="store_true", help="Show tracebacks and debug logs.")
+    parser.add_argument("--quiet", action="store_true", help="Only warnings and errors.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="Fine-tune a model, evaluate it on the untouched test split, log to MLflow.",
+                       description="Fine-tune a model on DATA (default: the embedded demo set), evaluate the saved "
+                                   "model on the test split, write reports and log everything to MLflow.",
+                       epilog=EPILOG)
+    p.add_argument("data", nargs="?", metavar="DATA", help="Training data (default: embedded demo set).")
+    add_config_flags(p, tuple(SECTIONS))
+    p.set_defaults(func=cmd_train, sections=tuple(SECTIONS))
+
+    p = sub.add_parser("inspect", help="Profile a data set: splits, class balance, duplicates, leakage, lengths.",
+                       description="Validate and profile DATA, print the profile and write it as JSON plus a "
+                                   "class-distribution chart.", epilog=EPILOG)
+    p.add_argument("data", nargs="?", metavar="DATA", help="Data to profile (default: embedded demo set).")
+    p.add_argument("--out", default="inspect", help="Folder for data_profile.json and class_distribution.png.")
+    add_config_flags(p, ("data", "preprocess", "model"))
+    p.set_defaults(func=cmd_inspect, sections=("data", "preprocess", "model"))
+
+    p = sub.add_parser("evaluate", help="Evaluate a saved model on labelled data and write the full report.",
+                       description="Evaluate a saved model (folder or MLflow URI) on DATA: the test split of a "
+                                   "folder, or every row of a file.", epilog=EPILOG)
+    p.add_argument("--model", required=True, help="Model folder or MLflow model URI (runs:/..., models:/...).")
+    p.add_argument("data", metavar="DATA", help="Labelled data to evaluate on.")
+    p.add_argument("--out", default="evaluation", help="Folder for the report.")
+    p.add_argument("--batch-size", type=int, default=64, help="Prediction batch size.")
+    add_config_flags(p, ("data",))
+    p.set_defaults(func=cmd_evaluate, sections=("data",))
+
+    p = sub.add_parser("predict", help="Predict labels for texts given as arguments or in a file.",
+                       description="Predict with a saved model folder or MLflow model URI. Texts as arguments "
+                                   "print label and confidence; --input/--output handles files in any supported "
+                                   "format and writes the label plus one probability column per class.")
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="Texts to classify.")
+    p.add_argument("--model", required=True, help="Model folder or MLflow model URI (runs:/..., models:/...).")
+    p.add_argument("--input", help="File of texts (csv, tsv, jsonl, parquet, or txt with one text per line).")
+    p.add_argument("--output", help="Where to write predictions (format from the extension; default: stdout as CSV).")
+    p.add_argument("--text-column", default="text", help="Text column of --input (default: text).")
+    p.add_argument("--batch-size", type=int, default=64, help="Prediction batch size.")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="Export a model to ONNX (fp32, int8, fp16) and check it against the original.",
+                       description="Export a saved model (folder or MLflow URI) to ONNX with its tokenizer, labels, "
+                                   "preprocessing and temperature, score original and export on --data, write "
+                                   "export_report.json and log it to the model's MLflow run. Fails when the export "
+                                   "loses more than --max-f1-drop points of macro-F1.", epilog=EPILOG)
+    p.add_argument("--model", required=True, help="Model folder or MLflow model URI (runs:/..., models:/...).")
+    p.add_argument("--format", default="onnx", choices=("onnx",), help="Export format (default: onnx).")
+    p.add_argument("--quantize", choices=("int8", "fp16"),
+                   help="int8: dynamic int8 weights, fastest on CPUs; fp16: half precision, for GPUs (default: fp32).")
+    p.add_argument("--data", required=True, help="Labelled data to compare on: the test split of a folder, or a file.")
+    p.add_argument("--text-column", default="text", help="Text column of --data (default: text).")
+    p.add_argument("--label-column", default="label", help="Label column of --data (default: label).")
+    p.add_argument("--out", help="Export folder (default: onnx-<precision> next to the model folder).")
+    p.add_argument("--max-f1-drop", type=float, default=1.0,
+                   help="Fail when macro-F1 drops by more than this many points (default: 1.0).")
+    p.add_argument("--batch-size", type=int, default=64, help="Prediction batch size.")
+    p.add_argument("--run-id", help="MLflow run to log the report to (default: the run that logged --model, if any).")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).")
+    p.add_argument("--tracking", action=argparse.BooleanOptionalAction, default=True,
+                   help="Log the report to MLflow (default: on when the run is known).")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("serve", help="Serve a model over HTTP: POST /predict, GET /health, /metadata, /docs.",
+                       description="Serve a model folder, ONNX export or MLflow model URI with FastAPI and uvicorn.")
+    p.add_argument("--model", required=True, help="Model folder, ONNX export folder or MLflow model URI.")
+    p.add_argument("--host", default="127.0.0.1", help="Address to bind (default: 127.0.0.1, this machine only).")
+    p.add_argument("--port", type=int, default=8000, help="Port (default: 8000).")
+    p.add_argument("--max-texts", type=int, default=256, help="Most texts per request; more get 413 (default: 256).")
+    p.add_argument("--max-body-bytes", type=int, default=1_000_000,
+                   help="Largest request body; larger get 413 (default: 1000000).")
+    p.add_argument("--batch-size", type=int, default=64, help="Prediction batch size.")
+    p.add_argument("--threads", type=int, help="CPU threads for inference (default: the cores this process may use).")
+    p.set_defaults(func=cmd_serve)
+    return parser
+
+
+def cmd_train(args) -> int:
+    from emoclf.training import train
+
+    cfg = config_from_args(args, args.sections)
+    result = train(cfg)
+    m = result.metrics
+    print(f"test accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, weighted F1 {m['weighted_f1']:.4f} "
+          f"({m['n']} texts); trained in {result.train_seconds:.0f}s")
+    print(f"model: {result.model_dir}\nreport: {result.output_dir / 'report'}")
+    if result.run_id:
+        print(f"MLflow run: {result.run_id}")
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from emoclf.data import load_data
+    from emoclf.data.profile import format_profile, profile, write_profile
+    from emoclf.modeling import load_tokenizer
+    from emoclf.preprocess import Preprocessor
+
+    cfg = config_from_args(args, args.sections)
+    data = load_data(cfg.data, Preprocessor(cfg.preprocess))
+    tokenizer, limit = load_tokenizer(cfg.model.model)
+    prof = profile(data, tokenizer, limit)
+    paths = write_profile(prof, args.out)
+    print(format_profile(prof))
+    print(f"written: {paths['profile']}, {paths['class_distribution']}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from emoclf.evaluation.metrics import classification_metrics
+    from emoclf.evaluation.report import write_report
+    from emoclf.data.io import read_source
+    from emoclf.data.validate import DataReport, drop_empty_texts
+    from emoclf.errors import DataError
+    from emoclf.inference import Predictor
+
+    cfg = config_from_args(args, args.sections)
+    predictor = Predictor.load(args.model, batch_size=args.batch_size)
+    splits, _ = read_source(cfg.data)
+    split = "test" if "test" in splits else "train"
+    frame = {"eval": splits[split]}
+    drop_empty_texts(frame, cfg.data, DataReport())
+    df = frame["eval"]
+    df["label"] = df["label"].astype(str).str.strip()
+    unknown = sorted(set(df["label"]) - set(predictor.labels))
+    if unknown:
+        raise DataError(f"{df.attrs.get('source')}: label(s) {', '.join(map(repr, unknown))} are not among the "
+                        f"model's labels ({', '.join(predictor.labels)})")
+    y_true = df["label"].map({lab: i for i, lab in enumerate(predictor.labels)}).to_numpy()
+    probs = predictor.predict_proba(df["text"].tolist(), progress=True)
+    metrics = classification_metrics(y_true, probs.argmax(axis=1), predictor.labels)
+    write_report(args.out, metrics, predictor.labels, df["text"].tolist(), y_true, probs)
+    print(f"{df.attrs.get('source')} [{split}]: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}, "
+          f"weighted F1 {metrics['weighted_f1']:.4f} on {metrics['n']} texts\nreport: {args.out}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from emoclf.config import DataConfig
+    from emoclf.data.io import read_file
+    from emoclf.errors import ConfigError
+    from emoclf.inference import Predictor
+    from emoclf.mlflow_model import predictions_frame
+
+    if bool(args.texts) == bool(args.input):
+        raise ConfigError("give either texts as arguments or --input FILE (not both, not neither)")
+    predictor = Predictor.load(args.model, batch_size=args.batch_size)
+    if args.texts:
+        for text, pred in zip(args.texts, predictor.predict(args.texts)):
+            print(f"{pred.label}\t{pred.confidence:.4f}\t{text}")
+        return 0
+    df = read_file(args.input, DataConfig(text_column=args.text_column), with_labels=False)
+    texts = df["text"].fillna("").astype(str).tolist()
+    out = predictions_frame(predictor.labels, predictor.predict_proba(texts, progress=True))
+    out.insert(0, "text", texts)
+    write_table(out, args.output)
+    if args.output:
+        print(f"{len(out)} predictions written to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from emoclf.config import DataConfig
+    from emoclf.export import export_model
+
+    data = DataConfig(data=args.data, text_column=args.text_column, label_column=args.label_column)
+    result = export_model(args.model, args.out, data, precision=args.quantize or "fp32", max_f1_drop=args.max_f1_drop,
+                          batch_size=args.batch_size, run_id=args.run_id, tracking=args.tracking,
+                          tracking_uri=args.tracking_uri)
+    r = result.report
+    print(f"{r['format']} {r['precision']}: macro-F1 {r['before']['macro_f1']:.4f} -> {r['after']['macro_f1']:.4f}, "
+          f"agreement {r['agreement']:.2%}, {r['before']['texts_per_second']:.0f} -> "
+          f"{r['after']['texts_per_second']:.0f} texts/s on {r['data']['n']} texts")
+    print(f"export: {result.folder}")
+    if result.run_id:
+        print(f"MLflow run: {result.run_id}")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from emoclf.serving import Limits, serve
+
+    serve(args.model, host=args.host, port=args.port, limits=Limits(args.max_texts, args.max_body_bytes),
+          batch_size=args.batch_size, num_threads=args.threads, access_log=not args.quiet)
+    return 0
+
+
+def write_table(df, path: str | None) -> None:
+    if path is None:
+        df.to_csv(sys.stdout, index=False)
+        return
+    suffix = Path(path).suffix.lower()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".parquet":
+        df.to_parquet(path, index=False)
+    elif suffix in (".jsonl", ".json"):
+        df.to_json(path, orient="records", lines=True, force_ascii=False)
+    else:
+        df.to_csv(path, index=False, sep="\t" if suffix == ".tsv" else ",")
+
+
+def _terminate(signum, frame):
+    # SIGTERM takes the same path as Ctrl-C, so runs end as KILLED and checkpoints stay consistent.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def setup_logging(debug: bool, quiet: bool) -> None:
+    level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("transformers", "datasets", "mlflow", "alembic", "urllib3", "httpx", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.debug, args.quiet)
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return args.func(args)
+    except EmoclfError as e:
+        if args.debug:
+            raise
+        print(f"emoclf: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("emoclf: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a library failure: one readable line, the traceback on request
+        if args.debug:
+            raise
+        print(f"emoclf: error: {type(e).__name__}: {e} (rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

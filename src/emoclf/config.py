@@ -1,0 +1,216 @@
+"""One typed configuration for every command: defaults that work, YAML in and out, CLI flags.
+
+Each field's ``help`` metadata becomes its ``--help`` line; field names are unique across
+sections so that every field has a short flag (``--epochs``, ``--text-column``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from emoclf.errors import ConfigError
+
+IMBALANCE_STRATEGIES = ("auto", "none", "oversample", "undersample", "class-weight", "focal")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class DataConfig:
+    data: str | None = _f(None, "Data: a file, a folder with train/validation/test files, or hf:<dataset id>. Default: the embedded demo set.")
+    val_data: str | None = _f(None, "A validation file to use instead of the source's own (or a carved) validation split.")
+    test_data: str | None = _f(None, "A test file to use instead of the source's own (or a carved) test split; never resampled.")
+    format: str | None = _f(None, "Force the file format (csv, tsv, jsonl, parquet, txt) instead of detecting it from the extension.")
+    text_column: str = _f("text", "Column holding the text.")
+    label_column: str = _f("label", "Column holding the label (string or integer).")
+    encoding: str = _f("utf-8", "Text encoding of the input files (utf-8 with or without BOM is read cleanly).")
+    val_size: float = _f(0.1, "Share of the training data carved out for validation when no validation split is given.")
+    test_size: float = _f(0.1, "Share of the data held out for testing when no test split is given.")
+    split_seed: int = _f(42, "Seed of the stratified split.")
+    strict: bool = _f(False, "Refuse empty or missing texts instead of dropping and counting them.")
+    drop_duplicates: bool = _f(True, "Drop exact duplicate rows from the training split (they are always counted).")
+    drop_leakage: bool = _f(True, "Drop training rows whose text also occurs in validation or test (always counted).")
+    max_samples: int | None = _f(None, "Use at most this many training rows (stratified), for quick runs.")
+
+
+@dataclass
+class PreprocessConfig:
+    lowercase: bool = _f(True, "Lower-case the text.")
+    urls: str = _f("token", "URLs: keep, remove, or token (replace by 'http').", choices=("keep", "remove", "token"))
+    users: str = _f("token", "@user mentions: keep, remove, or token (replace by '@user').", choices=("keep", "remove", "token"))
+    strip_non_word: bool = _f(False, "Replace non-word characters by spaces (as the original pipeline did).")
+    collapse_whitespace: bool = _f(True, "Collapse runs of whitespace and strip the ends.")
+
+
+@dataclass
+class ModelConfig:
+    model: str = _f("minilm", "Model: 'minilm' (offline all-MiniLM-L6-v2), a hub id such as bert-base-uncased, or a local path.")
+    max_length: int | None = _f(None, "Token limit per text; default: from the data profile (99th percentile, multiple of 8).")
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str = _f("runs/latest", "Folder for checkpoints, the final model and reports.")
+    epochs: float = _f(3.0, "Maximum number of epochs (early stopping may end sooner).")
+    batch_size: int = _f(32, "Training batch size per device.")
+    eval_batch_size: int = _f(128, "Evaluation and prediction batch size.")
+    learning_rate: float = _f(1e-4, "Peak learning rate (AdamW).")
+    weight_decay: float = _f(0.01, "AdamW weight decay.")
+    warmup_ratio: float = _f(0.1, "Share of steps with linear warm-up.")
+    patience: int = _f(2, "Early stopping: evaluations without macro-F1 improvement before stopping.")
+    seed: int = _f(42, "Seed for initialisation, shuffling and sampling.")
+    precision: str = _f("auto", "fp32, bf16, fp16, or auto (bf16 where the CPU/GPU supports it).", choices=PRECISIONS)
+    imbalance: str = _f("auto", "Imbalance handling: " + ", ".join(IMBALANCE_STRATEGIES) + ".", choices=IMBALANCE_STRATEGIES)
+    imbalance_threshold: float = _f(3.0, "auto: treat the data as imbalanced when largest/smallest class count exceeds this.")
+    focal_gamma: float = _f(2.0, "Focal loss focusing parameter (0 equals cross-entropy).")
+    focal_alpha: bool = _f(True, "Focal loss: weight classes by inverse frequency (alpha).")
+    group_by_length: bool = _f(True, "Batch texts of similar length together (less padding, faster).")
+    save_total_limit: int = _f(2, "Keep at most this many checkpoints.")
+    num_threads: int | None = _f(None, "CPU threads for torch (default: torch's choice).")
+
+
+@dataclass
+class TrackingConfig:
+    tracking: bool = _f(True, "Log the run to MLflow (disable with --no-tracking).")
+    tracking_uri: str | None = _f(None, "MLflow tracking URI; default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db.")
+    experiment: str = _f("emoclf", "MLflow experiment name.")
+    run_name: str | None = _f(None, "MLflow run name.")
+    register_name: str | None = _f(None, "Register the logged model under this name in the model registry.")
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Reject values that would only fail deep inside a library, quoting what was given."""
+        d, t = self.data, self.train
+        for name in ("val_size", "test_size"):
+            v = getattr(d, name)
+            if not 0.0 < v < 1.0:
+                raise ConfigError(f"{name} must be between 0 and 1 (exclusive), got {v}")
+        if d.val_size + d.test_size >= 1.0:
+            raise ConfigError(f"val_size + test_size must be below 1, got {d.val_size} + {d.test_size}")
+        for name in ("epochs", "batch_size", "eval_batch_size", "learning_rate"):
+            if getattr(t, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(t, name)}")
+        if d.max_samples is not None and d.max_samples < 1:
+            raise ConfigError(f"max_samples must be at least 1, got {d.max_samples}")
+        if t.patience < 1:
+            raise ConfigError(f"patience must be at least 1, got {t.patience}")
+        if self.model.max_length is not None and self.model.max_length < 8:
+            raise ConfigError(f"max_length must be at least 8, got {self.model.max_length}")
+        for section in (self.preprocess, t):
+            for f in fields(section):
+                choices = f.metadata.get("choices")
+                if choices and getattr(section, f.name) not in choices:
+                    raise ConfigError(f"{f.name} must be one of {', '.join(choices)}; got {getattr(section, f.name)!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Config:
+        unknown = set(raw) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown config section(s): {', '.join(sorted(unknown))}; expected {', '.join(SECTIONS)}")
+        return cls(**{name: _build(SECTIONS[name], raw.get(name) or {}, name) for name in SECTIONS})
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> Config:
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+        return cls.from_dict(raw)
+
+    def save_yaml(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+        return path
+
+    def replace(self, **overrides: Any) -> Config:
+        """A copy with flat field overrides (``epochs=1``), as the CLI passes them."""
+        raw = self.to_dict()
+        for key, value in overrides.items():
+            if key not in FIELD_SECTION:
+                raise ConfigError(f"unknown setting {key!r}")
+            raw[FIELD_SECTION[key]][key] = value
+        return Config.from_dict(raw)
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "preprocess": PreprocessConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "tracking": TrackingConfig,
+}
+
+FIELD_SECTION: dict[str, str] = {}
+for _section, _cls in SECTIONS.items():
+    for _f_ in fields(_cls):
+        assert _f_.name not in FIELD_SECTION, f"duplicate config field {_f_.name}"
+        FIELD_SECTION[_f_.name] = _section
+
+
+def _optional(cls: type, name: str) -> tuple[type, bool]:
+    hint = typing.get_type_hints(cls)[name]
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return args[0], True
+    return hint, False
+
+
+def field_type(cls: type, name: str) -> type:
+    """The concrete type of a field (``int | None`` -> ``int``)."""
+    return _optional(cls, name)[0]
+
+
+def _coerce(cls: type, name: str, value: Any, section: str) -> Any:
+    want, optional = _optional(cls, name)
+    if value is None and optional:
+        return None
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    # bool is a subclass of int: `batch_size: yes` must not pass as 1.
+    if not isinstance(value, want) or (want is not bool and isinstance(value, bool)):
+        raise ConfigError(f"{section}.{name} must be {want.__name__}, got {value!r}")
+    return value
+
+
+def _build(cls: type, raw: dict[str, Any], section: str) -> Any:
+    if dataclasses.is_dataclass(raw):
+        return raw
+    if not isinstance(raw, dict):
+        raise ConfigError(f"section {section} must be a mapping, got {raw!r}")
+    known = {f.name for f in fields(cls)}
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(f"unknown {section} setting(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+    return cls(**{k: _coerce(cls, k, v, section) for k, v in raw.items()})

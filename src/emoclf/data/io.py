@@ -1,0 +1,252 @@
+"""Read labelled text from files, folders, the embedded demo set or a Hugging Face dataset.
+
+Every reader returns a DataFrame with the columns ``text``, ``label`` and ``row`` (the 1-based
+record number in its source, so that later checks can name the file and row), and stores the
+source in ``df.attrs["source"]``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import socket
+from importlib import resources
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pandas as pd
+
+from emoclf.config import DataConfig
+from emoclf.errors import DataError
+
+log = logging.getLogger(__name__)
+
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".txt": "txt"}
+SPLIT_NAMES = {"train": ("train",), "validation": ("validation", "val", "valid", "dev"), "test": ("test",)}
+HF_PREFIX = "hf:"
+DEMO_NAME = "demo"
+
+
+def demo_path() -> Path:
+    """The embedded demo data set (a CSV shipped inside the package)."""
+    return Path(str(resources.files("emoclf") / "resources" / "demo.csv"))
+
+
+def detect_format(path: Path, forced: str | None = None) -> str:
+    if forced:
+        fmt = forced.lower().lstrip(".")
+        if fmt not in set(FORMATS.values()):
+            raise DataError(f"unknown format {forced!r}; choose one of {', '.join(sorted(set(FORMATS.values())))}")
+        return fmt
+    try:
+        return FORMATS[path.suffix.lower()]
+    except KeyError:
+        raise DataError(
+            f"{path}: cannot tell the format from the extension {path.suffix!r}; "
+            f"use one of {', '.join(sorted(FORMATS))} or pass --format"
+        ) from None
+
+
+def _decode(path: Path, encoding: str) -> str:
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise DataError(f"{path}: the file is empty")
+    # utf-8-sig reads a BOM cleanly and is otherwise identical to utf-8.
+    codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    try:
+        return raw.decode(codec)
+    except UnicodeDecodeError as e:
+        # utf-8-sig counts positions after the BOM; report the byte offset in the file.
+        pos = e.start + (3 if codec == "utf-8-sig" and raw.startswith(b"\xef\xbb\xbf") else 0)
+        line = raw[:pos].count(b"\n") + 1
+        raise DataError(
+            f"{path}: not valid {encoding} at byte {pos} (line {line}): {raw[pos:pos + 4]!r}; "
+            "pass --encoding with the file's encoding (for example --encoding latin-1)"
+        ) from None
+    except LookupError:
+        raise DataError(f"unknown encoding {encoding!r}") from None
+
+
+def _read_txt(text: str, path: Path) -> pd.DataFrame:
+    rows = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue  # blank lines hold no record (the published val.txt starts with one)
+        body, sep, label = line.rpartition(";")
+        if not sep:
+            raise DataError(f"{path}: line {lineno}: expected 'text;label' (no ';' found): {line[:60]!r}")
+        rows.append((body, label.strip(), lineno))
+    return pd.DataFrame(rows, columns=["text", "label", "row"])
+
+
+def _read_jsonl(text: str, path: Path) -> pd.DataFrame:
+    records, lines = [], []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}: line {lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(obj, dict):
+            raise DataError(f"{path}: line {lineno}: expected a JSON object, got {type(obj).__name__}")
+        records.append(obj)
+        lines.append(lineno)
+    df = pd.DataFrame.from_records(records)
+    df["row"] = lines
+    return df
+
+
+def read_file(path: str | Path, cfg: DataConfig, with_labels: bool = True) -> pd.DataFrame:
+    """Read one file into ``text``/``label``/``row`` columns, naming the file in every error.
+
+    ``with_labels=False`` reads texts to predict: the label column is optional, and a ``txt``
+    file is one text per line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    fmt = detect_format(path, cfg.format)
+    if fmt == "parquet":
+        try:
+            df = pd.read_parquet(path)
+        except Exception as e:  # pyarrow raises several unrelated types for corrupt files
+            raise DataError(f"{path}: cannot read as Parquet: {e}") from None
+        if df.empty:
+            raise DataError(f"{path}: no data rows")
+        df["row"] = range(1, len(df) + 1)
+    else:
+        text = _decode(path, cfg.encoding)
+        if fmt == "txt" and not with_labels:
+            lines = [(line, n) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+            df = pd.DataFrame(lines, columns=["text", "row"])
+            df.attrs["source"] = str(path)
+            return df
+        if fmt == "txt":
+            df = _read_txt(text, path)
+            df.attrs["source"] = str(path)
+            return df
+        if fmt == "jsonl":
+            df = _read_jsonl(text, path)
+        else:
+            try:
+                df = pd.read_csv(
+                    io.StringIO(text), sep="," if fmt == "csv" else "\t", dtype=str, keep_default_na=False,
+                    na_values=[""], quoting=csv.QUOTE_MINIMAL,
+                )
+            except pd.errors.ParserError as e:
+                raise DataError(f"{path}: malformed {fmt.upper()}: {e}") from None
+            except pd.errors.EmptyDataError:
+                raise DataError(f"{path}: the file is empty") from None
+            # Header is row 1, so data rows start at 2: the number an editor shows for one-line records.
+            df["row"] = range(2, len(df) + 2)
+        if df.empty:
+            raise DataError(f"{path}: no data rows (header only)")
+    wanted = (cfg.text_column, cfg.label_column) if with_labels else (cfg.text_column,)
+    missing = [c for c in wanted if c not in df.columns]
+    if missing:
+        found = [c for c in df.columns if c != "row"]
+        raise DataError(
+            f"{path}: missing column(s) {', '.join(repr(c) for c in missing)}; expected text column "
+            f"{cfg.text_column!r} and label column {cfg.label_column!r}, found {', '.join(repr(str(c)) for c in found)}; "
+            "use --text-column / --label-column"
+        )
+    out = pd.DataFrame({"text": df[cfg.text_column], "row": df["row"]})
+    if cfg.label_column in df.columns:
+        out.insert(1, "label", df[cfg.label_column])
+    out.attrs["source"] = str(path)
+    return out
+
+
+def _find_split_files(folder: Path) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for split, names in SPLIT_NAMES.items():
+        for name in names:
+            hits = [p for p in sorted(folder.iterdir()) if p.stem.lower() == name and p.suffix.lower() in FORMATS]
+            if hits:
+                found[split] = hits[0]
+                break
+    if "train" not in found:
+        raise DataError(
+            f"{folder}: no training file found; expected train.<{'|'.join(e.lstrip('.') for e in FORMATS)}> "
+            "(plus optional validation/val and test files)"
+        )
+    return found
+
+
+def _hub_reachable(timeout: float = 3.0) -> tuple[bool, str]:
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    parsed = urlparse(endpoint)
+    try:
+        socket.create_connection((parsed.hostname, parsed.port or 443), timeout=timeout).close()
+        return True, endpoint
+    except OSError as e:
+        return False, f"{endpoint} ({e})"
+
+
+def read_hf(spec: str, cfg: DataConfig) -> tuple[dict[str, pd.DataFrame], list[str] | None]:
+    """Load ``hf:<id>`` from the hub, or ``hf:<folder>`` saved with ``save_to_disk``; keep ClassLabel names."""
+    import datasets
+
+    name = spec[len(HF_PREFIX):]
+    if Path(name).exists():
+        ds = datasets.load_from_disk(name)
+    else:
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
+        if not offline:
+            ok, where = _hub_reachable()
+            if not ok:
+                raise DataError(
+                    f"cannot reach the Hugging Face hub at {where} to load {name!r}; connect to the internet, "
+                    "or save the dataset locally (datasets' save_to_disk) and pass hf:<folder>"
+                )
+        try:
+            ds = datasets.load_dataset(name)
+        except Exception as e:  # datasets raises many types; the message is what the user needs
+            raise DataError(f"cannot load Hugging Face dataset {name!r}: {e}") from None
+    if isinstance(ds, datasets.Dataset):
+        ds = datasets.DatasetDict({"train": ds})
+    names = None
+    splits: dict[str, pd.DataFrame] = {}
+    for split, part in ds.items():
+        canonical = next((k for k, v in SPLIT_NAMES.items() if split.lower() in v), None)
+        if canonical is None:
+            log.warning("ignoring split %r of %s", split, name)
+            continue
+        missing = [c for c in (cfg.text_column, cfg.label_column) if c not in part.column_names]
+        if missing:
+            raise DataError(
+                f"{spec} [{split}]: missing column(s) {', '.join(map(repr, missing))}; found "
+                f"{', '.join(map(repr, part.column_names))}; use --text-column / --label-column"
+            )
+        feature = part.features[cfg.label_column]
+        if isinstance(feature, datasets.ClassLabel):
+            names = list(feature.names)
+        df = part.select_columns([cfg.text_column, cfg.label_column]).to_pandas()
+        df.columns = ["text", "label"]
+        if names is not None:
+            df["label"] = [names[i] if i is not None and i >= 0 else None for i in df["label"]]
+        df["row"] = range(1, len(df) + 1)
+        df.attrs["source"] = f"{spec} [{split}]"
+        splits[canonical] = df
+    if "train" not in splits:
+        raise DataError(f"{spec}: no train split (found {', '.join(ds.keys())})")
+    return splits, names
+
+
+def read_source(cfg: DataConfig) -> tuple[dict[str, pd.DataFrame], list[str] | None]:
+    """Read whatever splits the source provides; returns them and the label names if it defines them."""
+    spec = cfg.data
+    if spec is None or spec == DEMO_NAME:
+        return {"train": read_file(demo_path(), DataConfig())}, None
+    if spec.startswith(HF_PREFIX):
+        return read_hf(spec, cfg)
+    path = Path(spec)
+    if path.is_dir():
+        return {split: read_file(p, cfg) for split, p in _find_split_files(path).items()}, None
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    return {"train": read_file(path, cfg)}, None

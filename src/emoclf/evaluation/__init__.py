@@ -1,0 +1,1 @@
+"""Metrics (pure functions) and reports (tables, plots, CSVs) on untouched evaluation data."""

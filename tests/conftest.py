@@ -1,0 +1,110 @@
+"""Shared fixtures: a tiny random BERT (2 layers, hidden 32) with a vocabulary built from the demo set.
+
+Built once per session so that training tests take seconds on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EMOTION_DIR = REPO.parent / "shared" / "data" / "emotion"
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def build_tiny_model(folder: Path) -> Path:
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    from emoclf.data.io import demo_path
+
+    words = Counter(w for t in pd.read_csv(demo_path())["text"] for w in re.findall(r"\w+|[^\w\s]", t.lower()))
+    vocab = SPECIALS + sorted(words)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizer(vocab={tok: i for i, tok in enumerate(vocab)}, do_lower_case=True, model_max_length=128)
+    assert len(tokenizer) == len(vocab)
+    config = BertConfig(
+        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=128,
+    )
+    torch.manual_seed(0)  # the same tiny model every session, so learning thresholds are stable
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, tiny_model):
+    """One tiny training on the demo data, shared by tests that only read its outputs."""
+    from emoclf.config import Config
+    from emoclf.training import train
+
+    out = tmp_path_factory.mktemp("trained")
+    cfg = Config().replace(model=str(tiny_model), epochs=8.0, learning_rate=3e-3, output_dir=str(out),
+                           tracking=False, batch_size=16, patience=4)
+    return train(cfg)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real ``mlflow server`` on 127.0.0.1 (free port, SQLite backend, temp artifacts); stopped after."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+         "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=(tmp_path / "server.log").open("w"),
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{uri}/health", timeout=90, proc=proc)
+        yield uri
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def emotion_dir() -> Path:
+    if not (EMOTION_DIR / "train.txt").is_file():
+        pytest.skip(f"emotion data not found at {EMOTION_DIR}")
+    return EMOTION_DIR

@@ -1,0 +1,116 @@
+"""Data profile: max_length suggestion, the profile dict, and the files write_profile leaves."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from emoclf.config import DataConfig
+from emoclf.data import PreparedData, load_data
+from emoclf.data.profile import (
+    CLASS_PNG,
+    PROFILE_JSON,
+    format_profile,
+    profile,
+    suggest_max_length,
+    write_profile,
+)
+from emoclf.data.validate import DataReport
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    ("lengths", "limit", "expected"),
+    [
+        (np.arange(1, 101), 512, 104),     # p99 = 99.01 -> 104
+        (np.full(50, 16), 512, 16),        # already a multiple of 8: unchanged
+        (np.full(50, 17), 512, 24),
+        (np.array([3, 4, 5]), 512, 8),     # never below 8
+        (np.arange(1, 101), 64, 64),       # capped by the model limit
+        (np.arange(1, 1001), 510, 510),    # cap need not be a multiple of 8
+        (np.array([10] * 99 + [1000]), 512, 24),  # one outlier moves p99 only by interpolation
+    ],
+)
+def test_suggest_max_length(lengths, limit, expected):
+    assert suggest_max_length(lengths, limit) == expected
+    assert isinstance(suggest_max_length(lengths, limit), int)
+
+
+def test_suggest_max_length_rounds_percentile_up():
+    lengths = np.array([20] * 98 + [41, 41])
+    p99 = float(np.percentile(lengths, 99))
+    assert 40 < p99 <= 41
+    assert suggest_max_length(lengths, 512) == 48
+
+
+def _prepared() -> PreparedData:
+    def frame(rows):
+        df = pd.DataFrame(rows, columns=["text", "label"])
+        df["row"] = range(1, len(df) + 1)
+        return df
+
+    splits = {
+        "train": frame([("a b c", "joy")] * 6 + [("d e", "anger")] * 2 + [("f", "fear")] * 3),
+        "validation": frame([("a", "joy"), ("b c", "anger"), ("x y z w", "fear")]),
+        "test": frame([("one two", "joy"), ("three", "joy")]),
+    }
+    report = DataReport(rows_read={"train": 12, "validation": 3, "test": 2}, duplicates_dropped=1)
+    return PreparedData(splits, ["anger", "fear", "joy"], report)
+
+
+def test_profile_without_tokenizer():
+    prof = profile(_prepared())
+    assert prof["labels"] == ["anger", "fear", "joy"]
+    assert prof["rows"] == {"train": 11, "validation": 3, "test": 2}
+    assert prof["class_counts"] == {
+        "train": {"anger": 2, "fear": 3, "joy": 6},
+        "validation": {"anger": 1, "fear": 1, "joy": 1},
+        "test": {"anger": 0, "fear": 0, "joy": 2},
+    }
+    assert prof["imbalance_ratio"] == 3.0
+    assert prof["validation"]["duplicates_dropped"] == 1
+    assert prof["word_length"]["p100"] == 4.0 and prof["word_length"]["p50"] == 2.0
+    assert set(prof["word_length"]) == {"p50", "p90", "p95", "p99", "p100"}
+    assert "token_length" not in prof and "suggested_max_length" not in prof
+    json.dumps(prof)  # JSON-ready
+
+
+def test_profile_with_tokenizer_stub():
+    class WordTokenizer:  # counts words plus [CLS]/[SEP], like a fast tokenizer's input_ids
+        def __call__(self, texts, **kw):
+            assert kw["add_special_tokens"] is True and kw["truncation"] is False
+            return {"input_ids": [[0] * (len(t.split()) + 2) for t in texts]}
+
+    prof = profile(_prepared(), WordTokenizer(), model_limit=5)
+    assert prof["token_length"]["p100"] == 6.0
+    assert prof["model_max_length"] == 5 and prof["suggested_max_length"] == 5
+    assert prof["texts_over_max_length"] == 1 and prof["texts_over_model_limit"] == 1
+
+
+def test_profile_of_loaded_demo():
+    data = load_data(DataConfig())
+    prof = profile(data)
+    assert prof["rows"] == {k: len(v) for k, v in data.splits.items()}
+    assert sum(prof["class_counts"]["train"].values()) == prof["rows"]["train"]
+    counts = prof["class_counts"]["train"].values()
+    assert prof["imbalance_ratio"] == pytest.approx(max(counts) / min(counts))
+
+
+def test_write_profile_json_and_png(tmp_path):
+    prof = profile(_prepared())
+    paths = write_profile(prof, tmp_path / "out")
+    assert paths == {"profile": tmp_path / "out" / PROFILE_JSON, "class_distribution": tmp_path / "out" / CLASS_PNG}
+    assert json.loads(paths["profile"].read_text(encoding="utf-8")) == prof
+    png = paths["class_distribution"].read_bytes()
+    assert png[:8] == PNG_MAGIC and len(png) > 1000
+
+
+def test_format_profile_mentions_counts():
+    text = format_profile(profile(_prepared()))
+    assert text.splitlines()[0] == "rows: train 11, validation 3, test 2"
+    assert "imbalance ratio (train, largest/smallest): 3.00" in text
+    assert "duplicates: {} (dropped from train: 1)" in text

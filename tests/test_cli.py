@@ -1,0 +1,109 @@
+"""The CLI wires the library: every subcommand listed, every config field a flag, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import fields
+
+import pandas as pd
+import pytest
+
+from emoclf.cli import build_parser, main
+from emoclf.config import SECTIONS
+
+
+def test_help_lists_every_subcommand(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("train", "inspect", "evaluate", "predict"):
+        assert command in out
+
+
+def test_every_config_field_is_a_train_flag(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    for cls in SECTIONS.values():
+        for f in fields(cls):
+            if f.name != "data":
+                assert "--" + f.name.replace("_", "-") in out, f.name
+
+
+def test_flags_override_yaml(tmp_path):
+    from emoclf.cli import config_from_args
+
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("train:\n  epochs: 5\n  batch_size: 8\n")
+    args = build_parser().parse_args(["train", "data.csv", "--config", str(cfg_file), "--epochs", "2",
+                                      "--no-tracking"])
+    cfg = config_from_args(args, args.sections)
+    assert (cfg.train.epochs, cfg.train.batch_size, cfg.tracking.tracking, cfg.data.data) == (2.0, 8, False, "data.csv")
+
+
+def test_data_error_is_one_line_without_traceback(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("sentence,emotion\nhello,joy\n")
+    proc = subprocess.run([sys.executable, "-m", "emoclf.cli", "inspect", str(bad)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"emoclf: error: {bad}: missing column(s) 'text', 'label'")
+
+
+def test_debug_shows_traceback(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("")
+    proc = subprocess.run([sys.executable, "-m", "emoclf.cli", "--debug", "inspect", str(bad)],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "Traceback" in proc.stderr and "the file is empty" in proc.stderr
+
+
+def test_inspect_emotion_data(tmp_path, capsys, emotion_dir):
+    assert main(["inspect", str(emotion_dir), "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "imbalance ratio" in out and "suggested max_length: 64" in out
+    prof = json.loads((tmp_path / "data_profile.json").read_text())
+    assert prof["suggested_max_length"] == 64
+    assert prof["token_length"]["p99"] < 64
+    assert prof["rows"]["validation"] == 2000
+    assert (tmp_path / "class_distribution.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_predict_texts_and_files(trained, tmp_path, capsys):
+    assert main(["predict", "--model", str(trained.model_dir), "i am so happy", "i am scared"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].endswith("\ti am so happy")
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"text": "what a lovely day"}\n{"text": "I HATE this"}\n{"text": "oh wow"}\n')
+    for ext in ("csv", "parquet", "jsonl"):
+        dst = tmp_path / f"out.{ext}"
+        assert main(["predict", "--model", str(trained.model_dir), "--input", str(src), "--output", str(dst)]) == 0
+        df = {"csv": pd.read_csv, "parquet": pd.read_parquet, "jsonl": lambda p: pd.read_json(p, lines=True)}[ext](dst)
+        assert list(df.columns[:3]) == ["text", "label", "confidence"]
+        assert [c for c in df.columns if c.startswith("prob_")] == [f"prob_{c}" for c in
+                                                                    ("anger", "fear", "joy", "love", "sadness", "surprise")]
+        assert df["text"].tolist() == ["what a lovely day", "I HATE this", "oh wow"]
+        assert df.filter(like="prob_").sum(axis=1).round(4).eq(1).all()
+
+
+def test_predict_needs_texts_or_input(trained, capsys):
+    assert main(["predict", "--model", str(trained.model_dir)]) == 2
+    assert "give either texts as arguments or --input FILE" in capsys.readouterr().err
+
+
+def test_evaluate_reproduces_training_report(trained, tmp_path, capsys):
+    from emoclf.data.io import demo_path
+
+    assert main(["evaluate", "--model", str(trained.model_dir), str(demo_path()), "--out", str(tmp_path)]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["n"] == 460
+    for name in ("report.md", "confusion_matrix.png", "per_class_f1.png", "misclassified.csv"):
+        assert (tmp_path / name).is_file()
+
+
+def test_missing_model_folder_is_clear(tmp_path, capsys):
+    assert main(["predict", "--model", str(tmp_path / "nope"), "hi"]) == 2
+    assert "no such model folder" in capsys.readouterr().err

@@ -1,0 +1,84 @@
+"""MLflow against a real ``mlflow server`` on loopback: params, metrics, artifacts, a servable model."""
+
+from __future__ import annotations
+
+import pytest
+
+from emoclf.config import Config
+from emoclf.errors import TrackingError
+from emoclf.tracking import MLflowTracker, flatten, tracking_uri
+from emoclf.training import train
+
+
+def test_tracking_uri_precedence(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking_uri() == "sqlite:///mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:1")
+    assert tracking_uri() == "http://127.0.0.1:1"
+    assert tracking_uri("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_flatten_nested_config():
+    assert flatten({"a": {"b": 1, "c": {"d": 2}}, "e": 3}) == {"a.b": 1, "a.c.d": 2, "e": 3}
+
+
+def test_unreachable_server_fails_fast_naming_uri():
+    import time
+
+    start = time.monotonic()
+    with pytest.raises(TrackingError, match=r"http://127\.0\.0\.1:9 is unreachable"):
+        MLflowTracker("http://127.0.0.1:9", "x").start()
+    assert time.monotonic() - start < 10
+
+
+@pytest.mark.slow
+def test_train_against_real_server(mlflow_server, tmp_path, tiny_model):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    cfg = Config().replace(model=str(tiny_model), epochs=1.0, output_dir=str(tmp_path / "run"),
+                           tracking_uri=mlflow_server, experiment="ci", register_name="emoclf-tiny")
+    result = train(cfg)
+    client = MlflowClient(mlflow_server)
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["train.epochs"] == "1.0"
+    assert run.data.params["resolved.imbalance_strategy"] == "none"
+    assert run.data.metrics["test_macro_f1"] == pytest.approx(result.metrics["macro_f1"])
+    assert "test_f1_surprise" in run.data.metrics
+    assert len(client.get_metric_history(result.run_id, "eval_macro_f1")) == 1
+    artifacts = {a.path for a in client.list_artifacts(result.run_id, "report")}
+    assert {"report/confusion_matrix.png", "report/metrics.json", "report/misclassified.csv",
+            "report/training_curves.png", "report/data_profile.json"} <= artifacts
+    assert {i.dataset.name for i in run.inputs.dataset_inputs} == {"train", "validation", "test"}
+
+    mlflow.set_tracking_uri(mlflow_server)
+    model = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/model")
+    out = model.predict(__import__("pandas").DataFrame({"text": ["i am so happy", "this is terrifying"]}))
+    assert set(out["label"]) <= {"anger", "fear", "joy", "love", "sadness", "surprise"}
+    assert {"prob_joy", "confidence"} <= set(out.columns)
+    assert client.get_registered_model("emoclf-tiny").name == "emoclf-tiny"
+
+    from emoclf.inference import Predictor
+
+    assert Predictor.load("models:/emoclf-tiny/1").labels == out.columns[2:].str.removeprefix("prob_").tolist()
+
+
+@pytest.mark.slow
+def test_failed_run_is_marked_failed(mlflow_server, tmp_path, tiny_model, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    import emoclf.training as training
+
+    def boom(*a, **k):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(training, "save_bundle", boom)
+    cfg = Config().replace(model=str(tiny_model), epochs=1.0, output_dir=str(tmp_path), tracking_uri=mlflow_server,
+                           experiment="fail")
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        train(cfg)
+    client = MlflowClient(mlflow_server)
+    exp = client.get_experiment_by_name("fail")
+    runs = client.search_runs([exp.experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]
