@@ -76,6 +76,8 @@ class TrainConfig:
     imbalance_threshold: float = _f(3.0, "auto: treat the data as imbalanced when largest/smallest class count exceeds this.")
     focal_gamma: float = _f(2.0, "Focal loss focusing parameter (0 equals cross-entropy).")
     focal_alpha: bool = _f(True, "Focal loss: weight classes by inverse frequency (alpha).")
+    calibrate: bool = _f(True, "Fit a softmax temperature on validation (changes confidences, never labels).")
+    class_bias: bool = _f(False, "Fit per-class logit offsets on validation to maximise macro-F1 (changes labels).")
     group_by_length: bool = _f(True, "Batch texts of similar length together (less padding, faster).")
     save_total_limit: int = _f(2, "Keep at most this many checkpoints.")
     num_threads: int | None = _f(None, "CPU threads for torch (default: torch's choice).")

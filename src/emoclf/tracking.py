@@ -82,7 +82,8 @@ class MLflowTracker(NullTracker):
         self.mlflow.set_tracking_uri(self.uri)
         try:
             self.mlflow.set_experiment(self.experiment)
-            run = self.mlflow.start_run(run_name=run_name)
+            # Inside an active run (emoclf compare's parent), this run becomes its child.
+            run = self.mlflow.start_run(run_name=run_name, nested=self.mlflow.active_run() is not None)
         except Exception as e:
             raise TrackingError(f"cannot start an MLflow run at {self.uri}: {e}") from None
         self.run_id = run.info.run_id

@@ -26,7 +26,7 @@ from transformers import (
     set_seed,
 )
 
-from emoclf import imbalance
+from emoclf import calibration, imbalance
 from emoclf.config import Config
 from emoclf.data import PreparedData, load_data
 from emoclf.data.profile import profile, write_profile
@@ -44,6 +44,7 @@ MODEL_DIR = "model"
 REPORT_DIR = "report"
 CHECKPOINT_DIR = "checkpoints"
 CONFIG_FILE = "config.yaml"
+RELIABILITY_PNG = "reliability.png"
 
 
 @dataclass
@@ -105,6 +106,10 @@ class EpochSummary(TrainerCallback):
             )
 
 
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _compute_metrics(eval_pred) -> dict[str, float]:
     from sklearn.metrics import accuracy_score, f1_score
 
@@ -145,19 +150,49 @@ def build_training_args(cfg: Config, precision: str, steps_per_epoch: int) -> Tr
     )
 
 
-def evaluate_bundle(model_dir: Path, df, labels: list[str], out_dir: Path, history: list[dict] | None = None,
-                    batch_size: int = 128) -> tuple[dict, dict[str, Path]]:
-    """Metrics and report files for the saved model on ``df`` (the untouched test split)."""
+def evaluate_bundle(model_dir: Path, data: PreparedData, out_dir: Path, history: list[dict] | None = None,
+                    batch_size: int = 128, calibrate: bool = True, class_bias: bool = False) -> dict:
+    """Calibrate the saved model on validation, then measure it on the untouched test split.
+
+    Temperature and bias are fitted on validation only and written into the bundle, so the
+    reported test metrics are exactly what ``emoclf predict`` will give.
+    """
     predictor = Predictor.load(model_dir, batch_size=batch_size)
-    probs = predictor.predict_proba(df["raw_text"].tolist(), progress=True)
-    metrics = classification_metrics(df["label_id"].to_numpy(), probs.argmax(axis=1), labels)
-    paths = write_report(out_dir, metrics, labels, df["raw_text"].tolist(), df["label_id"].to_numpy(), probs, history)
-    return metrics, paths
+    meta = predictor.meta
+    val, test = data.splits["validation"], data.splits["test"]
+    y_val, y_test = val["label_id"].to_numpy(), test["label_id"].to_numpy()
+    val_logits = predictor.logits(val["raw_text"].tolist())
+    test_logits = predictor.logits(test["raw_text"].tolist(), progress=True)
+    meta.temperature = calibration.fit_temperature(val_logits, y_val) if calibrate else 1.0
+    meta.class_bias = calibration.fit_class_bias(val_logits, y_val) if class_bias else None
+    raw_probs = calibration.calibrated_probs(test_logits)
+    probs = calibration.calibrated_probs(test_logits, meta.temperature, meta.class_bias)
+    metrics = classification_metrics(y_test, probs.argmax(axis=1), data.labels)
+    metrics["calibration"] = {
+        "temperature": meta.temperature,
+        "test_ece_before": calibration.expected_calibration_error(raw_probs, y_test),
+        "test_ece_after": calibration.expected_calibration_error(probs, y_test),
+    }
+    if meta.class_bias is not None:
+        without = classification_metrics(y_test, raw_probs.argmax(axis=1), data.labels)["macro_f1"]
+        metrics["class_bias"] = {"bias": dict(zip(data.labels, meta.class_bias)), "test_macro_f1_without": without,
+                                 "test_macro_f1_with": metrics["macro_f1"], "helped": metrics["macro_f1"] > without}
+        log.info("class bias: test macro-F1 %.4f without, %.4f with", without, metrics["macro_f1"])
+    log.info("temperature %.3f: test ECE %.4f -> %.4f", meta.temperature,
+             metrics["calibration"]["test_ece_before"], metrics["calibration"]["test_ece_after"])
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    calibration.plot_reliability(raw_probs, probs, y_test, Path(out_dir) / RELIABILITY_PNG)
+    write_report(out_dir, metrics, data.labels, test["raw_text"].tolist(), y_test, probs, history)
+    meta.metrics = {k: metrics[k] for k in ("accuracy", "macro_f1", "weighted_f1")}
+    write_meta(model_dir, meta)
+    return metrics
 
 
 def train(cfg: Config, data: PreparedData | None = None) -> TrainResult:
     """Run one training end to end; the MLflow run is FINISHED, FAILED or KILLED, never left RUNNING."""
-    tracker = make_tracker(cfg.tracking.tracking, cfg.tracking.tracking_uri, cfg.tracking.experiment)
+    # Under torchrun/accelerate every rank runs this; only rank 0 tracks, writes and evaluates.
+    tracker = make_tracker(cfg.tracking.tracking and is_main_process(), cfg.tracking.tracking_uri,
+                           cfg.tracking.experiment)
     tracker.start(cfg.tracking.run_name)
     try:
         result = _train(cfg, tracker, data)
@@ -174,8 +209,10 @@ def train(cfg: Config, data: PreparedData | None = None) -> TrainResult:
 def _train(cfg: Config, tracker: NullTracker, data: PreparedData | None) -> TrainResult:
     t = cfg.train
     out = Path(t.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg.save_yaml(out / CONFIG_FILE)
+    main = is_main_process()
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.save_yaml(out / CONFIG_FILE)
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
     set_seed(t.seed)
@@ -186,7 +223,8 @@ def _train(cfg: Config, tracker: NullTracker, data: PreparedData | None) -> Trai
     limit = model_max_length(tokenizer, model.config)
     prof = profile(data, tokenizer, limit)
     max_length = min(cfg.model.max_length or prof["suggested_max_length"], limit)
-    write_profile(prof, out / REPORT_DIR)
+    if main:
+        write_profile(prof, out / REPORT_DIR)
 
     train_df = data.splits["train"]
     plan = imbalance.plan(t.imbalance, train_df["label_id"].to_numpy(), len(data.labels), t.imbalance_threshold)
@@ -236,16 +274,13 @@ def _train(cfg: Config, tracker: NullTracker, data: PreparedData | None) -> Trai
     if not trainer.is_world_process_zero():
         return TrainResult(out, model_dir, {}, prof, None, train_seconds, examples / train_seconds, history)
     save_bundle(model_dir, trainer.model, tokenizer, meta)
-    metrics, _ = evaluate_bundle(model_dir, data.splits["test"], data.labels, out / REPORT_DIR, history,
-                                 t.eval_batch_size)
+    metrics = evaluate_bundle(model_dir, data, out / REPORT_DIR, history, t.eval_batch_size, t.calibrate, t.class_bias)
     metrics["train_seconds"] = round(train_seconds, 1)
     metrics["train_examples_per_second"] = round(examples / train_seconds, 2)
-    meta.metrics = {k: metrics[k] for k in ("accuracy", "macro_f1", "weighted_f1")}
-    write_meta(model_dir, meta)
     log.info("test: accuracy %.4f, macro-F1 %.4f, weighted F1 %.4f on %d texts",
              metrics["accuracy"], metrics["macro_f1"], metrics["weighted_f1"], metrics["n"])
 
-    tracker.log_metrics({**flat_metrics(metrics), "train_seconds": train_seconds,
+    tracker.log_metrics({**flat_metrics(metrics), **metrics["calibration"], "train_seconds": train_seconds,
                          "train_examples_per_second": examples / train_seconds})
     tracker.log_artifacts(out / REPORT_DIR, "report")
     tracker.log_model(model_dir, data.splits["test"]["raw_text"].head(3).tolist(), cfg.tracking.register_name)
