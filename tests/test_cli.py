@@ -18,7 +18,7 @@ def test_help_lists_every_subcommand(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for command in ("train", "inspect", "evaluate", "predict"):
+    for command in ("train", "inspect", "evaluate", "predict", "compare", "export", "serve"):
         assert command in out
 
 

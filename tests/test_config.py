@@ -32,7 +32,7 @@ def test_defaults_validate_and_have_documented_values():
     assert cfg.data.data is None
     assert cfg.data.text_column == "text" and cfg.data.label_column == "label"
     assert cfg.data.val_size == 0.1 and cfg.data.test_size == 0.1 and cfg.data.split_seed == 42
-    assert cfg.preprocess == PreprocessConfig(True, "token", "token", False, True)
+    assert cfg.preprocess == PreprocessConfig(True, "token", "token", True, True)
     assert cfg.model.model == "minilm" and cfg.model.max_length is None
     assert cfg.train.epochs == 3.0 and cfg.train.imbalance == "auto" and cfg.train.precision == "auto"
     assert cfg.tracking.tracking is True and cfg.tracking.experiment == "emoclf"

@@ -10,14 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from scipy.special import softmax  # noqa: E402
-from sklearn.metrics import f1_score  # noqa: E402
+import numpy as np
+import torch
+from scipy.special import softmax
+from sklearn.metrics import f1_score
 
 N_BINS = 15
 
@@ -31,8 +27,8 @@ def calibrated_probs(logits: np.ndarray, temperature: float = 1.0, class_bias: l
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 200) -> float:
     """The temperature minimising NLL on (validation) logits; optimised in log space so it stays positive."""
-    x = torch.as_tensor(logits, dtype=torch.float64)
-    y = torch.as_tensor(labels, dtype=torch.long)
+    x = torch.tensor(np.asarray(logits), dtype=torch.float64)
+    y = torch.tensor(np.asarray(labels), dtype=torch.long)
     log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=max_iter, line_search_fn="strong_wolfe")
 
@@ -86,6 +82,11 @@ def fit_class_bias(logits: np.ndarray, labels: np.ndarray, rounds: int = 3,
 def plot_reliability(probs_before: np.ndarray, probs_after: np.ndarray, labels: np.ndarray, path: Path,
                      n_bins: int = N_BINS) -> Path:
     """Accuracy against confidence per bin, before and after temperature scaling."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # imported here: prediction paths import this module and never plot
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(4.8, 4.4))
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
     for probs, name in ((probs_before, "before"), (probs_after, "after")):

@@ -15,10 +15,12 @@ from dataclasses import fields
 from pathlib import Path
 
 from emoclf import __version__
-from emoclf.config import SECTIONS, Config, field_type
+from emoclf.config import IMBALANCE_STRATEGIES, SECTIONS, Config, field_type
 from emoclf.errors import EmoclfError
 
 log = logging.getLogger("emoclf")
+
+EXIT_TRACKING_DEGRADED = 3  # trained and saved locally, but some MLflow logging failed (tracking_failures.json)
 
 EPILOG = "Data: a file (csv, tsv, jsonl, parquet, or txt with 'text;label' lines), a folder holding " \
          "train/validation/test files, or hf:<dataset id or saved folder>. Without data, the embedded demo set."
@@ -70,8 +72,24 @@ def build_parser() -> argparse.ArgumentParser:
                                    "model on the test split, write reports and log everything to MLflow.",
                        epilog=EPILOG)
     p.add_argument("data", nargs="?", metavar="DATA", help="Training data (default: embedded demo set).")
+    p.add_argument("--resume", nargs="?", const="", metavar="RUN_DIR",
+                   help="Continue the training in RUN_DIR (default: --output-dir) from its newest complete checkpoint, "
+                        "with its saved config and in its MLflow run; flags given now override the saved config.")
     add_config_flags(p, tuple(SECTIONS))
     p.set_defaults(func=cmd_train, sections=tuple(SECTIONS))
+
+    p = sub.add_parser("compare", help="Compare imbalance strategies on one split, as MLflow child runs of one parent.",
+                       description="Train every strategy on the same split, model and budget (over --seeds seeds), "
+                                   "score each on the untouched test split, and write a table (mean ± std), a "
+                                   "per-class F1 chart and a verdict into OUTPUT_DIR/comparison.", epilog=EPILOG)
+    p.add_argument("data", nargs="?", metavar="DATA", help="Training data (default: embedded demo set).")
+    every = ",".join(s for s in IMBALANCE_STRATEGIES if s != "auto")
+    p.add_argument("--strategies", default=every, help=f"Comma-separated strategies to compare (default: {every}).")
+    p.add_argument("--seeds", type=int, default=1, help="Trainings per strategy, seeds SEED, SEED+1, ... (default: 1).")
+    p.add_argument("--quick", action="store_true",
+                   help="Cut-down run: at most 600 training rows, 1 epoch, at most 500 validation and test rows.")
+    add_config_flags(p, tuple(SECTIONS))
+    p.set_defaults(func=cmd_compare, sections=tuple(SECTIONS))
 
     p = sub.add_parser("inspect", help="Profile a data set: splits, class balance, duplicates, leakage, lengths.",
                        description="Validate and profile DATA, print the profile and write it as JSON plus a "
@@ -140,16 +158,44 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args) -> int:
-    from emoclf.training import train
+    from emoclf.training import CONFIG_FILE, train
 
     cfg = config_from_args(args, args.sections)
-    result = train(cfg)
+    if args.resume is not None:
+        run_dir = Path(args.resume or cfg.train.output_dir)
+        if not args.config and (run_dir / CONFIG_FILE).is_file():
+            args.config = str(run_dir / CONFIG_FILE)
+            cfg = config_from_args(args, args.sections)
+        cfg = cfg.replace(output_dir=str(run_dir))
+    result = train(cfg, resume=args.resume is not None)
+    if not result.metrics:
+        # A non-zero rank under torchrun/accelerate: rank 0 evaluates and reports.
+        # Failing here would make the launcher kill rank 0 mid-evaluation.
+        return 0
     m = result.metrics
     print(f"test accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, weighted F1 {m['weighted_f1']:.4f} "
           f"({m['n']} texts); trained in {result.train_seconds:.0f}s")
     print(f"model: {result.model_dir}\nreport: {result.output_dir / 'report'}")
     if result.run_id:
         print(f"MLflow run: {result.run_id}")
+    if result.tracking_failures:
+        print(f"emoclf: tracking degraded: some results are not in MLflow; they are listed in {result.tracking_failures}",
+              file=sys.stderr)
+        return EXIT_TRACKING_DEGRADED
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from emoclf.compare import compare
+
+    cfg = config_from_args(args, args.sections)
+    if "output_dir" not in vars(args):
+        cfg = cfg.replace(output_dir="runs/compare")
+    result = compare(cfg, [s.strip() for s in args.strategies.split(",")], args.seeds, args.quick)
+    print(result.paths["markdown"].read_text(encoding="utf-8"))
+    print(f"comparison: {result.paths['markdown'].parent}")
+    if result.run_id:
+        print(f"MLflow parent run: {result.run_id}")
     return 0
 
 

@@ -19,3 +19,7 @@ class ModelLoadError(EmoclfError):
 
 class TrackingError(EmoclfError):
     """The MLflow tracking store cannot be reached or written."""
+
+
+class ExportError(EmoclfError):
+    """An export lost more quality than allowed, or its runtime is missing."""

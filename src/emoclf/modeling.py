@@ -50,6 +50,7 @@ class BundleMeta:
     max_length: int
     base_model: str
     temperature: float = 1.0
+    class_bias: list[float] | None = None
     config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     # Set in exported folders only: format, quantisation and source, so a folder says what it is.
@@ -127,8 +128,11 @@ def write_meta(folder: str | Path, meta: BundleMeta) -> None:
     """Replace ``emoclf.json`` atomically (metrics and temperature are known only after saving)."""
     path = Path(folder) / META_FILE
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(meta.to_dict(), indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(meta.to_dict(), indent=2, default=str), encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_bundle(folder: str | Path):
@@ -137,12 +141,20 @@ def load_bundle(folder: str | Path):
 
     folder = Path(folder)
     if not folder.is_dir():
-        raise ModelLoadError(f"{folder}: no such model folder")
+        old = folder.with_name(f".{folder.name}.old")
+        # save_bundle swaps folders with two renames; a crash between them leaves only the old one.
+        hint = f" (a save was cut short: the previous model is in {old})" if old.is_dir() else ""
+        raise ModelLoadError(f"{folder}: no such model folder{hint}")
     meta = BundleMeta.read(folder)
     if not (folder / WEIGHTS_FILE).is_file():
         raise ModelLoadError(f"{folder}: weights missing ({WEIGHTS_FILE}); the folder is incomplete")
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        # safetensors only: unpickling a pytorch_model.bin could run arbitrary code.
+        model = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True)
+    except Exception as e:  # truncated weights, a missing config or tokenizer file: each library has its own error
+        raise ModelLoadError(f"{folder}: cannot load the model, the folder is truncated or damaged "
+                             f"({type(e).__name__}: {e})") from None
     n_labels = model.config.num_labels
     if n_labels != len(meta.labels):
         raise ModelLoadError(f"{folder}: the model has {n_labels} outputs but {len(meta.labels)} labels are saved")

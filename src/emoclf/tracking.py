@@ -2,25 +2,44 @@
 
 ``MLflowTracker`` logs to ``--tracking-uri``, else ``$MLFLOW_TRACKING_URI``, else a local SQLite
 store ``sqlite:///mlflow.db``. ``NullTracker`` is what ``--no-tracking`` uses.
+
+A tracking outage never stops a training: a call that fails after a few quick retries is queued,
+the queue is retried while training goes on and once more at the end, and whatever still could
+not be delivered is written to ``<output_dir>/tracking_failures.json`` next to the local results.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import json
 import logging
 import os
 import socket
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlparse
 
 import pandas as pd
 
 from emoclf.errors import TrackingError
 
+try:
+    import fcntl
+except ModuleNotFoundError:  # Windows
+    fcntl = None
+
 log = logging.getLogger(__name__)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 MAX_PARAM_LENGTH = 500  # MLflow's own limit is 6000 in recent servers, but 500 in older ones
+RUN_INFO_FILE = "run_info.json"
+FAILURES_FILE = "tracking_failures.json"
+# MLflow's HTTP client retries 7 times with exponential backoff (minutes) before one call fails;
+# this tracker retries and queues by itself, so a single call must fail fast. User settings win.
+CLIENT_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 
 
 def tracking_uri(explicit: str | None = None) -> str:
@@ -38,12 +57,34 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+@contextlib.contextmanager
+def store_lock(uri: str):
+    """Serialise MLflow's first use of a SQLite store across processes.
+
+    Two processes opening the same new store race in its schema migrations ("Online migration
+    expected to match one row ... 0 found"); once it exists, SQLite's busy timeout (MLflow sets
+    20 s) lets concurrent writers wait for each other.
+    """
+    if fcntl is None or not uri.startswith("sqlite:///"):
+        yield
+        return
+    path = Path(uri.removeprefix("sqlite:///") + ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class NullTracker:
     """Does nothing; keeps training code free of ``if tracking:`` branches."""
 
     run_id: str | None = None
+    failures_file: Path | None = None
 
-    def start(self, run_name: str | None = None) -> None: ...
+    def start(self, run_name: str | None = None, resume: bool = False) -> None: ...
     def log_params(self, params: dict[str, Any]) -> None: ...
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
     def log_dict(self, data: dict, name: str) -> None: ...
@@ -54,16 +95,39 @@ class NullTracker:
     def end(self, status: str = "FINISHED") -> None: ...
 
 
-class MLflowTracker(NullTracker):
-    """One MLflow run: params, metrics, artifacts, dataset inputs and the model as a pyfunc."""
+@dataclass
+class _Call:
+    """One MLflow call, kept with a JSON-able description so an undelivered one can be reported."""
 
-    def __init__(self, uri: str | None, experiment: str) -> None:
+    what: str
+    send: Callable[[], Any]
+    detail: Any = None
+    error: str = ""
+
+
+class MLflowTracker(NullTracker):
+    """One MLflow run: params, metrics, artifacts, dataset inputs and the model as a pyfunc.
+
+    ``local_dir`` (the training's output folder) receives ``run_info.json`` (run id and store, so
+    ``--resume`` reopens the same run) and, after an outage, ``tracking_failures.json``.
+    """
+
+    def __init__(self, uri: str | None, experiment: str, local_dir: str | Path | None = None,
+                 optional: bool = False, attempts: int = 3, backoff: float = 0.5, probe_every: float = 5.0) -> None:
         import mlflow
 
         self.mlflow = mlflow
         self.uri = tracking_uri(uri)
         self.experiment = experiment
+        self.local_dir = Path(local_dir) if local_dir is not None else None
+        self.optional = optional
+        self.attempts, self.backoff, self.probe_every = attempts, backoff, probe_every
         self.run_id = None
+        self.offline: str | None = None  # why no run could be started (--tracking-optional)
+        self.pending: list[_Call] = []
+        self._last_probe = 0.0
+        self._logged_params: dict[str, str] = {}
+        self._logged_through = -1  # last metric step already in the run (when resumed)
 
     def _check_reachable(self) -> None:
         parsed = urlparse(self.uri)
@@ -74,55 +138,165 @@ class MLflowTracker(NullTracker):
             except OSError as e:
                 raise TrackingError(
                     f"MLflow tracking server {self.uri} is unreachable ({e}); start it, fix --tracking-uri, "
-                    "or pass --no-tracking"
+                    "or pass --no-tracking (or --tracking-optional to train anyway)"
                 ) from None
 
-    def start(self, run_name: str | None = None) -> None:
-        self._check_reachable()
-        self.mlflow.set_tracking_uri(self.uri)
+    def start(self, run_name: str | None = None, resume: bool = False) -> None:
+        """Start a run, or with ``resume`` reopen the one recorded in ``local_dir`` if it lives in this store."""
+        for name, value in CLIENT_DEFAULTS.items():
+            os.environ.setdefault(name, value)
         try:
-            self.mlflow.set_experiment(self.experiment)
-            # Inside an active run (emoclf compare's parent), this run becomes its child.
-            run = self.mlflow.start_run(run_name=run_name, nested=self.mlflow.active_run() is not None)
-        except Exception as e:
-            raise TrackingError(f"cannot start an MLflow run at {self.uri}: {e}") from None
+            self._check_reachable()
+            self.mlflow.set_tracking_uri(self.uri)
+            previous = self._previous_run_id() if resume else None
+            try:
+                with store_lock(self.uri):
+                    self.mlflow.set_experiment(self.experiment)
+                    # Inside an active run (emoclf compare's parent), this run becomes its child.
+                    run = self.mlflow.start_run(run_id=previous, run_name=None if previous else run_name,
+                                                nested=self.mlflow.active_run() is not None)
+            except Exception as e:
+                raise TrackingError(f"cannot start an MLflow run at {self.uri}: {e}") from None
+        except TrackingError as e:
+            if not self.optional:
+                raise
+            log.warning("%s; training anyway (--tracking-optional), results are kept in %s", e, self.local_dir)
+            self.offline = str(e)
+            return
         self.run_id = run.info.run_id
-        log.info("MLflow run %s in experiment %r at %s", self.run_id, self.experiment, self.uri)
+        if previous:
+            self._logged_params = dict(run.data.params)
+            client = self.mlflow.MlflowClient()
+            self._logged_through = max((m.step for key in run.data.metrics
+                                        for m in client.get_metric_history(self.run_id, key)), default=-1)
+            log.info("MLflow run %s reopened at %s (metrics logged through step %d)", self.run_id, self.uri,
+                     self._logged_through)
+        else:
+            log.info("MLflow run %s in experiment %r at %s", self.run_id, self.experiment, self.uri)
+        if self.local_dir is not None:
+            self.local_dir.mkdir(parents=True, exist_ok=True)
+            (self.local_dir / RUN_INFO_FILE).write_text(json.dumps(
+                {"run_id": self.run_id, "tracking_uri": self.uri, "experiment": self.experiment}, indent=2))
+
+    def _previous_run_id(self) -> str | None:
+        path = self.local_dir / RUN_INFO_FILE if self.local_dir is not None else None
+        if path is None or not path.is_file():
+            log.warning("no %s in %s: resuming into a new MLflow run", RUN_INFO_FILE, self.local_dir)
+            return None
+        info = json.loads(path.read_text())
+        if info.get("tracking_uri") != self.uri:
+            log.warning("run %s was logged to %s, not %s: resuming into a new MLflow run", info.get("run_id"),
+                        info.get("tracking_uri"), self.uri)
+            return None
+        return info["run_id"]
+
+    # Delivery: every call below goes through _send, so an outage queues instead of raising.
+
+    def _attempt(self, call: _Call, attempts: int) -> Any:
+        for i in range(attempts):
+            try:
+                return call.send()
+            except Exception as e:  # MLflow raises its own, HTTP and SQLAlchemy errors alike
+                call.error = f"{type(e).__name__}: {e}"
+                if i + 1 < attempts:
+                    time.sleep(self.backoff * 2 ** i)
+        raise TrackingError(call.error)
+
+    def _flush(self, final: bool = False) -> bool:
+        """Deliver the queue in order. Between finals, one quick probe every ``probe_every`` seconds."""
+        if not final and time.monotonic() - self._last_probe < self.probe_every:
+            return not self.pending
+        self._last_probe = time.monotonic()
+        while self.pending:
+            try:
+                self._attempt(self.pending[0], self.attempts if final else 1)
+            except TrackingError:
+                return False
+            self.pending.pop(0)
+            if not self.pending:
+                log.warning("MLflow at %s is reachable again; the queued calls were delivered", self.uri)
+        return True
+
+    def _send(self, what: str, fn: Callable, *args: Any, detail: Any = None, **kwargs: Any) -> Any:
+        call = _Call(what, functools.partial(fn, *args, **kwargs), detail)
+        if self.offline or not self._flush():
+            self.pending.append(call)
+            return None
+        try:
+            return self._attempt(call, self.attempts)
+        except TrackingError:
+            log.warning("MLflow at %s failed to %s (%s); queued for retry, training goes on", self.uri, what,
+                        call.error)
+            self.pending.append(call)
+            self._last_probe = time.monotonic()
+            return None
 
     def log_params(self, params: dict[str, Any]) -> None:
-        flat = flatten(params)
+        every = flatten(params)
+        flat = {k: v for k, v in every.items() if k not in self._logged_params}
+        changed = [k for k, v in every.items() if self._logged_params.get(k, str(v)) != str(v)]
+        if changed:
+            # MLflow refuses to change a logged param; the resumed config is in config.yaml.
+            log.warning("resumed with changed settings (kept as first logged in MLflow): %s", ", ".join(changed))
         short = {k: v for k, v in flat.items() if len(str(v)) <= MAX_PARAM_LENGTH}
         long = {k: v for k, v in flat.items() if k not in short}
-        self.mlflow.log_params(short)
+        self._send("log params", self.mlflow.log_params, short, detail=short)
         if long:
             # Values over the limit would be refused; they live in an artifact instead.
-            self.mlflow.log_dict(long, "long_params.json")
+            self._send("log long params", self.mlflow.log_dict, long, "long_params.json", detail=long)
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        self.mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+        if step is not None and step <= self._logged_through:
+            return  # logged before the crash this run resumes from; the replay recomputes the same values
+        values = {k: float(v) for k, v in metrics.items()}
+        self._send("log metrics", self.mlflow.log_metrics, values, step=step, detail={"step": step, "metrics": values})
 
     def log_dict(self, data: dict, name: str) -> None:
-        self.mlflow.log_dict(data, name)
+        self._send(f"log {name}", self.mlflow.log_dict, data, name, detail={"artifact": name})
 
     def log_artifacts(self, folder: str | Path, path: str | None = None) -> None:
-        self.mlflow.log_artifacts(str(folder), artifact_path=path)
+        self._send(f"log artifacts {path or ''}".strip(), self.mlflow.log_artifacts, str(folder), artifact_path=path,
+                   detail={"local": str(folder), "artifact_path": path})
 
     def log_dataset(self, df: pd.DataFrame, name: str, source: str, context: str) -> None:
         ds = self.mlflow.data.from_pandas(df[["text", "label"]], source=source, name=name, targets="label")
-        self.mlflow.log_input(ds, context=context)
+        self._send(f"log dataset {name}", self.mlflow.log_input, ds, context=context,
+                   detail={"name": name, "source": source, "context": context})
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        self.mlflow.set_tags(tags)
+        self._send("set tags", self.mlflow.set_tags, tags, detail=tags)
 
-    def log_model(self, bundle: str | Path, input_example: list[str], register_name: str | None = None) -> str:
+    def log_model(self, bundle: str | Path, input_example: list[str], register_name: str | None = None) -> str | None:
         from emoclf.mlflow_model import log_pyfunc
 
-        return log_pyfunc(bundle, input_example, register_name)
+        return self._send("log model", log_pyfunc, bundle, input_example, register_name,
+                          detail={"local": str(bundle), "register_name": register_name})
 
     def end(self, status: str = "FINISHED") -> None:
-        if self.mlflow.active_run() is not None:
-            self.mlflow.end_run(status=status)
+        """Deliver the queue and end the run; what still fails goes to ``tracking_failures.json``."""
+        if not self.offline:
+            self._send(f"end the run as {status}", self.mlflow.MlflowClient().set_terminated, self.run_id, status)
+            self._flush(final=True)
+            # Leave the fluent run stack as start() found it (emoclf compare's parent run lies below). end_run
+            # pops first, then repeats the server call just made, which only fails when that one failed too.
+            with contextlib.suppress(Exception):
+                self.mlflow.end_run(status)
+        if self.pending or self.offline:
+            self._write_failures()
+
+    def _write_failures(self) -> None:
+        where = self.local_dir or Path.cwd()
+        self.failures_file = where / FAILURES_FILE
+        self.failures_file.write_text(json.dumps({
+            "tracking_uri": self.uri, "run_id": self.run_id, "kept_locally": str(where.resolve()),
+            "failures": [{"call": "start a run", "error": self.offline}] * bool(self.offline)
+                        + [{"call": c.what, "error": c.error, "detail": c.detail} for c in self.pending],
+        }, indent=2, default=str))
+        first = self.offline or f"{self.pending[0].what}: {self.pending[0].error}"
+        log.error("MLflow at %s: %d call(s) could not be logged (%s); the results are in %s, the calls in %s",
+                  self.uri, len(self.pending) + bool(self.offline), first, where, self.failures_file)
 
 
-def make_tracker(enabled: bool, uri: str | None, experiment: str) -> NullTracker:
-    return MLflowTracker(uri, experiment) if enabled else NullTracker()
+def make_tracker(enabled: bool, uri: str | None, experiment: str, local_dir: str | Path | None = None,
+                 optional: bool = False) -> NullTracker:
+    return MLflowTracker(uri, experiment, local_dir, optional) if enabled else NullTracker()

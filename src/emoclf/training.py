@@ -4,15 +4,29 @@ What emoclf adds to a plain Trainer: texts tokenised once per split (not per ite
 dynamic padding with length-grouped batches, the imbalance plan (resampled train rows or a
 weighted/focal loss), early stopping on validation macro-F1, and an evaluation of the *saved*
 model on the test split, so the reported numbers are those of what ships.
+
+Crash safety: checkpoints appear only when complete (staged, then renamed), ``resume=True``
+continues from the newest one in the same MLflow run, and SIGINT/SIGTERM end the current step,
+checkpoint and stop, so an interrupted training loses at most one step.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import math
 import os
+import pickle
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -25,16 +39,26 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
+from transformers.trainer import OPTIMIZER_NAME, TRAINER_STATE_NAME, TrainerState
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from emoclf import calibration, imbalance
 from emoclf.config import Config
 from emoclf.data import PreparedData, load_data
 from emoclf.data.profile import profile, write_profile
+from emoclf.errors import ConfigError, ModelLoadError
 from emoclf.evaluation.metrics import classification_metrics, flat_metrics
-from emoclf.evaluation.report import write_report
+from emoclf.evaluation.report import RELIABILITY_PNG, write_report
 from emoclf.inference import Predictor
 from emoclf.losses import make_loss
-from emoclf.modeling import BundleMeta, load_for_training, model_max_length, save_bundle, write_meta
+from emoclf.modeling import (
+    WEIGHTS_FILE,
+    BundleMeta,
+    load_for_training,
+    model_max_length,
+    save_bundle,
+    write_meta,
+)
 from emoclf.preprocess import Preprocessor
 from emoclf.tracking import NullTracker, make_tracker
 
@@ -43,8 +67,11 @@ log = logging.getLogger(__name__)
 MODEL_DIR = "model"
 REPORT_DIR = "report"
 CHECKPOINT_DIR = "checkpoints"
+STAGING_DIR = ".staging"  # inside CHECKPOINT_DIR: checkpoints being written, renamed out when complete
+ENVIRONMENT_FILE = "environment.json"
+ENV_PACKAGES = ("emoclf", "torch", "transformers", "accelerate", "datasets", "tokenizers", "safetensors",
+                "scikit-learn", "numpy", "pandas", "mlflow")
 CONFIG_FILE = "config.yaml"
-RELIABILITY_PNG = "reliability.png"
 
 
 @dataclass
@@ -57,14 +84,13 @@ class TrainResult:
     train_seconds: float
     train_examples_per_second: float
     history: list[dict] = field(default_factory=list)
+    # Set when some tracking calls could not be delivered: the file listing them.
+    tracking_failures: Path | None = None
 
 
 def cpu_supports_bf16() -> bool:
     """AMX or AVX512-BF16 makes bf16 matmuls fast on CPU; without them bf16 autocast is slower."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
+    flags = _read("/proc/cpuinfo")
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
@@ -106,6 +132,158 @@ class EpochSummary(TrainerCallback):
             )
 
 
+class GracefulStop(TrainerCallback):
+    """SIGINT/SIGTERM while training: finish the step, checkpoint, stop. A second signal stops at once."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    @contextlib.contextmanager
+    def installed(self):
+        if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+            yield
+            return
+        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt(f"signal {signum}")
+        self.signum = signum
+        log.warning("%s: stopping after this step with a checkpoint (send it again to stop at once)",
+                    signal.Signals(signum).name)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.signum is not None:
+            control.should_training_stop = True
+            # At an epoch's end the epoch's own evaluation and checkpoint follow; anywhere else, save now.
+            control.should_save = control.should_save or not float(state.epoch).is_integer()
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if self.signum is not None and not float(state.epoch).is_integer():
+            # Evaluating a cut-short epoch would change early stopping compared with an uninterrupted run.
+            control.should_evaluate = control.should_save = False
+
+
+class CheckpointingTrainer(Trainer):
+    """The Trainer, with each checkpoint written to a staging folder and renamed into place when complete.
+
+    transformers writes ``checkpoint-N`` file by file where it ends up, so a crash mid-save would
+    leave a folder that looks like a checkpoint; here ``checkpoint-N`` exists only once complete.
+    """
+
+    _staging = False
+
+    def _get_output_dir(self, trial) -> str:
+        out = super()._get_output_dir(trial)
+        return os.path.join(out, STAGING_DIR) if self._staging else out
+
+    def _save_checkpoint(self, model, trial) -> None:
+        self._staging = True
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging = False
+        self.accelerator.wait_for_everyone()  # every rank has written its RNG state into the staging folder
+        if not self.args.should_save:
+            return
+        run_dir = self._get_output_dir(trial)
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        staged, final = os.path.join(run_dir, STAGING_DIR, name), os.path.join(run_dir, name)
+        if self.state.best_model_checkpoint == staged:
+            # The Trainer recorded where it wrote; the state, also the copy inside, must name where it will be.
+            self.state.best_model_checkpoint = final
+            self.state.save_to_json(os.path.join(staged, TRAINER_STATE_NAME))
+        os.replace(staged, final)
+        os.rmdir(os.path.dirname(staged))
+        rotate_checkpoints(run_dir, self.args.save_total_limit, self.state.best_model_checkpoint)
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    """The newest complete checkpoint in ``folder``; damaged or foreign ones are skipped with a warning."""
+    steps = {}
+    for path in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        match = re.fullmatch(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)", path.name)
+        if match and path.is_dir():
+            steps[path] = int(match[1])
+    for path in sorted(steps, key=steps.get, reverse=True):
+        try:
+            state = json.loads((path / TRAINER_STATE_NAME).read_text())
+            complete = (state["global_step"] == steps[path] and (path / WEIGHTS_FILE).is_file()
+                        and (path / OPTIMIZER_NAME).is_file())
+        except (OSError, ValueError, KeyError, TypeError):
+            complete = False
+        if complete:
+            return path
+        log.warning("skipping incomplete checkpoint %s", path)
+    return None
+
+
+def _prepare_checkpoints(folder: Path, model_dir: Path, resume: bool) -> Path | None:
+    """The checkpoint to resume from; a fresh start clears a finished training's checkpoints first.
+
+    Old checkpoints would mix with the new run's (rotation keeps the highest steps, --resume would
+    pick theirs), but those of an unfinished training are work a forgotten --resume would lose.
+    """
+    shutil.rmtree(folder / STAGING_DIR, ignore_errors=True)  # a save cut short by a crash
+    newest = latest_checkpoint(folder) if folder.is_dir() else None
+    if resume:
+        if newest is None:
+            log.warning("no complete checkpoint in %s: training from the start", folder)
+        else:
+            log.info("resuming from %s", newest)
+        return newest
+    if newest is not None:
+        weights = model_dir / WEIGHTS_FILE
+        if not weights.is_file() or weights.stat().st_mtime < newest.stat().st_mtime:
+            raise ConfigError(f"{folder} holds checkpoints of an unfinished training (newest: {newest.name}): "
+                              "pass --resume to continue it, or another --output-dir to start afresh")
+        log.info("removing the checkpoints of the earlier training in %s", folder)
+    shutil.rmtree(folder, ignore_errors=True)
+    return None
+
+
+def run_environment() -> dict:
+    """What reproducing a run needs besides its config: package versions, the project's commit, the hardware."""
+    def version(name: str) -> str | None:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+    def git(*args: str) -> str | None:
+        try:
+            proc = subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    cpu = next((line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo").splitlines()
+                if line.startswith("model name")), platform.processor() or platform.machine())
+    commit = git("rev-parse", "HEAD")
+    return {
+        "python": platform.python_version(),
+        "packages": {name: version(name) for name in ENV_PACKAGES},
+        "git": {"commit": commit, "dirty": bool(git("status", "--porcelain", "--untracked-files=no")) if commit else None},
+        "hardware": {
+            "platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "bf16_cpu": cpu_supports_bf16(),
+            "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+        },
+    }
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
 def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
@@ -120,6 +298,10 @@ def _compute_metrics(eval_pred) -> dict[str, float]:
 
 def build_training_args(cfg: Config, precision: str, steps_per_epoch: int) -> TrainingArguments:
     t = cfg.train
+    # Best-model tracking needs evaluations and checkpoints on one schedule.
+    schedule = ({"eval_strategy": "steps", "eval_steps": t.checkpoint_steps, "save_strategy": "steps",
+                 "save_steps": t.checkpoint_steps} if t.checkpoint_steps else
+                {"eval_strategy": "epoch", "save_strategy": "epoch"})
     return TrainingArguments(
         output_dir=str(Path(t.output_dir) / CHECKPOINT_DIR),
         num_train_epochs=t.epochs,
@@ -129,9 +311,9 @@ def build_training_args(cfg: Config, precision: str, steps_per_epoch: int) -> Tr
         weight_decay=t.weight_decay,
         warmup_steps=math.ceil(t.warmup_ratio * steps_per_epoch * t.epochs),
         lr_scheduler_type="linear",
-        eval_strategy="epoch",
-        save_strategy="epoch",
+        **schedule,
         save_total_limit=t.save_total_limit,
+        restore_callback_states_from_checkpoint=True,  # early stopping's patience counter survives a resume
         load_best_model_at_end=True,
         metric_for_best_model="macro_f1",
         greater_is_better=True,
@@ -145,6 +327,7 @@ def build_training_args(cfg: Config, precision: str, steps_per_epoch: int) -> Tr
         data_seed=t.seed,
         report_to="none",
         dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,  # every parameter of a sequence classifier is used; True walks the graph each step
         save_only_model=False,
         disable_tqdm=False,
     )
@@ -188,14 +371,24 @@ def evaluate_bundle(model_dir: Path, data: PreparedData, out_dir: Path, history:
     return metrics
 
 
-def train(cfg: Config, data: PreparedData | None = None) -> TrainResult:
-    """Run one training end to end; the MLflow run is FINISHED, FAILED or KILLED, never left RUNNING."""
+def train(cfg: Config, data: PreparedData | None = None, resume: bool = False) -> TrainResult:
+    """Run one training end to end; the MLflow run is FINISHED, FAILED or KILLED, never left RUNNING.
+
+    ``resume`` continues from the newest complete checkpoint in ``output_dir`` and in the MLflow
+    run recorded there (a ``kill -9`` leaves it RUNNING until then).
+    """
+    out = Path(cfg.train.output_dir)
     # Under torchrun/accelerate every rank runs this; only rank 0 tracks, writes and evaluates.
+    if is_main_process():
+        checkpoint = _prepare_checkpoints(out / CHECKPOINT_DIR, out / MODEL_DIR, resume)
+    else:
+        checkpoint = latest_checkpoint(out / CHECKPOINT_DIR) if resume else None
     tracker = make_tracker(cfg.tracking.tracking and is_main_process(), cfg.tracking.tracking_uri,
-                           cfg.tracking.experiment)
-    tracker.start(cfg.tracking.run_name)
+                           cfg.tracking.experiment, local_dir=cfg.train.output_dir,
+                           optional=cfg.tracking.tracking_optional)
+    tracker.start(cfg.tracking.run_name, resume=resume)
     try:
-        result = _train(cfg, tracker, data)
+        result = _train(cfg, tracker, data, checkpoint)
     except KeyboardInterrupt:
         tracker.end("KILLED")
         raise
@@ -203,16 +396,24 @@ def train(cfg: Config, data: PreparedData | None = None) -> TrainResult:
         tracker.end("FAILED")
         raise
     tracker.end("FINISHED")
+    result.tracking_failures = tracker.failures_file
     return result
 
 
-def _train(cfg: Config, tracker: NullTracker, data: PreparedData | None) -> TrainResult:
+def _train(cfg: Config, tracker: NullTracker, data: PreparedData | None, checkpoint: Path | None) -> TrainResult:
     t = cfg.train
     out = Path(t.output_dir)
+    model_dir = out / MODEL_DIR
     main = is_main_process()
     if main:
         out.mkdir(parents=True, exist_ok=True)
         cfg.save_yaml(out / CONFIG_FILE)
+        environment = run_environment()
+        (out / ENVIRONMENT_FILE).write_text(json.dumps(environment, indent=2))
+        tracker.log_dict(environment, ENVIRONMENT_FILE)
+        tracker.set_tags({"emoclf.git_commit": str(environment["git"]["commit"]),
+                          "emoclf.git_dirty": str(environment["git"]["dirty"]),
+                          "emoclf.hardware": environment["hardware"]["cpu"]})
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
     set_seed(t.seed)
@@ -249,7 +450,8 @@ def _train(cfg: Config, tracker: NullTracker, data: PreparedData | None) -> Trai
     world = int(os.environ.get("WORLD_SIZE", "1"))
     steps_per_epoch = max(1, math.ceil(len(train_ds) / (t.batch_size * world)))
     args = build_training_args(cfg, precision, steps_per_epoch)
-    trainer = Trainer(
+    stop = GracefulStop()
+    trainer = CheckpointingTrainer(
         model=model,
         args=args,
         train_dataset=train_ds,
@@ -258,15 +460,25 @@ def _train(cfg: Config, tracker: NullTracker, data: PreparedData | None) -> Trai
         data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8),
         compute_metrics=_compute_metrics,
         compute_loss_func=make_loss(plan.loss, plan.class_weights, t.focal_gamma, t.focal_alpha),
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=t.patience), EpochSummary(tracker)],
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=t.patience), EpochSummary(tracker), stop],
     )
+    start_epoch = TrainerState.load_from_json(str(checkpoint / TRAINER_STATE_NAME)).epoch if checkpoint else 0.0
     started = time.perf_counter()
-    trainer.train()
+    with stop.installed():
+        try:
+            trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        except pickle.UnpicklingError as e:
+            if checkpoint is None:
+                raise
+            raise ModelLoadError(f"{checkpoint}: refused a pickle that holds more than tensors ({e}); "
+                                 "the checkpoint is damaged or was tampered with") from None
+    if stop.signum is not None:
+        raise KeyboardInterrupt(f"signal {stop.signum}: stopped at step {trainer.state.global_step}, "
+                                f"checkpoint in {out / CHECKPOINT_DIR}")
     train_seconds = time.perf_counter() - started
     history = trainer.state.log_history
-    examples = len(train_ds) * trainer.state.epoch
+    examples = len(train_ds) * (trainer.state.epoch - start_epoch)
 
-    model_dir = out / MODEL_DIR
     meta = BundleMeta(
         labels=data.labels, preprocess=preprocessor.to_dict(), max_length=max_length,
         base_model=cfg.model.model, config=cfg.to_dict(),

@@ -114,3 +114,27 @@ def test_format_profile_mentions_counts():
     assert text.splitlines()[0] == "rows: train 11, validation 3, test 2"
     assert "imbalance ratio (train, largest/smallest): 3.00" in text
     assert "duplicates: {} (dropped from train: 1)" in text
+
+
+def test_texts_far_longer_than_the_model_limit_are_counted_and_warned(tiny_model, caplog):
+    import logging
+
+    import pandas as pd
+    from transformers import AutoTokenizer
+
+    from emoclf.data import PreparedData
+    from emoclf.data.validate import DataReport
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    long_text = " ".join(["happy"] * 500)
+    frames = {
+        s: pd.DataFrame({"text": ["i feel happy", long_text, "i am sad"], "label": ["joy", "joy", "sadness"]})
+        for s in ("train", "validation", "test")
+    }
+    data = PreparedData(frames, ["joy", "sadness"], DataReport())
+    with caplog.at_level(logging.WARNING, logger="emoclf.data.profile"):
+        prof = profile(data, tok, model_limit=128)
+    assert prof["texts_over_model_limit"] == 3  # the long text in each of the three splits
+    assert prof["token_length"]["p100"] == 502  # 500 words + [CLS] + [SEP]
+    assert prof["suggested_max_length"] == 128  # capped by the model
+    assert "3 text(s) are longer than the model's limit of 128 tokens and will be truncated" in caplog.text

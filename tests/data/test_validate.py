@@ -52,7 +52,7 @@ def test_text_preprocessed_raw_text_kept(tmp_path):
     train = balanced(4) + [("Hello @Bob see https://x.y NOW", "joy")]
     data = load_data(three_files(tmp_path, train))
     row = data.splits["train"].loc[data.splits["train"]["raw_text"] == "Hello @Bob see https://x.y NOW"].iloc[0]
-    assert row["text"] == "hello @user see http now"
+    assert row["text"] == "hello user see http now"
 
 
 def test_empty_and_missing_texts_dropped_and_counted(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from emoclf.data import PreparedData  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 PERCENTILES = (50, 90, 95, 99, 100)
 PROFILE_JSON = "data_profile.json"
@@ -56,6 +59,9 @@ def profile(data: PreparedData, tokenizer=None, model_limit: int = 512) -> dict:
         out["suggested_max_length"] = max_length
         out["texts_over_max_length"] = int((lengths > max_length).sum())
         out["texts_over_model_limit"] = int((lengths > model_limit).sum())
+        if out["texts_over_model_limit"]:
+            log.warning("%d text(s) are longer than the model's limit of %d tokens and will be truncated",
+                        out["texts_over_model_limit"], model_limit)
     return out
 
 

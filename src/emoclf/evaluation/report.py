@@ -1,4 +1,4 @@
-"""Write an evaluation to disk: metrics JSON, markdown table, plots and misclassified examples."""
+"""Write an evaluation to disk: metrics JSON, markdown table, plots, misclassified examples and an HTML page."""
 
 from __future__ import annotations
 
@@ -12,12 +12,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from emoclf.evaluation.html import render as render_html  # noqa: E402
+
 METRICS_JSON = "metrics.json"
 REPORT_MD = "report.md"
 CONFUSION_PNG = "confusion_matrix.png"
 PER_CLASS_PNG = "per_class_f1.png"
 CURVES_PNG = "training_curves.png"
 MISCLASSIFIED_CSV = "misclassified.csv"
+REPORT_HTML = "report.html"
+RELIABILITY_PNG = "reliability.png"  # written by training (calibration) before write_report is called
 
 
 def markdown_table(metrics: dict) -> str:
@@ -108,7 +112,11 @@ def misclassified(texts, y_true, y_pred, probs, labels: list[str]) -> pd.DataFra
 
 def write_report(out_dir: str | Path, metrics: dict, labels: list[str], texts, y_true, probs,
                  history: list[dict] | None = None) -> dict[str, Path]:
-    """Write every evaluation artefact into ``out_dir``; returns the paths by name."""
+    """Write every evaluation artefact into ``out_dir``; returns the paths by name.
+
+    ``metrics`` may carry ``calibration`` and ``class_bias`` (from training); the HTML page shows
+    them, with ``reliability.png`` from ``out_dir``, and says so when calibration was not fitted.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     y_pred = np.asarray(probs).argmax(axis=1)
@@ -121,9 +129,15 @@ def write_report(out_dir: str | Path, metrics: dict, labels: list[str], texts, y
     }
     paths["metrics"].write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     paths["report"].write_text(markdown_table(metrics), encoding="utf-8")
-    misclassified(texts, y_true, y_pred, probs, labels).to_csv(paths["misclassified"], index=False)
+    wrong = misclassified(texts, y_true, y_pred, probs, labels)
+    wrong.to_csv(paths["misclassified"], index=False)
     if history:
         curves = plot_training_curves(history, out / CURVES_PNG)
         if curves:
             paths["training_curves"] = curves
+    images = {k: paths[k] for k in ("confusion_matrix", "per_class_f1", "training_curves") if k in paths}
+    if (out / RELIABILITY_PNG).is_file():
+        images["reliability"] = out / RELIABILITY_PNG
+    paths["html"] = out / REPORT_HTML
+    paths["html"].write_text(render_html(metrics, labels, texts, y_true, probs, wrong, images), encoding="utf-8")
     return paths

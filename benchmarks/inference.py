@@ -1,0 +1,183 @@
+"""Inference speed: the transformers pipeline against emoclf's PyTorch and ONNX paths, plus HTTP latency.
+
+    python benchmarks/inference.py [--model benchmarks/out/quality/model] [--data ../shared/data/emotion/val.txt]
+                                   [--limit N] [--repeats 3] [--requests 500]
+
+The model is the one ``benchmarks/quality.py`` trains with the default config. Every path
+classifies the same texts (in file order) after a warm-up; each figure is the best of --repeats.
+Paths: the transformers ``pipeline`` (fp32, batch_size=32: what a user would write), emoclf's
+PyTorch path in fp32 (and bf16 autocast on CPUs with AMX/AVX512-BF16), ONNX fp32 and ONNX int8
+exports. Then ``emoclf serve`` runs the int8 export and single-text requests measure p50/p99
+latency over HTTP (keep-alive connection, as a client library would use). Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import logging
+import platform
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from emoclf.config import DataConfig
+from emoclf.evaluation.labelled import read_labelled
+from emoclf.evaluation.metrics import classification_metrics
+from emoclf.export import convert
+from emoclf.inference import Predictor, cpu_threads
+from emoclf.training import cpu_supports_bf16
+
+ROOT = Path(__file__).resolve().parents[1]
+
+log = logging.getLogger("benchmarks.inference")
+
+
+def timed(run, n: int, repeats: int):
+    """Texts per second of the fastest of ``repeats`` calls (the least disturbed by other load), and the result."""
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = run()
+        best = min(best, time.perf_counter() - started)
+    return n / best, result
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(port: int, server: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"emoclf serve exited with {server.returncode}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/health")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"emoclf serve did not answer on port {port} within {timeout}s")
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> float:
+    return round(classification_metrics(y_true, y_pred, labels)["macro_f1"], 4)
+
+
+def bench_pipeline(model: Path, texts: list[str], y_true: np.ndarray, labels: list[str], repeats: int) -> dict:
+    from transformers import pipeline
+
+    pipe = pipeline("text-classification", model=str(model), device=-1)
+    pipe(texts[:32], batch_size=32, truncation=True)
+    rate, out = timed(lambda: pipe(texts, batch_size=32, truncation=True), len(texts), repeats)
+    pred = np.array([labels.index(o["label"]) for o in out])
+    return {"texts_per_second": round(rate, 1), "macro_f1": macro_f1(y_true, pred, labels)}
+
+
+def bench_predictor(predictor: Predictor, texts: list[str], y_true: np.ndarray, repeats: int) -> dict:
+    predictor.predict_proba(texts[:predictor.batch_size])
+    rate, probs = timed(lambda: predictor.predict_proba(texts), len(texts), repeats)
+    return {"texts_per_second": round(rate, 1), "macro_f1": macro_f1(y_true, probs.argmax(axis=1), predictor.labels)}
+
+
+def http_latency(export: Path, texts: list[str], requests: int, log_file: Path) -> dict:
+    """p50/p99 milliseconds of single-text POST /predict to a real ``emoclf serve`` process."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "emoclf.cli", "--quiet", "serve", "--model", str(export),
+                               "--port", str(port)], stdout=subprocess.DEVNULL, stderr=log_file.open("w"))
+    try:
+        wait_ready(port, server)
+        conn = http.client.HTTPConnection("127.0.0.1", port)
+        timings = []
+        for i in range(requests + 50):
+            body = json.dumps({"texts": [texts[i % len(texts)]]})
+            started = time.perf_counter()
+            conn.request("POST", "/predict", body, {"Content-Type": "application/json"})
+            response = conn.getresponse()
+            response.read()
+            if response.status != 200:
+                raise RuntimeError(f"POST /predict answered {response.status}")
+            if i >= 50:  # the first requests warm caches and connection pools
+                timings.append(time.perf_counter() - started)
+        conn.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    ms = np.array(timings) * 1000
+    return {"p50_ms": round(float(np.percentile(ms, 50)), 2), "p99_ms": round(float(np.percentile(ms, 99)), 2),
+            "requests": requests}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=ROOT / "benchmarks" / "out" / "quality" / "model",
+                        help="Saved model folder (default: the one benchmarks/quality.py trains).")
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "emotion" / "val.txt")
+    parser.add_argument("--limit", type=int, help="Use only the first N texts (a quick check).")
+    parser.add_argument("--batch-size", type=int, default=64, help="emoclf's batch size (default: 64).")
+    parser.add_argument("--repeats", type=int, default=3, help="Timed runs per path; the best counts (default: 3).")
+    parser.add_argument("--requests", type=int, default=500, help="Single-text HTTP requests (default: 500).")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "inference", help="Export folder.")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
+    for noisy in ("transformers", "onnxruntime", "onnx_model", "onnx_model_bert", "fusion_base", "fusion_utils",
+                  "fusion_attention", "fusion_embedlayer", "fusion_skiplayernorm", "fusion_biasgelu"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not (args.model / "emoclf.json").is_file():
+        sys.exit(f"{args.model}: no trained model; run `python benchmarks/quality.py` first (it writes "
+                 "benchmarks/out/quality/model), or pass --model")
+
+    threads = cpu_threads()
+    torch.set_num_threads(threads)
+    reference = Predictor.load(args.model, batch_size=args.batch_size)
+    labelled = read_labelled(DataConfig(data=str(args.data)), reference.labels)
+    texts, y_true = labelled.texts[:args.limit], labelled.y_true[:args.limit]
+    labels = reference.labels
+
+    paths = {"pipeline_fp32": bench_pipeline(args.model, texts, y_true, labels, args.repeats)}
+    log.info("pipeline: %s", paths["pipeline_fp32"])
+    paths["pytorch_fp32"] = bench_predictor(reference, texts, y_true, args.repeats)
+    log.info("pytorch fp32: %s", paths["pytorch_fp32"])
+    if cpu_supports_bf16():
+        paths["pytorch_bf16"] = bench_predictor(Predictor.load(args.model, args.batch_size, precision="bf16"),
+                                                texts, y_true, args.repeats)
+        log.info("pytorch bf16: %s", paths["pytorch_bf16"])
+    exports = {}
+    for precision in ("fp32", "int8"):
+        exports[precision] = convert(args.model, args.out / f"onnx-{precision}", precision)
+        paths[f"onnx_{precision}"] = bench_predictor(Predictor.load(exports[precision], args.batch_size),
+                                                     texts, y_true, args.repeats)
+        log.info("onnx %s: %s", precision, paths[f"onnx_{precision}"])
+
+    fastest = max(paths, key=lambda k: paths[k]["texts_per_second"])
+    base = paths["pipeline_fp32"]["texts_per_second"]
+    latency = http_latency(exports["int8"], texts, args.requests, args.out / "serve.log")
+    print(json.dumps({
+        "benchmark": "inference",
+        "model": str(args.model),
+        "data": args.data.name,
+        "texts": len(texts),
+        "threads": threads,
+        "batch_size": args.batch_size,
+        "paths": paths,
+        "fastest": fastest,
+        "speedup_vs_pipeline": round(paths[fastest]["texts_per_second"] / base, 2),
+        "macro_f1_lost_points": round(100 * (paths["pytorch_fp32"]["macro_f1"] - paths[fastest]["macro_f1"]), 2),
+        "http_single_text": {"model": "onnx_int8", **latency},
+        "cpu": platform.processor() or platform.machine(),
+        "amx_or_avx512_bf16": cpu_supports_bf16(),
+    }))
+
+
+if __name__ == "__main__":
+    main()

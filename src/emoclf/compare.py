@@ -1,0 +1,240 @@
+"""Compare imbalance strategies on one fixed split, over several seeds, with an honest verdict.
+
+The original project judged strategies by hand and scored its "balanced" model on an
+over-sampled test set, where duplicated minority rows inflate the scores. Here the data is
+loaded and split once, so every strategy sees the identical split; only ``training.train``
+resamples, and only the training rows; every score is on the untouched test split. Each
+training is an MLflow child run under one parent run that holds the comparison.
+
+Verdict rule: the best strategy has the highest mean test macro-F1. Its lead over the runner-up
+counts as real only when ``best mean - runner-up mean > max(std best, std runner-up)``, the
+sample standard deviations (ddof=1) over seeds; with one seed the spread is unknown.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from emoclf import training
+from emoclf.config import IMBALANCE_STRATEGIES, Config
+from emoclf.data import load_data
+from emoclf.data.validate import subsample
+from emoclf.errors import ConfigError
+from emoclf.preprocess import Preprocessor
+from emoclf.tracking import make_tracker
+
+log = logging.getLogger(__name__)
+
+# Every strategy except "auto", which only picks one of the others.
+DEFAULT_STRATEGIES = tuple(s for s in IMBALANCE_STRATEGIES if s != "auto")
+QUICK_MAX_SAMPLES = 600
+QUICK_EPOCHS = 1.0
+QUICK_EVAL_ROWS = 500
+COMPARISON_DIR = "comparison"
+COMPARISON_MD = "comparison.md"
+COMPARISON_CSV = "comparison.csv"
+RUNS_CSV = "comparison_runs.csv"
+COMPARISON_JSON = "comparison.json"
+CHART_PNG = "per_class_f1_by_strategy.png"
+HEADLINE = ("accuracy", "macro_f1", "weighted_f1")
+RULE = ("the lead counts as real when best mean macro-F1 - runner-up mean macro-F1 > "
+        "max(std best, std runner-up), sample standard deviations (ddof=1) over seeds")
+
+
+@dataclass
+class Verdict:
+    best: str
+    runner_up: str | None
+    lead: float | None
+    spread: float | None  # None with one seed: the seed-to-seed spread is unknown
+    exceeds_spread: bool | None
+    text: str
+    rule: str = RULE
+
+
+@dataclass
+class ComparisonResult:
+    output_dir: Path
+    runs: pd.DataFrame  # one row per strategy and seed
+    table: pd.DataFrame  # one row per strategy: <metric>_mean and <metric>_std
+    verdict: Verdict
+    run_id: str | None
+    paths: dict[str, Path]
+
+
+def check_strategies(strategies) -> list[str]:
+    strategies = list(strategies)
+    unknown = [s for s in strategies if s not in IMBALANCE_STRATEGIES]
+    if unknown:
+        raise ConfigError(f"unknown strategy(ies) {', '.join(map(repr, unknown))}; "
+                          f"choose from {', '.join(IMBALANCE_STRATEGIES)}")
+    if not strategies or len(set(strategies)) != len(strategies):
+        raise ConfigError(f"give one or more distinct strategies, got {strategies}")
+    return strategies
+
+
+def compare(cfg: Config, strategies=DEFAULT_STRATEGIES, seeds: int = 1, quick: bool = False) -> ComparisonResult:
+    """Train every strategy with seeds ``train.seed``, ``train.seed + 1``, ... on one split; write and log the table.
+
+    Only ``train.seed`` varies between seeds (initialisation, shuffling, resampling); the split
+    stays fixed by ``data.split_seed``. ``quick`` trains on at most 600 rows for one epoch and
+    scores on stratified subsets of at most 500 validation and test rows.
+    """
+    strategies = check_strategies(strategies)
+    if seeds < 1:
+        raise ConfigError(f"seeds must be at least 1, got {seeds}")
+    if quick:
+        cfg = cfg.replace(epochs=QUICK_EPOCHS, max_samples=min(cfg.data.max_samples or QUICK_MAX_SAMPLES,
+                                                               QUICK_MAX_SAMPLES))
+    out = Path(cfg.train.output_dir)
+    report_dir = out / COMPARISON_DIR
+    report_dir.mkdir(parents=True, exist_ok=True)
+    cfg.save_yaml(out / training.CONFIG_FILE)
+    data = load_data(cfg.data, Preprocessor(cfg.preprocess))
+    if quick:
+        # Evaluation dominates a one-epoch run (validation twice, test once). A stratified subset
+        # keeps real rows at real class frequencies, the same rows for every strategy.
+        for split in ("validation", "test"):
+            subset = subsample(data.splits[split], QUICK_EVAL_ROWS, cfg.data.split_seed)
+            data.splits[split] = subset.reset_index(drop=True)
+    n_test = len(data.splits["test"])
+
+    # As in train: run_info.json and any undelivered tracking calls land in the output folder.
+    tracker = make_tracker(cfg.tracking.tracking, cfg.tracking.tracking_uri, cfg.tracking.experiment, local_dir=out,
+                           optional=cfg.tracking.tracking_optional)
+    tracker.start(cfg.tracking.run_name or "compare")
+    try:
+        settings = cfg.to_dict()
+        tracker.log_params({"compare": {"strategies": ",".join(strategies), "seeds": seeds, "quick": quick},
+                            "data": settings["data"], "model": settings["model"]})
+        rows = []
+        for seed in range(cfg.train.seed, cfg.train.seed + seeds):
+            for strategy in strategies:
+                name = f"{strategy}-seed{seed}"
+                log.info("compare: training %s", name)
+                # Children do not register models: one registered name would collect every variant.
+                variant = cfg.replace(imbalance=strategy, seed=seed, output_dir=str(out / name), run_name=name,
+                                      register_name=None)
+                result = training.train(variant, data)
+                # Checkpoints (~250 MB each for MiniLM) are only for resuming; the saved model stays.
+                shutil.rmtree(out / name / training.CHECKPOINT_DIR, ignore_errors=True)
+                rows.append(run_row(strategy, seed, result, data.labels))
+        runs = pd.DataFrame(rows)
+        table = summarise(runs, strategies)
+        verdict = decide(table, seeds)
+        paths = write_comparison(report_dir, runs, table, verdict, data.labels, seeds, quick, n_test)
+        tracker.log_metrics({f"{s}.{k}": v for s, row in table.iterrows() for k, v in row.items()
+                             if k != "n_seeds" and not np.isnan(v)})
+        tracker.set_tags({"emoclf.best_strategy": verdict.best,
+                          "emoclf.lead_exceeds_spread": str(verdict.exceeds_spread).lower()})
+        tracker.log_artifacts(report_dir, COMPARISON_DIR)
+    except KeyboardInterrupt:
+        tracker.end("KILLED")
+        raise
+    except BaseException:
+        tracker.end("FAILED")
+        raise
+    tracker.end("FINISHED")
+    log.info("compare: %s", verdict.text)
+    return ComparisonResult(out, runs, table, verdict, tracker.run_id, paths)
+
+
+def run_row(strategy: str, seed: int, result: training.TrainResult, labels: list[str]) -> dict:
+    m = result.metrics
+    return {"strategy": strategy, "seed": seed, **{k: m[k] for k in HEADLINE},
+            **{f"f1_{lab}": m["per_class"][lab]["f1"] for lab in labels},
+            "train_seconds": result.train_seconds, "run_id": result.run_id}
+
+
+def summarise(runs: pd.DataFrame, strategies: list[str]) -> pd.DataFrame:
+    """Mean and sample std (ddof=1, NaN with one seed) of every score, strategies in the order given."""
+    scores = runs.drop(columns=["seed", "run_id"]).groupby("strategy", sort=False)
+    mean, std = scores.mean().add_suffix("_mean"), scores.std(ddof=1).add_suffix("_std")
+    cols = [c for name in mean.columns.str.removesuffix("_mean") for c in (f"{name}_mean", f"{name}_std")]
+    table = pd.concat([mean, std], axis=1)[cols].loc[strategies]
+    table.insert(0, "n_seeds", scores.size())
+    return table
+
+
+def decide(table: pd.DataFrame, seeds: int) -> Verdict:
+    ranked = table.sort_values("macro_f1_mean", ascending=False, kind="stable")
+    best, score = ranked.index[0], ranked["macro_f1_mean"].iloc[0]
+    head = f"Best strategy: {best} (mean test macro-F1 {score:.4f} over {seeds} seed{'s' if seeds > 1 else ''})."
+    if len(ranked) == 1:
+        return Verdict(best, None, None, None, None, head + " It was the only strategy compared.")
+    runner_up = ranked.index[1]
+    lead = float(score - ranked["macro_f1_mean"].iloc[1])
+    lead_text = f" Its lead over {runner_up} is {lead:.4f}"
+    if seeds == 1:
+        return Verdict(best, runner_up, lead, None, None, head + lead_text + "; with one seed the seed-to-seed "
+                       "spread is unknown, so the lead cannot be told from noise (rerun with --seeds 3).")
+    spread = float(max(ranked["macro_f1_std"].iloc[0], ranked["macro_f1_std"].iloc[1]))
+    exceeds = lead > spread
+    judgement = ("exceeds the seed-to-seed spread" if exceeds else
+                 "does not exceed the seed-to-seed spread, so it may be noise")
+    return Verdict(best, runner_up, lead, spread, exceeds, head + lead_text + f", which {judgement} ({spread:.4f}).")
+
+
+def _pm(mean: float, std: float, digits: int) -> str:
+    return f"{mean:.{digits}f}" if np.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def markdown(table: pd.DataFrame, verdict: Verdict, labels: list[str], seeds: int, quick: bool, n_test: int) -> str:
+    metrics = [("accuracy", "accuracy", 4), ("macro-F1", "macro_f1", 4), ("weighted F1", "weighted_f1", 4),
+               *((f"F1 {lab}", f"f1_{lab}", 4) for lab in labels), ("train s", "train_seconds", 1)]
+    spread = "mean ± sample std over seeds" if seeds > 1 else "one seed, so no spread"
+    scope = (f"quick run: at most {QUICK_MAX_SAMPLES} training rows, {QUICK_EPOCHS:g} epoch, stratified subsets of "
+             f"at most {QUICK_EVAL_ROWS} validation and test rows. " if quick else "")
+    lines = [f"# Imbalance strategies compared{' (quick)' if quick else ''}", "",
+             f"{scope}Test scores on the untouched test split ({n_test} texts, never resampled); {spread}.", "",
+             "| strategy | " + " | ".join(h for h, _, _ in metrics) + " |",
+             "|---|" + "---:|" * len(metrics)]
+    for strategy, row in table.iterrows():
+        cells = [_pm(row[f"{k}_mean"], row[f"{k}_std"], d) for _, k, d in metrics]
+        lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
+    lines += ["", "## Verdict", "", verdict.text, "", f"Rule: {verdict.rule}."]
+    return "\n".join(lines) + "\n"
+
+
+def plot_per_class_f1(table: pd.DataFrame, labels: list[str], path: Path) -> Path:
+    """Grouped bars: one group per class, one bar per strategy, error bars the seed-to-seed std."""
+    width = 0.8 / len(table)
+    x = np.arange(len(labels))
+    # A bare Figure needs no pyplot backend or global state; it renders PNG headless.
+    fig = Figure(figsize=(2 + 1.3 * len(labels), 4))
+    ax = fig.subplots()
+    for i, (strategy, row) in enumerate(table.iterrows()):
+        means = [row[f"f1_{lab}_mean"] for lab in labels]
+        stds = [row[f"f1_{lab}_std"] for lab in labels]
+        ax.bar(x + (i - (len(table) - 1) / 2) * width, means, width,
+               yerr=None if np.isnan(stds).all() else stds, capsize=2,
+               label=f"{strategy} (macro-F1 {row['macro_f1_mean']:.3f})")
+    ax.set(xticks=x, ylim=(0, 1.05), ylabel="test F1", title="per-class F1 by imbalance strategy")
+    ax.set_xticklabels(labels, rotation=30, ha="right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1, 1))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def write_comparison(folder: Path, runs: pd.DataFrame, table: pd.DataFrame, verdict: Verdict,
+                     labels: list[str], seeds: int, quick: bool, n_test: int) -> dict[str, Path]:
+    paths = {"markdown": folder / COMPARISON_MD, "csv": folder / COMPARISON_CSV, "runs": folder / RUNS_CSV,
+             "json": folder / COMPARISON_JSON}
+    paths["markdown"].write_text(markdown(table, verdict, labels, seeds, quick, n_test), encoding="utf-8")
+    table.to_csv(paths["csv"], index_label="strategy")
+    runs.to_csv(paths["runs"], index=False)
+    summary = {"seeds": seeds, "quick": quick, "test_rows": n_test, "verdict": asdict(verdict),
+               "table": json.loads(table.reset_index().to_json(orient="records")),
+               "runs": json.loads(runs.to_json(orient="records"))}
+    paths["json"].write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    paths["chart"] = plot_per_class_f1(table, labels, folder / CHART_PNG)
+    return paths

@@ -1,0 +1,154 @@
+"""One self-contained HTML page per evaluation, for reading errors rather than only scores.
+
+Self-contained so that it opens from disk, from an MLflow artifact download or as an e-mail
+attachment: plots are embedded as base64 data URIs, the CSS is inline, nothing is fetched.
+Every text from the data is HTML-escaped, since evaluation texts are arbitrary user content.
+"""
+
+from __future__ import annotations
+
+import base64
+from html import escape
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+TOP_PAIRS = 5
+EXAMPLES_PER_PAIR = 3
+N_EXAMPLES = 10
+SECTIONS = {
+    "headline": "Headline metrics",
+    "per-class": "Per-class scores",
+    "confusion-matrix": "Confusion matrix",
+    "calibration": "Calibration",
+    "confusion-pairs": "Top confusion pairs",
+    "low-confidence-correct": "Lowest-confidence correct predictions",
+    "high-confidence-wrong": "Highest-confidence wrong predictions",
+}
+
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; padding: 0 1rem; color: #222; }
+h1 { font-size: 1.5rem; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2rem; margin-top: 2rem; }
+nav a { margin-right: 1rem; }
+table { border-collapse: collapse; margin: .5rem 0; }
+th, td { border: 1px solid #ddd; padding: .25rem .6rem; text-align: left; vertical-align: top; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.text { max-width: 650px; overflow-wrap: anywhere; }
+.cards { display: flex; gap: 1rem; flex-wrap: wrap; }
+.card { border: 1px solid #ddd; border-radius: 6px; padding: .6rem 1rem; min-width: 9rem; }
+.card b { display: block; font-size: 1.6rem; }
+img { max-width: 100%; height: auto; }
+.note { color: #666; }
+"""
+
+
+def image(path: Path, alt: str) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{escape(alt)}">'
+
+
+def table(header: list[str], rows: list[list], numeric: set[int] = frozenset(), text: set[int] = frozenset()) -> str:
+    """An HTML table; every cell is escaped. Columns in ``numeric`` align right, in ``text`` wrap."""
+    def cls(i: int) -> str:
+        return ' class="num"' if i in numeric else ' class="text"' if i in text else ""
+
+    head = "".join(f"<th{cls(i)}>{escape(str(h))}</th>" for i, h in enumerate(header))
+    body = "".join("<tr>" + "".join(f"<td{cls(i)}>{escape(str(c))}</td>" for i, c in enumerate(row)) + "</tr>"
+                   for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def section(sid: str, body: str) -> str:
+    return f'<section id="{sid}"><h2>{escape(SECTIONS[sid])}</h2>{body}</section>'
+
+
+def headline(metrics: dict, images: dict[str, Path]) -> str:
+    cards = "".join(f'<div class="card">{escape(name)}<b>{metrics[key]:.4f}</b></div>'
+                    for name, key in (("accuracy", "accuracy"), ("macro-F1", "macro_f1"),
+                                      ("weighted F1", "weighted_f1")))
+    cards += f'<div class="card">texts<b>{metrics["n"]}</b></div>'
+    curves = image(images["training_curves"], "training curves") if "training_curves" in images else ""
+    return f'<div class="cards">{cards}</div>{curves}'
+
+
+def per_class(metrics: dict, images: dict[str, Path]) -> str:
+    rows = [[lab, f"{r['precision']:.4f}", f"{r['recall']:.4f}", f"{r['f1']:.4f}", r["support"]]
+            for lab, r in metrics["per_class"].items()]
+    chart = image(images["per_class_f1"], "F1 per class") if "per_class_f1" in images else ""
+    return table(["class", "precision", "recall", "F1", "support"], rows, numeric={1, 2, 3, 4}) + chart
+
+
+def confusion(metrics: dict, labels: list[str], images: dict[str, Path]) -> str:
+    rows = [[f"true {lab}", *counts] for lab, counts in zip(labels, metrics["confusion_matrix"])]
+    counts = table(["", *(f"predicted {lab}" for lab in labels)], rows, numeric=set(range(1, len(labels) + 1)))
+    plot = image(images["confusion_matrix"], "confusion matrix") if "confusion_matrix" in images else ""
+    return counts + plot
+
+
+def calibration(metrics: dict, images: dict[str, Path]) -> str:
+    cal = metrics.get("calibration")
+    if cal is None:
+        # A reliability.png without numbers would be left over from another evaluation; not shown.
+        return ('<p class="note">Calibration was not fitted in this evaluation; confidences are those of the '
+                "model as saved (with its own temperature, if it has one).</p>")
+    rows = [["temperature", f"{cal['temperature']:.3f}"],
+            ["test ECE before temperature scaling", f"{cal['test_ece_before']:.4f}"],
+            ["test ECE after temperature scaling", f"{cal['test_ece_after']:.4f}"]]
+    bias = metrics.get("class_bias")
+    if bias:
+        rows += [["class bias (logit offsets)", ", ".join(f"{k} {v:+.2f}" for k, v in bias["bias"].items())],
+                 ["test macro-F1 without / with class bias",
+                  f"{bias['test_macro_f1_without']:.4f} / {bias['test_macro_f1_with']:.4f}"]]
+    plot = image(images["reliability"], "reliability diagram") if "reliability" in images else ""
+    return table(["", "value"], rows, numeric={1}) + plot
+
+
+def confusion_pairs(wrong: pd.DataFrame) -> str:
+    if wrong.empty:
+        return '<p class="note">No wrong predictions.</p>'
+    pairs = wrong.groupby(["true_label", "predicted_label"], sort=False)
+    parts = []
+    for (true, pred), group in list(pairs)[:TOP_PAIRS]:
+        shown = group.head(EXAMPLES_PER_PAIR)
+        rows = [[t, f"{c:.3f}"] for t, c in zip(shown["text"], shown["confidence"])]
+        parts.append(f"<h3>true {escape(true)} &rarr; predicted {escape(pred)}: {len(group)} text(s)</h3>"
+                     + table(["example text (surest first)", "confidence"], rows, numeric={1}, text={0}))
+    return "".join(parts)
+
+
+def examples(texts, y_true: np.ndarray, probs: np.ndarray, labels: list[str], correct: bool) -> str:
+    y_pred = probs.argmax(axis=1)
+    conf = probs.max(axis=1)
+    rows = np.flatnonzero((y_pred == y_true) == correct)
+    if not len(rows):
+        return f'<p class="note">No {"correct" if correct else "wrong"} predictions.</p>'
+    # Correct: least sure first (near-misses); wrong: surest first (confidently wrong is the worst kind).
+    order = rows[np.argsort(conf[rows] if correct else -conf[rows], kind="stable")][:N_EXAMPLES]
+    texts = np.asarray(texts, dtype=object)
+    if correct:
+        return table(["text", "label", "confidence"],
+                     [[texts[i], labels[y_true[i]], f"{conf[i]:.3f}"] for i in order], numeric={2}, text={0})
+    return table(["text", "true", "predicted", "confidence"],
+                 [[texts[i], labels[y_true[i]], labels[y_pred[i]], f"{conf[i]:.3f}"] for i in order],
+                 numeric={3}, text={0})
+
+
+def render(metrics: dict, labels: list[str], texts, y_true, probs, wrong: pd.DataFrame,
+           images: dict[str, Path], title: str = "emoclf evaluation report") -> str:
+    """The whole page. ``wrong`` is ``report.misclassified``'s frame; ``images`` maps plot names to PNG files."""
+    y_true, probs = np.asarray(y_true), np.asarray(probs)
+    bodies = {
+        "headline": headline(metrics, images),
+        "per-class": per_class(metrics, images),
+        "confusion-matrix": confusion(metrics, labels, images),
+        "calibration": calibration(metrics, images),
+        "confusion-pairs": confusion_pairs(wrong),
+        "low-confidence-correct": examples(texts, y_true, probs, labels, correct=True),
+        "high-confidence-wrong": examples(texts, y_true, probs, labels, correct=False),
+    }
+    nav = "".join(f'<a href="#{sid}">{escape(name)}</a>' for sid, name in SECTIONS.items())
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+            f"<style>{CSS}</style></head><body><h1>{escape(title)}</h1><nav>{nav}</nav>"
+            + "".join(section(sid, body) for sid, body in bodies.items()) + "</body></html>\n")
+

@@ -1,0 +1,180 @@
+"""HTTP API over a ``Predictor``: ``create_app`` builds the FastAPI app, ``serve`` runs it with uvicorn.
+
+``POST /predict`` with ``{"texts": [...]}`` returns, per text, the label, its probability and every
+class probability; ``GET /health``; ``GET /metadata`` (model, labels, preprocessing, training
+metrics); OpenAPI docs at ``/docs``. Bad input is a 4xx with a one-line ``detail``, never a 500:
+malformed JSON 400; wrong types, missing or extra fields, an empty list, an empty text or invalid
+Unicode 422; too many texts or too large a body 413. The model is whatever ``Predictor.load``
+accepts: a saved folder, an ONNX export or an MLflow model URI.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+from emoclf import __version__
+from emoclf.errors import ConfigError
+from emoclf.inference import Predictor
+
+log = logging.getLogger(__name__)
+
+EXAMPLE_TEXTS = ["i finally got the job and i cant stop smiling", "why does nobody ever listen to me"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-request limits; requests over them get 413 before any model work."""
+
+    max_texts: int = 256
+    max_body_bytes: int = 1_000_000
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if value < 1:
+                raise ConfigError(f"{name} must be at least 1, got {value}")
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"texts": EXAMPLE_TEXTS}]})
+    # StrictStr: 42 or true in the list is a client bug to report, not a text to classify.
+    texts: list[StrictStr] = Field(description="Texts to classify, raw: the model applies its own preprocessing.")
+
+
+class TextPrediction(BaseModel):
+    label: str = Field(description="The most probable class.")
+    probability: float = Field(description="Its probability.")
+    probabilities: dict[str, float] = Field(description="Every class's probability (they sum to 1).")
+
+
+class PredictResponse(BaseModel):
+    predictions: list[TextPrediction] = Field(description="One per input text, in input order.")
+
+
+class Detail(BaseModel):
+    detail: str
+
+
+class BodyLimit:
+    """Answers 413 to bodies over ``max_bytes``: by Content-Length up front, or counted while chunks arrive."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    def _too_large(self, size: str) -> HTTPException:
+        return HTTPException(413, f"request body too large: {size} bytes, the limit is {self.max_bytes}")
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            exc = self._too_large(declared.decode())
+            return await JSONResponse({"detail": exc.detail}, exc.status_code)(scope, receive, send)
+        received = 0
+
+        async def counted():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                # Raised inside the route's body read, so FastAPI turns it into the 413 response.
+                raise self._too_large(f"at least {received}")
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def _location(loc: tuple) -> str:
+    parts = [str(p) for p in loc if p != "body"]
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if p.isdigit() else (f".{p}" if out else p)
+    return out or "body"
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    bad_json = next((e for e in errors if e["type"] == "json_invalid"), None)
+    if bad_json is not None:
+        reason = bad_json.get("ctx", {}).get("error", "cannot be parsed")
+        return JSONResponse({"detail": f"malformed JSON body at character {bad_json['loc'][-1]}: {reason}"}, 400)
+    if any(e["loc"] == ("body",) for e in errors):
+        return JSONResponse({"detail": 'body: expected a JSON object {"texts": [...]} sent as application/json'}, 422)
+    detail = "; ".join(f"{_location(e['loc'])}: {e['msg']}" for e in errors[:5])
+    return JSONResponse({"detail": detail + (f" (and {len(errors) - 5} more)" if len(errors) > 5 else "")}, 422)
+
+
+def create_app(predictor: Predictor, limits: Limits = Limits(), model_name: str | None = None) -> FastAPI:
+    """The app for one loaded model; the endpoints are plain functions, so requests run in parallel threads."""
+    meta = predictor.meta
+    app = FastAPI(
+        title="emoclf", version=__version__,
+        description=f"Text classification with {model_name or meta.base_model}: {', '.join(predictor.labels)}.",
+    )
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    errors = {code: {"model": Detail, "description": why} for code, why in (
+        (400, "Malformed JSON."), (413, "Too many texts or too large a body."),
+        (422, "Wrong types, missing or unknown fields, an empty list, an empty text or invalid Unicode."))}
+
+    @app.post("/predict", response_model=PredictResponse, responses=errors)
+    def predict(request: PredictRequest) -> dict:
+        """Label, its probability and all class probabilities for each text."""
+        texts = request.texts
+        if not texts:
+            raise HTTPException(422, "texts: the list is empty; send at least one text")
+        if len(texts) > limits.max_texts:
+            raise HTTPException(413, f"texts: {len(texts)} texts, the limit is {limits.max_texts} per request; "
+                                     "split them over several requests")
+        empty = [i for i, t in enumerate(texts) if not t.strip()]
+        if empty:
+            raise HTTPException(422, f"texts[{empty[0]}]: empty text ({len(empty)} empty in all); "
+                                     "send non-blank texts")
+        for i, text in enumerate(texts):
+            try:
+                text.encode("utf-8")  # JSON admits lone surrogates ("\ud800"); the tokenizer would fail on them
+            except UnicodeEncodeError:
+                raise HTTPException(422, f"texts[{i}]: not valid Unicode (a lone surrogate); send UTF-8 text") from None
+        probs = predictor.predict_proba(texts)
+        labels = predictor.labels
+        return {"predictions": [
+            {"label": labels[int(p.argmax())], "probability": float(p.max()),
+             "probabilities": dict(zip(labels, map(float, p)))}
+            for p in probs
+        ]}
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/metadata")
+    def metadata() -> dict:
+        """What is being served: model, backend, labels, preprocessing, training metrics, limits."""
+        return {
+            "model": model_name or meta.base_model, "base_model": meta.base_model,
+            "backend": predictor.backend.name, "labels": predictor.labels, "preprocessing": meta.preprocess,
+            "max_length": meta.max_length, "temperature": meta.temperature, "metrics": meta.metrics,
+            "export": meta.export or None, "limits": asdict(limits),
+        }
+
+    return app
+
+
+def serve(source: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits(),
+          batch_size: int = 64, num_threads: int | None = None, access_log: bool = True) -> None:
+    """Load ``source`` and serve it until interrupted (Ctrl-C or SIGTERM end it cleanly)."""
+    import uvicorn
+
+    predictor = Predictor.load(source, batch_size=batch_size, num_threads=num_threads)
+    predictor.predict_proba(EXAMPLE_TEXTS)  # first-call allocations happen now, not in the first request
+    app = create_app(predictor, limits, model_name=str(source))
+    log.info("serving %s (%s) on http://%s:%d (docs: /docs)", source, predictor.backend.name, host, port)
+    uvicorn.run(app, host=host, port=port, access_log=access_log, log_config=None)
+

@@ -1,0 +1,190 @@
+"""emoclf compare: one split for all strategies, untouched evaluation rows, table, chart, verdict, MLflow runs."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from emoclf.cli import main
+from emoclf.compare import check_strategies, compare, decide, markdown, summarise
+from emoclf.config import Config
+from emoclf.errors import ConfigError
+
+LABELS = ["anger", "fear", "joy", "love", "sadness", "surprise"]
+# One thread: on a shared 2-core machine, torch's default threads spin against each other.
+QUICK = ["compare", "--quick", "--learning-rate", "3e-3", "--batch-size", "16", "--num-threads", "1"]
+PM = re.compile(r"\d\.\d{4} ± \d\.\d{4}")
+
+
+def table_of(rows: list[tuple[str, int, float]]) -> pd.DataFrame:
+    runs = pd.DataFrame([{"strategy": s, "seed": seed, "accuracy": f, "macro_f1": f, "weighted_f1": f,
+                          "train_seconds": 1.0, "run_id": None} for s, seed, f in rows])
+    return summarise(runs, list(dict.fromkeys(runs["strategy"])))
+
+
+def test_verdict_lead_beyond_spread():
+    table = table_of([("none", 1, 0.50), ("none", 2, 0.52), ("focal", 1, 0.60), ("focal", 2, 0.62)])
+    assert list(table.index) == ["none", "focal"]  # the order given, not the ranking
+    assert table.loc["focal", "macro_f1_std"] == pytest.approx(np.std([0.60, 0.62], ddof=1))
+    v = decide(table, seeds=2)
+    assert (v.best, v.runner_up, v.exceeds_spread) == ("focal", "none", True)
+    assert v.lead == pytest.approx(0.10)
+    assert "exceeds the seed-to-seed spread" in v.text
+
+
+def test_verdict_lead_within_spread_may_be_noise():
+    v = decide(table_of([("none", 1, 0.50), ("none", 2, 0.60), ("focal", 1, 0.54), ("focal", 2, 0.58)]), seeds=2)
+    assert (v.best, v.exceeds_spread) == ("focal", False)
+    assert "does not exceed the seed-to-seed spread, so it may be noise" in v.text
+
+
+def test_verdict_with_one_seed_says_spread_unknown():
+    v = decide(table_of([("none", 1, 0.50), ("focal", 1, 0.60)]), seeds=1)
+    assert (v.best, v.spread, v.exceeds_spread) == ("focal", None, None)
+    assert "spread is unknown" in v.text
+
+
+def test_markdown_shows_mean_and_std_and_the_rule():
+    table = table_of([("none", 1, 0.50), ("none", 2, 0.52), ("focal", 1, 0.60), ("focal", 2, 0.62)])
+    md = markdown(table, decide(table, seeds=2), [], seeds=2, quick=True, n_test=46)
+    assert "| focal | 0.6100 ± 0.0141 | 0.6100 ± 0.0141 | 0.6100 ± 0.0141 | 1.0 ± 0.0 |" in md
+    assert "untouched test split (46 texts, never resampled); mean ± sample std over seeds" in md
+    assert "Rule: the lead counts as real when" in md
+
+
+def test_unknown_or_repeated_strategies_are_refused():
+    with pytest.raises(ConfigError, match="unknown strategy.*'smote'; choose from auto, none"):
+        check_strategies(["none", "smote"])
+    with pytest.raises(ConfigError, match="distinct strategies"):
+        check_strategies(["none", "none"])
+
+
+def test_quick_cuts_budget_and_evaluation_rows_alike_for_every_strategy(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from emoclf import compare as compare_module, training
+    from emoclf.evaluation.metrics import classification_metrics
+
+    seen = []
+
+    def fake_train(variant, data):  # no model: this checks what every strategy is given
+        seen.append((variant.train.imbalance, variant.train.epochs, variant.data.max_samples,
+                     {s: df.copy() for s, df in data.splits.items()}))
+        y = data.splits["test"]["label_id"]
+        return training.TrainResult(Path(variant.train.output_dir), Path(variant.train.output_dir) / "model",
+                                    classification_metrics(y, y, data.labels), {}, None, 1.0, 1.0)
+
+    monkeypatch.setattr(compare_module, "QUICK_EVAL_ROWS", 30)
+    monkeypatch.setattr(training, "train", fake_train)
+    result = compare(Config().replace(output_dir=str(tmp_path), tracking=False), ["none", "focal"], quick=True)
+    assert [(s, epochs, cap) for s, epochs, cap, _ in seen] == [("none", 1.0, 600), ("focal", 1.0, 600)]
+    (_, _, _, first), (_, _, _, second) = seen
+    for split in ("train", "validation", "test"):
+        pd.testing.assert_frame_equal(first[split], second[split])  # the very same rows for both strategies
+    assert len(first["validation"]) == len(first["test"]) == 30
+    assert set(first["test"]["label"]) == set(LABELS)  # stratified: every class kept
+    md = result.paths["markdown"].read_text()
+    assert "stratified subsets of at most 30 validation and test rows" in md and "(30 texts, never resampled)" in md
+
+
+@pytest.mark.slow
+def test_compare_quick_without_tracking(tiny_model, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert main([*QUICK, "--model", str(tiny_model), "--output-dir", str(out), "--no-tracking"]) == 0
+    printed = capsys.readouterr().out
+    folder = out / "comparison"
+    for name in ("comparison.md", "comparison.csv", "comparison_runs.csv", "comparison.json",
+                 "per_class_f1_by_strategy.png"):
+        assert (folder / name).is_file(), name
+    strategies = ["none", "oversample", "undersample", "class-weight", "focal"]
+    table = pd.read_csv(folder / "comparison.csv")
+    assert table["strategy"].tolist() == strategies
+    metric_cols = ["accuracy", "macro_f1", "weighted_f1", *(f"f1_{lab}" for lab in LABELS), "train_seconds"]
+    expected = ["strategy", "n_seeds", *(f"{m}_{stat}" for m in metric_cols for stat in ("mean", "std"))]
+    assert table.columns.tolist() == expected
+    assert table["n_seeds"].eq(1).all() and table["macro_f1_std"].isna().all()  # one seed: no spread
+    md = (folder / "comparison.md").read_text()
+    assert "| strategy | accuracy | macro-F1 | weighted F1 | F1 anger |" in md and "| train s |" in md
+    assert "one seed, so no spread" in md and not PM.search(md)
+    summary = json.loads((folder / "comparison.json").read_text())
+    assert summary["verdict"]["best"] in strategies and summary["verdict"]["spread"] is None
+    assert "spread is unknown" in summary["verdict"]["text"] and summary["verdict"]["text"] in md
+    assert "Best strategy:" in printed and "comparison:" in printed and "MLflow" not in printed
+    for s in strategies:  # each strategy a full training of its own, with the HTML report
+        html = (out / f"{s}-seed42" / "report" / "report.html").read_text()
+        assert 'alt="reliability diagram"' in html
+
+
+@pytest.mark.slow
+def test_compare_logs_parent_with_child_runs(mlflow_server, tiny_model, tmp_path, capsys):
+    from mlflow.tracking import MlflowClient
+
+    out = tmp_path / "cmp"
+    assert main([*QUICK, "--model", str(tiny_model), "--output-dir", str(out), "--strategies", "none,oversample",
+                 "--tracking-uri", mlflow_server, "--experiment", "cmp"]) == 0
+    client = MlflowClient(mlflow_server)
+    runs = client.search_runs([client.get_experiment_by_name("cmp").experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1
+    parent = parents[0]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 2 == len(runs) - 1
+    assert sorted(r.info.run_name for r in children) == ["none-seed42", "oversample-seed42"]
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert {r.data.params["train.imbalance"] for r in children} == {"none", "oversample"}
+    assert f"MLflow parent run: {parent.info.run_id}" in capsys.readouterr().out
+
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "comparison")}
+    assert {"comparison/comparison.md", "comparison/comparison.csv", "comparison/comparison.json",
+            "comparison/per_class_f1_by_strategy.png"} <= artifacts
+    assert parent.data.params["compare.strategies"] == "none,oversample"
+    assert {"none.macro_f1_mean", "oversample.f1_joy_mean"} <= set(parent.data.metrics)
+    assert parent.data.tags["emoclf.best_strategy"] in {"none", "oversample"}
+    assert "report/report.html" in {a.path for a in client.list_artifacts(children[0].info.run_id, "report")}
+
+
+@pytest.mark.slow
+def test_no_strategy_sees_resampled_validation_or_test_rows(tiny_model, tmp_path, monkeypatch):
+    from emoclf import imbalance, training
+    from emoclf.data import load_data
+    from emoclf.preprocess import Preprocessor
+
+    cfg = Config().replace(model=str(tiny_model), output_dir=str(tmp_path), tracking=False, learning_rate=3e-3,
+                           batch_size=16, num_threads=1)
+    original = load_data(cfg.data, Preprocessor(cfg.preprocess))
+    trained_on, resampled = [], []
+    real_train, real_resample = training.train, imbalance.resample_indices
+
+    def spy_train(variant, data):
+        for split in ("validation", "test"):
+            pd.testing.assert_frame_equal(data.splits[split], original.splits[split])
+        trained_on.append(data)
+        return real_train(variant, data)
+
+    def spy_resample(strategy, label_ids, seed):
+        resampled.append((strategy, seed, np.array(label_ids)))
+        return real_resample(strategy, label_ids, seed)
+
+    monkeypatch.setattr(training, "train", spy_train)
+    monkeypatch.setattr(imbalance, "resample_indices", spy_resample)
+    strategies = ["oversample", "undersample"]
+    result = compare(cfg, strategies, seeds=2, quick=True)
+
+    assert len(trained_on) == 4 and all(d is trained_on[0] for d in trained_on)  # loaded and split once
+    for split in ("validation", "test"):  # and never changed by any training
+        pd.testing.assert_frame_equal(trained_on[0].splits[split], original.splits[split])
+    assert [(s, seed) for s, seed, _ in resampled] == [(s, seed) for seed in (42, 43) for s in strategies]
+    train_labels = original.splits["train"]["label_id"].to_numpy()
+    assert all(np.array_equal(labels, train_labels) for _, _, labels in resampled)
+    test_support = original.splits["test"]["label"].value_counts().to_dict()
+    for s in strategies:  # scored on the real test rows, at real class frequencies
+        for seed in (42, 43):
+            metrics = json.loads((tmp_path / f"{s}-seed{seed}" / "report" / "metrics.json").read_text())
+            assert metrics["n"] == len(original.splits["test"])
+            assert {lab: row["support"] for lab, row in metrics["per_class"].items()} == test_support
+    assert result.table["n_seeds"].tolist() == [2, 2]
+    assert PM.search(result.paths["markdown"].read_text())

@@ -1,0 +1,203 @@
+"""ONNX export: the files written, ONNX Runtime agreeing with PyTorch, the quality gate, MLflow logging."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pandas as pd
+import pytest
+
+from emoclf.cli import main
+from emoclf.config import DataConfig
+from emoclf.data.io import demo_path
+from emoclf.errors import ConfigError, ExportError
+from emoclf.export import REPORT_FILE, convert, export_model
+from emoclf.inference import ONNX_FILE, Predictor
+from emoclf.modeling import META_FILE
+
+LABELS = ["anger", "fear", "joy", "love", "sadness", "surprise"]
+# Lengths from one token to past max_length, so batches of 3 run at many sequence lengths.
+TEXTS = ["hi", "i am so happy today", "why would you do that to me", "i feel scared and alone tonight",
+         "what a lovely surprise", "@someone look at https://example.com now", "i " * 200, "no", "angry!!!",
+         "i love you so much, more than words can say, more than anything"]
+
+
+@pytest.fixture(scope="module")
+def demo() -> DataConfig:
+    return DataConfig(data=str(demo_path()))
+
+
+@pytest.fixture(scope="module")
+def fp32(trained, demo, tmp_path_factory):
+    return export_model(trained.model_dir, tmp_path_factory.mktemp("export") / "onnx", demo, tracking=False)
+
+
+def test_export_writes_model_tokenizer_meta_and_report(fp32, trained):
+    folder = fp32.folder
+    for name in (ONNX_FILE, META_FILE, REPORT_FILE, "tokenizer.json", "tokenizer_config.json"):
+        assert (folder / name).is_file(), name
+    assert not (folder / "model.safetensors").exists()
+    meta = json.loads((folder / META_FILE).read_text())
+    source = json.loads((trained.model_dir / META_FILE).read_text())
+    for key in ("labels", "preprocess", "max_length", "temperature", "metrics"):
+        assert meta[key] == source[key], key
+    assert meta["export"]["format"] == "onnx" and meta["export"]["precision"] == "fp32"
+    assert meta["export"]["source"] == str(trained.model_dir)
+    report = json.loads((folder / REPORT_FILE).read_text())
+    assert report == fp32.report
+    assert report["data"] == {"source": str(demo_path()), "split": "train", "n": 460}
+    assert report["before"]["backend"] == "pytorch" and report["after"]["backend"] == "onnxruntime"
+    for side in ("before", "after"):
+        assert 0 < report[side]["macro_f1"] <= 1 and report[side]["texts_per_second"] > 0
+    assert report["agreement"] == 1.0 and report["macro_f1_drop_points"] == 0.0
+    assert report["max_probability_difference"] < 1e-5
+    assert report["passed"] is True and report["max_f1_drop_points"] == 1.0
+
+
+def test_onnx_axes_are_dynamic(fp32):
+    graph = onnx.load(str(fp32.folder / ONNX_FILE)).graph
+    inputs = {i.name: [d.dim_param for d in i.type.tensor_type.shape.dim] for i in graph.input}
+    assert inputs == {name: ["batch", "sequence"] for name in ("input_ids", "attention_mask", "token_type_ids")}
+    assert [d.dim_param or d.dim_value for d in graph.output[0].type.tensor_type.shape.dim] == ["batch", len(LABELS)]
+
+
+def test_onnx_runtime_matches_pytorch_at_every_shape(fp32, trained):
+    torch_predictor = Predictor.load(trained.model_dir, batch_size=3)
+    onnx_predictor = Predictor.load(fp32.folder, batch_size=3)
+    assert onnx_predictor.backend.name == "onnxruntime" and torch_predictor.backend.name == "pytorch"
+    assert onnx_predictor.labels == LABELS
+    expected = torch_predictor.predict_proba(TEXTS)
+    np.testing.assert_allclose(onnx_predictor.predict_proba(TEXTS), expected, atol=1e-5)
+    # One text at a time: batch 1 and each text's own length.
+    np.testing.assert_allclose(np.vstack([onnx_predictor.predict_proba([t]) for t in TEXTS]), expected, atol=1e-5)
+
+
+def test_pytorch_bf16_is_opt_in_and_close(trained):
+    import torch
+
+    fp32 = Predictor.load(trained.model_dir)
+    bf16 = Predictor.load(trained.model_dir, precision="bf16")
+    assert next(fp32.backend.model.parameters()).dtype == torch.float32
+    assert next(bf16.backend.model.parameters()).dtype == torch.bfloat16
+    probs = bf16.predict_proba(TEXTS)
+    assert probs.dtype == np.float32
+    np.testing.assert_allclose(probs, fp32.predict_proba(TEXTS), atol=0.03)
+    with pytest.raises(ConfigError, match="precision must be one of fp32, bf16; got 'fp8'"):
+        Predictor.load(trained.model_dir, precision="fp8")
+
+
+def test_int8_is_smaller_and_close(trained, demo, fp32, tmp_path):
+    result = export_model(trained.model_dir, tmp_path / "int8", demo, precision="int8", tracking=False)
+    assert (tmp_path / "int8" / ONNX_FILE).stat().st_size < (fp32.folder / ONNX_FILE).stat().st_size / 2
+    assert result.report["precision"] == "int8" and result.report["passed"] is True
+    assert result.report["agreement"] >= 0.9
+    assert result.report["max_probability_difference"] < 0.05
+
+
+def test_fp16_runs_and_keeps_float32_io(trained, tmp_path):
+    folder = convert(trained.model_dir, tmp_path / "fp16", precision="fp16")
+    graph = onnx.load(str(folder / ONNX_FILE)).graph
+    assert graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.initializer)
+    probs = Predictor.load(folder).predict_proba(TEXTS)
+    assert probs.dtype == np.float32
+    np.testing.assert_allclose(probs, Predictor.load(trained.model_dir).predict_proba(TEXTS), atol=1e-2)
+
+
+def _negate_logits(path) -> None:
+    """Corrupt an export the way a bad quantisation would: every prediction becomes the least likely class."""
+    model = onnx.load(str(path))
+    graph = model.graph
+    producer = next(n for n in graph.node if "logits" in n.output)
+    producer.output[list(producer.output).index("logits")] = "logits_raw"
+    graph.node.append(onnx.helper.make_node("Neg", ["logits_raw"], ["logits"]))
+    onnx.save(model, str(path))
+
+
+def test_export_losing_quality_fails_loudly_and_keeps_the_report(trained, tmp_path, monkeypatch):
+    import emoclf.export as export
+
+    # Labels = the source model's own predictions, so the source scores perfectly on the classes it predicts.
+    texts = pd.read_csv(demo_path())["text"].tolist()
+    predicted = [p.label for p in Predictor.load(trained.model_dir).predict(texts)]
+    data = tmp_path / "own.csv"
+    pd.DataFrame({"text": texts, "label": predicted}).to_csv(data, index=False)
+    real_convert = export.convert
+
+    def corrupted(*args, **kwargs):
+        out = real_convert(*args, **kwargs)
+        _negate_logits(out / ONNX_FILE)
+        return out
+
+    monkeypatch.setattr(export, "convert", corrupted)
+    message = (r"export lost \d+\.\d\d points of macro-F1 on .*own\.csv \(\d\.\d{4} -> 0\.0000\), "
+               r"more than the allowed 1; the folder .* is kept for inspection \(see export_report\.json\)")
+    with pytest.raises(ExportError, match=message):
+        export_model(trained.model_dir, tmp_path / "bad", DataConfig(data=str(data)), tracking=False)
+    report = json.loads((tmp_path / "bad" / REPORT_FILE).read_text())
+    assert report["passed"] is False and report["agreement"] == 0.0 and report["after"]["macro_f1"] == 0.0
+    assert report["macro_f1_drop_points"] > 1.0
+
+
+def test_threshold_and_precision_are_checked(trained, demo, fp32, tmp_path):
+    with pytest.raises(ConfigError, match="max_f1_drop must be at least 0 points, got -1"):
+        export_model(trained.model_dir, tmp_path / "x", demo, max_f1_drop=-1, tracking=False)
+    with pytest.raises(ConfigError, match="precision must be one of fp32, int8, fp16; got 'int4'"):
+        convert(trained.model_dir, tmp_path / "x", precision="int4")
+    with pytest.raises(ConfigError, match="is already an ONNX export; export the trained model folder instead"):
+        convert(fp32.folder, tmp_path / "x")
+    with pytest.raises(ConfigError, match="is the model folder itself"):
+        convert(trained.model_dir, trained.model_dir)
+    with pytest.raises(ConfigError, match="exists and is not an emoclf export; choose a new or empty folder"):
+        convert(trained.model_dir, trained.output_dir)
+    assert (trained.model_dir / "model.safetensors").is_file()
+    with pytest.raises(ConfigError, match=r"an ONNX export's precision is fixed when exporting \(fp32\)"):
+        Predictor.load(fp32.folder, precision="bf16")
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_export_then_predict(trained, tmp_path, capsys):
+    out = tmp_path / "onnx-int8"
+    assert main(["export", "--model", str(trained.model_dir), "--format", "onnx", "--quantize", "int8",
+                 "--data", str(demo_path()), "--out", str(out), "--no-tracking"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("onnx int8: macro-F1 ") and printed[0].endswith(" on 460 texts")
+    assert printed[1] == f"export: {out}"
+    assert main(["predict", "--model", str(out), "i am so happy", "i am scared"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    expected = Predictor.load(trained.model_dir).predict(["i am so happy", "i am scared"])
+    assert [line.split("\t")[0] for line in lines] == [p.label for p in expected]
+
+
+def test_cli_export_refuses_unknown_labels(trained, tmp_path, capsys):
+    data = tmp_path / "other.csv"
+    data.write_text("text,label\nhello,joy\nbye,boredom\n")
+    assert main(["export", "--model", str(trained.model_dir), "--data", str(data), "--out", str(tmp_path / "x"),
+                 "--no-tracking"]) == 2
+    assert "label(s) 'boredom' are not among the model's labels" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow
+def test_report_is_logged_to_the_models_mlflow_run(trained, demo, tmp_path):
+    import mlflow
+
+    from emoclf.mlflow_model import log_pyfunc
+
+    previous, store = mlflow.get_tracking_uri(), f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(store)
+    try:
+        with mlflow.start_run() as run:
+            uri = log_pyfunc(trained.model_dir, ["i am happy"])
+        result = export_model(uri, tmp_path / "onnx", demo)
+    finally:
+        mlflow.set_tracking_uri(previous)
+    assert result.run_id == run.info.run_id
+    client = mlflow.MlflowClient(store)
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "exports/onnx_fp32")] == \
+           [f"exports/onnx_fp32/{REPORT_FILE}"]
+    metrics = client.get_run(run.info.run_id).data.metrics
+    assert metrics["export_onnx_fp32_agreement"] == 1.0
+    assert metrics["export_onnx_fp32_macro_f1"] == pytest.approx(result.report["after"]["macro_f1"])

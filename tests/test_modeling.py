@@ -1,0 +1,148 @@
+"""Model folders: atomic saves under write failures, refusal of damaged folders, no unpickling of weights."""
+
+from __future__ import annotations
+
+import errno
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from emoclf.config import PreprocessConfig
+from emoclf.errors import ModelLoadError
+from emoclf.inference import Predictor
+from emoclf.modeling import META_FILE, WEIGHTS_FILE, BundleMeta, load_bundle, load_for_training, save_bundle
+from emoclf.preprocess import Preprocessor
+
+LABELS = ["anger", "fear", "joy", "love", "sadness", "surprise"]
+TEXTS = ["i am so happy today", "why would you do that to me"]
+
+
+def new_bundle(tiny_model: Path, folder: Path, seed: int = 0) -> Path:
+    """A model folder as training writes it, without training (the classifier head is random)."""
+    torch.manual_seed(seed)
+    tokenizer, model = load_for_training(str(tiny_model), LABELS)
+    meta = BundleMeta(labels=LABELS, preprocess=Preprocessor(PreprocessConfig()).to_dict(), max_length=32,
+                      base_model=str(tiny_model))
+    return save_bundle(folder, model, tokenizer, meta)
+
+
+@pytest.fixture
+def bundle(tmp_path, tiny_model) -> Path:
+    return new_bundle(tiny_model, tmp_path / "model")
+
+
+class FullDisk:
+    """A tokenizer whose save writes part of a file, then fails as a full disk does."""
+
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer = tokenizer
+
+    def save_pretrained(self, folder) -> None:
+        (Path(folder) / "tokenizer.json").write_text('{"version": "1.0", "trunc')
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_enospc_while_saving_keeps_the_previous_model(bundle, tiny_model):
+    before = Predictor.load(bundle).predict_proba(TEXTS)
+    torch.manual_seed(1)
+    tokenizer, other = load_for_training(str(tiny_model), LABELS)
+    with pytest.raises(OSError) as info:
+        save_bundle(bundle, other, FullDisk(tokenizer), BundleMeta.read(bundle))
+    assert info.value.errno == errno.ENOSPC
+    assert (Predictor.load(bundle).predict_proba(TEXTS) == before).all()
+    assert sorted(p.name for p in bundle.parent.iterdir()) == ["model"]  # no temporary folder left behind
+
+
+def test_kernel_refusing_writes_keeps_the_previous_model(bundle):
+    """A real write failure: the kernel stops the saving process at a 64 KiB file size (EFBIG)."""
+    before = Predictor.load(bundle).predict_proba(TEXTS)
+    script = ("import resource, signal, sys\n"
+              "from emoclf.modeling import load_bundle, save_bundle\n"
+              "model, tokenizer, meta = load_bundle(sys.argv[1])\n"
+              "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write() instead of killing the process\n"
+              "resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))\n"
+              "save_bundle(sys.argv[1], model, tokenizer, meta)\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(bundle)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert (bundle / WEIGHTS_FILE).stat().st_size > 65536  # the limit really cut the weights short
+    assert (Predictor.load(bundle).predict_proba(TEXTS) == before).all()
+    assert sorted(p.name for p in bundle.parent.iterdir()) == ["model"]
+
+
+def test_replacing_a_model_replaces_it_whole(bundle, tiny_model):
+    before = Predictor.load(bundle).predict_proba(TEXTS)
+    new_bundle(tiny_model, bundle, seed=1)
+    assert not (Predictor.load(bundle).predict_proba(TEXTS) == before).all()
+    assert sorted(p.name for p in bundle.parent.iterdir()) == ["model"]
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _edit_meta(folder: Path, **changes) -> None:
+    meta = json.loads((folder / META_FILE).read_text())
+    meta.update(changes)
+    for key in [k for k, v in changes.items() if v is None]:
+        del meta[key]
+    (folder / META_FILE).write_text(json.dumps(meta))
+
+
+def _grow_vocabulary(folder: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.add_tokens([f"newword{i}" for i in range(5000)])
+    tokenizer.save_pretrained(folder)
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda f: (f / WEIGHTS_FILE).unlink(), r"weights missing \(model.safetensors\)"),
+    (lambda f: _truncate(f / WEIGHTS_FILE), "truncated or damaged"),
+    (lambda f: (f / "config.json").unlink(), "truncated or damaged"),
+    (lambda f: _truncate(f / "tokenizer.json"), "truncated or damaged"),
+    (lambda f: (f / META_FILE).unlink(), "not an emoclf model folder"),
+    (lambda f: _edit_meta(f, labels=[]), "no labels saved"),
+    (lambda f: _edit_meta(f, labels=None), "unreadable or incomplete"),
+    (lambda f: _edit_meta(f, labels=LABELS[:5]), "the model has 6 outputs but 5 labels are saved"),
+    (_grow_vocabulary, r"tokenizer has \d+ tokens but the embeddings only \d+"),
+], ids=["no-weights", "truncated-weights", "no-config", "truncated-tokenizer", "no-meta", "empty-labels",
+        "no-labels", "label-count", "vocab-size"])
+def test_damaged_folder_is_refused_before_any_prediction(bundle, damage, message):
+    damage(bundle)
+    with pytest.raises(ModelLoadError, match=message):
+        Predictor.load(bundle)
+
+
+def test_interrupted_swap_points_at_the_previous_model(bundle):
+    bundle.rename(bundle.with_name(".model.old"))  # as a crash between save_bundle's two renames leaves it
+    with pytest.raises(ModelLoadError, match=r"a save was cut short: the previous model is in .*\.model\.old"):
+        load_bundle(bundle)
+
+
+class WritesMarker:
+    """Unpickling this creates a file: what a malicious weights file could do with any code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
+
+
+def test_pickled_weights_are_never_unpickled(bundle, tmp_path):
+    marker = tmp_path / "pwned"
+    torch.save(WritesMarker(marker), bundle / "pytorch_model.bin")
+    Predictor.load(bundle).predict(TEXTS)  # safetensors beside it: the pickle is ignored
+    (bundle / WEIGHTS_FILE).unlink()
+    with pytest.raises(ModelLoadError, match="weights missing"):
+        Predictor.load(bundle)  # only the pickle: refused, not loaded
+    with pytest.raises(Exception, match="Weights only load failed"):
+        torch.load(bundle / "pytorch_model.bin", weights_only=True)
+    assert not marker.exists()
+    torch.load(bundle / "pytorch_model.bin", weights_only=False)  # the planted file is live
+    assert marker.exists()

@@ -1,0 +1,193 @@
+"""The HTTP API: in process with FastAPI's test client, as a real uvicorn process, and via `mlflow models serve`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from conftest import free_port, wait_http
+from emoclf.errors import ConfigError
+from emoclf.export import convert
+from emoclf.inference import Predictor
+from emoclf.serving import Limits, create_app
+
+LABELS = ["anger", "fear", "joy", "love", "sadness", "surprise"]
+TEXTS = ["i am so happy today", "why would you do that to me", "i feel scared and alone tonight", "wow", "i " * 100]
+JSON = {"content-type": "application/json"}
+
+
+@pytest.fixture(scope="module")
+def predictor(trained) -> Predictor:
+    return Predictor.load(trained.model_dir)
+
+
+@pytest.fixture(scope="module")
+def client(predictor) -> TestClient:
+    return TestClient(create_app(predictor, Limits(max_texts=8, max_body_bytes=2_000), model_name="tiny"))
+
+
+@pytest.fixture(scope="module")
+def int8_export(trained, tmp_path_factory):
+    return convert(trained.model_dir, tmp_path_factory.mktemp("serve") / "onnx-int8", precision="int8")
+
+
+def test_predict_returns_label_its_probability_and_all_classes(client, predictor):
+    response = client.post("/predict", json={"texts": TEXTS})
+    assert response.status_code == 200
+    predictions = response.json()["predictions"]
+    expected = predictor.predict_proba(TEXTS)
+    assert len(predictions) == len(TEXTS)
+    for row, probs in zip(predictions, expected):
+        assert set(row) == {"label", "probability", "probabilities"}
+        assert list(row["probabilities"]) == LABELS
+        np.testing.assert_allclose([row["probabilities"][lab] for lab in LABELS], probs, atol=1e-6)
+        assert row["label"] == LABELS[int(probs.argmax())]
+        assert row["probability"] == row["probabilities"][row["label"]] == max(row["probabilities"].values())
+
+
+def test_health_metadata_and_docs(client, trained):
+    assert client.get("/health").json() == {"status": "ok"}
+    meta = client.get("/metadata").json()
+    saved = json.loads((trained.model_dir / "emoclf.json").read_text())
+    assert meta["model"] == "tiny" and meta["backend"] == "pytorch" and meta["labels"] == LABELS
+    assert meta["preprocessing"] == saved["preprocess"] and meta["metrics"] == saved["metrics"]
+    assert meta["max_length"] == saved["max_length"] and meta["export"] is None
+    assert meta["limits"] == {"max_texts": 8, "max_body_bytes": 2_000}
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "swagger-ui" in docs.text
+    paths = client.get("/openapi.json").json()["paths"]
+    assert set(paths) == {"/predict", "/health", "/metadata"}
+    assert set(paths["/predict"]["post"]["responses"]) == {"200", "400", "413", "422"}
+
+
+@pytest.mark.parametrize("request_kwargs,status,detail", [
+    (dict(content=b'{"texts": ["a",]}', headers=JSON), 400,
+     "malformed JSON body at character 15: Expecting value"),
+    (dict(content=b"{texts", headers=JSON), 400,
+     "malformed JSON body at character 1: Expecting property name enclosed in double quotes"),
+    (dict(json={"texts": "i am happy"}), 422, "texts: Input should be a valid list"),
+    (dict(json={"texts": ["fine", 42]}), 422, "texts[1]: Input should be a valid string"),
+    (dict(json={"text": ["a"]}), 422, "texts: Field required; text: Extra inputs are not permitted"),
+    (dict(json=["a", "b"]), 422, 'body: expected a JSON object {"texts": [...]} sent as application/json'),
+    (dict(content=b'{"texts": ["a"]}', headers={"content-type": "text/plain"}), 422,
+     'body: expected a JSON object {"texts": [...]} sent as application/json'),
+    (dict(json={"texts": []}), 422, "texts: the list is empty; send at least one text"),
+    (dict(json={"texts": ["ok", "", "  \n"]}), 422, "texts[1]: empty text (2 empty in all); send non-blank texts"),
+    (dict(content=b'{"texts": ["fine", "\\ud800 half an emoji"]}', headers=JSON), 422,
+     "texts[1]: not valid Unicode (a lone surrogate); send UTF-8 text"),
+    (dict(json={"texts": ["a"] * 9}), 413,
+     "texts: 9 texts, the limit is 8 per request; split them over several requests"),
+    (dict(json={"texts": ["a" * 3_000]}), 413, "request body too large: 3014 bytes, the limit is 2000"),
+    # No Content-Length: the body is counted as it streams in.
+    (dict(content=iter([b'{"texts": ["', b"a" * 3_000, b'"]}']), headers=JSON), 413,
+     "request body too large: at least 3015 bytes, the limit is 2000"),
+])
+def test_bad_input_is_a_clear_4xx(client, request_kwargs, status, detail):
+    response = client.post("/predict", **request_kwargs)
+    assert (response.status_code, response.json()) == (status, {"detail": detail})
+
+
+def test_limits_are_checked():
+    with pytest.raises(ConfigError, match="max_texts must be at least 1, got 0"):
+        Limits(max_texts=0)
+
+
+def test_concurrent_requests_give_the_serial_answers(client):
+    requests = [{"texts": TEXTS[i % len(TEXTS):] + TEXTS[:i % 3]} for i in range(24)]
+    serial = [client.post("/predict", json=r).json() for r in requests]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        parallel = list(pool.map(lambda r: client.post("/predict", json=r).json(), requests))
+    assert parallel == serial
+
+
+def test_serves_an_onnx_export(int8_export, trained):
+    client = TestClient(create_app(Predictor.load(int8_export)))
+    assert client.get("/metadata").json()["backend"] == "onnxruntime"
+    assert client.get("/metadata").json()["export"]["precision"] == "int8"
+    predictions = client.post("/predict", json={"texts": TEXTS}).json()["predictions"]
+    probs = [list(p["probabilities"].values()) for p in predictions]
+    np.testing.assert_allclose(probs, Predictor.load(trained.model_dir).predict_proba(TEXTS), atol=0.05)
+
+
+def _stop(proc: subprocess.Popen) -> int:
+    proc.terminate()
+    try:
+        return proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+
+
+@pytest.mark.slow
+def test_emoclf_serve_as_a_real_uvicorn_process(int8_export, tmp_path):
+    port = free_port()
+    log = tmp_path / "serve.log"
+    proc = subprocess.Popen([sys.executable, "-m", "emoclf.cli", "serve", "--model", str(int8_export),
+                             "--port", str(port), "--max-texts", "4"],
+                            stdout=subprocess.DEVNULL, stderr=log.open("w"))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/health", timeout=60, proc=proc)
+        with httpx.Client(base_url=url) as http:
+            assert http.get("/metadata").json()["backend"] == "onnxruntime"
+            ok = http.post("/predict", json={"texts": TEXTS[:3]})
+            assert ok.status_code == 200 and [p["label"] in LABELS for p in ok.json()["predictions"]] == [True] * 3
+            assert http.post("/predict", json={"texts": TEXTS}).status_code == 413
+            bad = http.post("/predict", content=b"{", headers=JSON)
+            assert bad.status_code == 400 and bad.json()["detail"].startswith("malformed JSON body")
+            single = [{"texts": [t]} for t in TEXTS]
+            serial = [http.post("/predict", json=r).json() for r in single]
+            with ThreadPoolExecutor(max_workers=5) as pool:
+                assert list(pool.map(lambda r: http.post("/predict", json=r).json(), single * 4)) == serial * 4
+    finally:
+        code = _stop(proc)
+    assert code == 0
+    assert f"Uvicorn running on http://127.0.0.1:{port}" in log.read_text()
+
+
+@pytest.mark.slow
+def test_mlflow_model_serves_with_mlflow_and_with_emoclf(trained, predictor, tmp_path):
+    import mlflow
+
+    from emoclf.mlflow_model import log_pyfunc
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(store)
+    try:
+        with mlflow.start_run():
+            uri = log_pyfunc(trained.model_dir, ["i am happy"])
+        # emoclf's own server takes the same URI.
+        served = TestClient(create_app(Predictor.load(uri))).post("/predict", json={"texts": TEXTS}).json()
+    finally:
+        mlflow.set_tracking_uri(previous)
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m", uri, "--env-manager", "local",
+         "--host", "127.0.0.1", "--port", str(port)],
+        # MLflow execs `uvicorn` by name: this interpreter's scripts must be on PATH even without an activated venv.
+        env={**os.environ, "MLFLOW_TRACKING_URI": store,
+             "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])},
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "mlflow-serve.log").open("w"),
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/ping", timeout=120, proc=proc)
+        response = httpx.post(f"http://127.0.0.1:{port}/invocations", timeout=30,
+                              json={"dataframe_split": {"columns": ["text"], "data": [[t] for t in TEXTS]}})
+    finally:
+        _stop(proc)
+    assert response.status_code == 200, response.text
+    rows = response.json()["predictions"]
+    expected = predictor.predict_proba(TEXTS)
+    assert [r["label"] for r in rows] == [LABELS[i] for i in expected.argmax(axis=1)]
+    assert [p["label"] for p in served["predictions"]] == [r["label"] for r in rows]
+    np.testing.assert_allclose([[r[f"prob_{lab}"] for lab in LABELS] for r in rows], expected, atol=1e-5)
