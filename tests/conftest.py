@@ -5,6 +5,7 @@ Built once per session so that training tests take seconds on 2 CPU cores.
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
@@ -108,3 +109,17 @@ def emotion_dir() -> Path:
     if not (EMOTION_DIR / "train.txt").is_file():
         pytest.skip(f"emotion data not found at {EMOTION_DIR}")
     return EMOTION_DIR
+
+
+@pytest.fixture(autouse=True)
+def _isolate_mlflow_state():
+    """MLflow keeps the active experiment in a module global and in $MLFLOW_EXPERIMENT_ID; each test
+    uses its own store, so that id must not leak into the next test."""
+    yield
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is None:
+        return
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+    mlflow.tracking.fluent._active_experiment_id = None
+    os.environ.pop("MLFLOW_EXPERIMENT_ID", None)

@@ -29,7 +29,7 @@ from emoclf.data import load_data
 from emoclf.data.validate import subsample
 from emoclf.errors import ConfigError
 from emoclf.preprocess import Preprocessor
-from emoclf.tracking import make_tracker
+from emoclf.tracking import ended_run, make_tracker
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def compare(cfg: Config, strategies=DEFAULT_STRATEGIES, seeds: int = 1, quick: b
     tracker = make_tracker(cfg.tracking.tracking, cfg.tracking.tracking_uri, cfg.tracking.experiment, local_dir=out,
                            optional=cfg.tracking.tracking_optional)
     tracker.start(cfg.tracking.run_name or "compare")
-    try:
+    with ended_run(tracker):
         settings = cfg.to_dict()
         tracker.log_params({"compare": {"strategies": ",".join(strategies), "seeds": seeds, "quick": quick},
                             "data": settings["data"], "model": settings["model"]})
@@ -136,13 +136,6 @@ def compare(cfg: Config, strategies=DEFAULT_STRATEGIES, seeds: int = 1, quick: b
         tracker.set_tags({"emoclf.best_strategy": verdict.best,
                           "emoclf.lead_exceeds_spread": str(verdict.exceeds_spread).lower()})
         tracker.log_artifacts(report_dir, COMPARISON_DIR)
-    except KeyboardInterrupt:
-        tracker.end("KILLED")
-        raise
-    except BaseException:
-        tracker.end("FAILED")
-        raise
-    tracker.end("FINISHED")
     log.info("compare: %s", verdict.text)
     return ComparisonResult(out, runs, table, verdict, tracker.run_id, paths)
 

@@ -300,3 +300,17 @@ class MLflowTracker(NullTracker):
 def make_tracker(enabled: bool, uri: str | None, experiment: str, local_dir: str | Path | None = None,
                  optional: bool = False) -> NullTracker:
     return MLflowTracker(uri, experiment, local_dir, optional) if enabled else NullTracker()
+
+
+@contextlib.contextmanager
+def ended_run(tracker: NullTracker):
+    """End the tracker's run FINISHED, KILLED (Ctrl-C, SIGTERM) or FAILED: never left RUNNING."""
+    try:
+        yield tracker
+    except KeyboardInterrupt:
+        tracker.end("KILLED")
+        raise
+    except BaseException:
+        tracker.end("FAILED")
+        raise
+    tracker.end("FINISHED")

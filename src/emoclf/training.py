@@ -60,7 +60,7 @@ from emoclf.modeling import (
     write_meta,
 )
 from emoclf.preprocess import Preprocessor
-from emoclf.tracking import NullTracker, make_tracker
+from emoclf.tracking import NullTracker, ended_run, make_tracker
 
 log = logging.getLogger(__name__)
 
@@ -387,15 +387,8 @@ def train(cfg: Config, data: PreparedData | None = None, resume: bool = False) -
                            cfg.tracking.experiment, local_dir=cfg.train.output_dir,
                            optional=cfg.tracking.tracking_optional)
     tracker.start(cfg.tracking.run_name, resume=resume)
-    try:
+    with ended_run(tracker):
         result = _train(cfg, tracker, data, checkpoint)
-    except KeyboardInterrupt:
-        tracker.end("KILLED")
-        raise
-    except BaseException:
-        tracker.end("FAILED")
-        raise
-    tracker.end("FINISHED")
     result.tracking_failures = tracker.failures_file
     return result
 
