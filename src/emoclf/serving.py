@@ -168,11 +168,12 @@ def create_app(predictor: Predictor, limits: Limits = Limits(), model_name: str 
 
 
 def serve(source: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits(),
-          batch_size: int = 64, num_threads: int | None = None, access_log: bool = True) -> None:
+          batch_size: int = 64, num_threads: int | None = None, access_log: bool = True,
+          precision: str = "fp32") -> None:
     """Load ``source`` and serve it until interrupted (Ctrl-C or SIGTERM end it cleanly)."""
     import uvicorn
 
-    predictor = Predictor.load(source, batch_size=batch_size, num_threads=num_threads)
+    predictor = Predictor.load(source, batch_size=batch_size, precision=precision, num_threads=num_threads)
     predictor.predict_proba(EXAMPLE_TEXTS)  # first-call allocations happen now, not in the first request
     app = create_app(predictor, limits, model_name=str(source))
     log.info("serving %s (%s) on http://%s:%d (docs: /docs)", source, predictor.backend.name, host, port)

@@ -34,6 +34,7 @@ import torch
 from transformers import (
     DataCollatorWithPadding,
     EarlyStoppingCallback,
+    ProgressCallback,
     Trainer,
     TrainerCallback,
     TrainingArguments,
@@ -130,6 +131,13 @@ class EpochSummary(TrainerCallback):
                 logs.get("epoch", state.epoch or 0), train_loss, logs["eval_loss"], logs["eval_macro_f1"],
                 logs["eval_accuracy"], time.perf_counter() - self.started,
             )
+
+
+class ProgressBars(ProgressCallback):
+    """The Trainer's progress bars without its per-step dicts on stdout (stdout is for results)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        pass
 
 
 class GracefulStop(TrainerCallback):
@@ -455,6 +463,9 @@ def _train(cfg: Config, tracker: NullTracker, data: PreparedData | None, checkpo
         compute_loss_func=make_loss(plan.loss, plan.class_weights, t.focal_gamma, t.focal_alpha),
         callbacks=[EarlyStoppingCallback(early_stopping_patience=t.patience), EpochSummary(tracker), stop],
     )
+    # Keep the progress bars, drop the raw log dicts they write to stdout: EpochSummary logs one line per epoch.
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(ProgressBars)
     start_epoch = TrainerState.load_from_json(str(checkpoint / TRAINER_STATE_NAME)).epoch if checkpoint else 0.0
     started = time.perf_counter()
     with stop.installed():
