@@ -17,8 +17,9 @@ from sklearn.utils.class_weight import compute_class_weight
 log = logging.getLogger(__name__)
 
 # Chosen for "auto" on imbalanced data: class-weighted cross-entropy keeps every training row
-# once (no duplicated minority rows to overfit, no majority rows thrown away) and measured best
-# on the emotion data; see docs/experiments.md.
+# once (no duplicated minority rows, no majority rows thrown away, no extra steps). In the
+# measured comparison it came within 0.02 macro-F1 of over-sampling, which needs 2.2x the
+# steps per epoch; see docs/experiments.md.
 AUTO_IMBALANCED = "class-weight"
 
 
