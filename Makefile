@@ -2,27 +2,26 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The `cpu` extra pins the small CPU build of torch; GPU users: EXTRAS=test make test keeps your torch.
-EXTRAS ?= cpu,test
+# The `cpu` extra pins the small CPU build of torch; GPU users: CPU= make test keeps your torch.
+CPU ?= cpu,
 
-.PHONY: install demo test test-fast lint clean
+.PHONY: demo test test-fast clean
 
-$(BIN)/emoclf: pyproject.toml
+# One stamp per extras set: the demo needs no test tools (PySpark alone is ~450 MB).
+$(VENV)/.installed-%: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip install --quiet -e ".[$(CPU)$*]"
 	touch $@
 
-install: $(BIN)/emoclf
-
-demo: install  ## train on the embedded demo data, then predict with the saved model
+demo: $(VENV)/.installed-serve  ## train on the embedded demo data, then predict with the saved model
 	$(BIN)/emoclf train --output-dir runs/demo
 	$(BIN)/emoclf predict --model runs/demo/model "i finally got the job and i cant stop smiling" "why does nobody ever listen to me"
 
-test: install  ## the whole suite, slow end-to-end tests included (what CI runs)
+test: $(VENV)/.installed-test  ## the whole suite, slow end-to-end tests included (what CI runs)
 	$(BIN)/python -m pytest -q
 
-test-fast: install
+test-fast: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q -m "not slow"
 
 clean:
