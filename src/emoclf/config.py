@@ -22,8 +22,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
+    """A field whose ``help`` becomes its CLI flag's help line (every default here is immutable)."""
     return field(default=default, metadata={"help": help, **kw})
 
 
