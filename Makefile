@@ -15,7 +15,7 @@ $(VENV)/.installed-%: pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed-serve  ## train on the embedded demo data, then predict with the saved model
-	$(BIN)/emoclf train --output-dir runs/demo
+	$(BIN)/emoclf train --output-dir runs/demo --overwrite
 	$(BIN)/emoclf predict --model runs/demo/model "i finally got the job and i cant stop smiling" "why does nobody ever listen to me"
 
 test: $(VENV)/.installed-test  ## the whole suite, slow end-to-end tests included (what CI runs)

@@ -6,8 +6,8 @@
 The model is the one ``benchmarks/quality.py`` trains with the default config. Every path
 classifies the same texts (in file order) after a warm-up; each figure is the best of --repeats.
 Paths: the transformers ``pipeline`` (fp32, batch_size=32: what a user would write), emoclf's
-PyTorch path in fp32 (and bf16 autocast on CPUs with AMX/AVX512-BF16), ONNX fp32 and ONNX int8
-exports. Then ``emoclf serve`` runs the int8 export and single-text requests measure p50/p99
+PyTorch path in fp32 (and bf16 weights on CPUs with AMX/AVX512-BF16), ONNX fp32 and ONNX int8
+exports (int8 weights chosen for this CPU by ``emoclf export``'s rule, recorded in the JSON). Then ``emoclf serve`` runs the int8 export and single-text requests measure p50/p99
 latency over HTTP (keep-alive connection, as a client library would use). Prints one JSON line.
 """
 
@@ -17,7 +17,7 @@ import argparse
 import http.client
 import json
 import logging
-import platform
+import os
 import socket
 import subprocess
 import sys
@@ -27,12 +27,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from emoclf import hardware
 from emoclf.config import DataConfig
 from emoclf.evaluation.labelled import read_labelled
 from emoclf.evaluation.metrics import classification_metrics
 from emoclf.export import convert
-from emoclf.inference import Predictor, cpu_threads
-from emoclf.training import cpu_supports_bf16
+from emoclf.inference import Predictor
+from emoclf.modeling import BundleMeta
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -137,10 +138,11 @@ def main() -> None:
         sys.exit(f"{args.model}: no trained model; run `python benchmarks/quality.py` first (it writes "
                  "benchmarks/out/quality/model), or pass --model")
 
-    threads = cpu_threads()
+    hw = hardware.detect()
+    threads = hw.cores
     torch.set_num_threads(threads)
     reference = Predictor.load(args.model, batch_size=args.batch_size)
-    labelled = read_labelled(DataConfig(data=str(args.data)), reference.labels)
+    labelled = read_labelled(DataConfig(data=str(args.data)), reference.labels, reference.preprocessor)
     texts, y_true = labelled.texts[:args.limit], labelled.y_true[:args.limit]
     labels = reference.labels
 
@@ -148,7 +150,7 @@ def main() -> None:
     log.info("pipeline: %s", paths["pipeline_fp32"])
     paths["pytorch_fp32"] = bench_predictor(reference, texts, y_true, args.repeats)
     log.info("pytorch fp32: %s", paths["pytorch_fp32"])
-    if cpu_supports_bf16():
+    if hw.amx or hw.avx512_bf16:  # measured where the CPU has bf16 instructions, to show whether they pay
         paths["pytorch_bf16"] = bench_predictor(Predictor.load(args.model, args.batch_size, precision="bf16"),
                                                 texts, y_true, args.repeats)
         log.info("pytorch bf16: %s", paths["pytorch_bf16"])
@@ -164,7 +166,7 @@ def main() -> None:
     latency = http_latency(exports["int8"], texts, args.requests, args.out / "serve.log")
     print(json.dumps({
         "benchmark": "inference",
-        "model": str(args.model),
+        "model": os.path.relpath(args.model, ROOT),
         "data": args.data.name,
         "texts": len(texts),
         "threads": threads,
@@ -174,8 +176,9 @@ def main() -> None:
         "speedup_vs_pipeline": round(paths[fastest]["texts_per_second"] / base, 2),
         "macro_f1_lost_points": round(100 * (paths["pytorch_fp32"]["macro_f1"] - paths[fastest]["macro_f1"]), 2),
         "http_single_text": {"model": "onnx_int8", **latency},
-        "cpu": platform.processor() or platform.machine(),
-        "amx_or_avx512_bf16": cpu_supports_bf16(),
+        "int8_quantization": {k: v for k, v in BundleMeta.read(exports["int8"]).export["quantization"].items()
+                              if k in ("weight_bits", "chosen")},
+        "cpu": hw.to_dict(),
     }))
 
 

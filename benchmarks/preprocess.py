@@ -17,18 +17,21 @@ import logging
 import statistics
 import sys
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
+from emoclf import hardware
 from emoclf.config import Config, DataConfig, PreprocessConfig
 from emoclf.data.io import read_file
 from emoclf.preprocess import Preprocessor
 from emoclf.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
+# Each option is the default with one thing changed (raw: every step off), so each row measures one step.
 OPTIONS = {
     "raw": dict(lowercase=False, urls="keep", users="keep", strip_non_word=False, collapse_whitespace=False),
     "default": {},
-    "strip_non_word": dict(strip_non_word=True),
+    "keep_symbols": dict(strip_non_word=False),
     "remove_urls_users": dict(urls="remove", users="remove"),
 }
 
@@ -57,12 +60,14 @@ def main() -> None:
                 scores[name].append(max(h["eval_macro_f1"] for h in result.history if "eval_macro_f1" in h))
     print(json.dumps({
         "benchmark": "preprocess",
+        "default": asdict(PreprocessConfig()),
         "emotion_train_texts_changed": changed,
         "demo_validation_macro_f1": {k: {"mean": round(statistics.mean(v), 4),
                                          "std": round(statistics.stdev(v), 4) if len(v) > 1 else None}
                                      for k, v in scores.items()},
         "seeds": args.seeds,
         "epochs": args.epochs,
+        "cpu": hardware.detect().describe(),
     }))
 
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 import sys
 from pathlib import Path
 
+from emoclf import hardware
 from emoclf.cli import add_config_flags, config_from_args
 from emoclf.config import SECTIONS
-from emoclf.training import train
+from emoclf.training import resolve_precision, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,7 +49,8 @@ def main() -> None:
         "epochs_run": round(result.history[-1].get("epoch", 0), 2) if result.history else None,
         "train_seconds": round(result.train_seconds, 1),
         "train_examples_per_second": round(result.train_examples_per_second, 1),
-        "cpu": platform.processor() or platform.machine(),
+        "precision": resolve_precision(cfg.train.precision),
+        "cpu": hardware.detect().to_dict(),
     }))
 
 

@@ -10,7 +10,7 @@ rows of ``train.txt``, on this machine, in this process:
   whose ``__getitem__`` tokenises one text with ``padding="max_length", max_length=128``, random
   batches, fp32;
 - emoclf: ``emoclf train``'s path, built from ``emoclf.training`` (texts tokenised once per split,
-  max_length from the data profile, ``DataCollatorWithPadding(pad_to_multiple_of=8)``, length-grouped
+  max_length from the data profile, ``DataCollatorWithPadding`` (to a multiple of 8 on GPUs only), length-grouped
   batches, the imbalance loss, and ``--precision``: ``auto`` is bf16 autocast where the CPU has
   AMX/AVX512-BF16).
 
@@ -25,9 +25,9 @@ for a training step of a transformer encoder over a batch of b sequences of s to
 ``6 * N * b * s + 12 * L * h * b * s^2`` (N: non-embedding parameters; 6 = 2 forward + 4 backward
 per parameter and token; the second term is attention's QK^T and AV, forward and backward, with L
 layers of width h). Peak = usable cores * clock (``cpu MHz`` of /proc/cpuinfo) * FLOPs per cycle
-per core: 64 for fp32 with AVX-512 (two 16-lane FMA units), 32 with AVX2, and for bf16 1024 with
-AMX (one TDPBF16PS tile multiply, 16*16*32 FMAs, per 16 cycles), 128 with AVX512-BF16 only.
-The JSON repeats these assumptions.
+per core, from the instruction sets ``emoclf.hardware`` finds: 64 for fp32 with AVX-512 (two 16-lane
+FMA units), 32 with AVX2, and for bf16 1024 with AMX (one TDPBF16PS tile multiply, 16*16*32 FMAs,
+per 16 cycles), 128 with AVX512-BF16 only. The JSON names the CPU and repeats the assumptions used.
 
 ``--quality`` (slow, off by default) then trains a fresh model per arm for one epoch on
 ``--quality-rows`` training rows, with the same learning rate, schedule and seed, and scores both
@@ -61,15 +61,14 @@ from transformers import (
     set_seed,
 )
 
-from emoclf import imbalance
+from emoclf import hardware, imbalance
 from emoclf.config import Config
 from emoclf.data import load_data
 from emoclf.data.profile import profile
-from emoclf.inference import cpu_threads
 from emoclf.losses import make_loss
 from emoclf.modeling import load_for_training, load_tokenizer
 from emoclf.preprocess import Preprocessor
-from emoclf.training import build_training_args, resolve_precision, tokenize_split
+from emoclf.training import build_training_args, pad_multiple, resolve_precision, tokenize_split
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_MAX_LENGTH = 128
@@ -135,21 +134,27 @@ def train_flops(shapes: list[tuple[int, int, int]], n_params: int, layers: int, 
 
 
 def cpu_peak(threads: int) -> dict:
-    """Peak FLOP/s of the cores this process uses, from /proc/cpuinfo's clock and instruction sets."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        info = ""
-    mhz = next((float(line.split(":")[1]) for line in info.splitlines() if line.startswith("cpu MHz")), float("nan"))
-    flags = set(next((line.split(":")[1].split() for line in info.splitlines() if line.startswith("flags")), []))
-    fp32 = 64 if "avx512f" in flags else 32 if "fma" in flags else 8
-    bf16 = 1024 if "amx_bf16" in flags else 128 if "avx512_bf16" in flags else fp32
-    cores = min(threads, cpu_threads())
+    """Peak FLOP/s of the cores this process uses, from the clock and the instruction sets it really has."""
+    hw = hardware.detect()
+    if hw.avx512:
+        fp32, fp32_why = 64, "2 FMA units x 16 fp32 lanes (AVX-512) x 2 FLOPs"
+    elif hw.avx2:
+        fp32, fp32_why = 32, "2 FMA units x 8 fp32 lanes (AVX2) x 2 FLOPs"
+    else:
+        fp32, fp32_why = 8, "no AVX2: 4-lane SSE, 2 FLOPs"
+    if hw.amx:
+        bf16, bf16_why = 1024, "AMX TDPBF16PS: 16x16x32 bf16 FMAs per 16 cycles"
+    elif hw.avx512_bf16:
+        bf16, bf16_why = 128, "AVX512-BF16 VDPBF16PS: 2 units x 32 bf16 pairs x 2 FLOPs"
+    else:
+        bf16, bf16_why = fp32, "no bf16 instructions: bf16 runs at fp32 speed at best"
+    ghz = (hw.mhz or float("nan")) / 1000
+    cores = min(threads, hw.cores)
     return {
-        "cores": cores, "ghz": mhz / 1000, "fp32_flops_per_cycle": fp32, "bf16_flops_per_cycle": bf16,
-        "fp32_peak_gflops": cores * mhz / 1000 * fp32, "bf16_peak_gflops": cores * mhz / 1000 * bf16,
-        "assumptions": "peak = cores * cpu MHz * FLOPs/cycle/core; fp32: 2 FMA units x 16 lanes x 2 (AVX-512); "
-                       "bf16: AMX TDPBF16PS 16x16x32 FMAs per 16 cycles; vCPUs counted as cores; no turbo",
+        "model": hw.cpu, "isa": hw.isa, "cores": cores, "ghz": ghz, "fp32_flops_per_cycle": fp32,
+        "bf16_flops_per_cycle": bf16, "fp32_peak_gflops": cores * ghz * fp32, "bf16_peak_gflops": cores * ghz * bf16,
+        "assumptions": f"peak = cores * cpu MHz * FLOPs/cycle/core; fp32: {fp32_why}; bf16: {bf16_why}; "
+                       "vCPUs counted as cores; no turbo",
     }
 
 
@@ -227,7 +232,8 @@ def build_trainers(args, cfg: Config, data, tokenizer, max_length: int, precisio
                       warmup_steps), train_dataset=dataset, data_collator=recorder, callbacks=[clock])
     arms.append(("reference", trainer, clock, recorder))
 
-    recorder, clock = ShapeRecorder(DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)), StepClock()
+    pad = pad_multiple() if args.pad_to_multiple_of is None else (args.pad_to_multiple_of or None)
+    recorder, clock = ShapeRecorder(DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad)), StepClock()
     train_ds = tokenize_split(train_df, tokenizer, max_length).select(rows)
     trainer = Trainer(
         model=build_model(args.shape, data.labels, t.seed),
@@ -255,6 +261,9 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true",
                         help="emoclf arm: torch.compile the model (TrainingArguments.torch_compile). The first batches "
                              "of new padded lengths recompile: give --warmup 20 or more to keep compiling out of the timing.")
+    parser.add_argument("--pad-to-multiple-of", type=int,
+                        help="emoclf arm: pad each batch to a multiple of N tokens (0: no rounding); "
+                             "default: emoclf's choice, 8 on GPUs and none on CPUs.")
     parser.add_argument("--quality", action="store_true", help="Also train one epoch per arm and compare validation macro-F1 (slow).")
     parser.add_argument("--quality-rows", type=int, default=2000, help="Training rows for --quality.")
     args = parser.parse_args()
@@ -291,6 +300,7 @@ def main() -> None:
             flops_per_example = train_flops(timed, n_params, layers, hidden) / sum(b for b, _, _ in timed)
             gflops = flops_per_example * arm["examples_per_second"] / 1e9
             arm.update(precision=arm_precision, gflops_per_second=round(gflops, 1),
+                       pad_to_multiple_of=None if name == "reference" else recorder.collate.pad_to_multiple_of,
                        percent_of_peak=round(100 * gflops / peak[f"{arm_precision}_peak_gflops"], 2),
                        max_length=REFERENCE_MAX_LENGTH if name == "reference" else max_length,
                        sampler="random" if name == "reference" else trainer.args.train_sampling_strategy)

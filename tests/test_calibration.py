@@ -7,6 +7,7 @@ import pytest
 
 from emoclf.calibration import (
     calibrated_probs,
+    choose_temperature,
     expected_calibration_error,
     fit_class_bias,
     fit_temperature,
@@ -58,3 +59,19 @@ def test_reliability_plot_written(tmp_path):
     logits, y = overconfident(300)
     path = plot_reliability(calibrated_probs(logits), calibrated_probs(logits, 5.0), y, tmp_path / "r.png")
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_temperature_fit_that_cannot_be_trusted_falls_back_to_1():
+    # Few, perfectly separable validation texts: NLL keeps falling as T -> 0, so the fit ends at its bound,
+    # and sharpening would make every later confidence ~1.0 (test ECE 0.014 -> 0.182 on the demo once).
+    logits = np.array([[2.0, 0.0, 0.0], [0.0, 1.5, 0.0], [0.0, 0.0, 1.0]] * 4)
+    labels = np.array([0, 1, 2] * 4)
+    choice = choose_temperature(logits, labels)
+    assert choice.fitted < 0.1 and choice.temperature == 1.0
+    assert choice.reason.startswith("the fit ran towards its bound (T = 0.05")
+    assert choice.report()["temperature_kept"] is False
+    # A real overconfident model keeps its fitted temperature.
+    val_logits, y_val = overconfident(seed=0)
+    kept = choose_temperature(val_logits, y_val)
+    assert kept.reason is None and kept.temperature == kept.fitted and 3.0 < kept.temperature < 7.0
+    assert kept.validation_ece_fitted < kept.validation_ece_before

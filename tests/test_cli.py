@@ -12,6 +12,9 @@ import pytest
 
 from emoclf.cli import build_parser, main
 from emoclf.config import SECTIONS
+from emoclf.inference import Predictor, prediction_columns
+
+LABELS = ["anger", "fear", "joy", "love", "sadness", "surprise"]
 
 
 def test_help_lists_every_subcommand(capsys):
@@ -82,11 +85,49 @@ def test_predict_texts_and_files(trained, tmp_path, capsys):
         dst = tmp_path / f"out.{ext}"
         assert main(["predict", "--model", str(trained.model_dir), "--input", str(src), "--output", str(dst)]) == 0
         df = {"csv": pd.read_csv, "parquet": pd.read_parquet, "jsonl": lambda p: pd.read_json(p, lines=True)}[ext](dst)
-        assert list(df.columns[:3]) == ["text", "label", "confidence"]
-        assert [c for c in df.columns if c.startswith("prob_")] == [f"prob_{c}" for c in
-                                                                    ("anger", "fear", "joy", "love", "sadness", "surprise")]
+        assert list(df.columns) == ["text", *prediction_columns(LABELS)]
         assert df["text"].tolist() == ["what a lovely day", "I HATE this", "oh wow"]
         assert df.filter(like="prob_").sum(axis=1).round(4).eq(1).all()
+
+
+def test_predict_keeps_every_input_column_and_row_and_never_overwrites_labels(trained, tmp_path):
+    src = tmp_path / "in.csv"
+    rows = pd.DataFrame({"id": [7, 3, 9, 1], "text": ["i am so happy", "😡😡😡", "i am scared", "what a surprise"],
+                         "label": ["joy", "anger", "fear", "surprise"], "note": ["a", "b", "c", "d"]})
+    rows.to_csv(src, index=False)
+    dst = tmp_path / "out.csv"
+    assert main(["predict", "--model", str(trained.model_dir), "--input", str(src), "--output", str(dst)]) == 0
+    out = pd.read_csv(dst, keep_default_na=False)
+    assert list(out.columns) == ["id", "text", "label", "note", *prediction_columns(LABELS)]
+    assert out[["id", "text", "label", "note"]].astype(str).values.tolist() == rows.astype(str).values.tolist()
+    assert out["skipped"].tolist() == ["", "empty after preprocessing", "", ""]
+    assert out.loc[1, "predicted_label"] == "" and out.loc[0, "predicted_label"] in LABELS
+    # The training format: a .txt of text;label lines is read as such, so the label never leaks into the text.
+    txt = tmp_path / "in.txt"
+    txt.write_text("i am so happy;joy\ni am scared;fear\n")
+    assert main(["predict", "--model", str(trained.model_dir), "--input", str(txt), "--output", str(dst)]) == 0
+    out = pd.read_csv(dst, keep_default_na=False)
+    assert out[["text", "label"]].values.tolist() == [["i am so happy", "joy"], ["i am scared", "fear"]]
+    expected = Predictor.load(trained.model_dir).predict(["i am so happy", "i am scared"])
+    assert out["predicted_label"].tolist() == [p.label for p in expected]
+
+
+def test_predict_refuses_what_it_cannot_do_before_predicting(trained, tmp_path, capsys):
+    src = tmp_path / "in.csv"
+    pd.DataFrame({"text": ["hi"], "predicted_label": ["mine"]}).to_csv(src, index=False)
+    model = ["predict", "--model", str(trained.model_dir)]
+    assert main([*model, "--input", str(src), "--output", str(tmp_path / "out.xlsx")]) == 2
+    assert capsys.readouterr().err.strip() == (f"emoclf: error: --output {tmp_path / 'out.xlsx'}: cannot write "
+                                               "'.xlsx'; use one of .csv, .tsv, .jsonl, .json, .parquet")
+    assert not (tmp_path / "out.xlsx").exists()
+    assert main([*model, "--input", str(src)]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (f"emoclf: error: {src}: has column(s) 'predicted_label', which the "
+                                               "predictions would overwrite; rename them")
+    assert main([*model, "--input", str(src), "--text-column", "body"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (f"emoclf: error: {src}: missing column(s) 'body'; expected text "
+                                               "column 'body', found 'text', 'predicted_label'; use --text-column")
+    assert main([*model, "i am happy", "😡😡😡"]) == 2
+    assert "1 text(s) are empty after preprocessing (texts[1] '😡😡😡')" in capsys.readouterr().err
 
 
 def test_predict_needs_texts_or_input(trained, capsys):
@@ -102,6 +143,8 @@ def test_evaluate_reproduces_training_report(trained, tmp_path, capsys):
     assert metrics["n"] == 460
     for name in ("report.md", "confusion_matrix.png", "per_class_f1.png", "misclassified.csv"):
         assert (tmp_path / name).is_file()
+    # A single file is scored as a whole, and said to be.
+    assert capsys.readouterr().out.startswith(f"{demo_path()} [all rows]: accuracy ")
 
 
 def test_missing_model_folder_is_clear(tmp_path, capsys):

@@ -117,6 +117,11 @@ def test_compare_quick_without_tracking(tiny_model, tmp_path, capsys):
     for s in strategies:  # each strategy a full training of its own, with the HTML report
         html = (out / f"{s}-seed42" / "report" / "report.html").read_text()
         assert 'alt="reliability diagram"' in html
+    # Run again into the same folder: refused before any training, unless --overwrite.
+    assert main([*QUICK, "--model", str(tiny_model), "--output-dir", str(out), "--no-tracking"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"emoclf: error: {out} holds an earlier comparison (none-seed42, oversample-seed42, undersample-seed42, ...); "
+        "pass --overwrite to replace it, or choose another --output-dir")
 
 
 @pytest.mark.slow

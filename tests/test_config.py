@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -228,3 +229,10 @@ def test_from_yaml_unknown_field_message(tmp_path):
 def test_max_samples_below_one_is_refused(value):
     with pytest.raises(ConfigError, match="max_samples"):
         Config.from_dict({"data": {"max_samples": value}})
+
+
+def test_the_shipped_default_yaml_is_the_default_config():
+    """configs/default.yaml is what the README points users to: it must say what the code does."""
+    path = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+    assert Config.from_yaml(path) == Config()
+    assert yaml.safe_load(path.read_text()) == Config().to_dict()  # every field spelled out, none missing

@@ -146,3 +146,26 @@ def test_pickled_weights_are_never_unpickled(bundle, tmp_path):
     assert not marker.exists()
     torch.load(bundle / "pytorch_model.bin", weights_only=False)  # the planted file is live
     assert marker.exists()
+
+
+def test_non_finite_weights_or_temperature_are_refused(bundle, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    nan_weights = shutil.copytree(bundle, tmp_path / "nan-weights")
+    tensors = load_file(nan_weights / WEIGHTS_FILE)
+    key = next(k for k in tensors if k.endswith("classifier.weight"))
+    tensors[key][0, 0] = float("nan")
+    save_file(tensors, nan_weights / WEIGHTS_FILE, metadata={"format": "pt"})
+    with pytest.raises(ModelLoadError, match=rf"^{nan_weights}: 1 weight tensor\(s\) hold NaN or infinity \(first: "
+                                             r"classifier\.weight\); the training that wrote them diverged: retrain "
+                                             r"with a lower --learning-rate$"):
+        Predictor.load(nan_weights)
+    for bad in (float("nan"), float("inf"), 0.0):
+        folder = shutil.copytree(bundle, tmp_path / f"t-{bad}", dirs_exist_ok=True)
+        meta = json.loads((folder / META_FILE).read_text())
+        meta["temperature"] = bad
+        (folder / META_FILE).write_text(json.dumps(meta))  # json writes NaN and Infinity, as a diverged run did
+        with pytest.raises(ModelLoadError, match=rf"temperature {bad} or class bias None is not a finite number"):
+            Predictor.load(folder)

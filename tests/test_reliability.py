@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import numpy as np
 import pytest
 
 from conftest import free_port, wait_http
+from emoclf import hardware
 from emoclf.cli import EXIT_TRACKING_DEGRADED, main
 from emoclf.config import Config, DataConfig, PreprocessConfig
 from emoclf.errors import ModelLoadError
@@ -173,6 +175,10 @@ def test_sigterm_checkpoints_marks_killed_and_resumes_exactly(tmp_path, tiny_mod
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=120) == 130, log.read_text()[-3000:]
     assert "stopping after this step with a checkpoint" in log.read_text()
+    # The last line says where the work is and how to continue it.
+    last = log.read_text().strip().splitlines()[-1]
+    assert re.fullmatch(rf"emoclf: interrupted: SIGTERM at step \d+; checkpoint {run}/checkpoints/checkpoint-\d+; "
+                        rf"continue with: emoclf train --resume {run}", last), last
 
     steps = sorted(int(p.name[11:]) for p in (run / "checkpoints").glob("checkpoint-*"))
     per_epoch = steps[0]
@@ -184,6 +190,7 @@ def test_sigterm_checkpoints_marks_killed_and_resumes_exactly(tmp_path, tiny_mod
 
     # Starting afresh in the same folder would discard the interrupted work: refused.
     assert main(train_flags(tiny_model, run, uri, "sigterm")) == 2
+    assert not (run / "model").exists() and latest_checkpoint(run / "checkpoints") is not None
     assert main(["--quiet", "train", "--resume", str(run)]) == 0
     runs = client.search_runs([client.get_experiment_by_name("sigterm").experiment_id])
     assert [(r.info.run_id, r.info.status) for r in runs] == [(run_id, "FINISHED")]
@@ -383,6 +390,37 @@ def test_environment_names_versions_commit_and_hardware():
 
     env = run_environment()
     assert env["packages"]["torch"] == torch.__version__
-    assert env["hardware"]["cpu_count"] == os.cpu_count()
+    assert env["hardware"]["cores"] == len(os.sched_getaffinity(0))
+    assert env["hardware"]["isa"] == hardware.detect().isa and env["hardware"]["cpu"] == hardware.detect().cpu
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True)
     assert env["git"]["commit"] == (head.stdout.strip() if head.returncode == 0 else None)
+
+
+def test_resume_from_a_mid_epoch_checkpoint_matches_uninterrupted_with_length_grouping(tmp_path, tiny_model,
+                                                                                         monkeypatch):
+    """The default sampler groups batches by length in a random order; resumed mid-epoch (here in the
+    second of three epochs), the run must train on the same batches as one never interrupted."""
+    cfg = Config().replace(model=str(tiny_model), tracking=False, epochs=3.0, max_samples=160, batch_size=16,
+                           learning_rate=3e-3, checkpoint_steps=4, num_threads=1, precision="fp32", patience=100)
+    assert cfg.train.group_by_length
+    train(cfg.replace(output_dir=str(tmp_path / "whole")))
+
+    save = CheckpointingTrainer._save_checkpoint
+
+    def crash_after_step_12(self, model, trial):
+        save(self, model, trial)
+        if self.state.global_step == 12:  # 10 steps per epoch: 12 is inside the second epoch
+            raise RuntimeError("power cut")
+
+    monkeypatch.setattr(CheckpointingTrainer, "_save_checkpoint", crash_after_step_12)
+    with pytest.raises(RuntimeError, match="power cut"):
+        train(cfg.replace(output_dir=str(tmp_path / "cut")))
+    monkeypatch.setattr(CheckpointingTrainer, "_save_checkpoint", save)
+    assert latest_checkpoint(tmp_path / "cut" / "checkpoints").name == "checkpoint-12"
+    assert not (tmp_path / "cut" / "model").exists()
+    train(cfg.replace(output_dir=str(tmp_path / "cut")), resume=True)
+    # The last step's weights, not the saved model: that is the best checkpoint, which may predate the cut.
+    last = latest_checkpoint(tmp_path / "whole" / "checkpoints")
+    assert last.name == "checkpoint-30"
+    assert_same_weights(tmp_path / "cut" / "checkpoints" / last.name, last)
+    assert_same_weights(tmp_path / "cut" / "model", tmp_path / "whole" / "model")

@@ -65,7 +65,7 @@ def test_health_metadata_and_docs(client, trained):
     assert docs.status_code == 200 and "swagger-ui" in docs.text
     paths = client.get("/openapi.json").json()["paths"]
     assert set(paths) == {"/predict", "/health", "/metadata"}
-    assert set(paths["/predict"]["post"]["responses"]) == {"200", "400", "413", "422"}
+    assert set(paths["/predict"]["post"]["responses"]) == {"200", "400", "413", "422", "500"}
 
 
 @pytest.mark.parametrize("request_kwargs,status,detail", [
@@ -83,6 +83,11 @@ def test_health_metadata_and_docs(client, trained):
     (dict(json={"texts": ["ok", "", "  \n"]}), 422, "texts[1]: empty text (2 empty in all); send non-blank texts"),
     (dict(content=b'{"texts": ["fine", "\\ud800 half an emoji"]}', headers=JSON), 422,
      "texts[1]: not valid Unicode (a lone surrogate); send UTF-8 text"),
+    (dict(content=b'{"texts": ["fine", "caf\xe9"]}', headers=JSON), 422,
+     "body: not valid UTF-8 at byte 23; send UTF-8 text"),
+    (dict(json={"texts": ["i am happy", "\U0001f621\U0001f621", "!!!"]}), 422,
+     "texts[1]: empty after preprocessing (2 in all): only emoji, punctuation or invisible characters, which the "
+     "model's preprocessing removes; send words"),
     (dict(json={"texts": ["a"] * 9}), 413,
      "texts: 9 texts, the limit is 8 per request; split them over several requests"),
     (dict(json={"texts": ["a" * 3_000]}), 413, "request body too large: 3014 bytes, the limit is 2000"),
@@ -93,6 +98,16 @@ def test_health_metadata_and_docs(client, trained):
 def test_bad_input_is_a_clear_4xx(client, request_kwargs, status, detail):
     response = client.post("/predict", **request_kwargs)
     assert (response.status_code, response.json()) == (status, {"detail": detail})
+
+
+def test_a_model_that_computes_nan_answers_500_never_null(predictor, monkeypatch):
+    client = TestClient(create_app(predictor))
+    monkeypatch.setattr(type(predictor.backend), "__call__", lambda self, batch: np.full(
+        (len(batch["input_ids"]), len(LABELS)), np.nan, dtype=np.float32))
+    response = client.post("/predict", json={"texts": ["i am happy"]})
+    assert response.status_code == 500
+    assert response.json() == {"detail": "the model computed non-finite probabilities for 1 of 1 text(s) (first: "
+                                         "texts[0]); it is broken: retrain or re-export it"}
 
 
 def test_limits_are_checked():
@@ -188,6 +203,7 @@ def test_mlflow_model_serves_with_mlflow_and_with_emoclf(trained, predictor, tmp
     assert response.status_code == 200, response.text
     rows = response.json()["predictions"]
     expected = predictor.predict_proba(TEXTS)
-    assert [r["label"] for r in rows] == [LABELS[i] for i in expected.argmax(axis=1)]
-    assert [p["label"] for p in served["predictions"]] == [r["label"] for r in rows]
+    assert [r["predicted_label"] for r in rows] == [LABELS[i] for i in expected.argmax(axis=1)]
+    assert [p["label"] for p in served["predictions"]] == [r["predicted_label"] for r in rows]
+    assert [r["skipped"] for r in rows] == [""] * len(TEXTS)
     np.testing.assert_allclose([[r[f"prob_{lab}"] for lab in LABELS] for r in rows], expected, atol=1e-5)

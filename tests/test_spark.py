@@ -59,7 +59,7 @@ def test_spark_udf_scores_like_emoclf_predict(spark, trained, tmp_path, monkeypa
     try:
         with mlflow.start_run():
             uri = log_pyfunc(trained.model_dir, texts[:2])
-        # No result_type: the logged signature makes it a struct of label, confidence and prob_<class>.
+        # No result_type: the logged signature makes it a struct of the prediction columns.
         score = mlflow.pyfunc.spark_udf(spark, uri, env_manager="local")
         rows = spark.createDataFrame(pd.DataFrame({"id": range(len(texts)), "text": texts})).repartition(2)
         spark_out = (rows.withColumn("p", score(struct("text"))).select("id", "p.*").toPandas()
@@ -74,8 +74,9 @@ def test_spark_udf_scores_like_emoclf_predict(spark, trained, tmp_path, monkeypa
 
     assert spark.sparkContext.defaultParallelism == 2 and rows.rdd.getNumPartitions() == 2
     prob_columns = [f"prob_{label}" for label in BundleMeta.read(trained.model_dir).labels]
-    assert spark_out.columns.tolist() == ["id", "label", "confidence", *prob_columns]
+    assert spark_out.columns.tolist() == ["id", "predicted_label", "predicted_probability", *prob_columns, "skipped"]
     assert len(spark_out) == len(cli_out) == N_ROWS
-    assert spark_out["label"].tolist() == cli_out["label"].tolist()
-    pd.testing.assert_frame_equal(spark_out[["confidence", *prob_columns]], cli_out[["confidence", *prob_columns]],
+    assert spark_out["predicted_label"].tolist() == cli_out["predicted_label"].tolist()
+    numbers = ["predicted_probability", *prob_columns]
+    pd.testing.assert_frame_equal(spark_out[numbers], cli_out[numbers],
                                   check_dtype=False, check_exact=False, atol=1e-5, rtol=0)

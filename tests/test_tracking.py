@@ -10,12 +10,15 @@ from emoclf.tracking import MLflowTracker, flatten, tracking_uri
 from emoclf.training import train
 
 
-def test_tracking_uri_precedence(monkeypatch):
+def test_tracking_uri_precedence_and_local_stores_made_absolute(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert tracking_uri() == "sqlite:///mlflow.db"
+    assert tracking_uri() == f"sqlite:///{tmp_path}/mlflow.db"  # the default, where it is, not "wherever you are"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:1")
     assert tracking_uri() == "http://127.0.0.1:1"
-    assert tracking_uri("sqlite:///x.db") == "sqlite:///x.db"
+    assert tracking_uri("sqlite:///x.db") == f"sqlite:///{tmp_path}/x.db"
+    assert tracking_uri("sqlite:////abs/x.db") == "sqlite:////abs/x.db"
+    assert tracking_uri("mlruns") == str(tmp_path / "mlruns")
 
 
 def test_flatten_nested_config():
@@ -55,13 +58,14 @@ def test_train_against_real_server(mlflow_server, tmp_path, tiny_model):
     mlflow.set_tracking_uri(mlflow_server)
     model = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/model")
     out = model.predict(__import__("pandas").DataFrame({"text": ["i am so happy", "this is terrifying"]}))
-    assert set(out["label"]) <= {"anger", "fear", "joy", "love", "sadness", "surprise"}
-    assert {"prob_joy", "confidence"} <= set(out.columns)
+    assert set(out["predicted_label"]) <= {"anger", "fear", "joy", "love", "sadness", "surprise"}
+    assert {"prob_joy", "predicted_probability", "skipped"} <= set(out.columns)
     assert client.get_registered_model("emoclf-tiny").name == "emoclf-tiny"
 
     from emoclf.inference import Predictor
 
-    assert Predictor.load("models:/emoclf-tiny/1").labels == out.columns[2:].str.removeprefix("prob_").tolist()
+    labels = Predictor.load("models:/emoclf-tiny/1").labels
+    assert out.filter(like="prob_").columns.str.removeprefix("prob_").tolist() == labels
 
 
 @pytest.mark.slow

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
 import torch
 
+from emoclf.cli import main
 from emoclf.config import Config
+from emoclf.errors import ConfigError, DataError
 from emoclf.inference import Predictor
 from emoclf.modeling import META_FILE, load_bundle
 from emoclf.training import resolve_precision, tokenize_split, train
@@ -101,3 +104,69 @@ def test_same_seed_same_metrics(tmp_path, tiny_model):
         runs.append(train(cfg).metrics)
     assert runs[0]["macro_f1"] == pytest.approx(runs[1]["macro_f1"], abs=1e-6)
     assert np.array_equal(runs[0]["confusion_matrix"], runs[1]["confusion_matrix"])
+
+
+def _tiny(tiny_model, out, **kw) -> Config:
+    return Config().replace(model=str(tiny_model), output_dir=str(out), tracking=False, epochs=1.0, max_samples=64,
+                            batch_size=16, num_threads=1, **kw)
+
+
+def test_diverged_training_stops_naming_the_step_saves_nothing_and_fails_the_run(tmp_path, tiny_model, capsys):
+    from mlflow.tracking import MlflowClient
+
+    out, uri = tmp_path / "run", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert main(["train", "--model", str(tiny_model), "--output-dir", str(out), "--tracking-uri", uri,
+                 "--learning-rate", "1e8", "--epochs", "2", "--max-samples", "64", "--batch-size", "16"]) == 2
+    err = next(line for line in capsys.readouterr().err.splitlines() if line.startswith("emoclf: error"))
+    assert re.fullmatch(r"emoclf: error: training diverged: the (training loss|gradient norm|validation loss) is "
+                        r"(nan|inf|-inf) at step \d+; nothing was saved\. Lower --learning-rate \(now 1e\+08\), or try "
+                        r"--precision fp32", err), err
+    assert not (out / "model").exists() and not (out / "checkpoints").exists()
+    run_id = json.loads((out / "run_info.json").read_text())["run_id"]
+    assert MlflowClient(uri).get_run(run_id).info.status == "FAILED"
+
+
+def test_a_failed_evaluation_leaves_no_model_folder(tmp_path, tiny_model, monkeypatch):
+    import emoclf.training as training
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("evaluation crashed")
+
+    monkeypatch.setattr(training, "evaluate_bundle", broken)
+    with pytest.raises(RuntimeError, match="evaluation crashed"):
+        train(_tiny(tiny_model, tmp_path / "run"))
+    assert sorted(p.name for p in (tmp_path / "run").iterdir() if p.name.startswith((".model", "model"))) == []
+
+
+def test_bad_data_fails_before_any_file_is_written_or_run_opened(tmp_path, tiny_model, monkeypatch):
+    import pandas as pd
+
+    monkeypatch.chdir(tmp_path)
+    bad = tmp_path / "bad.parquet"
+    pd.DataFrame({"text": list(range(40)), "label": ["joy", "anger"] * 20}).to_parquet(bad)
+    cfg = Config().replace(model=str(tiny_model), output_dir=str(tmp_path / "run"), data=str(bad))
+    with pytest.raises(DataError, match=r"column 'text': expected text, found int 0 \(40 row\(s\)\)"):
+        train(cfg)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.parquet"]  # no run folder, no mlflow.db
+
+
+def test_a_finished_training_is_replaced_only_with_overwrite(tmp_path, tiny_model, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "run"
+    cfg = _tiny(tiny_model, out).replace(tracking=True, tracking_uri="sqlite:///mlflow.db")
+    first = train(cfg)
+    info = json.loads((out / "run_info.json").read_text())
+    # Stored absolute: runs:/ URIs resolve from any folder.
+    assert info == {"run_id": first.run_id, "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+                    "experiment": "emoclf"}
+    weights = (out / "model" / "model.safetensors").read_bytes()
+    with pytest.raises(ConfigError, match="^" + re.escape(
+            f"{out} holds a finished training (model/, MLflow run {first.run_id}); pass --overwrite to replace it, "
+            "or choose another --output-dir") + "$"):
+        train(cfg.replace(seed=7))
+    assert (out / "model" / "model.safetensors").read_bytes() == weights
+    second = train(cfg.replace(seed=7, overwrite=True))
+    assert second.run_id != first.run_id
+    assert json.loads((out / "run_info.json").read_text())["run_id"] == second.run_id
+    assert (out / "model" / "model.safetensors").read_bytes() != weights
+    assert json.loads((out / "model" / "emoclf.json").read_text())["config"]["train"]["seed"] == 7

@@ -8,6 +8,8 @@ macro-F1; it does change predictions, so its effect on test is reported, helpful
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,44 @@ import torch
 from scipy.special import softmax
 from sklearn.metrics import f1_score
 
+log = logging.getLogger(__name__)
+
 N_BINS = 15
+T_MIN, T_MAX = 0.05, 20.0
+
+
+@dataclass
+class TemperatureChoice:
+    """The temperature kept, the one fitted, and why they differ when they do."""
+
+    temperature: float
+    fitted: float
+    validation_ece_before: float
+    validation_ece_fitted: float
+    reason: str | None  # None when the fitted temperature is kept
+
+    def report(self) -> dict:
+        return {"fitted_temperature": self.fitted, "temperature_kept": self.reason is None,
+                "validation_ece_before": self.validation_ece_before,
+                "validation_ece_fitted": self.validation_ece_fitted, "temperature_note": self.reason}
+
+
+def choose_temperature(logits: np.ndarray, labels: np.ndarray) -> TemperatureChoice:
+    """The fitted temperature, or 1 when the fit cannot be trusted: it ran towards a bound (a small or
+    separable validation set drives T towards 0, making every later confidence ~1), or it does not
+    lower the validation ECE."""
+    fitted = fit_temperature(logits, labels)
+    before = expected_calibration_error(calibrated_probs(logits), labels)
+    after = expected_calibration_error(calibrated_probs(logits, fitted), labels)
+    reason = None
+    if not 2 * T_MIN < fitted < T_MAX / 2:
+        reason = (f"the fit ran towards its bound (T = {fitted:.3g}), as a small or separable validation set "
+                  "makes it do")
+    elif not after < before:
+        reason = f"it did not lower the validation ECE ({before:.4f} -> {after:.4f})"
+    if reason:
+        log.warning("temperature scaling not applied (T = 1): %s, with %d validation texts", reason, len(labels))
+    return TemperatureChoice(fitted if reason is None else 1.0, fitted, before, after, reason)
 
 
 def calibrated_probs(logits: np.ndarray, temperature: float = 1.0, class_bias: list[float] | None = None) -> np.ndarray:
@@ -39,7 +78,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 200)
         return loss
 
     opt.step(closure)
-    return float(log_t.detach().exp().clamp(0.05, 20.0))
+    return float(log_t.detach().exp().clamp(T_MIN, T_MAX))
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = N_BINS) -> float:

@@ -110,18 +110,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate, sections=("data",))
 
     p = sub.add_parser("predict", help="Predict labels for texts given as arguments or in a file.",
-                       description="Predict with a saved model folder or MLflow model URI. Texts as arguments "
-                                   "print label and confidence; --input/--output handles files in any supported "
-                                   "format and writes the label plus one probability column per class.")
+                       description="Predict with a saved model folder, an export or an MLflow model URI. Texts as "
+                                   "arguments print label, probability and text. --input keeps every column of the "
+                                   "file, in order, and adds predicted_label, predicted_probability, one prob_<class> "
+                                   "column per class and skipped (why a row has no prediction: empty after "
+                                   "preprocessing). A .txt input is 'text;label' lines when every line ends in one "
+                                   "of the model's labels, else one text per line.")
     p.add_argument("texts", nargs="*", metavar="TEXT", help="Texts to classify.")
     p.add_argument("--model", required=True, help="Model folder or MLflow model URI (runs:/..., models:/...).")
-    p.add_argument("--input", help="File of texts (csv, tsv, jsonl, parquet, or txt with one text per line).")
-    p.add_argument("--output", help="Where to write predictions (format from the extension; default: stdout as CSV).")
+    p.add_argument("--input", help="File of texts (csv, tsv, jsonl, parquet, or txt).")
+    p.add_argument("--output", help="Where to write predictions: .csv, .tsv, .jsonl or .parquet (default: stdout as CSV).")
     p.add_argument("--text-column", default="text", help="Text column of --input (default: text).")
     p.add_argument("--batch-size", type=int, default=64, help="Prediction batch size.")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                   help="PyTorch models: bf16 runs about 2.6x faster on CPUs with AMX at the same macro-F1 "
-                        "(benchmarks/inference.py); fp32 predicts exactly as evaluated (default: fp32).")
+                   help="PyTorch models: bf16 weights, faster on CPUs with AMX and on GPUs (slower elsewhere), with "
+                        "slightly different probabilities; fp32 predicts exactly as evaluated (default: fp32).")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="Export a model to ONNX (fp32, int8, fp16) and check it against the original.",
@@ -133,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="onnx", choices=("onnx",), help="Export format (default: onnx).")
     p.add_argument("--quantize", choices=("int8", "fp16"),
                    help="int8: dynamic int8 weights, fastest on CPUs; fp16: half precision, for GPUs (default: fp32).")
+    p.add_argument("--portable", action=argparse.BooleanOptionalAction, default=None,
+                   help="int8: 7-bit weights, exact on every CPU. Default: 8-bit weights where this CPU has VNNI or "
+                        "AMX (such an export refuses to load on x86 CPUs without VNNI, whose int8 products "
+                        "saturate), 7-bit elsewhere.")
     p.add_argument("--data", required=True, help="Labelled data to compare on: the test split of a folder, or a file.")
     p.add_argument("--text-column", default="text", help="Text column of --data (default: text).")
     p.add_argument("--label-column", default="label", help="Label column of --data (default: label).")
@@ -157,8 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64, help="Prediction batch size.")
     p.add_argument("--threads", type=int, help="CPU threads for inference (default: the cores this process may use).")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                   help="PyTorch models: bf16 runs about 2.6x faster on CPUs with AMX at the same macro-F1 "
-                        "(benchmarks/inference.py); fp32 predicts exactly as evaluated (default: fp32).")
+                   help="PyTorch models: bf16 weights, faster on CPUs with AMX and on GPUs (slower elsewhere), with "
+                        "slightly different probabilities; fp32 predicts exactly as evaluated (default: fp32).")
     p.set_defaults(func=cmd_serve)
     return parser
 
@@ -229,7 +236,7 @@ def cmd_evaluate(args) -> int:
 
     cfg = config_from_args(args, args.sections)
     predictor = Predictor.load(args.model, batch_size=args.batch_size)
-    data = read_labelled(cfg.data, predictor.labels)
+    data = read_labelled(cfg.data, predictor.labels, predictor.preprocessor)
     probs = predictor.predict_proba(data.texts, progress=True)
     metrics = classification_metrics(data.y_true, probs.argmax(axis=1), predictor.labels)
     write_report(args.out, metrics, predictor.labels, data.texts, data.y_true, probs)
@@ -239,23 +246,35 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    import pandas as pd
+
     from emoclf.config import DataConfig
-    from emoclf.data.io import read_file
-    from emoclf.errors import ConfigError
-    from emoclf.inference import Predictor
-    from emoclf.mlflow_model import predictions_frame
+    from emoclf.data.io import missing_columns_error, read_table
+    from emoclf.data.validate import check_types
+    from emoclf.errors import ConfigError, DataError
+    from emoclf.inference import Predictor, prediction_columns
 
     if bool(args.texts) == bool(args.input):
         raise ConfigError("give either texts as arguments or --input FILE (not both, not neither)")
+    output_format(args.output)  # an unknown extension fails now, not after the predictions
     predictor = Predictor.load(args.model, batch_size=args.batch_size, precision=args.precision)
     if args.texts:
         for text, pred in zip(args.texts, predictor.predict(args.texts)):
-            print(f"{pred.label}\t{pred.confidence:.4f}\t{text}")
+            print(f"{pred.label}\t{pred.probability:.4f}\t{text}")
         return 0
-    df = read_file(args.input, DataConfig(text_column=args.text_column), with_labels=False)
-    texts = df["text"].fillna("").astype(str).tolist()
-    out = predictions_frame(predictor.labels, predictor.predict_proba(texts, progress=True))
-    out.insert(0, "text", texts)
+    df = read_table(args.input, DataConfig(text_column=args.text_column), txt_labels=predictor.labels)
+    error = missing_columns_error(args.input, df, {args.text_column: "--text-column"})
+    if error:
+        raise error
+    clash = [c for c in prediction_columns(predictor.labels) if c in df.columns]
+    if clash:
+        raise DataError(f"{args.input}: has column(s) {', '.join(map(repr, clash))}, which the predictions would "
+                        "overwrite; rename them")
+    texts = pd.DataFrame({"text": df[args.text_column].to_numpy(), "row": df.index.to_numpy()})
+    texts.attrs = df.attrs
+    check_types(texts, args.text_column, None)
+    values = ["" if v is None or v != v else v for v in texts["text"]]  # missing: no prediction, marked skipped
+    out = pd.concat([df.reset_index(drop=True), predictor.predict_frame(values, progress=True)], axis=1)
     write_table(out, args.output)
     if args.output:
         print(f"{len(out)} predictions written to {args.output}", file=sys.stderr)
@@ -269,7 +288,7 @@ def cmd_export(args) -> int:
     data = DataConfig(data=args.data, text_column=args.text_column, label_column=args.label_column)
     result = export_model(args.model, args.out, data, precision=args.quantize or "fp32", max_f1_drop=args.max_f1_drop,
                           batch_size=args.batch_size, run_id=args.run_id, tracking=args.tracking,
-                          tracking_uri=args.tracking_uri)
+                          tracking_uri=args.tracking_uri, portable=args.portable)
     r = result.report
     print(f"{r['format']} {r['precision']}: macro-F1 {r['before']['macro_f1']:.4f} -> {r['after']['macro_f1']:.4f}, "
           f"agreement {r['agreement']:.2%}, {r['before']['texts_per_second']:.0f} -> "
@@ -288,18 +307,34 @@ def cmd_serve(args) -> int:
     return 0
 
 
+OUTPUT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+
+
+def output_format(path: str | None) -> str:
+    """The format of ``--output`` from its extension (CSV on stdout); an unknown one is refused, not guessed."""
+    if path is None:
+        return "csv"
+    suffix = Path(path).suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        from emoclf.errors import ConfigError
+
+        raise ConfigError(f"--output {path}: cannot write {suffix or 'a file without an extension'!r}; "
+                          f"use one of {', '.join(OUTPUT_FORMATS)}")
+    return OUTPUT_FORMATS[suffix]
+
+
 def write_table(df, path: str | None) -> None:
+    fmt = output_format(path)
     if path is None:
         df.to_csv(sys.stdout, index=False)
         return
-    suffix = Path(path).suffix.lower()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".parquet":
+    if fmt == "parquet":
         df.to_parquet(path, index=False)
-    elif suffix in (".jsonl", ".json"):
+    elif fmt == "jsonl":
         df.to_json(path, orient="records", lines=True, force_ascii=False)
     else:
-        df.to_csv(path, index=False, sep="\t" if suffix == ".tsv" else ",")
+        df.to_csv(path, index=False, sep="\t" if fmt == "tsv" else ",")
 
 
 def _terminate(signum, frame):
@@ -314,6 +349,14 @@ def setup_logging(debug: bool, quiet: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
 
 
+def _close_progress_bars() -> None:
+    """End any progress bar an error cut short, so the error starts on a line of its own."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -324,14 +367,19 @@ def main(argv: list[str] | None = None) -> int:
     except EmoclfError as e:
         if args.debug:
             raise
+        _close_progress_bars()
         print(f"emoclf: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("emoclf: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        from emoclf.errors import TrainingInterrupted
+
+        _close_progress_bars()
+        print(f"emoclf: interrupted{f': {e}' if isinstance(e, TrainingInterrupted) else ''}", file=sys.stderr)
         return 130
     except Exception as e:  # a library failure: one readable line, the traceback on request
         if args.debug:
             raise
+        _close_progress_bars()
         print(f"emoclf: error: {type(e).__name__}: {e} (rerun with --debug for the traceback)", file=sys.stderr)
         return 1
 

@@ -95,6 +95,12 @@ def compare(cfg: Config, strategies=DEFAULT_STRATEGIES, seeds: int = 1, quick: b
         cfg = cfg.replace(epochs=QUICK_EPOCHS, max_samples=min(cfg.data.max_samples or QUICK_MAX_SAMPLES,
                                                                QUICK_MAX_SAMPLES))
     out = Path(cfg.train.output_dir)
+    names = [f"{strategy}-seed{seed}" for seed in range(cfg.train.seed, cfg.train.seed + seeds) for strategy in strategies]
+    done = [name for name in names if (out / name / training.MODEL_DIR).exists()]
+    if done and not cfg.train.overwrite:
+        # Refused before any training, not after the first strategy's.
+        raise ConfigError(f"{out} holds an earlier comparison ({', '.join(done[:3])}{', ...' if len(done) > 3 else ''}); "
+                          "pass --overwrite to replace it, or choose another --output-dir")
     report_dir = out / COMPARISON_DIR
     report_dir.mkdir(parents=True, exist_ok=True)
     cfg.save_yaml(out / training.CONFIG_FILE)

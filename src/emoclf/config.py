@@ -63,6 +63,7 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     output_dir: str = _f("runs/latest", "Folder for checkpoints, the final model and reports.")
+    overwrite: bool = _f(False, "Replace the training already in output_dir (refused without it, so no model is replaced by surprise).")
     epochs: float = _f(3.0, "Maximum number of epochs (early stopping may end sooner).")
     batch_size: int = _f(32, "Training batch size per device.")
     eval_batch_size: int = _f(128, "Evaluation and prediction batch size.")

@@ -23,3 +23,23 @@ class TrackingError(EmoclfError):
 
 class ExportError(EmoclfError):
     """An export lost more quality than allowed, or its runtime is missing."""
+
+
+class EmptyTextError(DataError):
+    """Texts that the model's preprocessing leaves empty: there is nothing to classify, so no label is given."""
+
+    def __init__(self, message: str, positions: list[int]) -> None:
+        super().__init__(message)
+        self.positions = positions
+
+
+class TrainingDivergedError(EmoclfError):
+    """The loss or the gradients stopped being finite numbers; no model is saved."""
+
+
+class PredictionError(EmoclfError):
+    """A loaded model computed something that is not a probability (NaN, infinity)."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a training after its checkpoint; the message says how to continue."""

@@ -5,6 +5,13 @@ attention, LayerNorm and GELU fused by ONNX Runtime's transformer optimiser; opt
 dynamic quantisation for CPUs or fp16 for GPUs), the tokenizer, and ``emoclf.json`` with an
 ``export`` entry, so ``Predictor.load`` applies the same preprocessing, labels and temperature.
 
+int8 weights are chosen for the CPU that exports (``emoclf.hardware``): full 8-bit where int8
+dot products cannot saturate (x86 with VNNI or AMX, ARM), 7-bit (ONNX Runtime's ``reduce_range``)
+on x86 CPUs without VNNI, whose VPMADDUBSW adds pairs of products in int16 and saturates.
+``portable=True`` asks for 7-bit anywhere. Every export stores the probabilities it gives on a few
+fixed texts; ``Predictor.load`` recomputes them and refuses an export that computes differently
+where it is loaded (an 8-bit export on a CPU without VNNI, say).
+
 ``export_model`` adds the evidence: accuracy and macro-F1 of source and export, how often they
 agree, texts per second of each, written as ``export_report.json`` and logged to the source's
 MLflow run. An export that loses more macro-F1 than allowed raises ``ExportError``.
@@ -15,7 +22,6 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -26,12 +32,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from emoclf import hardware
 from emoclf.config import DataConfig
 from emoclf.errors import ConfigError, ExportError
 from emoclf.evaluation.labelled import read_labelled
 from emoclf.evaluation.metrics import classification_metrics
-from emoclf.inference import MLFLOW_SCHEMES, ONNX_FILE, Predictor, is_export, resolve_source
-from emoclf.modeling import load_bundle, write_meta
+from emoclf.inference import (
+    CHECK_TEXTS,
+    CHECK_TOLERANCE,
+    MLFLOW_SCHEMES,
+    ONNX_FILE,
+    Predictor,
+    is_export,
+    resolve_source,
+)
+from emoclf.modeling import load_bundle, replace_folder, write_meta
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +91,25 @@ class _QuietRoot(logging.Filter):
         return record.levelno >= logging.ERROR
 
 
-def _optimise(raw: Path, out: Path, precision: str, config) -> None:
+def int8_settings(hw: hardware.Hardware, portable: bool | None = None) -> dict:
+    """Weight bits for dynamic int8 quantisation on ``hw``, and why; recorded with the export and its report."""
+    if portable is None:
+        bits = 8 if hw.int8_full_range_exact else 7
+        chosen = "auto"
+    else:
+        bits = 7 if portable else 8
+        chosen = "--portable" if portable else "--no-portable"
+    exact = "every CPU" if bits == 7 else "x86 CPUs with VNNI or AMX, and ARM"
+    why = ("7-bit weights (reduce_range): no pair of u8 x s7 products overflows int16, so results are the same "
+           "on every CPU" if bits == 7 else
+           "full 8-bit weights: this CPU's int8 dot products accumulate in int32 (VNNI, AMX or ARM); x86 CPUs "
+           "without VNNI saturate with them, and refuse to load the export")
+    return {"method": "dynamic", "weights": "int8, per output channel", "weight_bits": bits,
+            "reduce_range": bits == 7, "chosen": chosen, "exact_on": exact, "why": why,
+            "exported_on": hw.describe()}
+
+
+def _optimise(raw: Path, out: Path, precision: str, config, quantization: dict | None) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers.optimizer import optimize_model
@@ -100,18 +133,10 @@ def _optimise(raw: Path, out: Path, precision: str, config) -> None:
         # raised agreement with fp32 from 88% to 96% at about the same speed.
         # Shape inference cannot type the fused (contrib) operators' outputs; they are all float.
         quantize_dynamic(str(fused_path), str(out), weight_type=QuantType.QInt8, per_channel=True,
+                         reduce_range=quantization["reduce_range"],
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     finally:
         root.removeFilter(quiet)
-
-
-def _replace_folder(tmp: Path, folder: Path) -> None:
-    old = folder.with_name(f".{folder.name}.old")
-    if folder.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(folder, old)
-    os.replace(tmp, folder)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def default_out(source: str | Path, precision: str) -> Path:
@@ -120,13 +145,26 @@ def default_out(source: str | Path, precision: str) -> Path:
     return Path("exports", name) if str(source).startswith(MLFLOW_SCHEMES) else Path(source).parent / name
 
 
-def convert(source: str | Path, out: str | Path, precision: str = "fp32") -> Path:
+def _check(folder: Path) -> dict:
+    """The export's probabilities on ``CHECK_TEXTS`` here, for ``Predictor.check_export`` wherever it is loaded."""
+    predictor = Predictor.load(folder)
+    probs = predictor.predict_proba(list(CHECK_TEXTS))
+    if not np.isfinite(probs).all():
+        raise ExportError(f"the export computes non-finite probabilities ({folder}); the model or runtime is broken")
+    return {"texts": list(CHECK_TEXTS), "probabilities": probs.round(7).tolist(), "tolerance": CHECK_TOLERANCE,
+            "provider": predictor.backend.provider, "hardware": hardware.detect().describe()}
+
+
+def convert(source: str | Path, out: str | Path, precision: str = "fp32", portable: bool | None = None) -> Path:
     """Write the export folder for ``source`` (bundle folder or MLflow URI); a failure keeps the old folder.
 
     ``precision``: fp32; int8 (dynamic quantisation of the weights, for CPUs); fp16 (for GPUs).
+    ``portable`` (int8): 7-bit weights, exact on every CPU; default: 8-bit where this CPU has VNNI/AMX.
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    if portable is not None and precision != "int8":
+        raise ConfigError(f"portable applies to int8 exports only, not {precision}")
     try:
         import onnx  # noqa: F401  (the exporter needs it; fail here with the fix, not deep in torch)
         import onnxruntime
@@ -141,18 +179,21 @@ def convert(source: str | Path, out: str | Path, precision: str = "fp32") -> Pat
         # The folder is replaced as a whole: never delete something that is not an earlier export.
         raise ConfigError(f"--out {out} exists and is not an emoclf export; choose a new or empty folder")
     model, tokenizer, meta = load_bundle(folder)
+    quantization = int8_settings(hardware.detect(), portable) if precision == "int8" else None
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         with tempfile.TemporaryDirectory(prefix="emoclf-export-") as work:
             raw = Path(work) / "raw.onnx"
             _torch_to_onnx(model, tokenizer, raw)
-            _optimise(raw, tmp / ONNX_FILE, precision, model.config)
+            _optimise(raw, tmp / ONNX_FILE, precision, model.config, quantization)
         tokenizer.save_pretrained(tmp)
-        meta.export = {"format": "onnx", "precision": precision, "source": str(source), "opset": OPSET,
-                       "torch": torch.__version__, "onnxruntime": onnxruntime.__version__}
+        meta.export = {"format": "onnx", "precision": precision, "quantization": quantization, "source": str(source),
+                       "opset": OPSET, "torch": torch.__version__, "onnxruntime": onnxruntime.__version__}
         write_meta(tmp, meta)
-        _replace_folder(tmp, out)
+        meta.export["check"] = _check(tmp)
+        write_meta(tmp, meta)
+        replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -212,7 +253,7 @@ def log_report(run_id: str, report: dict) -> None:
 
 def export_model(source: str | Path, out: str | Path | None, data: DataConfig, precision: str = "fp32",
                  max_f1_drop: float = 1.0, batch_size: int = 64, run_id: str | None = None,
-                 tracking: bool = True, tracking_uri: str | None = None) -> ExportResult:
+                 tracking: bool = True, tracking_uri: str | None = None, portable: bool | None = None) -> ExportResult:
     """Export, score before and after on ``data``, write and log the report; raise if quality drops too much.
 
     ``max_f1_drop`` is in macro-F1 points (1.0 = 0.01). A failing export's folder is kept with its
@@ -226,11 +267,12 @@ def export_model(source: str | Path, out: str | Path | None, data: DataConfig, p
         mlflow.set_tracking_uri(tracking_uri)
     source_predictor = Predictor.load(source, batch_size=batch_size)
     # Read the data before the slow export, so a bad path fails in a second.
-    labelled = read_labelled(data, source_predictor.labels)
-    out = convert(source, out or default_out(source, precision), precision)
+    labelled = read_labelled(data, source_predictor.labels, source_predictor.preprocessor)
+    out = convert(source, out or default_out(source, precision), precision, portable)
     exported = Predictor.load(out, batch_size=batch_size)
     report = {
         "source": str(source), "export": str(out), "format": "onnx", "precision": precision,
+        "quantization": exported.meta.export["quantization"], "hardware": hardware.detect().to_dict(),
         "data": {"source": labelled.source, "split": labelled.split, "n": len(labelled.texts)},
         **compare(source_predictor, exported, labelled.texts, labelled.y_true),
         "max_f1_drop_points": max_f1_drop,

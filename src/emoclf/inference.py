@@ -12,18 +12,19 @@ from __future__ import annotations
 
 import inspect
 import logging
-import os
 import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from emoclf import hardware
 from emoclf.calibration import calibrated_probs
-from emoclf.errors import ConfigError, ModelLoadError
+from emoclf.errors import ConfigError, EmptyTextError, ModelLoadError, PredictionError, TrackingError
 from emoclf.modeling import META_FILE, BundleMeta, load_bundle
 from emoclf.preprocess import Preprocessor
 
@@ -41,6 +42,13 @@ def resolve_source(source: str | Path) -> Path:
         return Path(source)
     import mlflow
 
+    from emoclf.tracking import existing_store, tracking_uri
+
+    try:
+        mlflow.set_tracking_uri(existing_store(tracking_uri(mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set()
+                                                            else None)))
+    except TrackingError as e:
+        raise ModelLoadError(f"cannot load {text}: {e}") from None
     try:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=text, dst_path=tempfile.mkdtemp(prefix="emoclf-")))
     except Exception as e:  # MLflow raises its own and HTTP errors alike
@@ -55,21 +63,29 @@ def is_export(folder: Path) -> bool:
     return (folder / ONNX_FILE).is_file()
 
 
-def cpu_threads() -> int:
-    """Cores this process may use (affinity and cgroup-pinned sets included), not the machine's count."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
+# Texts every export is checked on: probabilities computed where it was exported are stored with it
+# and recomputed wherever it is loaded, so an export that computes differently on another CPU (int8
+# weights that saturate without VNNI, a runtime that changed) is refused instead of trusted.
+CHECK_TEXTS = (
+    "i feel so happy and grateful today", "why does nobody ever listen to me", "i am scared of what comes next",
+    "this makes me so angry i could scream", "i love you more than words can say", "wow i did not expect that at all",
+    "ok", "i feel", "@user look at http://example.com now",
+    "i have been feeling a little lost lately but i think things are slowly starting to get better for me",
+    "i cant believe how much i miss my friends from school every single day",
+    "i was shocked and amazed when they told me i had won the competition after all those years of trying",
+    "feeling mellow", "i hate waiting", "so thrilled", "i am terrified of spiders and snakes and dark rooms",
+)
+# Identical kernels give identical int8 results and fp32 results within ~1e-7 on any x86 CPU (measured
+# under qemu's Haswell emulation, tests/test_export.py); saturating int8 kernels move them by 1e-2 to 1e-1.
+CHECK_TOLERANCE = 1e-3
 
 
 class TorchBackend:
     """The transformers model as trained, in fp32 or, opt-in, with bf16 weights.
 
-    bf16 pays only on CPUs with AMX/AVX512-BF16 (or a GPU), and it moves probabilities slightly, so
-    it is never the default: the default predicts exactly as the model was evaluated. The weights
-    are cast once rather than under autocast, which re-casts them on every call: cast once, it
-    measured ~15% faster on a 2-core AMX CPU, agreeing with fp32 on 99.3% of emotion texts.
+    bf16 pays on CPUs with AMX and on GPUs (README, Inference speed), and it moves probabilities
+    slightly, so it is never the default: the default predicts exactly as the model was evaluated.
+    The weights are cast once rather than under autocast, which re-casts them on every call.
     """
 
     name = "pytorch"
@@ -100,7 +116,7 @@ class OnnxBackend:
                                  "(pip install 'emoclf[export]')") from None
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = num_threads or cpu_threads()
+        options.intra_op_num_threads = num_threads or hardware.detect().cores
         # One batch at a time per call: a second pool for parallel branches would only compete for the cores.
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -110,16 +126,27 @@ class OnnxBackend:
         except Exception as e:  # ONNX Runtime raises its own exception types for corrupt or foreign files
             raise ModelLoadError(f"{path}: ONNX Runtime cannot load it: {e}") from None
         self.input_names = {i.name for i in self.session.get_inputs()}
+        self.provider = self.session.get_providers()[0]
 
     def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         return self.session.run(["logits"], batch)[0].astype(np.float32, copy=False)
 
 
+SKIPPED_EMPTY = "empty after preprocessing"
+
+
 @dataclass
 class Prediction:
+    """One text's label, its probability, and every class's probability (they sum to 1)."""
+
     label: str
-    confidence: float
+    probability: float
     probabilities: dict[str, float]
+
+
+def prediction_columns(labels: list[str]) -> list[str]:
+    """The columns a batch prediction adds, in order; the same in files, the MLflow model and Spark."""
+    return ["predicted_label", "predicted_probability", *(f"prob_{lab}" for lab in labels), "skipped"]
 
 
 class Predictor:
@@ -156,6 +183,9 @@ class Predictor:
             meta = BundleMeta.read(folder)
             backend = OnnxBackend(folder / ONNX_FILE, num_threads)
             tokenizer = AutoTokenizer.from_pretrained(folder)
+            predictor = cls(backend, tokenizer, meta, batch_size)
+            predictor.check_export(folder)
+            return predictor
         else:
             if num_threads:
                 torch.set_num_threads(num_threads)
@@ -163,6 +193,29 @@ class Predictor:
             backend = TorchBackend(model, precision)
         log.debug("loaded %s with %s", source, backend.name)
         return cls(backend, tokenizer, meta, batch_size)
+
+    def check_export(self, folder: Path) -> None:
+        """Refuse an export whose outputs here differ from those measured where it was exported."""
+        check = self.meta.export.get("check")
+        if not check or self.backend.provider != check.get("provider"):
+            # Another execution provider (CUDA) rounds differently by design; the check compares like with like.
+            return
+        expected = np.asarray(check["probabilities"], dtype=np.float32)
+        got = self.predict_proba(list(check["texts"]))
+        difference = float(np.abs(got - expected).max())
+        if not difference <= check["tolerance"]:  # NaN fails too
+            here = hardware.detect()
+            why = ""
+            quantization = self.meta.export.get("quantization") or {}
+            if quantization.get("weight_bits") == 8 and not here.int8_full_range_exact:
+                why = (" Its 8-bit int8 weights need VNNI or AMX: this CPU adds pairs of int8 products in 16 bits, "
+                       "which saturate; --portable exports 7-bit weights that are exact on every CPU.")
+            raise ModelLoadError(
+                f"{folder}: this export computes different probabilities here ({here.describe()}) than where it "
+                f"was exported ({check.get('hardware', 'unknown')}): max difference {difference:.4g} on its "
+                f"{len(expected)} check texts, tolerance {check['tolerance']:g}.{why} Export it again "
+                f"(emoclf export --model {self.meta.export.get('source', 'MODEL')} ...) and load that instead"
+            )
 
     def _pad(self, enc, rows: np.ndarray, lengths: np.ndarray) -> dict[str, np.ndarray]:
         width = int(lengths[rows].max())
@@ -179,8 +232,17 @@ class Predictor:
             batch[name] = arr
         return batch
 
-    def logits(self, texts: list[str], progress: bool = False) -> np.ndarray:
-        clean = self.preprocessor.batch(texts)
+    def _clean(self, texts: list[str]) -> list[str]:
+        """The saved preprocessing applied to ``texts``; a single string is refused, not read letter by letter."""
+        if isinstance(texts, str):
+            raise TypeError("texts must be a list of strings, got one str; pass [text] to classify a single text")
+        texts = list(texts)
+        bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+        if bad is not None:
+            raise TypeError(f"texts[{bad}] is {type(texts[bad]).__name__} {texts[bad]!r}, not str")
+        return self.preprocessor.batch(texts)
+
+    def _raw_logits(self, clean: list[str], progress: bool) -> np.ndarray:
         with self._tokenizer_lock:
             enc = self.tokenizer(clean, truncation=True, max_length=self.meta.max_length,
                                  return_token_type_ids="token_type_ids" in self.input_names)
@@ -196,15 +258,68 @@ class Predictor:
             out[rows] = self.backend(self._pad(enc, rows, lengths))
         return out
 
-    def predict_proba(self, texts: list[str], progress: bool = False) -> np.ndarray:
-        """Class probabilities (saved class bias and temperature applied), rows in input order."""
-        if not texts:
+    def _probabilities(self, clean: list[str], progress: bool) -> np.ndarray:
+        if not clean:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        return calibrated_probs(self.logits(list(texts), progress), self.meta.temperature, self.meta.class_bias)
+        probs = calibrated_probs(self._raw_logits(clean, progress), self.meta.temperature, self.meta.class_bias)
+        broken = np.flatnonzero(~np.isfinite(probs).all(axis=1))
+        if len(broken):
+            raise PredictionError(f"the model computed non-finite probabilities for {len(broken)} of {len(clean)} "
+                                  f"text(s) (first: texts[{broken[0]}]); it is broken: retrain or re-export it")
+        return probs
+
+    def _refuse_empty(self, texts: list[str], clean: list[str]) -> None:
+        empty = [i for i, t in enumerate(clean) if not t]
+        if empty:
+            shown = ", ".join(f"texts[{i}] {texts[i][:40]!r}" for i in empty[:3])
+            raise EmptyTextError(
+                f"{len(empty)} text(s) are empty after preprocessing ({shown}{', ...' if len(empty) > 3 else ''}): "
+                "only emoji, punctuation or invisible characters, which the model's preprocessing removes; "
+                "there is nothing to classify", empty)
+
+    def logits(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        """Raw logits in input order; ``EmptyTextError`` for texts that preprocessing leaves empty."""
+        clean = self._clean(texts)
+        self._refuse_empty(list(texts), clean)
+        return self._raw_logits(clean, progress) if clean else np.zeros((0, len(self.labels)), dtype=np.float32)
+
+    def predict_proba(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        """Class probabilities (saved class bias and temperature applied), rows in input order.
+
+        Raises ``EmptyTextError`` when a text is empty after preprocessing (emoji or punctuation only):
+        such a text gets no label rather than a guess.
+        """
+        clean = self._clean(texts)
+        self._refuse_empty(list(texts), clean)
+        return self._probabilities(clean, progress)
 
     def predict(self, texts: list[str], progress: bool = False) -> list[Prediction]:
+        """One ``Prediction`` per text, in input order (``EmptyTextError`` as in ``predict_proba``)."""
         probs = self.predict_proba(texts, progress)
         return [
             Prediction(self.labels[int(p.argmax())], float(p.max()), dict(zip(self.labels, map(float, p))))
             for p in probs
         ]
+
+    def predict_frame(self, texts: list[str], progress: bool = False) -> pd.DataFrame:
+        """Batch predictions, one row per text in input order, columns ``prediction_columns(labels)``.
+
+        A text that is empty after preprocessing keeps its row: no label or probabilities, and
+        ``skipped`` says why (it is empty for every predicted row). Nothing is dropped or reordered.
+        """
+        clean = self._clean(texts)
+        keep = np.array([bool(t) for t in clean], dtype=bool)
+        probs = np.full((len(clean), len(self.labels)), np.nan)
+        label = np.full(len(clean), "", dtype=object)
+        top = np.full(len(clean), np.nan)
+        if keep.any():
+            kept = self._probabilities([t for t, k in zip(clean, keep) if k], progress)
+            probs[keep], top[keep] = kept, kept.max(axis=1)
+            label[keep] = [self.labels[i] for i in kept.argmax(axis=1)]
+        frame = pd.DataFrame({"predicted_label": label, "predicted_probability": top,
+                              **{f"prob_{lab}": probs[:, j] for j, lab in enumerate(self.labels)},
+                              "skipped": np.where(keep, "", SKIPPED_EMPTY)})
+        if (~keep).any():
+            log.warning("%d of %d text(s) are empty after preprocessing: no prediction, 'skipped' says so",
+                        int((~keep).sum()), len(keep))
+        return frame

@@ -18,7 +18,8 @@ MODEL_NAME = "model"
 
 
 class EmoclfPyfunc(mlflow.pyfunc.PythonModel):
-    """Input: a DataFrame with a ``text`` column (or a list of strings). Output: label, confidence, prob_<class>."""
+    """Input: a DataFrame with a ``text`` column (or a list of strings). Output: ``Predictor.predict_frame``'s
+    columns, predicted_label, predicted_probability, prob_<class>, skipped; one row per input row."""
 
     def load_context(self, context) -> None:
         from emoclf.inference import Predictor
@@ -27,17 +28,12 @@ class EmoclfPyfunc(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input, params=None) -> pd.DataFrame:
         if isinstance(model_input, pd.DataFrame):
-            texts = model_input["text" if "text" in model_input.columns else model_input.columns[0]].astype(str).tolist()
+            column = model_input["text" if "text" in model_input.columns else model_input.columns[0]]
         else:
-            texts = [str(t) for t in model_input]
-        return predictions_frame(self.predictor.labels, self.predictor.predict_proba(texts))
-
-
-def predictions_frame(labels: list[str], probs) -> pd.DataFrame:
-    df = pd.DataFrame({"label": [labels[i] for i in probs.argmax(axis=1)], "confidence": probs.max(axis=1)})
-    for j, lab in enumerate(labels):
-        df[f"prob_{lab}"] = probs[:, j]
-    return df
+            column = pd.Series(list(model_input), dtype=object)
+        # A missing text is an empty one (no prediction, marked skipped), never the string "None" or "nan".
+        texts = ["" if v is None or (isinstance(v, float) and v != v) else v for v in column.tolist()]
+        return self.predictor.predict_frame(texts)
 
 
 def _requirements() -> list[str]:
@@ -58,7 +54,7 @@ def log_pyfunc(bundle: str | Path, input_example: list[str], register_name: str 
 
     example = pd.DataFrame({"text": input_example})
     predictor = Predictor.load(bundle)
-    output = predictions_frame(predictor.labels, predictor.predict_proba(input_example))
+    output = predictor.predict_frame(input_example)
     info = mlflow.pyfunc.log_model(
         name=MODEL_NAME,
         python_model=EmoclfPyfunc(),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -71,6 +72,12 @@ class BundleMeta:
             raise ModelLoadError(f"{path}: unreadable or incomplete ({e})") from None
         if not meta.labels:
             raise ModelLoadError(f"{path}: no labels saved")
+        finite = math.isfinite(meta.temperature) and meta.temperature > 0 and all(
+            math.isfinite(b) for b in meta.class_bias or [])
+        if not finite:
+            raise ModelLoadError(f"{path}: temperature {meta.temperature} or class bias {meta.class_bias} is not a "
+                                 "finite number (a positive one for the temperature); the model cannot give "
+                                 "probabilities: retrain it")
         return meta
 
 
@@ -110,17 +117,22 @@ def save_bundle(folder: str | Path, model, tokenizer, meta: BundleMeta) -> Path:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / META_FILE).write_text(json.dumps(meta.to_dict(), indent=2, default=str), encoding="utf-8")
-        old = None
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_folder(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    return folder
+
+
+def replace_folder(new: Path, folder: Path) -> Path:
+    """Put the complete folder ``new`` where ``folder`` is, by renames; a crash between the two renames
+    leaves the previous folder as ``.<name>.old`` beside it (``load_bundle`` says so)."""
+    old = folder.with_name(f".{folder.name}.old")
+    if folder.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(folder, old)
+    os.replace(new, folder)
+    shutil.rmtree(old, ignore_errors=True)
     return folder
 
 
@@ -133,6 +145,14 @@ def write_meta(folder: str | Path, meta: BundleMeta) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def non_finite_parameters(model) -> list[str]:
+    """Names of the parameters holding NaN or infinity: a diverged training's weights predict garbage."""
+    import torch
+
+    with torch.no_grad():
+        return [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
 
 
 def load_bundle(folder: str | Path):
@@ -161,6 +181,10 @@ def load_bundle(folder: str | Path):
     vocab = model.get_input_embeddings().num_embeddings
     if len(tokenizer) > vocab:
         raise ModelLoadError(f"{folder}: tokenizer has {len(tokenizer)} tokens but the embeddings only {vocab}")
+    broken = non_finite_parameters(model)
+    if broken:
+        raise ModelLoadError(f"{folder}: {len(broken)} weight tensor(s) hold NaN or infinity (first: {broken[0]}); "
+                             "the training that wrote them diverged: retrain with a lower --learning-rate")
     model.eval()
     return model, tokenizer, meta
 

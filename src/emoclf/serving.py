@@ -3,13 +3,16 @@
 ``POST /predict`` with ``{"texts": [...]}`` returns, per text, the label, its probability and every
 class probability; ``GET /health``; ``GET /metadata`` (model, labels, preprocessing, training
 metrics); OpenAPI docs at ``/docs``. Bad input is a 4xx with a one-line ``detail``, never a 500:
-malformed JSON 400; wrong types, missing or extra fields, an empty list, an empty text or invalid
-Unicode 422; too many texts or too large a body 413. The model is whatever ``Predictor.load``
+malformed JSON 400; wrong types, missing or extra fields, an empty list, an empty text, a text that
+preprocessing leaves empty (emoji or punctuation only), invalid Unicode or a body that is not UTF-8
+422; too many texts or too large a body 413. Probabilities are always finite: a model that computes
+NaN answers 500 and never a null. The model is whatever ``Predictor.load``
 accepts: a saved folder, an ONNX export or an MLflow model URI.
 """
 
 from __future__ import annotations
 
+import codecs
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,7 +23,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from emoclf import __version__
-from emoclf.errors import ConfigError
+from emoclf.errors import ConfigError, EmptyTextError, PredictionError
 from emoclf.inference import Predictor
 
 log = logging.getLogger(__name__)
@@ -61,8 +64,9 @@ class Detail(BaseModel):
     detail: str
 
 
-class BodyLimit:
-    """Answers 413 to bodies over ``max_bytes``: by Content-Length up front, or counted while chunks arrive."""
+class BodyGuard:
+    """Answers 413 to bodies over ``max_bytes`` (by Content-Length up front, or counted while chunks arrive)
+    and 422 to bodies that are not UTF-8, which JSON must be (RFC 8259), checked as the chunks arrive."""
 
     def __init__(self, app, max_bytes: int) -> None:
         self.app, self.max_bytes = app, max_bytes
@@ -78,14 +82,20 @@ class BodyLimit:
             exc = self._too_large(declared.decode())
             return await JSONResponse({"detail": exc.detail}, exc.status_code)(scope, receive, send)
         received = 0
+        decoder = codecs.getincrementaldecoder("utf-8")()
 
         async def counted():
             nonlocal received
             message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                # Raised inside the route's body read, so FastAPI turns it into the 413 response.
-                raise self._too_large(f"at least {received}")
+            chunk = message.get("body", b"")
+            # Raised inside the route's body read, so FastAPI turns them into the response.
+            if received + len(chunk) > self.max_bytes:
+                raise self._too_large(f"at least {received + len(chunk)}")
+            try:
+                decoder.decode(chunk, final=not message.get("more_body", False))
+            except UnicodeDecodeError as e:
+                raise HTTPException(422, f"body: not valid UTF-8 at byte {received + e.start}; send UTF-8 text") from None
+            received += len(chunk)
             return message
 
         await self.app(scope, counted, send)
@@ -118,11 +128,13 @@ def create_app(predictor: Predictor, limits: Limits = Limits(), model_name: str 
         title="emoclf", version=__version__,
         description=f"Text classification with {model_name or meta.base_model}: {', '.join(predictor.labels)}.",
     )
-    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    app.add_middleware(BodyGuard, max_bytes=limits.max_body_bytes)
     app.add_exception_handler(RequestValidationError, _validation_error)
     errors = {code: {"model": Detail, "description": why} for code, why in (
         (400, "Malformed JSON."), (413, "Too many texts or too large a body."),
-        (422, "Wrong types, missing or unknown fields, an empty list, an empty text or invalid Unicode."))}
+        (422, "Wrong types, missing or unknown fields, an empty list, an empty text, a text with nothing left after "
+              "preprocessing (emoji or punctuation only), or a body that is not UTF-8."),
+        (500, "The model computed something that is not a probability; nothing is returned."))}
 
     @app.post("/predict", response_model=PredictResponse, responses=errors)
     def predict(request: PredictRequest) -> dict:
@@ -142,13 +154,15 @@ def create_app(predictor: Predictor, limits: Limits = Limits(), model_name: str 
                 text.encode("utf-8")  # JSON admits lone surrogates ("\ud800"); the tokenizer would fail on them
             except UnicodeEncodeError:
                 raise HTTPException(422, f"texts[{i}]: not valid Unicode (a lone surrogate); send UTF-8 text") from None
-        probs = predictor.predict_proba(texts)
-        labels = predictor.labels
-        return {"predictions": [
-            {"label": labels[int(p.argmax())], "probability": float(p.max()),
-             "probabilities": dict(zip(labels, map(float, p)))}
-            for p in probs
-        ]}
+        try:
+            predictions = predictor.predict(texts)
+        except EmptyTextError as e:
+            raise HTTPException(422, f"texts[{e.positions[0]}]: empty after preprocessing ({len(e.positions)} in all): "
+                                     "only emoji, punctuation or invisible characters, which the model's "
+                                     "preprocessing removes; send words") from None
+        except PredictionError as e:
+            raise HTTPException(500, str(e)) from None
+        return {"predictions": [asdict(p) for p in predictions]}
 
     @app.get("/health")
     def health() -> dict:

@@ -43,7 +43,23 @@ CLIENT_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_
 
 
 def tracking_uri(explicit: str | None = None) -> str:
-    return explicit or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    """``explicit``, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``; a relative SQLite or file
+    store made absolute, so that a run recorded here is found again from any folder."""
+    uri = explicit or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).resolve())
+    if "://" not in uri and not uri.startswith("file:"):
+        return str(Path(uri).resolve())
+    return uri
+
+
+def existing_store(uri: str) -> str:
+    """``uri``, checked to hold a store when it is a local one: reading must never create an empty store."""
+    path = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else uri if "://" not in uri else None
+    if path is not None and not Path(path).exists():
+        raise TrackingError(f"no MLflow store at {path} (tracking URI {uri}); run from the folder that holds it, "
+                            "or set MLFLOW_TRACKING_URI to the store that logged the model")
+    return uri
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:

@@ -6,8 +6,14 @@ weighted/focal loss), early stopping on validation macro-F1, and an evaluation o
 model on the test split, so the reported numbers are those of what ships.
 
 Crash safety: checkpoints appear only when complete (staged, then renamed), ``resume=True``
-continues from the newest one in the same MLflow run, and SIGINT/SIGTERM end the current step,
-checkpoint and stop, so an interrupted training loses at most one step.
+continues from the newest one in the same MLflow run (with the same length-grouped batch order,
+drawn from the seed and the epoch alone), and SIGINT/SIGTERM end the current step, checkpoint and
+stop, so an interrupted training loses at most one step.
+
+No silent failures: the data is validated before anything is written or tracked; a loss or
+gradient norm that is not finite stops the training at the step it appears; the model folder
+appears only once the saved model has been evaluated, so a failed run never leaves one behind;
+and a finished training's folder is replaced only with ``overwrite``.
 """
 
 from __future__ import annotations
@@ -41,14 +47,15 @@ from transformers import (
     set_seed,
 )
 from transformers.trainer import OPTIMIZER_NAME, TRAINER_STATE_NAME, TrainerState
+from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
-from emoclf import calibration, imbalance
+from emoclf import calibration, hardware, imbalance
 from emoclf.config import Config
 from emoclf.data import PreparedData, load_data
 from emoclf.data.profile import profile, write_profile
-from emoclf.errors import ConfigError, ModelLoadError
-from emoclf.evaluation.metrics import classification_metrics, flat_metrics
+from emoclf.errors import ConfigError, ModelLoadError, TrainingDivergedError, TrainingInterrupted
+from emoclf.evaluation.metrics import classification_metrics, flat_metrics, macro_f1
 from emoclf.evaluation.report import RELIABILITY_PNG, write_report
 from emoclf.inference import Predictor
 from emoclf.losses import make_loss
@@ -57,15 +64,17 @@ from emoclf.modeling import (
     BundleMeta,
     load_for_training,
     model_max_length,
+    replace_folder,
     save_bundle,
     write_meta,
 )
 from emoclf.preprocess import Preprocessor
-from emoclf.tracking import NullTracker, ended_run, make_tracker
+from emoclf.tracking import FAILURES_FILE, RUN_INFO_FILE, NullTracker, ended_run, make_tracker
 
 log = logging.getLogger(__name__)
 
 MODEL_DIR = "model"
+STAGED_MODEL_DIR = ".model.staged"  # the new model while it is evaluated; renamed to MODEL_DIR when that passes
 REPORT_DIR = "report"
 CHECKPOINT_DIR = "checkpoints"
 STAGING_DIR = ".staging"  # inside CHECKPOINT_DIR: checkpoints being written, renamed out when complete
@@ -89,18 +98,18 @@ class TrainResult:
     tracking_failures: Path | None = None
 
 
-def cpu_supports_bf16() -> bool:
-    """AMX or AVX512-BF16 makes bf16 matmuls fast on CPU; without them bf16 autocast is slower."""
-    flags = _read("/proc/cpuinfo")
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
 def resolve_precision(precision: str) -> str:
+    """``auto``: bf16 on GPUs that have it (else fp16), bf16 on CPUs with bf16 instructions, else fp32."""
     if precision != "auto":
         return precision
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if cpu_supports_bf16() else "fp32"
+    return "bf16" if hardware.detect().bf16_fast else "fp32"
+
+
+def pad_multiple() -> int | None:
+    """Batches are padded to a multiple of 8 on GPUs (tensor-core tiles); on CPUs a padded token is only waste."""
+    return 8 if torch.cuda.is_available() else None
 
 
 def tokenize_split(df, tokenizer, max_length: int):
@@ -110,6 +119,41 @@ def tokenize_split(df, tokenizer, max_length: int):
     enc = tokenizer(df["text"].tolist(), truncation=True, max_length=max_length)
     ds = Dataset.from_dict({**enc, "labels": df["label_id"].tolist()})
     return ds.add_column("length", [len(ids) for ids in enc["input_ids"]])
+
+
+class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
+    """transformers' length-grouped order, drawn from ``seed + epoch`` alone.
+
+    The stock sampler draws from the global RNG when an epoch starts; a run resumed mid-epoch
+    restores the RNG of the checkpoint's step, not of the epoch's start, so it would train on
+    another order than the interrupted run. ``set_epoch`` (called by the Trainer every epoch,
+    a resumed one included) fixes the order to the epoch number.
+    """
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int) -> None:
+        super().__init__(batch_size, lengths=lengths)
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator = torch.Generator().manual_seed(self.seed + epoch)
+
+
+class DivergenceCheck(TrainerCallback):
+    """Logged gradient norms and validation losses must be finite (the per-step loss is checked in the trainer)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        for key, what in (("grad_norm", "gradient norm"), ("eval_loss", "validation loss")):
+            value = (logs or {}).get(key)
+            if value is not None and not math.isfinite(value):
+                raise diverged(what, value, state.global_step, args.learning_rate)
+
+
+def diverged(what: str, value: float, step: int, learning_rate: float) -> TrainingDivergedError:
+    return TrainingDivergedError(
+        f"training diverged: the {what} is {value} at step {step}; nothing was saved. Lower --learning-rate "
+        f"(now {learning_rate:g}), or try --precision fp32"
+    )
 
 
 class EpochSummary(TrainerCallback):
@@ -178,13 +222,31 @@ class GracefulStop(TrainerCallback):
 
 
 class CheckpointingTrainer(Trainer):
-    """The Trainer, with each checkpoint written to a staging folder and renamed into place when complete.
+    """The Trainer, with complete-or-absent checkpoints, a resumable length-grouped order and a finite loss.
 
     transformers writes ``checkpoint-N`` file by file where it ends up, so a crash mid-save would
     leave a folder that looks like a checkpoint; here ``checkpoint-N`` exists only once complete.
+    The Trainer's own logging drops non-finite losses from its averages (``logging_nan_inf_filter``),
+    which hid a diverged run; here the first one stops the training, naming its step.
     """
 
     _staging = False
+
+    def _get_train_sampler(self, train_dataset=None):
+        if self.args.train_sampling_strategy != "group_by_length":
+            return super()._get_train_sampler(train_dataset)
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        lengths = [len(ids) for ids in dataset["input_ids"]]
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return EpochSeededLengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                               lengths, seed)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if not torch.isfinite(loss).all():
+            raise diverged("training loss", float(loss.detach().float().mean()), self.state.global_step + 1,
+                           self.args.learning_rate)
+        return loss
 
     def _get_output_dir(self, trial) -> str:
         out = super()._get_output_dir(trial)
@@ -231,13 +293,16 @@ def latest_checkpoint(folder: Path) -> Path | None:
     return None
 
 
-def _prepare_checkpoints(folder: Path, model_dir: Path, resume: bool) -> Path | None:
-    """The checkpoint to resume from; a fresh start clears a finished training's checkpoints first.
+def _prepare_output(out: Path, resume: bool, overwrite: bool) -> Path | None:
+    """The checkpoint to resume from; a fresh start first makes sure it replaces nothing by surprise.
 
-    Old checkpoints would mix with the new run's (rotation keeps the highest steps, --resume would
-    pick theirs), but those of an unfinished training are work a forgotten --resume would lose.
+    A finished training (a model folder) is replaced only with ``overwrite``, and so is an
+    unfinished one (checkpoints newer than any model), which ``resume`` would continue. A fresh
+    start then clears every file an earlier run wrote there, so that no file names another run.
     """
+    folder = out / CHECKPOINT_DIR
     shutil.rmtree(folder / STAGING_DIR, ignore_errors=True)  # a save cut short by a crash
+    shutil.rmtree(out / STAGED_MODEL_DIR, ignore_errors=True)  # an evaluation cut short
     newest = latest_checkpoint(folder) if folder.is_dir() else None
     if resume:
         if newest is None:
@@ -245,14 +310,27 @@ def _prepare_checkpoints(folder: Path, model_dir: Path, resume: bool) -> Path | 
         else:
             log.info("resuming from %s", newest)
         return newest
-    if newest is not None:
-        weights = model_dir / WEIGHTS_FILE
-        if not weights.is_file() or weights.stat().st_mtime < newest.stat().st_mtime:
+    if not overwrite:
+        weights = out / MODEL_DIR / WEIGHTS_FILE
+        if newest is not None and (not weights.is_file() or weights.stat().st_mtime < newest.stat().st_mtime):
             raise ConfigError(f"{folder} holds checkpoints of an unfinished training (newest: {newest.name}): "
-                              "pass --resume to continue it, or another --output-dir to start afresh")
-        log.info("removing the checkpoints of the earlier training in %s", folder)
-    shutil.rmtree(folder, ignore_errors=True)
+                              "pass --resume to continue it, --overwrite to start afresh, or another --output-dir")
+        if (out / MODEL_DIR).exists():
+            run = _recorded_run(out)
+            raise ConfigError(f"{out} holds a finished training ({MODEL_DIR}/{run}); pass --overwrite to replace "
+                              "it, or choose another --output-dir")
+    for name in (MODEL_DIR, REPORT_DIR, CHECKPOINT_DIR):
+        shutil.rmtree(out / name, ignore_errors=True)
+    for name in (RUN_INFO_FILE, FAILURES_FILE, ENVIRONMENT_FILE, CONFIG_FILE):
+        (out / name).unlink(missing_ok=True)
     return None
+
+
+def _recorded_run(out: Path) -> str:
+    try:
+        return f", MLflow run {json.loads((out / RUN_INFO_FILE).read_text())['run_id']}"
+    except (OSError, ValueError, KeyError):
+        return ""
 
 
 def run_environment() -> dict:
@@ -270,26 +348,14 @@ def run_environment() -> dict:
             return None
         return proc.stdout.strip() if proc.returncode == 0 else None
 
-    cpu = next((line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo").splitlines()
-                if line.startswith("model name")), platform.processor() or platform.machine())
     commit = git("rev-parse", "HEAD")
     return {
         "python": platform.python_version(),
         "packages": {name: version(name) for name in ENV_PACKAGES},
         "git": {"commit": commit, "dirty": bool(git("status", "--porcelain", "--untracked-files=no")) if commit else None},
-        "hardware": {
-            "platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "bf16_cpu": cpu_supports_bf16(),
-            "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
-        },
+        "hardware": {"platform": platform.platform(), "torch_threads": torch.get_num_threads(),
+                     **hardware.detect().to_dict()},
     }
-
-
-def _read(path: str) -> str:
-    try:
-        return Path(path).read_text()
-    except OSError:
-        return ""
 
 
 def is_main_process() -> bool:
@@ -297,11 +363,9 @@ def is_main_process() -> bool:
 
 
 def _compute_metrics(eval_pred) -> dict[str, float]:
-    from sklearn.metrics import accuracy_score, f1_score
-
     preds = np.asarray(eval_pred.predictions).argmax(axis=-1)
     labels = np.asarray(eval_pred.label_ids)
-    return {"macro_f1": f1_score(labels, preds, average="macro"), "accuracy": accuracy_score(labels, preds)}
+    return {"macro_f1": macro_f1(labels, preds), "accuracy": float((preds == labels).mean())}
 
 
 def build_training_args(cfg: Config, precision: str, steps_per_epoch: int) -> TrainingArguments:
@@ -354,13 +418,15 @@ def evaluate_bundle(model_dir: Path, data: PreparedData, out_dir: Path, history:
     y_val, y_test = val["label_id"].to_numpy(), test["label_id"].to_numpy()
     val_logits = predictor.logits(val["raw_text"].tolist())
     test_logits = predictor.logits(test["raw_text"].tolist(), progress=True)
-    meta.temperature = calibration.fit_temperature(val_logits, y_val) if calibrate else 1.0
+    choice = calibration.choose_temperature(val_logits, y_val) if calibrate else None
+    meta.temperature = choice.temperature if choice else 1.0
     meta.class_bias = calibration.fit_class_bias(val_logits, y_val) if class_bias else None
     raw_probs = calibration.calibrated_probs(test_logits)
     probs = calibration.calibrated_probs(test_logits, meta.temperature, meta.class_bias)
     metrics = classification_metrics(y_test, probs.argmax(axis=1), data.labels)
     metrics["calibration"] = {
         "temperature": meta.temperature,
+        **(choice.report() if choice else {}),
         "test_ece_before": calibration.expected_calibration_error(raw_probs, y_test),
         "test_ece_after": calibration.expected_calibration_error(probs, y_test),
     }
@@ -386,9 +452,11 @@ def train(cfg: Config, data: PreparedData | None = None, resume: bool = False) -
     run recorded there (a ``kill -9`` leaves it RUNNING until then).
     """
     out = Path(cfg.train.output_dir)
+    # The data first: bad data fails in seconds, before any file is written or any MLflow run opened.
+    data = data or load_data(cfg.data, Preprocessor(cfg.preprocess))
     # Under torchrun/accelerate every rank runs this; only rank 0 tracks, writes and evaluates.
     if is_main_process():
-        checkpoint = _prepare_checkpoints(out / CHECKPOINT_DIR, out / MODEL_DIR, resume)
+        checkpoint = _prepare_output(out, resume, cfg.train.overwrite)
     else:
         checkpoint = latest_checkpoint(out / CHECKPOINT_DIR) if resume else None
     tracker = make_tracker(cfg.tracking.tracking and is_main_process(), cfg.tracking.tracking_uri,
@@ -401,7 +469,7 @@ def train(cfg: Config, data: PreparedData | None = None, resume: bool = False) -
     return result
 
 
-def _train(cfg: Config, tracker: NullTracker, data: PreparedData | None, checkpoint: Path | None) -> TrainResult:
+def _train(cfg: Config, tracker: NullTracker, data: PreparedData, checkpoint: Path | None) -> TrainResult:
     t = cfg.train
     out = Path(t.output_dir)
     model_dir = out / MODEL_DIR
@@ -414,13 +482,12 @@ def _train(cfg: Config, tracker: NullTracker, data: PreparedData | None, checkpo
         tracker.log_dict(environment, ENVIRONMENT_FILE)
         tracker.set_tags({"emoclf.git_commit": str(environment["git"]["commit"]),
                           "emoclf.git_dirty": str(environment["git"]["dirty"]),
-                          "emoclf.hardware": environment["hardware"]["cpu"]})
+                          "emoclf.hardware": hardware.detect().describe()})
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
     set_seed(t.seed)
 
     preprocessor = Preprocessor(cfg.preprocess)
-    data = data or load_data(cfg.data, preprocessor)
     tokenizer, model = load_for_training(cfg.model.model, data.labels)
     limit = model_max_length(tokenizer, model.config)
     prof = profile(data, tokenizer, limit)
@@ -458,10 +525,11 @@ def _train(cfg: Config, tracker: NullTracker, data: PreparedData | None, checkpo
         train_dataset=train_ds,
         eval_dataset=val_ds,
         processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8),
+        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_multiple()),
         compute_metrics=_compute_metrics,
         compute_loss_func=make_loss(plan.loss, plan.class_weights, t.focal_gamma, t.focal_alpha),
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=t.patience), EpochSummary(tracker), stop],
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=t.patience), EpochSummary(tracker), DivergenceCheck(),
+                   stop],
     )
     # Keep the progress bars, drop the raw log dicts they write to stdout: EpochSummary logs one line per epoch.
     trainer.remove_callback(ProgressCallback)
@@ -476,9 +544,14 @@ def _train(cfg: Config, tracker: NullTracker, data: PreparedData | None, checkpo
                 raise
             raise ModelLoadError(f"{checkpoint}: refused a pickle that holds more than tensors ({e}); "
                                  "the checkpoint is damaged or was tampered with") from None
+        except TrainingDivergedError:
+            if main:  # its checkpoints would only replay the divergence on --resume
+                shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
+            raise
     if stop.signum is not None:
-        raise KeyboardInterrupt(f"signal {stop.signum}: stopped at step {trainer.state.global_step}, "
-                                f"checkpoint in {out / CHECKPOINT_DIR}")
+        newest = latest_checkpoint(out / CHECKPOINT_DIR)
+        raise TrainingInterrupted(f"{signal.Signals(stop.signum).name} at step {trainer.state.global_step}; "
+                                  f"checkpoint {newest}; continue with: emoclf train --resume {out}")
     train_seconds = time.perf_counter() - started
     history = trainer.state.log_history
     examples = len(train_ds) * (trainer.state.epoch - start_epoch)
@@ -489,14 +562,23 @@ def _train(cfg: Config, tracker: NullTracker, data: PreparedData | None, checkpo
     )
     if not trainer.is_world_process_zero():
         return TrainResult(out, model_dir, {}, prof, None, train_seconds, examples / train_seconds, history)
-    save_bundle(model_dir, trainer.model, tokenizer, meta)
-    metrics = evaluate_bundle(model_dir, data, out / REPORT_DIR, history, t.eval_batch_size, t.calibrate, t.class_bias)
+    # Evaluated where it was saved, then renamed into place: a failure on the way leaves no model folder.
+    staged = save_bundle(out / STAGED_MODEL_DIR, trainer.model, tokenizer, meta)
+    try:
+        metrics = evaluate_bundle(staged, data, out / REPORT_DIR, history, t.eval_batch_size, t.calibrate,
+                                  t.class_bias)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    replace_folder(staged, model_dir)
     metrics["train_seconds"] = round(train_seconds, 1)
     metrics["train_examples_per_second"] = round(examples / train_seconds, 2)
     log.info("test: accuracy %.4f, macro-F1 %.4f, weighted F1 %.4f on %d texts",
              metrics["accuracy"], metrics["macro_f1"], metrics["weighted_f1"], metrics["n"])
 
-    tracker.log_metrics({**flat_metrics(metrics), **metrics["calibration"], "train_seconds": train_seconds,
+    calibration_numbers = {k: float(v) for k, v in metrics["calibration"].items()
+                           if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    tracker.log_metrics({**flat_metrics(metrics), **calibration_numbers, "train_seconds": train_seconds,
                          "train_examples_per_second": examples / train_seconds})
     tracker.log_artifacts(out / REPORT_DIR, "report")
     tracker.log_model(model_dir, data.splits["test"]["raw_text"].head(3).tolist(), cfg.tracking.register_name)

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from emoclf.config import DataConfig
-from emoclf.data.io import demo_path, detect_format, read_file, read_hf, read_source
+from emoclf.data.io import demo_path, detect_format, read_file, read_hf, read_source, read_table
 from emoclf.errors import DataError
 
 TEXTS = ["i feel great", "so angry, really", "tears; again"]
@@ -96,17 +96,54 @@ def test_txt_line_without_semicolon_names_line(tmp_path):
         read_file(path, DataConfig())
 
 
-def test_txt_without_labels_is_one_text_per_line(tmp_path):
-    path = _write(tmp_path / "d.txt", "first; with semicolon\n\nsecond\n")
-    df = read_file(path, DataConfig(), with_labels=False)
-    assert list(df.columns) == ["text", "row"]
-    assert list(zip(df["text"], df["row"])) == [("first; with semicolon", 1), ("second", 3)]
+def test_txt_to_predict_is_one_text_per_line_unless_every_line_ends_in_a_label(tmp_path):
+    model_labels = ["joy", "sadness"]
+    plain = _write(tmp_path / "plain.txt", "first; with semicolon\n\nsecond\n")
+    df = read_table(plain, DataConfig(), txt_labels=model_labels)
+    assert list(df.columns) == ["text"] and df.index.name == "row"
+    assert list(zip(df["text"], df.index)) == [("first; with semicolon", 1), ("second", 3)]
+    # The training format: the label goes to its own column and never into the text.
+    labelled = _write(tmp_path / "labelled.txt", "i feel great;joy\nso low; today;sadness\n")
+    df = read_table(labelled, DataConfig(), txt_labels=model_labels)
+    assert list(zip(df["text"], df["label"], df.index)) == [("i feel great", "joy", 1), ("so low; today", "sadness", 2)]
+    mixed = _write(tmp_path / "mixed.txt", "i feel great;joy\nno label here\n")
+    with _err("^" + re.escape(f"{mixed}: line 2: some lines end in ';<label>' (line 1) and some do not; a .txt "
+                              "file to predict is either 'text;label' on every line or one text per line: fix the "
+                              "file, or use a CSV with a text column") + "$"):
+        read_table(mixed, DataConfig(), txt_labels=model_labels)
 
 
-def test_csv_without_label_column_when_labels_not_needed(tmp_path):
-    path = _write(tmp_path / "d.csv", "text\nhello\nworld\n")
-    df = read_file(path, DataConfig(), with_labels=False)
-    assert list(df.columns) == ["text", "row"] and df["text"].tolist() == ["hello", "world"]
+def test_read_table_keeps_every_column_in_order_even_one_named_row(tmp_path):
+    path = _write(tmp_path / "d.jsonl", "".join(json.dumps({"id": i, "row": f"r{i}", "text": t}) + "\n"
+                                                 for i, t in enumerate(TEXTS)))
+    df = read_table(path, DataConfig())
+    assert list(df.columns) == ["id", "row", "text"] and df["row"].tolist() == ["r0", "r1", "r2"]
+    assert df.index.tolist() == [1, 2, 3]
+
+
+def test_numbers_in_the_text_column_are_refused_naming_file_rows_and_column(tmp_path):
+    ppath = tmp_path / "ints.parquet"
+    pd.DataFrame({"text": [12345, 678], "label": ["joy", "anger"]}).to_parquet(ppath)
+    with _err("^" + re.escape(f"{ppath}: row(s) 1, 2, column 'text': expected text, found int 12345 (2 row(s)); "
+                              "fix the column, or point --text-column at the right one") + "$"):
+        read_file(ppath, DataConfig())
+    jpath = _write(tmp_path / "one.jsonl", '{"text": "fine", "label": "joy"}\n{"text": 12345, "label": "joy"}\n')
+    with _err("^" + re.escape(f"{jpath}: row(s) 2, column 'text': expected text, found int 12345 (1 row(s))")):
+        read_file(jpath, DataConfig())
+    # The column's own name is the one quoted.
+    custom = _write(tmp_path / "c.jsonl", '{"body": ["a", "list"], "emotion": "joy"}\n')
+    with _err(re.escape("row(s) 1, column 'body': expected text, found list ['a', 'list']")):
+        read_file(custom, DataConfig(text_column="body", label_column="emotion"))
+
+
+@pytest.mark.parametrize("label", [True, 1.5, [1], {"a": 1}])
+def test_labels_must_be_class_names_or_integers(tmp_path, label):
+    path = _write(tmp_path / "l.jsonl", json.dumps({"text": "ok", "label": "joy"}) + "\n"
+                  + json.dumps({"text": "fine", "label": label}) + "\n")
+    with _err("^" + re.escape(f"{path}: row(s) 2, column 'label': expected a class name or an integer, found "
+                              f"{type(label).__name__} {label!r} (1 row(s)); fix the column, or point --label-column "
+                              "at the right one") + "$"):
+        read_file(path, DataConfig())
 
 
 # --- format detection ----------------------------------------------------------------------------

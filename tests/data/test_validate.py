@@ -166,7 +166,7 @@ def test_leakage_counted_and_dropped_from_train(tmp_path):
     test = balanced(2, tag="test") + [("Leaky   One", "joy")]  # the same text once preprocessed
     data = load_data(three_files(tmp_path, train, val=val, test=test))
     rep = data.report
-    assert rep.leakage == {"validation": 1, "test": 1}
+    assert rep.leakage == {"validation_test": 0, "validation": 1, "test": 1}
     assert rep.leakage_dropped == 3  # every training row holding a leaked text
     assert not data.splits["train"]["text"].isin(["leaky one", "leaky two"]).any()
     assert len(data.splits["train"]) == 12
@@ -177,7 +177,7 @@ def test_leakage_kept_when_not_dropping(tmp_path):
     train = balanced(4) + [("leaky one", "joy")]
     test = balanced(2, tag="test") + [("leaky one", "joy")]
     data = load_data(three_files(tmp_path, train, test=test, drop_leakage=False))
-    assert data.report.leakage == {"validation": 0, "test": 1}
+    assert data.report.leakage == {"validation_test": 0, "validation": 0, "test": 1}
     assert data.report.leakage_dropped == 0
     assert data.splits["train"]["text"].tolist().count("leaky one") == 1
 
@@ -192,8 +192,9 @@ def test_leakage_drop_that_empties_a_class_is_refused(tmp_path):
 def test_singleton_class_refused_with_clear_message(tmp_path):
     path = write_csv(tmp_path / "all.csv", balanced(10) + [("lonely text", "fear")])
     with pytest.raises(DataError, match="^" + re.escape(
-        f"{path}: class(es) with fewer than 2 examples: 'fear' (1); test split needs at least 2 per class: "
-        "add examples or remove the class") + "$"):
+        f"{path}: class(es) with fewer than 3 examples: 'fear' (1); carving a test split and a validation split "
+        "out of the training data (one row for each split) needs at least 3 per class: add examples, remove the "
+        "class, or give --test-data and --val-data") + "$"):
         load_data(DataConfig(data=str(path)))
 
 
@@ -202,24 +203,62 @@ def test_class_too_small_for_validation_split_names_it(tmp_path):
     train = write_csv(tmp_path / "train.csv", balanced(10) + [("lonely fear", "fear")])
     test = write_csv(tmp_path / "test.csv", balanced(2, tag="test"))
     with pytest.raises(DataError, match="^" + re.escape(
-        f"{train}: class(es) with fewer than 2 examples: 'fear' (1); validation split needs at least 2 per class: "
-        "add examples or remove the class") + "$"):
+        f"{train}: class(es) with fewer than 2 examples: 'fear' (1); carving a validation split out of the "
+        "training data (one row for each split) needs at least 2 per class: add examples, remove the class, or "
+        "give --val-data") + "$"):
         load_data(DataConfig(data=str(train), test_data=str(test)))
 
 
-def test_classes_emptied_by_test_split_are_named(tmp_path):
-    # 6 rows: the test split takes one per class, leaving one each for the validation split.
+def test_classes_too_small_for_two_carved_splits_are_named(tmp_path):
     path = write_csv(tmp_path / "tiny.csv", balanced(2))
     with pytest.raises(DataError, match="^" + re.escape(
-        f"{path}: class(es) with fewer than 2 examples: ") + r"('\w+' \(1\)(, )?){3}" + re.escape(
-        "; validation split needs at least 2 per class: add examples or remove the class") + "$"):
+        f"{path}: class(es) with fewer than 3 examples: 'anger' (2), 'joy' (2), 'sadness' (2); carving a test "
+        "split and a validation split")):
         load_data(DataConfig(data=str(path)))
 
 
+def test_a_rare_class_gets_a_row_in_every_carved_split(tmp_path, caplog):
+    # 3 rows of 'fear' among 120: stratification alone gives it 0 test and 0 validation rows (10% of 3 rounds to 0).
+    path = write_csv(tmp_path / "all.csv", balanced(40) + [(f"rare fear {i}", "fear") for i in range(3)])
+    for seed in (1, 2, 3):
+        data = load_data(DataConfig(data=str(path), split_seed=seed))
+        counts = {split: int((df["label"] == "fear").sum()) for split, df in data.splits.items()}
+        assert counts == {"train": 1, "validation": 1, "test": 1}, seed
+        assert data.report.absent_classes == {"validation": [], "test": []}
+        texts = [t for df in data.splits.values() for t in df["text"]]
+        assert len(texts) == len(set(texts)) == 123  # moved, never copied
+    assert "has no rows of class" not in caplog.text
+
+
+def test_a_class_missing_from_a_given_test_file_is_named_and_left_out_of_macro_f1(tmp_path, caplog):
+    test = balanced(2, ("anger", "joy"), tag="test")  # no sadness
+    data = load_data(three_files(tmp_path, balanced(4), test=test))
+    assert data.report.absent_classes == {"validation": [], "test": ["sadness"]}
+    assert ("the test split has no rows of class(es) 'sadness': their F1 cannot be measured there, and its "
+            "macro-F1 is over the other 2 classes; add test examples of them") in caplog.text
+
+
+def test_validation_texts_also_in_test_are_counted_and_dropped_from_validation(tmp_path):
+    val = balanced(2, tag="val") + [("shared one", "joy"), ("shared two", "anger"), ("Shared   ONE", "joy")]
+    test = balanced(2, tag="test") + [("shared one", "joy"), ("shared two", "anger")]
+    data = load_data(three_files(tmp_path, balanced(4), val=val, test=test))
+    assert data.report.leakage["validation_test"] == 2 and data.report.validation_leakage_dropped == 3
+    assert not data.splits["validation"]["text"].isin(["shared one", "shared two"]).any()
+    assert len(data.splits["test"]) == 8  # the test split is never touched
+    # A carved validation split is checked against a given test file the same way.
+    rows = balanced(20) + [("also in test", "joy")] * 1
+    test = balanced(2, tag="test") + [("also in test", "joy")]
+    data = load_data(DataConfig(data=str(write_csv(tmp_path / "all.csv", rows)),
+                                test_data=str(write_csv(tmp_path / "t.csv", test))))
+    assert "also in test" not in set(data.splits["validation"]["text"]) | set(data.splits["train"]["text"])
+    with pytest.raises(DataError, match="every validation text also occurs in the test split"):
+        load_data(three_files(tmp_path, balanced(4), val=balanced(2, tag="test"), test=balanced(2, tag="test")))
+
+
 def test_too_few_rows_for_split(tmp_path):
-    path = write_csv(tmp_path / "tiny.csv", balanced(2, ("a", "b")))
+    path = write_csv(tmp_path / "tiny.csv", balanced(3, ("a", "b")))
     with pytest.raises(DataError, match="^" + re.escape(
-        f"{path}: 4 rows are too few for a stratified test split of 80% over 2 classes") + "$"):
+        f"{path}: 6 rows are too few for a stratified test split of 80% over 2 classes") + "$"):
         load_data(DataConfig(data=str(path), test_size=0.8))
 
 

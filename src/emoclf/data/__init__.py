@@ -12,8 +12,9 @@ from emoclf.data.io import read_file, read_source
 from emoclf.data.validate import (
     DataReport,
     check_duplicates,
-    check_train_covers,
+    check_evaluation_classes,
     check_leakage,
+    check_train_covers,
     drop_empty_texts,
     normalise_labels,
     split_missing,
@@ -58,6 +59,7 @@ def load_data(cfg: DataConfig, preprocessor: Preprocessor | None = None) -> Prep
     if cfg.max_samples:
         splits["train"] = subsample(splits["train"], cfg.max_samples, cfg.split_seed)
     check_train_covers(splits["train"], labels)
+    check_evaluation_classes(splits, labels, report)
     label2id = {lab: i for i, lab in enumerate(labels)}
     ordered = {}
     for split in SPLITS:

@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 import pandas as pd
 
 from emoclf.config import DataConfig
+from emoclf.data.validate import check_types
 from emoclf.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -95,16 +96,35 @@ def _read_jsonl(text: str, path: Path) -> pd.DataFrame:
             raise DataError(f"{path}: line {lineno}: expected a JSON object, got {type(obj).__name__}")
         records.append(obj)
         lines.append(lineno)
-    df = pd.DataFrame.from_records(records)
-    df["row"] = lines
-    return df
+    return pd.DataFrame.from_records(records, index=pd.Index(lines, name="row"))
 
 
-def read_file(path: str | Path, cfg: DataConfig, with_labels: bool = True) -> pd.DataFrame:
-    """Read one file into ``text``/``label``/``row`` columns, naming the file in every error.
+def _read_txt_to_predict(text: str, path: Path, labels: list[str]) -> pd.DataFrame:
+    """Lines are ``text;label`` only when every one ends in ``;`` and one of the model's labels, else one text
+    per line: a label must never be read as part of a text, and a ``;`` inside a text never cuts it."""
+    lines = [(line, n) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    known = set(labels)
+    labelled = [line.rpartition(";")[2].strip() in known and ";" in line for line, _ in lines]
+    if lines and all(labelled):
+        df = _read_txt(text, path)
+        log.info("%s: read as 'text;label' lines (every line ends in one of the model's labels)", path)
+        return df.set_index("row")
+    if any(labelled):
+        first = next(n for (_, n), ok in zip(lines, labelled) if not ok)
+        example = next(n for (_, n), ok in zip(lines, labelled) if ok)
+        raise DataError(
+            f"{path}: line {first}: some lines end in ';<label>' (line {example}) and some do not; a .txt file to "
+            "predict is either 'text;label' on every line or one text per line: fix the file, or use a CSV with a "
+            "text column"
+        )
+    return pd.DataFrame({"text": [line for line, _ in lines]}, index=pd.Index([n for _, n in lines], name="row"))
 
-    ``with_labels=False`` reads texts to predict: the label column is optional, and a ``txt``
-    file is one text per line.
+
+def read_table(path: str | Path, cfg: DataConfig, txt_labels: list[str] | None = None) -> pd.DataFrame:
+    """Every column of one file, as read, in file order; the index (``row``) is each record's row or line number.
+
+    A ``txt`` file is ``text;label`` lines (split on the last ``;``). With ``txt_labels`` (texts to
+    predict), it may also be one text per line: see ``_read_txt_to_predict``.
     """
     path = Path(path)
     if not path.is_file():
@@ -117,19 +137,13 @@ def read_file(path: str | Path, cfg: DataConfig, with_labels: bool = True) -> pd
             raise DataError(f"{path}: cannot read as Parquet: {e}") from None
         if df.empty:
             raise DataError(f"{path}: no data rows")
-        df["row"] = range(1, len(df) + 1)
+        df.index = pd.RangeIndex(1, len(df) + 1, name="row")
     else:
         text = _decode(path, cfg.encoding)
-        if fmt == "txt" and not with_labels:
-            lines = [(line, n) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
-            df = pd.DataFrame(lines, columns=["text", "row"])
-            df.attrs["source"] = str(path)
-            return df
         if fmt == "txt":
-            df = _read_txt(text, path)
-            df.attrs["source"] = str(path)
-            return df
-        if fmt == "jsonl":
+            df = _read_txt_to_predict(text, path, txt_labels) if txt_labels is not None else \
+                _read_txt(text, path).set_index("row")
+        elif fmt == "jsonl":
             df = _read_jsonl(text, path)
         else:
             try:
@@ -142,22 +156,35 @@ def read_file(path: str | Path, cfg: DataConfig, with_labels: bool = True) -> pd
             except pd.errors.EmptyDataError:
                 raise DataError(f"{path}: the file is empty") from None
             # Header is row 1, so data rows start at 2: the number an editor shows for one-line records.
-            df["row"] = range(2, len(df) + 2)
+            df.index = pd.RangeIndex(2, len(df) + 2, name="row")
         if df.empty:
             raise DataError(f"{path}: no data rows (header only)")
-    wanted = (cfg.text_column, cfg.label_column) if with_labels else (cfg.text_column,)
+    df.attrs["source"] = str(path)
+    return df
+
+
+def missing_columns_error(path, df: pd.DataFrame, wanted: dict[str, str]) -> DataError | None:
+    """The error for columns ``wanted`` ({column: its flag}) that ``df`` lacks, naming what it has."""
     missing = [c for c in wanted if c not in df.columns]
-    if missing:
-        found = [c for c in df.columns if c != "row"]
-        raise DataError(
-            f"{path}: missing column(s) {', '.join(repr(c) for c in missing)}; expected text column "
-            f"{cfg.text_column!r} and label column {cfg.label_column!r}, found {', '.join(repr(str(c)) for c in found)}; "
-            "use --text-column / --label-column"
-        )
-    out = pd.DataFrame({"text": df[cfg.text_column], "row": df["row"]})
-    if cfg.label_column in df.columns:
-        out.insert(1, "label", df[cfg.label_column])
+    if not missing:
+        return None
+    found = ", ".join(repr(str(c)) for c in df.columns)
+    flags = " / ".join(dict.fromkeys(wanted[c] for c in missing))
+    expected = " and ".join(f"{kind} column {c!r}" for c, kind in zip(wanted, ("text", "label")))
+    return DataError(f"{path}: missing column(s) {', '.join(repr(c) for c in missing)}; expected {expected}, "
+                     f"found {found}; use {flags}")
+
+
+def read_file(path: str | Path, cfg: DataConfig) -> pd.DataFrame:
+    """Read one labelled file into ``text``/``label``/``row`` columns, naming the file in every error."""
+    df = read_table(path, cfg)
+    error = missing_columns_error(path, df, {cfg.text_column: "--text-column", cfg.label_column: "--label-column"})
+    if error:
+        raise error
+    out = pd.DataFrame({"text": df[cfg.text_column].to_numpy(), "label": df[cfg.label_column].to_numpy(),
+                        "row": df.index.to_numpy()})
     out.attrs["source"] = str(path)
+    check_types(out, cfg.text_column, cfg.label_column)
     return out
 
 
@@ -231,6 +258,7 @@ def read_hf(spec: str, cfg: DataConfig) -> tuple[dict[str, pd.DataFrame], list[s
             df["label"] = [names[i] if i is not None and i >= 0 else None for i in df["label"]]
         df["row"] = range(1, len(df) + 1)
         df.attrs["source"] = f"{spec} [{split}]"
+        check_types(df, cfg.text_column, cfg.label_column)
         splits[canonical] = df
     if "train" not in splits:
         raise DataError(f"{spec}: no train split (found {', '.join(ds.keys())})")

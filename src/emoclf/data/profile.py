@@ -24,7 +24,8 @@ CLASS_PNG = "class_distribution.png"
 
 def token_lengths(texts: list[str], tokenizer) -> np.ndarray:
     """Token counts including special tokens, from the fast tokenizer in one batched call."""
-    enc = tokenizer(list(texts), add_special_tokens=True, truncation=False, return_attention_mask=False)
+    # verbose=False: counting a long text's tokens is the point here, not a mistake to warn about.
+    enc = tokenizer(list(texts), add_special_tokens=True, truncation=False, return_attention_mask=False, verbose=False)
     return np.fromiter((len(ids) for ids in enc["input_ids"]), dtype=np.int64, count=len(texts))
 
 

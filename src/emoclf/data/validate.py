@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
@@ -30,8 +31,10 @@ class DataReport:
     duplicates_dropped: int = 0
     conflicting_duplicates: dict[str, int] = field(default_factory=dict)
     conflict_examples: list[dict] = field(default_factory=list)
-    leakage: dict[str, int] = field(default_factory=dict)
+    leakage: dict[str, int] = field(default_factory=dict)  # per split; validation_test: shared by those two
     leakage_dropped: int = 0
+    validation_leakage_dropped: int = 0
+    absent_classes: dict[str, list[str]] = field(default_factory=dict)
     split_created: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -42,6 +45,43 @@ def _where(df: pd.DataFrame, rows: pd.Series) -> str:
     listed = ", ".join(str(r) for r in rows.head(MAX_LISTED))
     more = f" and {len(rows) - MAX_LISTED} more" if len(rows) > MAX_LISTED else ""
     return f"{df.attrs.get('source', '<data>')}: row(s) {listed}{more}"
+
+
+def _is_missing(value) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def _plain(value):
+    """NumPy scalars (what Parquet columns hold) as the Python values they stand for."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def check_types(df: pd.DataFrame, text_column: str, label_column: str | None) -> None:
+    """Texts must be strings and labels class names or integers, caught when read, not after training.
+
+    Missing values pass (they are counted and dropped, or refused, later). A number where a text
+    should be is refused rather than turned into a string: it is almost always the wrong column.
+    """
+    def refuse(mask: pd.Series, column: str, expected: str) -> None:
+        bad = df.loc[mask, "row"]
+        first = _plain(df.loc[mask, "text" if column == text_column else "label"].iloc[0])
+        raise DataError(f"{_where(df, bad)}, column {column!r}: expected {expected}, found "
+                        f"{type(first).__name__} {first!r} ({int(mask.sum())} row(s)); fix the column, or point "
+                        f"--{'text' if column == text_column else 'label'}-column at the right one")
+
+    texts = df["text"]
+    bad = ~texts.map(lambda v: isinstance(v, str) or _is_missing(_plain(v)))
+    if bad.any():
+        refuse(bad, text_column, "text")
+    if label_column is not None and "label" in df.columns:
+        def label_ok(v) -> bool:
+            v = _plain(v)
+            return (isinstance(v, str) or _is_missing(v) or (isinstance(v, int) and not isinstance(v, bool))
+                    or (isinstance(v, float) and v.is_integer()))
+
+        bad = ~df["label"].map(label_ok)
+        if bad.any():
+            refuse(bad, label_column, "a class name or an integer")
 
 
 def normalise_labels(splits: dict[str, pd.DataFrame], names: list[str] | None) -> list[str]:
@@ -104,14 +144,27 @@ def check_duplicates(splits: dict[str, pd.DataFrame], cfg: DataConfig, report: D
 
 
 def check_leakage(splits: dict[str, pd.DataFrame], cfg: DataConfig, report: DataReport) -> None:
-    """Texts shared by train and an evaluation split inflate scores; count them, drop them from train."""
+    """Texts shared by two splits inflate scores: count them; drop them from validation (those also in test)
+    and from train (those in validation or test), so test texts never steer early stopping or calibration."""
+    val, test = splits["validation"], splits["test"]
+    overlap = set(val["text"]) & set(test["text"])
+    report.leakage["validation_test"] = len(overlap)
+    if overlap:
+        log.warning("%d validation text(s) also occur in the test split", len(overlap))
+        if cfg.drop_leakage:
+            keep = ~val["text"].isin(overlap)
+            report.validation_leakage_dropped = int((~keep).sum())
+            if not keep.any():
+                raise DataError(f"{val.attrs.get('source', 'validation split')}: every validation text also occurs in "
+                                "the test split; give a validation set that is not the test set")
+            splits["validation"] = val.loc[keep].copy()
+            splits["validation"].attrs = val.attrs
     train = splits["train"]
     held_out: set[str] = set()
     for split in ("validation", "test"):
-        if split in splits:
-            shared = set(splits[split]["text"]) & set(train["text"])
-            report.leakage[split] = len(shared)
-            held_out |= shared
+        shared = set(splits[split]["text"]) & set(train["text"])
+        report.leakage[split] = len(shared)
+        held_out |= shared
     if held_out:
         log.warning("%d training text(s) also occur in validation/test", len(held_out))
         if cfg.drop_leakage:
@@ -121,19 +174,23 @@ def check_leakage(splits: dict[str, pd.DataFrame], cfg: DataConfig, report: Data
             splits["train"].attrs = train.attrs
 
 
-def check_class_sizes(df: pd.DataFrame, minimum: int, purpose: str) -> None:
+def check_class_sizes(df: pd.DataFrame, minimum: int, purpose: str, fix: str = "add examples or remove the class") -> None:
     counts = df["label"].value_counts()
     small = counts[counts < minimum]
     if len(small):
         listed = ", ".join(f"{lab!r} ({n})" for lab, n in small.items())
         raise DataError(
             f"{df.attrs.get('source', 'training data')}: class(es) with fewer than {minimum} examples: {listed}; "
-            f"{purpose} needs at least {minimum} per class: add examples or remove the class"
+            f"{purpose} needs at least {minimum} per class: {fix}"
         )
 
 
 def _stratified(df: pd.DataFrame, size: float, seed: int, purpose: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    check_class_sizes(df, 2, purpose)
+    """A stratified, seeded split in which every class keeps a row on both sides.
+
+    Stratification rounds a small class's share down to zero rows; one row of each such class is
+    then moved over (seeded), so that no class is silently missing from the carved split.
+    """
     n_classes = df["label"].nunique()
     n_out = max(int(round(size * len(df))), n_classes)
     if n_out >= len(df) - n_classes + 1:
@@ -142,12 +199,31 @@ def _stratified(df: pd.DataFrame, size: float, seed: int, purpose: str) -> tuple
             f"of {size:.0%} over {n_classes} classes"
         )
     keep, out = train_test_split(df, test_size=n_out, stratify=df["label"], random_state=seed)
+    keep, out = _give_every_class_a_row(keep, out, seed)
+    out, keep = _give_every_class_a_row(out, keep, seed)
     keep.attrs, out.attrs = df.attrs, df.attrs
     return keep, out
 
 
+def _give_every_class_a_row(source: pd.DataFrame, target: pd.DataFrame, seed: int):
+    """Move one seeded row of each class that ``target`` lacks from ``source`` (which keeps at least one)."""
+    counts = source["label"].value_counts()
+    missing = [lab for lab in counts.index if counts[lab] > 1 and lab not in set(target["label"])]
+    if not missing:
+        return source, target
+    moved = source[source["label"].isin(missing)].groupby("label", sort=True).sample(n=1, random_state=seed)
+    return source.drop(moved.index), pd.concat([target, moved])
+
+
 def split_missing(splits: dict[str, pd.DataFrame], cfg: DataConfig, report: DataReport) -> None:
-    """Carve missing test, then validation, splits out of train, stratified and seeded."""
+    """Carve missing test, then validation, splits out of train, stratified and seeded, every class in each."""
+    carve = [split for split in ("test", "validation") if split not in splits]
+    if carve:
+        given = {"test": "--test-data", "validation": "--val-data"}
+        check_class_sizes(
+            splits["train"], len(carve) + 1,
+            f"carving {' and '.join(f'a {s} split' for s in carve)} out of the training data (one row for each split)",
+            f"add examples, remove the class, or give {' and '.join(given[s] for s in carve)}")
     if "test" not in splits:
         splits["train"], splits["test"] = _stratified(splits["train"], cfg.test_size, cfg.split_seed, "test split")
         report.split_created.append("test")
@@ -158,6 +234,17 @@ def split_missing(splits: dict[str, pd.DataFrame], cfg: DataConfig, report: Data
             splits["train"], share, cfg.split_seed, "validation split"
         )
         report.split_created.append("validation")
+
+
+def check_evaluation_classes(splits: dict[str, pd.DataFrame], labels: list[str], report: DataReport) -> None:
+    """A class absent from validation or test cannot be measured there; say so, by name, once."""
+    for split in ("validation", "test"):
+        absent = [lab for lab in labels if lab not in set(splits[split]["label"])]
+        report.absent_classes[split] = absent
+        if absent:
+            log.warning("the %s split has no rows of class(es) %s: their F1 cannot be measured there, and its "
+                        "macro-F1 is over the other %d classes; add %s examples of them", split,
+                        ", ".join(map(repr, absent)), len(labels) - len(absent), split)
 
 
 def check_train_covers(df: pd.DataFrame, labels: list[str]) -> None:

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from emoclf.evaluation.metrics import absent_note, score
+
 TOP_PAIRS = 5
 EXAMPLES_PER_PAIR = 3
 N_EXAMPLES = 10
@@ -73,10 +75,11 @@ def headline(metrics: dict, images: dict[str, Path]) -> str:
 
 
 def per_class(metrics: dict, images: dict[str, Path]) -> str:
-    rows = [[lab, f"{r['precision']:.4f}", f"{r['recall']:.4f}", f"{r['f1']:.4f}", r["support"]]
+    rows = [[lab, score(r["precision"]), score(r["recall"]), score(r["f1"]), r["support"]]
             for lab, r in metrics["per_class"].items()]
     chart = image(images["per_class_f1"], "F1 per class") if "per_class_f1" in images else ""
-    return table(["class", "precision", "recall", "F1", "support"], rows, numeric={1, 2, 3, 4}) + chart
+    note = f'<p class="note">{escape(absent_note(metrics))}</p>' if absent_note(metrics) else ""
+    return table(["class", "precision", "recall", "F1", "support"], rows, numeric={1, 2, 3, 4}) + note + chart
 
 
 def confusion(metrics: dict, labels: list[str], images: dict[str, Path]) -> str:

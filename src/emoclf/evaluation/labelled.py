@@ -14,6 +14,7 @@ from emoclf.config import DataConfig
 from emoclf.data.io import read_source
 from emoclf.data.validate import DataReport, drop_empty_texts
 from emoclf.errors import DataError
+from emoclf.preprocess import Preprocessor
 
 
 @dataclass
@@ -24,13 +25,23 @@ class LabelledTexts:
     split: str
 
 
-def read_labelled(cfg: DataConfig, labels: list[str]) -> LabelledTexts:
-    """Raw texts (the model applies its own preprocessing) and label ids in ``labels`` order."""
+def read_labelled(cfg: DataConfig, labels: list[str], preprocessor: Preprocessor | None = None) -> LabelledTexts:
+    """Raw texts (the model applies its own preprocessing) and label ids in ``labels`` order.
+
+    Texts that are empty, or that ``preprocessor`` (the model's) leaves empty, cannot be scored:
+    they are dropped and counted, as training's validation does.
+    """
     splits, _ = read_source(cfg)
-    split = "test" if "test" in splits else "train"
-    frame = {"eval": splits[split]}
+    split = "test" if "test" in splits else "all rows"
+    df = splits.get("test", splits["train"])
+    if preprocessor is not None:
+        df["raw_text"] = df["text"]
+        df["text"] = [preprocessor(t) if isinstance(t, str) else t for t in df["text"]]
+    frame = {"eval": df}
     drop_empty_texts(frame, cfg, DataReport())
     df = frame["eval"]
+    if preprocessor is not None:
+        df["text"] = df["raw_text"]
     source = str(df.attrs.get("source", cfg.data))
     df["label"] = df["label"].astype(str).str.strip()
     unknown = sorted(set(df["label"]) - set(labels))

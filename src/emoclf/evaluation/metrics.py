@@ -6,18 +6,32 @@ import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 
+def macro_f1(y_true, y_pred) -> float:
+    """Macro-F1 over the classes present in ``y_true``: a class with no rows there has no F1 to average
+    (counting it as 0 would report a model as worse than it is; predicting it still costs the true class's recall)."""
+    present = np.unique(np.asarray(y_true))
+    return float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0))
+
+
 def classification_metrics(y_true, y_pred, labels: list[str]) -> dict:
-    """Accuracy, macro and weighted F1, per-class precision/recall/F1/support and the confusion matrix."""
+    """Accuracy, macro and weighted F1, per-class precision/recall/F1/support and the confusion matrix.
+
+    Classes without rows in ``y_true`` are listed in ``classes_absent``; their per-class scores are
+    None (not measurable) and macro-F1 averages over the others.
+    """
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     ids = list(range(len(labels)))
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=ids, zero_division=0)
+    absent = [lab for i, lab in enumerate(labels) if s[i] == 0]
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=ids, average="macro", zero_division=0)),
+        "macro_f1": macro_f1(y_true, y_pred),
         "weighted_f1": float(f1_score(y_true, y_pred, labels=ids, average="weighted", zero_division=0)),
         "n": int(len(y_true)),
+        "classes_absent": absent,
         "per_class": {
-            lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+            lab: ({"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+                  if s[i] else {"precision": None, "recall": None, "f1": None, "support": 0})
             for i, lab in enumerate(labels)
         },
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=ids).tolist(),
@@ -29,5 +43,20 @@ def flat_metrics(metrics: dict, prefix: str = "test_") -> dict[str, float]:
     out = {f"{prefix}{k}": metrics[k] for k in ("accuracy", "macro_f1", "weighted_f1")}
     for lab, row in metrics["per_class"].items():
         for k in ("precision", "recall", "f1"):
-            out[f"{prefix}{k}_{lab}"] = row[k]
+            if row[k] is not None:  # a class absent from the split has no score to log
+                out[f"{prefix}{k}_{lab}"] = row[k]
     return out
+
+
+def score(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def absent_note(metrics: dict) -> str:
+    """Why macro-F1 leaves classes out, or nothing when every class has rows."""
+    absent = metrics.get("classes_absent") or []
+    if not absent:
+        return ""
+    n = len(metrics["per_class"]) - len(absent)
+    return (f"No rows of {', '.join(absent)} in these texts: their F1 cannot be measured, and macro-F1 is the "
+            f"mean over the other {n} classes.")

@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from emoclf.evaluation.html import render as render_html  # noqa: E402
+from emoclf.evaluation.metrics import absent_note, score  # noqa: E402
 
 METRICS_JSON = "metrics.json"
 REPORT_MD = "report.md"
@@ -33,7 +34,10 @@ def markdown_table(metrics: dict) -> str:
         "|---|---:|---:|---:|---:|",
     ]
     for lab, row in metrics["per_class"].items():
-        lines.append(f"| {lab} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1']:.4f} | {row['support']} |")
+        lines.append(f"| {lab} | {score(row['precision'])} | {score(row['recall'])} | {score(row['f1'])} | "
+                     f"{row['support']} |")
+    if absent_note(metrics):
+        lines += ["", absent_note(metrics)]
     return "\n".join(lines) + "\n"
 
 
@@ -60,7 +64,7 @@ def plot_confusion(cm: list[list[int]], labels: list[str], path: Path) -> Path:
 
 def plot_per_class_f1(metrics: dict, path: Path) -> Path:
     labels = list(metrics["per_class"])
-    f1 = [metrics["per_class"][lab]["f1"] for lab in labels]
+    f1 = [metrics["per_class"][lab]["f1"] or 0.0 for lab in labels]  # absent classes: an empty bar, named below
     fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(labels), 3.5))
     bars = ax.bar(labels, f1, color="tab:blue")
     ax.bar_label(bars, fmt="%.3f", fontsize=8)

@@ -1,0 +1,81 @@
+"""Predictor: the rule for texts that preprocessing empties, no single string read letter by letter,
+finite probabilities or an error, batch frames that keep every row in order, and MLflow URIs read
+without creating a store."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from emoclf.errors import EmptyTextError, ModelLoadError, PredictionError
+from emoclf.inference import SKIPPED_EMPTY, Predictor, prediction_columns
+
+LABELS = ["anger", "fear", "joy", "love", "sadness", "surprise"]
+EMPTIED = ["😡😡😡", "!!! ...", "\u200b\u200b", "\x00\x00"]  # emoji, punctuation, zero-width, NUL
+
+
+@pytest.fixture(scope="module")
+def predictor(trained) -> Predictor:
+    return Predictor.load(trained.model_dir)
+
+
+@pytest.mark.parametrize("text", EMPTIED)
+def test_texts_that_preprocessing_empties_get_no_label(predictor, text):
+    with pytest.raises(EmptyTextError, match=r"^1 text\(s\) are empty after preprocessing \(texts\[1\] ") as info:
+        predictor.predict(["i am happy", text])
+    assert info.value.positions == [1]
+    assert "only emoji, punctuation or invisible characters, which the model's preprocessing removes" in str(info.value)
+    with pytest.raises(EmptyTextError):
+        predictor.predict_proba([text])
+
+
+def test_batch_frame_keeps_every_row_in_order_and_marks_the_skipped(predictor):
+    texts = ["i am so happy", EMPTIED[0], "why would you do that", "", EMPTIED[3], "i feel scared"]
+    frame = predictor.predict_frame(texts)
+    assert list(frame.columns) == prediction_columns(LABELS) == [
+        "predicted_label", "predicted_probability", *(f"prob_{lab}" for lab in LABELS), "skipped"]
+    assert len(frame) == len(texts)
+    skipped = [1, 3, 4]
+    assert frame["skipped"].tolist() == [SKIPPED_EMPTY if i in skipped else "" for i in range(len(texts))]
+    assert (frame.loc[skipped, "predicted_label"] == "").all()
+    assert frame.loc[skipped, [f"prob_{lab}" for lab in LABELS]].isna().all().all()
+    kept = [0, 2, 5]
+    expected = predictor.predict_proba([texts[i] for i in kept])
+    np.testing.assert_allclose(frame.loc[kept, [f"prob_{lab}" for lab in LABELS]].to_numpy(), expected, atol=1e-6)
+    assert frame.loc[kept, "predicted_label"].tolist() == [LABELS[i] for i in expected.argmax(axis=1)]
+    np.testing.assert_allclose(frame.loc[kept, "predicted_probability"], expected.max(axis=1), atol=1e-6)
+
+
+def test_a_single_string_is_refused_not_read_letter_by_letter(predictor):
+    with pytest.raises(TypeError, match=r"^texts must be a list of strings, got one str; pass \[text\] to classify "
+                                        r"a single text$"):
+        predictor.predict("i feel great")
+    with pytest.raises(TypeError, match=r"^texts\[1\] is int 5, not str$"):
+        predictor.predict_proba(["fine", 5])
+
+
+def test_non_finite_probabilities_are_an_error_never_a_result(predictor, monkeypatch):
+    real = predictor.backend.__call__
+
+    def broken(batch):
+        out = real(batch)
+        out[0, 0] = np.nan
+        return out
+
+    monkeypatch.setattr(type(predictor.backend), "__call__", lambda self, batch: broken(batch))
+    with pytest.raises(PredictionError, match=r"^the model computed non-finite probabilities for 1 of 2 text\(s\)"):
+        predictor.predict(["i am happy", "i am sad"])
+
+
+def test_an_mlflow_uri_never_creates_an_empty_store(tmp_path, monkeypatch):
+    from mlflow.tracking._tracking_service import utils
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setattr(utils, "_tracking_uri", None)  # as in a fresh process: MLflow's default store
+    with pytest.raises(ModelLoadError, match=f"^cannot load runs:/abc/model: no MLflow store at {tmp_path}/mlflow.db "
+                                             r"\(tracking URI sqlite:///"):
+        Predictor.load("runs:/abc/model")
+    assert os.listdir(tmp_path) == []
