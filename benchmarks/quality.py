@@ -14,9 +14,10 @@ import sys
 from pathlib import Path
 
 from emoclf import hardware
-from emoclf.cli import add_config_flags, config_from_args
+from emoclf.cli import add_flags, config_from_args
 from emoclf.config import SECTIONS
-from emoclf.training import resolve_precision, train
+from emoclf.trainer import resolve_precision
+from emoclf.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "emotion")
-    add_config_flags(parser, tuple(SECTIONS))
+    for name, section in SECTIONS.items():
+        add_flags(parser, section, f"{name} settings", from_config=True)
     args = parser.parse_args()
     args.data = str(args.data_dir / "train.txt")
     cfg = config_from_args(args, tuple(SECTIONS))

@@ -68,7 +68,7 @@ from emoclf.data.profile import profile
 from emoclf.losses import make_loss
 from emoclf.modeling import load_for_training, load_tokenizer
 from emoclf.preprocess import Preprocessor
-from emoclf.training import build_training_args, pad_multiple, resolve_precision, tokenize_split
+from emoclf.trainer import EmoclfTrainer, build_training_args, pad_multiple, resolve_precision, tokenize_split
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_MAX_LENGTH = 128
@@ -169,10 +169,9 @@ def reference_args(cfg: Config, out: Path, max_steps: int, warmup_steps: int) ->
     )
 
 
-def emoclf_args(cfg: Config, precision: str, out: Path, max_steps: int, steps_per_epoch: int,
-                compile: bool) -> TrainingArguments:
+def emoclf_args(cfg: Config, precision: str, out: Path, max_steps: int, compile: bool) -> TrainingArguments:
     """``emoclf train``'s arguments, less evaluation, checkpoints and logging (they are not training)."""
-    args = build_training_args(cfg.replace(output_dir=str(out / "emoclf")), precision, steps_per_epoch)
+    args = build_training_args(cfg.replace(output_dir=str(out / "emoclf")), precision)
     return dataclasses.replace(
         args, max_steps=max_steps, eval_strategy="no", save_strategy="no", load_best_model_at_end=False,
         logging_strategy="no", disable_tqdm=True, dataloader_drop_last=True, torch_compile=compile,
@@ -203,8 +202,8 @@ def validation_macro_f1(model, val_ds, tokenizer, batch_size: int = 128) -> floa
 
     collate = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
     model.eval()
-    order = np.argsort(val_ds["length"])
-    features = val_ds.remove_columns(["length", "labels"])
+    order = np.argsort([len(ids) for ids in val_ds["input_ids"]])
+    features = val_ds.remove_columns(["labels"])
     preds = np.empty(len(val_ds), dtype=np.int64)
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
@@ -235,9 +234,9 @@ def build_trainers(args, cfg: Config, data, tokenizer, max_length: int, precisio
     pad = pad_multiple() if args.pad_to_multiple_of is None else (args.pad_to_multiple_of or None)
     recorder, clock = ShapeRecorder(DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad)), StepClock()
     train_ds = tokenize_split(train_df, tokenizer, max_length).select(rows)
-    trainer = Trainer(
+    trainer = EmoclfTrainer(
         model=build_model(args.shape, data.labels, t.seed),
-        args=emoclf_args(cfg.replace(epochs=1.0), precision, out, max_steps, budget, args.compile),
+        args=emoclf_args(cfg.replace(epochs=1.0), precision, out, max_steps, args.compile),
         train_dataset=train_ds, processing_class=tokenizer, data_collator=recorder, callbacks=[clock],
         compute_loss_func=make_loss(plan.loss, plan.class_weights, t.focal_gamma, t.focal_alpha),
     )

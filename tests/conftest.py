@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -82,26 +83,46 @@ def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = N
     raise TimeoutError(f"{url} did not answer within {timeout}s")
 
 
+class MlflowServer:
+    """A real ``mlflow server`` on 127.0.0.1 (free port, SQLite backend, local artifacts) that a test can
+    kill (SIGKILL, whole process group: uvicorn runs as a child of the mlflow command) and start again."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.port, self.proc = root, free_port(), None
+        self.uri = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> MlflowServer:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
+             "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
+             "--artifacts-destination", str(self.root / "artifacts"), "--workers", "1"],
+            stdout=subprocess.DEVNULL, stderr=(self.root / "server.log").open("a"), start_new_session=True,
+        )
+        wait_http(f"{self.uri}/health", timeout=120, proc=self.proc)
+        return self
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
 @pytest.fixture
 def mlflow_server(tmp_path):
-    """A real ``mlflow server`` on 127.0.0.1 (free port, SQLite backend, temp artifacts); stopped after."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
-         "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=(tmp_path / "server.log").open("w"),
-    )
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{uri}/health", timeout=90, proc=proc)
-        yield uri
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    """The URI of a real ``mlflow server`` started for this test, and stopped after it."""
+    server = MlflowServer(tmp_path).start()
+    yield server.uri
+    server.kill()
+
+
+class WritesMarker:
+    """Unpickling this creates a file: what a malicious weights file could do with any code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
 
 
 @pytest.fixture(scope="session")

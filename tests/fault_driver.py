@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from emoclf.cli import main
-from emoclf.training import CheckpointingTrainer
+from emoclf.trainer import EmoclfTrainer as CheckpointingTrainer
 
 fault, ready = sys.argv[1], Path(sys.argv[2])
 calls = {"rng": 0, "saves": 0}

@@ -12,7 +12,8 @@ import pytest
 
 from emoclf.cli import build_parser, main
 from emoclf.config import SECTIONS
-from emoclf.inference import Predictor, prediction_columns
+from emoclf.inference import Predictor
+from emoclf.predictions import prediction_columns
 
 LABELS = ["anger", "fear", "joy", "love", "sadness", "surprise"]
 

@@ -15,7 +15,7 @@ import pytest
 
 from emoclf import hardware
 from emoclf.export import int8_settings
-from emoclf.training import resolve_precision
+from emoclf.trainer import resolve_precision
 
 QEMU = shutil.which("qemu-x86_64")
 X86 = platform.machine().lower() in ("x86_64", "amd64")

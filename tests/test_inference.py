@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from emoclf.errors import EmptyTextError, ModelLoadError, PredictionError
-from emoclf.inference import SKIPPED_EMPTY, Predictor, prediction_columns
+from emoclf.inference import Predictor
+from emoclf.predictions import SKIPPED_EMPTY, prediction_columns, predictions_frame
 
 LABELS = ["anger", "fear", "joy", "love", "sadness", "surprise"]
 EMPTIED = ["😡😡😡", "!!! ...", "\u200b\u200b", "\x00\x00"]  # emoji, punctuation, zero-width, NUL
@@ -33,7 +34,7 @@ def test_texts_that_preprocessing_empties_get_no_label(predictor, text):
 
 def test_batch_frame_keeps_every_row_in_order_and_marks_the_skipped(predictor):
     texts = ["i am so happy", EMPTIED[0], "why would you do that", "", EMPTIED[3], "i feel scared"]
-    frame = predictor.predict_frame(texts)
+    frame = predictions_frame(predictor, texts)
     assert list(frame.columns) == prediction_columns(LABELS) == [
         "predicted_label", "predicted_probability", *(f"prob_{lab}" for lab in LABELS), "skipped"]
     assert len(frame) == len(texts)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import WritesMarker
 from emoclf.config import PreprocessConfig
 from emoclf.errors import ModelLoadError
 from emoclf.inference import Predictor
@@ -122,16 +123,6 @@ def test_interrupted_swap_points_at_the_previous_model(bundle):
     bundle.rename(bundle.with_name(".model.old"))  # as a crash between save_bundle's two renames leaves it
     with pytest.raises(ModelLoadError, match=r"a save was cut short: the previous model is in .*\.model\.old"):
         load_bundle(bundle)
-
-
-class WritesMarker:
-    """Unpickling this creates a file: what a malicious weights file could do with any code."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return Path.touch, (self.marker,)
 
 
 def test_pickled_weights_are_never_unpickled(bundle, tmp_path):

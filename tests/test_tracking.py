@@ -6,7 +6,8 @@ import pytest
 
 from emoclf.config import Config
 from emoclf.errors import TrackingError
-from emoclf.tracking import MLflowTracker, flatten, tracking_uri
+from emoclf.stores import tracking_uri
+from emoclf.tracking import MLflowTracker, flatten
 from emoclf.training import train
 
 

@@ -14,7 +14,8 @@ from emoclf.config import Config
 from emoclf.errors import ConfigError, DataError
 from emoclf.inference import Predictor
 from emoclf.modeling import META_FILE, load_bundle
-from emoclf.training import resolve_precision, tokenize_split, train
+from emoclf.trainer import resolve_precision, tokenize_split
+from emoclf.training import train
 
 LABELS = ["anger", "fear", "joy", "love", "sadness", "surprise"]
 
@@ -29,7 +30,12 @@ def test_train_writes_model_and_every_report(trained):
     metrics = json.loads((out / "report/metrics.json").read_text())
     assert set(metrics["per_class"]) == set(LABELS)
     assert metrics["n"] == 46  # the demo's carved test split: 10% of 460 rows, stratified
-    assert 0.0 <= metrics["macro_f1"] <= 1.0
+    assert metrics["macro_f1"] == pytest.approx(trained.metrics["macro_f1"])
+    # The headline agrees with the confusion matrix written beside it.
+    cm = np.array(metrics["confusion_matrix"])
+    tp, predicted, actual = np.diag(cm), cm.sum(axis=0), cm.sum(axis=1)
+    f1 = np.divide(2 * tp, predicted + actual, out=np.zeros(len(cm)), where=(predicted + actual) > 0)
+    assert metrics["macro_f1"] == pytest.approx(f1[actual > 0].mean())
     assert "| surprise |" in (out / "report/report.md").read_text()
 
 
@@ -63,7 +69,7 @@ def test_meta_carries_config_and_max_length(trained):
     assert meta["max_length"] % 8 == 0 and meta["max_length"] <= 128
 
 
-def test_tokenize_split_tokenises_once_with_lengths(tiny_model):
+def test_tokenize_split_tokenises_once(tiny_model):
     import pandas as pd
     from transformers import AutoTokenizer
 
@@ -71,8 +77,8 @@ def test_tokenize_split_tokenises_once_with_lengths(tiny_model):
     df = pd.DataFrame({"text": ["i feel happy", "i am so very sad today"], "label_id": [2, 4]})
     ds = tokenize_split(df, tok, max_length=16)
     assert ds["labels"] == [2, 4]
-    assert ds["length"] == [len(x) for x in ds["input_ids"]]
-    assert ds["length"][1] > ds["length"][0]
+    assert ds["input_ids"] == tok(df["text"].tolist(), truncation=True, max_length=16)["input_ids"]
+    assert len(ds["input_ids"][1]) > len(ds["input_ids"][0])
 
 
 def test_precision_resolution_on_cpu():
@@ -81,8 +87,8 @@ def test_precision_resolution_on_cpu():
         assert resolve_precision("auto") in ("bf16", "fp32")
 
 
-@pytest.mark.parametrize("strategy,loss", [("oversample", "ce"), ("focal", "focal")])
-def test_strategies_train_without_touching_eval_splits(tmp_path, tiny_model, strategy, loss):
+@pytest.mark.parametrize("strategy", ["oversample", "focal"])
+def test_strategies_train_without_touching_eval_splits(tmp_path, tiny_model, strategy):
     from emoclf.data import load_data
     from emoclf.preprocess import Preprocessor
 
@@ -132,7 +138,7 @@ def test_a_failed_evaluation_leaves_no_model_folder(tmp_path, tiny_model, monkey
     def broken(*args, **kwargs):
         raise RuntimeError("evaluation crashed")
 
-    monkeypatch.setattr(training, "evaluate_bundle", broken)
+    monkeypatch.setattr(training, "evaluate", broken)
     with pytest.raises(RuntimeError, match="evaluation crashed"):
         train(_tiny(tiny_model, tmp_path / "run"))
     assert sorted(p.name for p in (tmp_path / "run").iterdir() if p.name.startswith((".model", "model"))) == []

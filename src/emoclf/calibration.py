@@ -81,17 +81,19 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 200)
     return float(log_t.detach().exp().clamp(T_MIN, T_MAX))
 
 
-def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = N_BINS) -> float:
-    """Weighted mean gap between confidence and accuracy over equal-width confidence bins."""
+def confidence_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = N_BINS) -> list[tuple[float, float, float]]:
+    """(share of texts, mean confidence, accuracy) of each non-empty equal-width confidence bin."""
     conf = probs.max(axis=1)
     correct = probs.argmax(axis=1) == labels
     bins = np.minimum((conf * n_bins).astype(int), n_bins - 1)
-    ece = 0.0
-    for b in range(n_bins):
-        mask = bins == b
-        if mask.any():
-            ece += mask.mean() * abs(correct[mask].mean() - conf[mask].mean())
-    return float(ece)
+    return [(float(mask.mean()), float(conf[mask].mean()), float(correct[mask].mean()))
+            for mask in (bins == b for b in range(n_bins)) if mask.any()]
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = N_BINS) -> float:
+    """Weighted mean gap between confidence and accuracy over equal-width confidence bins."""
+    return float(sum(share * abs(accuracy - confidence)
+                     for share, confidence, accuracy in confidence_bins(probs, labels, n_bins)))
 
 
 def fit_class_bias(logits: np.ndarray, labels: np.ndarray, rounds: int = 3,
@@ -121,28 +123,17 @@ def fit_class_bias(logits: np.ndarray, labels: np.ndarray, rounds: int = 3,
 def plot_reliability(probs_before: np.ndarray, probs_after: np.ndarray, labels: np.ndarray, path: Path,
                      n_bins: int = N_BINS) -> Path:
     """Accuracy against confidence per bin, before and after temperature scaling."""
-    import matplotlib
+    from matplotlib.figure import Figure  # imported here: prediction paths import this module and never plot
 
-    matplotlib.use("Agg")  # imported here: prediction paths import this module and never plot
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.8, 4.4))
+    fig = Figure(figsize=(4.8, 4.4))
+    ax = fig.subplots()
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
     for probs, name in ((probs_before, "before"), (probs_after, "after")):
-        conf = probs.max(axis=1)
-        correct = probs.argmax(axis=1) == labels
-        bins = np.minimum((conf * n_bins).astype(int), n_bins - 1)
-        xs, ys = [], []
-        for b in range(n_bins):
-            mask = bins == b
-            if mask.sum() >= 1:
-                xs.append(conf[mask].mean())
-                ys.append(correct[mask].mean())
+        _, xs, ys = zip(*confidence_bins(probs, labels, n_bins))
         ece = expected_calibration_error(probs, labels, n_bins)
         ax.plot(xs, ys, marker="o", label=f"{name} (ECE {ece:.3f})")
     ax.set(xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title="reliability diagram (test)")
     ax.legend(loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

@@ -24,9 +24,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from emoclf import training
+from emoclf.checkpoints import CHECKPOINT_DIR, CONFIG_FILE, MODEL_DIR
 from emoclf.config import IMBALANCE_STRATEGIES, Config
 from emoclf.data import load_data
-from emoclf.data.validate import subsample
+from emoclf.data.split import subsample
 from emoclf.errors import ConfigError
 from emoclf.preprocess import Preprocessor
 from emoclf.tracking import ended_run, make_tracker
@@ -95,22 +96,11 @@ def compare(cfg: Config, strategies=DEFAULT_STRATEGIES, seeds: int = 1, quick: b
         cfg = cfg.replace(epochs=QUICK_EPOCHS, max_samples=min(cfg.data.max_samples or QUICK_MAX_SAMPLES,
                                                                QUICK_MAX_SAMPLES))
     out = Path(cfg.train.output_dir)
-    names = [f"{strategy}-seed{seed}" for seed in range(cfg.train.seed, cfg.train.seed + seeds) for strategy in strategies]
-    done = [name for name in names if (out / name / training.MODEL_DIR).exists()]
-    if done and not cfg.train.overwrite:
-        # Refused before any training, not after the first strategy's.
-        raise ConfigError(f"{out} holds an earlier comparison ({', '.join(done[:3])}{', ...' if len(done) > 3 else ''}); "
-                          "pass --overwrite to replace it, or choose another --output-dir")
+    _refuse_earlier_comparison(out, strategies, range(cfg.train.seed, cfg.train.seed + seeds), cfg.train.overwrite)
     report_dir = out / COMPARISON_DIR
     report_dir.mkdir(parents=True, exist_ok=True)
-    cfg.save_yaml(out / training.CONFIG_FILE)
-    data = load_data(cfg.data, Preprocessor(cfg.preprocess))
-    if quick:
-        # Evaluation dominates a one-epoch run (validation twice, test once). A stratified subset
-        # keeps real rows at real class frequencies, the same rows for every strategy.
-        for split in ("validation", "test"):
-            subset = subsample(data.splits[split], QUICK_EVAL_ROWS, cfg.data.split_seed)
-            data.splits[split] = subset.reset_index(drop=True)
+    cfg.save_yaml(out / CONFIG_FILE)
+    data = _load(cfg, quick)
     n_test = len(data.splits["test"])
 
     # As in train: run_info.json and any undelivered tracking calls land in the output folder.
@@ -131,7 +121,7 @@ def compare(cfg: Config, strategies=DEFAULT_STRATEGIES, seeds: int = 1, quick: b
                                       register_name=None)
                 result = training.train(variant, data)
                 # Checkpoints (~250 MB each for MiniLM) are only for resuming; the saved model stays.
-                shutil.rmtree(out / name / training.CHECKPOINT_DIR, ignore_errors=True)
+                shutil.rmtree(out / name / CHECKPOINT_DIR, ignore_errors=True)
                 rows.append(run_row(strategy, seed, result, data.labels))
         runs = pd.DataFrame(rows)
         table = summarise(runs, strategies)
@@ -144,6 +134,25 @@ def compare(cfg: Config, strategies=DEFAULT_STRATEGIES, seeds: int = 1, quick: b
         tracker.log_artifacts(report_dir, COMPARISON_DIR)
     log.info("compare: %s", verdict.text)
     return ComparisonResult(out, runs, table, verdict, tracker.run_id, paths)
+
+
+def _refuse_earlier_comparison(out: Path, strategies: list[str], seeds: range, overwrite: bool) -> None:
+    """Refused before any training, not after the first strategy's."""
+    done = [name for seed in seeds for strategy in strategies
+            if (out / (name := f"{strategy}-seed{seed}") / MODEL_DIR).exists()]
+    if done and not overwrite:
+        raise ConfigError(f"{out} holds an earlier comparison ({', '.join(done[:3])}{', ...' if len(done) > 3 else ''}); "
+                          "pass --overwrite to replace it, or choose another --output-dir")
+
+
+def _load(cfg: Config, quick: bool):
+    data = load_data(cfg.data, Preprocessor(cfg.preprocess))
+    if quick:
+        # Evaluation dominates a one-epoch run (validation twice, test once). A stratified subset
+        # keeps real rows at real class frequencies, the same rows for every strategy.
+        for split in ("validation", "test"):
+            data.splits[split] = subsample(data.splits[split], QUICK_EVAL_ROWS, cfg.data.split_seed).reset_index(drop=True)
+    return data
 
 
 def run_row(strategy: str, seed: int, result: training.TrainResult, labels: list[str]) -> dict:

@@ -1,28 +1,37 @@
 """One typed configuration for every command: defaults that work, YAML in and out, CLI flags.
 
-Each field's ``help`` metadata becomes its ``--help`` line; field names are unique across
-sections so that every field has a short flag (``--epochs``, ``--text-column``).
+``Config`` (sections ``data``, ``preprocess``, ``model``, ``train``, ``tracking``) is what a training
+is: saved with every run and model. The ``*Options`` dataclasses are the other commands' options.
+Each field's ``help`` metadata becomes its ``--help`` line, and choices are ``Literal`` types, so
+``emoclf.cli`` builds every flag from here; field names are unique across the sections so that
+every field has a short flag (``--epochs``, ``--text-column``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from emoclf.errors import ConfigError
 
-IMBALANCE_STRATEGIES = ("auto", "none", "oversample", "undersample", "class-weight", "focal")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+Imbalance = Literal["auto", "none", "oversample", "undersample", "class-weight", "focal"]
+TrainPrecision = Literal["auto", "fp32", "bf16", "fp16"]
+PredictPrecision = Literal["fp32", "bf16"]  # a PyTorch model's weights when predicting
+ExportPrecision = Literal["fp32", "int8", "fp16"]
+TextMode = Literal["keep", "remove", "token"]
+IMBALANCE_STRATEGIES: tuple[str, ...] = typing.get_args(Imbalance)
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
-    """A field whose ``help`` becomes its CLI flag's help line (every default here is immutable)."""
+    """A field whose ``help`` becomes its CLI flag's help line (every default here is immutable).
+
+    ``positional`` (an argparse ``nargs``, or True for one required value) makes it a positional
+    argument; ``required`` a flag that must be given."""
     return field(default=default, metadata={"help": help, **kw})
 
 
@@ -47,9 +56,9 @@ class DataConfig:
 @dataclass
 class PreprocessConfig:
     lowercase: bool = _f(True, "Lower-case the text.")
-    urls: str = _f("token", "URLs: keep, remove, or token (replace by 'http').", choices=("keep", "remove", "token"))
-    users: str = _f("token", "@user mentions: keep, remove, or token (replace by '@user').", choices=("keep", "remove", "token"))
-    # On by default: best mean validation macro-F1 of the options measured by benchmarks/preprocess.py.
+    urls: TextMode = _f("token", "URLs: keep, remove, or token (replace by 'http').")
+    users: TextMode = _f("token", "@user mentions: keep, remove, or token (replace by '@user').")
+    # On by default as in the original pipeline; benchmarks/preprocess.py finds no option better beyond noise.
     strip_non_word: bool = _f(True, "Replace non-word characters by spaces (as the original pipeline did).")
     collapse_whitespace: bool = _f(True, "Collapse runs of whitespace and strip the ends.")
 
@@ -69,11 +78,11 @@ class TrainConfig:
     eval_batch_size: int = _f(128, "Evaluation and prediction batch size.")
     learning_rate: float = _f(1e-4, "Peak learning rate (AdamW).")
     weight_decay: float = _f(0.01, "AdamW weight decay.")
-    warmup_ratio: float = _f(0.1, "Share of steps with linear warm-up.")
+    warmup_ratio: float = _f(0.1, "Share of steps with linear warm-up (0 to below 1).")
     patience: int = _f(2, "Early stopping: evaluations without macro-F1 improvement before stopping.")
     seed: int = _f(42, "Seed for initialisation, shuffling and sampling.")
-    precision: str = _f("auto", "fp32, bf16, fp16, or auto (bf16 where the CPU/GPU supports it).", choices=PRECISIONS)
-    imbalance: str = _f("auto", "Imbalance handling: " + ", ".join(IMBALANCE_STRATEGIES) + ".", choices=IMBALANCE_STRATEGIES)
+    precision: TrainPrecision = _f("auto", "fp32, bf16, fp16, or auto (bf16 on GPUs that have it and on CPUs with AMX).")
+    imbalance: Imbalance = _f("auto", "Imbalance handling: " + ", ".join(IMBALANCE_STRATEGIES) + ".")
     imbalance_threshold: float = _f(3.0, "auto: treat the data as imbalanced when largest/smallest class count exceeds this.")
     focal_gamma: float = _f(2.0, "Focal loss focusing parameter (0 equals cross-entropy).")
     focal_alpha: bool = _f(True, "Focal loss: weight classes by inverse frequency (alpha).")
@@ -118,6 +127,8 @@ class Config:
         for name in ("epochs", "batch_size", "eval_batch_size", "learning_rate"):
             if getattr(t, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(t, name)}")
+        if not 0.0 <= t.warmup_ratio < 1.0:
+            raise ConfigError(f"warmup_ratio must be at least 0 and below 1, got {t.warmup_ratio}")
         if d.max_samples is not None and d.max_samples < 1:
             raise ConfigError(f"max_samples must be at least 1, got {d.max_samples}")
         if t.checkpoint_steps is not None and t.checkpoint_steps < 1:
@@ -131,9 +142,7 @@ class Config:
             raise ConfigError(f"max_length must be at least 8, got {self.model.max_length}")
         for section in (self.preprocess, t):
             for f in fields(section):
-                choices = f.metadata.get("choices")
-                if choices and getattr(section, f.name) not in choices:
-                    raise ConfigError(f"{f.name} must be one of {', '.join(choices)}; got {getattr(section, f.name)!r}")
+                check_choice(type(section), f.name, getattr(section, f.name))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -174,6 +183,83 @@ class Config:
         return Config.from_dict(raw)
 
 
+MODEL_HELP = "Model folder, ONNX export folder or MLflow model URI (runs:/..., models:/...)."
+BATCH_HELP = "Prediction batch size."
+
+
+@dataclass
+class TrainOptions:
+    resume: str | None = _f(None, "Continue the training in RUN_DIR (default: --output-dir) from its newest complete "
+                                  "checkpoint, with its saved config and in its MLflow run; flags given now override "
+                                  "the saved config.", nargs="?", const="", metavar="RUN_DIR")
+
+
+@dataclass
+class CompareOptions:
+    strategies: str = _f(",".join(s for s in IMBALANCE_STRATEGIES if s != "auto"),
+                         "Comma-separated imbalance strategies to compare.")
+    seeds: int = _f(1, "Trainings per strategy, seeds SEED, SEED+1, ...")
+    quick: bool = _f(False, "Cut-down run: at most 600 training rows, 1 epoch, at most 500 validation and test rows.")
+
+
+@dataclass
+class InspectOptions:
+    out: str = _f("inspect", "Folder for data_profile.json and class_distribution.png.")
+
+
+@dataclass
+class EvaluateOptions:
+    model: str | None = _f(None, MODEL_HELP, required=True)
+    out: str = _f("evaluation", "Folder for the report.")
+    batch_size: int = _f(64, BATCH_HELP)
+
+
+@dataclass
+class PredictOptions:
+    texts: list[str] = _f((), "Texts to classify.", positional="*", metavar="TEXT")
+    model: str | None = _f(None, MODEL_HELP, required=True)
+    input: str | None = _f(None, "File of texts (csv, tsv, jsonl, parquet, or txt).")
+    output: str | None = _f(None, "Where to write predictions: .csv, .tsv, .jsonl or .parquet (default: stdout as CSV).")
+    text_column: str = _f("text", "Text column of --input.")
+    batch_size: int = _f(64, BATCH_HELP)
+    precision: PredictPrecision = _f("fp32", "PyTorch models: bf16 weights, faster on CPUs with AMX and on GPUs "
+                                             "(slower elsewhere), with slightly different probabilities; fp32 "
+                                             "predicts exactly as evaluated.")
+
+
+@dataclass
+class ExportOptions:
+    model: str | None = _f(None, "Model folder or MLflow model URI (runs:/..., models:/...).", required=True)
+    data: str | None = _f(None, "Labelled data to compare on: the test split of a folder, or a file.", required=True)
+    format: Literal["onnx"] = _f("onnx", "Export format.")
+    quantize: Literal["int8", "fp16"] | None = _f(None, "int8: dynamic int8 weights, fastest on CPUs; fp16: half "
+                                                        "precision, for GPUs (default: fp32).")
+    portable: bool | None = _f(None, "int8: 7-bit weights, exact on every CPU. Default: 8-bit weights where this CPU "
+                                     "has VNNI or AMX (such an export refuses to load on x86 CPUs without VNNI, whose "
+                                     "int8 products saturate), 7-bit elsewhere.")
+    text_column: str = _f("text", "Text column of --data.")
+    label_column: str = _f("label", "Label column of --data.")
+    out: str | None = _f(None, "Export folder (default: onnx-<precision> next to the model folder).")
+    max_f1_drop: float = _f(1.0, "Fail when macro-F1 drops by more than this many points.")
+    batch_size: int = _f(64, BATCH_HELP)
+    run_id: str | None = _f(None, "MLflow run to log the report to (default: the run that logged --model, if any).")
+    tracking_uri: str | None = _f(None, "MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).")
+    tracking: bool = _f(True, "Log the report to MLflow (when the run is known).")
+
+
+@dataclass
+class ServeOptions:
+    model: str | None = _f(None, MODEL_HELP, required=True)
+    host: str = _f("127.0.0.1", "Address to bind (127.0.0.1: this machine only).")
+    port: int = _f(8000, "Port.")
+    max_texts: int = _f(256, "Most texts per request; more get 413.")
+    max_body_bytes: int = _f(1_000_000, "Largest request body; larger get 413.")
+    batch_size: int = _f(64, BATCH_HELP)
+    threads: int | None = _f(None, "CPU threads for inference (default: the cores this process may use).")
+    precision: PredictPrecision = _f("fp32", "PyTorch models: bf16 weights, faster on CPUs with AMX and on GPUs "
+                                             "(slower elsewhere); fp32 predicts exactly as evaluated.")
+
+
 SECTIONS: dict[str, type] = {
     "data": DataConfig,
     "preprocess": PreprocessConfig,
@@ -198,14 +284,28 @@ def _optional(cls: type, name: str) -> tuple[type, bool]:
 
 
 def field_type(cls: type, name: str) -> type:
-    """The concrete type of a field (``int | None`` -> ``int``)."""
-    return _optional(cls, name)[0]
+    """The concrete type of a field (``int | None`` -> ``int``; a ``Literal`` of strings -> ``str``)."""
+    kind = _optional(cls, name)[0]
+    return str if typing.get_origin(kind) is Literal else kind
+
+
+def choices(cls: type, name: str) -> tuple[str, ...] | None:
+    """The values a ``Literal`` field admits, or None."""
+    kind = _optional(cls, name)[0]
+    return typing.get_args(kind) if typing.get_origin(kind) is Literal else None
+
+
+def check_choice(cls: type, name: str, value: Any) -> None:
+    admitted = choices(cls, name)
+    if admitted and value not in admitted and not (value is None and _optional(cls, name)[1]):
+        raise ConfigError(f"{name} must be one of {', '.join(admitted)}; got {value!r}")
 
 
 def _coerce(cls: type, name: str, value: Any, section: str) -> Any:
     want, optional = _optional(cls, name)
     if value is None and optional:
         return None
+    want = field_type(cls, name)
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     # bool is a subclass of int: `batch_size: yes` must not pass as 1.
@@ -215,8 +315,6 @@ def _coerce(cls: type, name: str, value: Any, section: str) -> Any:
 
 
 def _build(cls: type, raw: dict[str, Any], section: str) -> Any:
-    if dataclasses.is_dataclass(raw):
-        return raw
     if not isinstance(raw, dict):
         raise ConfigError(f"section {section} must be a mapping, got {raw!r}")
     known = {f.name for f in fields(cls)}

@@ -24,7 +24,7 @@ import json
 import logging
 import shutil
 import tempfile
-import time
+import typing
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +33,10 @@ import numpy as np
 import torch
 
 from emoclf import hardware
-from emoclf.config import DataConfig
+from emoclf.config import DataConfig, ExportPrecision
 from emoclf.errors import ConfigError, ExportError
-from emoclf.evaluation.labelled import read_labelled
-from emoclf.evaluation.metrics import classification_metrics
+from emoclf.data import Labelled, load_labelled
+from emoclf.evaluation.evaluate import evaluate
 from emoclf.inference import (
     CHECK_TEXTS,
     CHECK_TOLERANCE,
@@ -50,7 +50,7 @@ from emoclf.modeling import load_bundle, replace_folder, write_meta
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "int8", "fp16")
+PRECISIONS = typing.get_args(ExportPrecision)
 REPORT_FILE = "export_report.json"
 OPSET = 17
 
@@ -201,20 +201,17 @@ def convert(source: str | Path, out: str | Path, precision: str = "fp32", portab
     return out
 
 
-def _score(predictor: Predictor, texts: list[str], y_true: np.ndarray) -> tuple[dict, np.ndarray]:
-    predictor.predict_proba(texts[:predictor.batch_size])  # warm-up: first-call allocations are not throughput
-    started = time.perf_counter()
-    probs = predictor.predict_proba(texts)
-    seconds = time.perf_counter() - started
-    m = classification_metrics(y_true, probs.argmax(axis=1), predictor.labels)
-    return {"backend": predictor.backend.name, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
-            "texts_per_second": round(len(texts) / seconds, 1)}, probs
+def _score(predictor: Predictor, data: Labelled) -> tuple[dict, np.ndarray]:
+    predictor.predict_proba(data.texts[:predictor.batch_size])  # warm-up: first-call allocations are not throughput
+    result = evaluate(predictor, data)
+    return {"backend": predictor.backend.name, "accuracy": result.metrics["accuracy"],
+            "macro_f1": result.metrics["macro_f1"], "texts_per_second": round(result.texts_per_second, 1)}, result.probs
 
 
-def compare(source: Predictor, exported: Predictor, texts: list[str], y_true: np.ndarray) -> dict:
+def compare(source: Predictor, exported: Predictor, data: Labelled) -> dict:
     """Source and export on the same texts: metrics, agreement and speed of each."""
-    before, p_before = _score(source, texts, y_true)
-    after, p_after = _score(exported, texts, y_true)
+    before, p_before = _score(source, data)
+    after, p_after = _score(exported, data)
     return {
         "before": before,
         "after": after,
@@ -267,14 +264,14 @@ def export_model(source: str | Path, out: str | Path | None, data: DataConfig, p
         mlflow.set_tracking_uri(tracking_uri)
     source_predictor = Predictor.load(source, batch_size=batch_size)
     # Read the data before the slow export, so a bad path fails in a second.
-    labelled = read_labelled(data, source_predictor.labels, source_predictor.preprocessor)
+    labelled = load_labelled(data, source_predictor.labels, source_predictor.preprocessor)
     out = convert(source, out or default_out(source, precision), precision, portable)
     exported = Predictor.load(out, batch_size=batch_size)
     report = {
         "source": str(source), "export": str(out), "format": "onnx", "precision": precision,
         "quantization": exported.meta.export["quantization"], "hardware": hardware.detect().to_dict(),
         "data": {"source": labelled.source, "split": labelled.split, "n": len(labelled.texts)},
-        **compare(source_predictor, exported, labelled.texts, labelled.y_true),
+        **compare(source_predictor, exported, labelled),
         "max_f1_drop_points": max_f1_drop,
         "onnx_megabytes": round((out / ONNX_FILE).stat().st_size / 1e6, 2),
     }

@@ -41,7 +41,6 @@ def imbalance_ratio(label_ids: np.ndarray, num_labels: int) -> float:
 
 def class_weights(label_ids: np.ndarray, num_labels: int) -> list[float]:
     """Inverse-frequency ("balanced") weights from the training counts, mean 1 over samples."""
-    classes = np.arange(num_labels)
     present = np.unique(label_ids)
     weights = np.ones(num_labels)
     weights[present] = compute_class_weight("balanced", classes=present, y=label_ids)

@@ -14,25 +14,26 @@ import inspect
 import logging
 import tempfile
 import threading
-from dataclasses import dataclass
+import typing
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
 from emoclf import hardware
 from emoclf.calibration import calibrated_probs
+from emoclf.config import PredictPrecision
 from emoclf.errors import ConfigError, EmptyTextError, ModelLoadError, PredictionError, TrackingError
 from emoclf.modeling import META_FILE, BundleMeta, load_bundle
+from emoclf.predictions import Prediction
 from emoclf.preprocess import Preprocessor
 
 log = logging.getLogger(__name__)
 
 MLFLOW_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:/")
 ONNX_FILE = "model.onnx"
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = typing.get_args(PredictPrecision)
 
 
 def resolve_source(source: str | Path) -> Path:
@@ -42,7 +43,7 @@ def resolve_source(source: str | Path) -> Path:
         return Path(source)
     import mlflow
 
-    from emoclf.tracking import existing_store, tracking_uri
+    from emoclf.stores import existing_store, tracking_uri
 
     try:
         mlflow.set_tracking_uri(existing_store(tracking_uri(mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set()
@@ -108,14 +109,17 @@ class OnnxBackend:
 
     name = "onnxruntime"
 
-    def __init__(self, path: Path, num_threads: int | None = None) -> None:
+    def __init__(self, path: Path, num_threads: int | None = None, optimization: str = "all") -> None:
         try:
             import onnxruntime as ort
         except ModuleNotFoundError:
             raise ModelLoadError(f"{path}: running an ONNX export needs onnxruntime "
                                  "(pip install 'emoclf[export]')") from None
         options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.graph_optimization_level = {
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[optimization]
         options.intra_op_num_threads = num_threads or hardware.detect().cores
         # One batch at a time per call: a second pool for parallel branches would only compete for the cores.
         options.inter_op_num_threads = 1
@@ -130,23 +134,6 @@ class OnnxBackend:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         return self.session.run(["logits"], batch)[0].astype(np.float32, copy=False)
-
-
-SKIPPED_EMPTY = "empty after preprocessing"
-
-
-@dataclass
-class Prediction:
-    """One text's label, its probability, and every class's probability (they sum to 1)."""
-
-    label: str
-    probability: float
-    probabilities: dict[str, float]
-
-
-def prediction_columns(labels: list[str]) -> list[str]:
-    """The columns a batch prediction adds, in order; the same in files, the MLflow model and Spark."""
-    return ["predicted_label", "predicted_probability", *(f"prob_{lab}" for lab in labels), "skipped"]
 
 
 class Predictor:
@@ -164,8 +151,6 @@ class Predictor:
         self.preprocessor = Preprocessor.from_dict(meta.preprocess)
         self.batch_size = batch_size
         self.input_names = [n for n in tokenizer.model_input_names if n in backend.input_names]
-        self._pad_values = {"input_ids": tokenizer.pad_token_id or 0,
-                            "token_type_ids": getattr(tokenizer, "pad_token_type_id", 0)}
         self._tokenizer_lock = threading.Lock()
 
     @classmethod
@@ -184,7 +169,7 @@ class Predictor:
             backend = OnnxBackend(folder / ONNX_FILE, num_threads)
             tokenizer = AutoTokenizer.from_pretrained(folder)
             predictor = cls(backend, tokenizer, meta, batch_size)
-            predictor.check_export(folder)
+            check_export(predictor, folder)
             return predictor
         else:
             if num_threads:
@@ -194,45 +179,7 @@ class Predictor:
         log.debug("loaded %s with %s", source, backend.name)
         return cls(backend, tokenizer, meta, batch_size)
 
-    def check_export(self, folder: Path) -> None:
-        """Refuse an export whose outputs here differ from those measured where it was exported."""
-        check = self.meta.export.get("check")
-        if not check or self.backend.provider != check.get("provider"):
-            # Another execution provider (CUDA) rounds differently by design; the check compares like with like.
-            return
-        expected = np.asarray(check["probabilities"], dtype=np.float32)
-        got = self.predict_proba(list(check["texts"]))
-        difference = float(np.abs(got - expected).max())
-        if not difference <= check["tolerance"]:  # NaN fails too
-            here = hardware.detect()
-            why = ""
-            quantization = self.meta.export.get("quantization") or {}
-            if quantization.get("weight_bits") == 8 and not here.int8_full_range_exact:
-                why = (" Its 8-bit int8 weights need VNNI or AMX: this CPU adds pairs of int8 products in 16 bits, "
-                       "which saturate; --portable exports 7-bit weights that are exact on every CPU.")
-            raise ModelLoadError(
-                f"{folder}: this export computes different probabilities here ({here.describe()}) than where it "
-                f"was exported ({check.get('hardware', 'unknown')}): max difference {difference:.4g} on its "
-                f"{len(expected)} check texts, tolerance {check['tolerance']:g}.{why} Export it again "
-                f"(emoclf export --model {self.meta.export.get('source', 'MODEL')} ...) and load that instead"
-            )
-
-    def _pad(self, enc, rows: np.ndarray, lengths: np.ndarray) -> dict[str, np.ndarray]:
-        width = int(lengths[rows].max())
-        left = self.tokenizer.padding_side == "left"
-        batch = {}
-        for name in self.input_names:
-            arr = np.full((len(rows), width), self._pad_values.get(name, 0), dtype=np.int64)
-            for j, i in enumerate(rows):
-                seq = enc[name][i]
-                if left:
-                    arr[j, width - len(seq):] = seq
-                else:
-                    arr[j, :len(seq)] = seq
-            batch[name] = arr
-        return batch
-
-    def _clean(self, texts: list[str]) -> list[str]:
+    def clean(self, texts: list[str]) -> list[str]:
         """The saved preprocessing applied to ``texts``; a single string is refused, not read letter by letter."""
         if isinstance(texts, str):
             raise TypeError("texts must be a list of strings, got one str; pass [text] to classify a single text")
@@ -255,10 +202,12 @@ class Predictor:
             starts = tqdm(starts, desc="predict", unit="batch")
         for start in starts:
             rows = order[start:start + self.batch_size]
-            out[rows] = self.backend(self._pad(enc, rows, lengths))
+            with self._tokenizer_lock:
+                batch = self.tokenizer.pad({n: [enc[n][i] for i in rows] for n in self.input_names}, return_tensors="np")
+            out[rows] = self.backend({n: batch[n].astype(np.int64, copy=False) for n in self.input_names})
         return out
 
-    def _probabilities(self, clean: list[str], progress: bool) -> np.ndarray:
+    def probabilities(self, clean: list[str], progress: bool) -> np.ndarray:
         if not clean:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         probs = calibrated_probs(self._raw_logits(clean, progress), self.meta.temperature, self.meta.class_bias)
@@ -279,7 +228,7 @@ class Predictor:
 
     def logits(self, texts: list[str], progress: bool = False) -> np.ndarray:
         """Raw logits in input order; ``EmptyTextError`` for texts that preprocessing leaves empty."""
-        clean = self._clean(texts)
+        clean = self.clean(texts)
         self._refuse_empty(list(texts), clean)
         return self._raw_logits(clean, progress) if clean else np.zeros((0, len(self.labels)), dtype=np.float32)
 
@@ -289,37 +238,36 @@ class Predictor:
         Raises ``EmptyTextError`` when a text is empty after preprocessing (emoji or punctuation only):
         such a text gets no label rather than a guess.
         """
-        clean = self._clean(texts)
+        clean = self.clean(texts)
         self._refuse_empty(list(texts), clean)
-        return self._probabilities(clean, progress)
+        return self.probabilities(clean, progress)
 
     def predict(self, texts: list[str], progress: bool = False) -> list[Prediction]:
         """One ``Prediction`` per text, in input order (``EmptyTextError`` as in ``predict_proba``)."""
         probs = self.predict_proba(texts, progress)
-        return [
-            Prediction(self.labels[int(p.argmax())], float(p.max()), dict(zip(self.labels, map(float, p))))
-            for p in probs
-        ]
+        return [Prediction(self.labels[int(p.argmax())], float(p.max()), dict(zip(self.labels, map(float, p))))
+                for p in probs]
 
-    def predict_frame(self, texts: list[str], progress: bool = False) -> pd.DataFrame:
-        """Batch predictions, one row per text in input order, columns ``prediction_columns(labels)``.
 
-        A text that is empty after preprocessing keeps its row: no label or probabilities, and
-        ``skipped`` says why (it is empty for every predicted row). Nothing is dropped or reordered.
-        """
-        clean = self._clean(texts)
-        keep = np.array([bool(t) for t in clean], dtype=bool)
-        probs = np.full((len(clean), len(self.labels)), np.nan)
-        label = np.full(len(clean), "", dtype=object)
-        top = np.full(len(clean), np.nan)
-        if keep.any():
-            kept = self._probabilities([t for t, k in zip(clean, keep) if k], progress)
-            probs[keep], top[keep] = kept, kept.max(axis=1)
-            label[keep] = [self.labels[i] for i in kept.argmax(axis=1)]
-        frame = pd.DataFrame({"predicted_label": label, "predicted_probability": top,
-                              **{f"prob_{lab}": probs[:, j] for j, lab in enumerate(self.labels)},
-                              "skipped": np.where(keep, "", SKIPPED_EMPTY)})
-        if (~keep).any():
-            log.warning("%d of %d text(s) are empty after preprocessing: no prediction, 'skipped' says so",
-                        int((~keep).sum()), len(keep))
-        return frame
+def check_export(predictor: Predictor, folder: Path) -> None:
+    """Refuse an export whose outputs here differ from those measured where it was exported."""
+    check = predictor.meta.export.get("check")
+    if not check or predictor.backend.provider != check.get("provider"):
+        # Another execution provider (CUDA) rounds differently by design; the check compares like with like.
+        return
+    expected = np.asarray(check["probabilities"], dtype=np.float32)
+    got = predictor.predict_proba(list(check["texts"]))
+    difference = float(np.abs(got - expected).max())
+    if not difference <= check["tolerance"]:  # NaN fails too
+        here = hardware.detect()
+        why = ""
+        quantization = predictor.meta.export.get("quantization") or {}
+        if quantization.get("weight_bits") == 8 and not here.int8_full_range_exact:
+            why = (" Its 8-bit int8 weights need VNNI or AMX: this CPU adds pairs of int8 products in 16 bits, "
+                   "which saturate; --portable exports 7-bit weights that are exact on every CPU.")
+        raise ModelLoadError(
+            f"{folder}: this export computes different probabilities here ({here.describe()}) than where it "
+            f"was exported ({check.get('hardware', 'unknown')}): max difference {difference:.4g} on its "
+            f"{len(expected)} check texts, tolerance {check['tolerance']:g}.{why} Export it again "
+            f"(emoclf export --model {predictor.meta.export.get('source', 'MODEL')} ...) and load that instead"
+        )

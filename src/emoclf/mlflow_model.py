@@ -13,6 +13,8 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
+from emoclf.predictions import predictions_frame
+
 ARTIFACT_KEY = "bundle"
 MODEL_NAME = "model"
 
@@ -33,7 +35,7 @@ class EmoclfPyfunc(mlflow.pyfunc.PythonModel):
             column = pd.Series(list(model_input), dtype=object)
         # A missing text is an empty one (no prediction, marked skipped), never the string "None" or "nan".
         texts = ["" if v is None or (isinstance(v, float) and v != v) else v for v in column.tolist()]
-        return self.predictor.predict_frame(texts)
+        return predictions_frame(self.predictor, texts)
 
 
 def _requirements() -> list[str]:
@@ -54,7 +56,7 @@ def log_pyfunc(bundle: str | Path, input_example: list[str], register_name: str 
 
     example = pd.DataFrame({"text": input_example})
     predictor = Predictor.load(bundle)
-    output = predictor.predict_frame(input_example)
+    output = predictions_frame(predictor, input_example)
     info = mlflow.pyfunc.log_model(
         name=MODEL_NAME,
         python_model=EmoclfPyfunc(),

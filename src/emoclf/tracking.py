@@ -1,11 +1,12 @@
 """Experiment tracking behind a small interface, so training never imports MLflow directly.
 
-``MLflowTracker`` logs to ``--tracking-uri``, else ``$MLFLOW_TRACKING_URI``, else a local SQLite
-store ``sqlite:///mlflow.db``. ``NullTracker`` is what ``--no-tracking`` uses.
+``Tracker`` is the interface; ``MLflowTracker`` logs to ``--tracking-uri``, else
+``$MLFLOW_TRACKING_URI``, else a local SQLite store ``sqlite:///mlflow.db`` (``emoclf.stores``);
+``NullTracker`` is what ``--no-tracking`` uses.
 
-A tracking outage never stops a training: a call that fails after a few quick retries is queued,
-the queue is retried while training goes on and once more at the end, and whatever still could
-not be delivered is written to ``<output_dir>/tracking_failures.json`` next to the local results.
+A tracking outage never stops a training: ``Outbox`` tries each call a few times, queues what
+fails, retries the queue while training goes on and once more at the end, and writes whatever
+still could not be delivered to ``<output_dir>/tracking_failures.json`` next to the local results.
 """
 
 from __future__ import annotations
@@ -15,51 +16,54 @@ import functools
 import json
 import logging
 import os
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
-from urllib.parse import urlparse
+from typing import Any, Callable, Protocol
 
 import pandas as pd
 
 from emoclf.errors import TrackingError
-
-try:
-    import fcntl
-except ModuleNotFoundError:  # Windows
-    fcntl = None
+from emoclf.network import unreachable
+from emoclf.stores import store_lock, tracking_uri
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 MAX_PARAM_LENGTH = 500  # MLflow's own limit is 6000 in recent servers, but 500 in older ones
 RUN_INFO_FILE = "run_info.json"
 FAILURES_FILE = "tracking_failures.json"
 # MLflow's HTTP client retries 7 times with exponential backoff (minutes) before one call fails;
-# this tracker retries and queues by itself, so a single call must fail fast. User settings win.
+# the outbox retries and queues by itself, so a single call must fail fast. User settings win.
 CLIENT_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 
 
-def tracking_uri(explicit: str | None = None) -> str:
-    """``explicit``, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``; a relative SQLite or file
-    store made absolute, so that a run recorded here is found again from any folder."""
-    uri = explicit or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        return "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).resolve())
-    if "://" not in uri and not uri.startswith("file:"):
-        return str(Path(uri).resolve())
-    return uri
+class Tracker(Protocol):
+    """What training, compare and tune log through."""
+
+    run_id: str | None
+    failures_file: Path | None
+
+    def start(self, run_name: str | None = None, resume: bool = False) -> None: ...
+    def log_params(self, params: dict[str, Any]) -> None: ...
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
+    def log_dict(self, data: dict, name: str) -> None: ...
+    def log_artifacts(self, folder: str | Path, path: str | None = None) -> None: ...
+    def log_dataset(self, df: pd.DataFrame, name: str, source: str, context: str) -> None: ...
+    def log_model(self, bundle: str | Path, input_example: list[str], register_name: str | None = None) -> str | None: ...
+    def set_tags(self, tags: dict[str, str]) -> None: ...
+    def end(self, status: str = "FINISHED") -> None: ...
 
 
-def existing_store(uri: str) -> str:
-    """``uri``, checked to hold a store when it is a local one: reading must never create an empty store."""
-    path = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else uri if "://" not in uri else None
-    if path is not None and not Path(path).exists():
-        raise TrackingError(f"no MLflow store at {path} (tracking URI {uri}); run from the folder that holds it, "
-                            "or set MLFLOW_TRACKING_URI to the store that logged the model")
-    return uri
+class NullTracker:
+    """Does nothing; keeps training code free of ``if tracking:`` branches."""
+
+    run_id: str | None = None
+    failures_file: Path | None = None
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        if name.startswith(("log_", "set_")) or name in ("start", "end"):
+            return lambda *args, **kwargs: None
+        raise AttributeError(name)
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -73,44 +77,6 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-@contextlib.contextmanager
-def store_lock(uri: str):
-    """Serialise MLflow's first use of a SQLite store across processes.
-
-    Two processes opening the same new store race in its schema migrations ("Online migration
-    expected to match one row ... 0 found"); once it exists, SQLite's busy timeout (MLflow sets
-    20 s) lets concurrent writers wait for each other.
-    """
-    if fcntl is None or not uri.startswith("sqlite:///"):
-        yield
-        return
-    path = Path(uri.removeprefix("sqlite:///") + ".lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-class NullTracker:
-    """Does nothing; keeps training code free of ``if tracking:`` branches."""
-
-    run_id: str | None = None
-    failures_file: Path | None = None
-
-    def start(self, run_name: str | None = None, resume: bool = False) -> None: ...
-    def log_params(self, params: dict[str, Any]) -> None: ...
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
-    def log_dict(self, data: dict, name: str) -> None: ...
-    def log_artifacts(self, folder: str | Path, path: str | None = None) -> None: ...
-    def log_dataset(self, df: pd.DataFrame, name: str, source: str, context: str) -> None: ...
-    def log_model(self, bundle: str | Path, input_example: list[str], register_name: str | None = None) -> str | None: ...
-    def set_tags(self, tags: dict[str, str]) -> None: ...
-    def end(self, status: str = "FINISHED") -> None: ...
-
-
 @dataclass
 class _Call:
     """One MLflow call, kept with a JSON-able description so an undelivered one can be reported."""
@@ -121,7 +87,84 @@ class _Call:
     error: str = ""
 
 
-class MLflowTracker(NullTracker):
+class Outbox:
+    """Calls delivered in order through an outage: each tried ``attempts`` times (backing off), the
+    failed ones queued and the queue probed at most every ``probe_every`` seconds, then flushed at
+    the end; what is left is written to ``FAILURES_FILE``."""
+
+    def __init__(self, uri: str, attempts: int = 3, backoff: float = 0.5, probe_every: float = 5.0) -> None:
+        self.uri, self.attempts, self.backoff, self.probe_every = uri, attempts, backoff, probe_every
+        self.pending: list[_Call] = []
+        self.offline: str | None = None  # why no run could be started: every call is kept
+        self._last_probe = 0.0
+
+    def _attempt(self, call: _Call, attempts: int) -> Any:
+        for i in range(attempts):
+            try:
+                return call.send()
+            except Exception as e:  # MLflow raises its own, HTTP and SQLAlchemy errors alike
+                call.error = f"{type(e).__name__}: {e}"
+                if i + 1 < attempts:
+                    time.sleep(self.backoff * 2 ** i)
+        raise TrackingError(call.error)
+
+    def flush(self, final: bool = False) -> bool:
+        """Deliver the queue in order. Between finals, one quick probe every ``probe_every`` seconds."""
+        if not final and time.monotonic() - self._last_probe < self.probe_every:
+            return not self.pending
+        self._last_probe = time.monotonic()
+        while self.pending:
+            try:
+                self._attempt(self.pending[0], self.attempts if final else 1)
+            except TrackingError:
+                return False
+            self.pending.pop(0)
+            if not self.pending:
+                log.warning("MLflow at %s is reachable again; the queued calls were delivered", self.uri)
+        return True
+
+    def send(self, what: str, fn: Callable, *args: Any, detail: Any = None, **kwargs: Any) -> Any:
+        call = _Call(what, functools.partial(fn, *args, **kwargs), detail)
+        if self.offline or not self.flush():
+            self.pending.append(call)
+            return None
+        try:
+            return self._attempt(call, self.attempts)
+        except TrackingError:
+            log.warning("MLflow at %s failed to %s (%s); queued for retry, training goes on", self.uri, what,
+                        call.error)
+            self.pending.append(call)
+            self._last_probe = time.monotonic()
+            return None
+
+    def write_failures(self, where: Path, run_id: str | None) -> Path:
+        path = where / FAILURES_FILE
+        path.write_text(json.dumps({
+            "tracking_uri": self.uri, "run_id": run_id, "kept_locally": str(where.resolve()),
+            "failures": [{"call": "start a run", "error": self.offline}] * bool(self.offline)
+                        + [{"call": c.what, "error": c.error, "detail": c.detail} for c in self.pending],
+        }, indent=2, default=str))
+        first = self.offline or f"{self.pending[0].what}: {self.pending[0].error}"
+        log.error("MLflow at %s: %d call(s) could not be logged (%s); the results are in %s, the calls in %s",
+                  self.uri, len(self.pending) + bool(self.offline), first, where, path)
+        return path
+
+
+def recorded_run_id(local_dir: Path | None, uri: str) -> str | None:
+    """The run that ``local_dir``'s ``run_info.json`` names, if it lives in the store at ``uri``."""
+    path = local_dir / RUN_INFO_FILE if local_dir is not None else None
+    if path is None or not path.is_file():
+        log.warning("no %s in %s: resuming into a new MLflow run", RUN_INFO_FILE, local_dir)
+        return None
+    info = json.loads(path.read_text())
+    if info.get("tracking_uri") != uri:
+        log.warning("run %s was logged to %s, not %s: resuming into a new MLflow run", info.get("run_id"),
+                    info.get("tracking_uri"), uri)
+        return None
+    return info["run_id"]
+
+
+class MLflowTracker:
     """One MLflow run: params, metrics, artifacts, dataset inputs and the model as a pyfunc.
 
     ``local_dir`` (the training's output folder) receives ``run_info.json`` (run id and store, so
@@ -129,55 +172,30 @@ class MLflowTracker(NullTracker):
     """
 
     def __init__(self, uri: str | None, experiment: str, local_dir: str | Path | None = None,
-                 optional: bool = False, attempts: int = 3, backoff: float = 0.5, probe_every: float = 5.0) -> None:
+                 optional: bool = False, **outbox: Any) -> None:
         import mlflow
 
         self.mlflow = mlflow
         self.uri = tracking_uri(uri)
-        self.experiment = experiment
+        self.experiment, self.optional = experiment, optional
         self.local_dir = Path(local_dir) if local_dir is not None else None
-        self.optional = optional
-        self.attempts, self.backoff, self.probe_every = attempts, backoff, probe_every
-        self.run_id = None
-        self.offline: str | None = None  # why no run could be started (--tracking-optional)
-        self.pending: list[_Call] = []
-        self._last_probe = 0.0
+        self.outbox = Outbox(self.uri, **outbox)
+        self.run_id: str | None = None
+        self.failures_file: Path | None = None
         self._logged_params: dict[str, str] = {}
         self._logged_through = -1  # last metric step already in the run (when resumed)
-
-    def _check_reachable(self) -> None:
-        parsed = urlparse(self.uri)
-        if parsed.scheme in ("http", "https"):
-            try:
-                socket.create_connection((parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)),
-                                         timeout=5).close()
-            except OSError as e:
-                raise TrackingError(
-                    f"MLflow tracking server {self.uri} is unreachable ({e}); start it, fix --tracking-uri, "
-                    "or pass --no-tracking (or --tracking-optional to train anyway)"
-                ) from None
 
     def start(self, run_name: str | None = None, resume: bool = False) -> None:
         """Start a run, or with ``resume`` reopen the one recorded in ``local_dir`` if it lives in this store."""
         for name, value in CLIENT_DEFAULTS.items():
             os.environ.setdefault(name, value)
         try:
-            self._check_reachable()
-            self.mlflow.set_tracking_uri(self.uri)
-            previous = self._previous_run_id() if resume else None
-            try:
-                with store_lock(self.uri):
-                    self.mlflow.set_experiment(self.experiment)
-                    # Inside an active run (emoclf compare's parent), this run becomes its child.
-                    run = self.mlflow.start_run(run_id=previous, run_name=None if previous else run_name,
-                                                nested=self.mlflow.active_run() is not None)
-            except Exception as e:
-                raise TrackingError(f"cannot start an MLflow run at {self.uri}: {e}") from None
+            run, previous = self._open(run_name, resume)
         except TrackingError as e:
             if not self.optional:
                 raise
             log.warning("%s; training anyway (--tracking-optional), results are kept in %s", e, self.local_dir)
-            self.offline = str(e)
+            self.outbox.offline = str(e)
             return
         self.run_id = run.info.run_id
         if previous:
@@ -194,58 +212,20 @@ class MLflowTracker(NullTracker):
             (self.local_dir / RUN_INFO_FILE).write_text(json.dumps(
                 {"run_id": self.run_id, "tracking_uri": self.uri, "experiment": self.experiment}, indent=2))
 
-    def _previous_run_id(self) -> str | None:
-        path = self.local_dir / RUN_INFO_FILE if self.local_dir is not None else None
-        if path is None or not path.is_file():
-            log.warning("no %s in %s: resuming into a new MLflow run", RUN_INFO_FILE, self.local_dir)
-            return None
-        info = json.loads(path.read_text())
-        if info.get("tracking_uri") != self.uri:
-            log.warning("run %s was logged to %s, not %s: resuming into a new MLflow run", info.get("run_id"),
-                        info.get("tracking_uri"), self.uri)
-            return None
-        return info["run_id"]
-
-    # Delivery: every call below goes through _send, so an outage queues instead of raising.
-
-    def _attempt(self, call: _Call, attempts: int) -> Any:
-        for i in range(attempts):
-            try:
-                return call.send()
-            except Exception as e:  # MLflow raises its own, HTTP and SQLAlchemy errors alike
-                call.error = f"{type(e).__name__}: {e}"
-                if i + 1 < attempts:
-                    time.sleep(self.backoff * 2 ** i)
-        raise TrackingError(call.error)
-
-    def _flush(self, final: bool = False) -> bool:
-        """Deliver the queue in order. Between finals, one quick probe every ``probe_every`` seconds."""
-        if not final and time.monotonic() - self._last_probe < self.probe_every:
-            return not self.pending
-        self._last_probe = time.monotonic()
-        while self.pending:
-            try:
-                self._attempt(self.pending[0], self.attempts if final else 1)
-            except TrackingError:
-                return False
-            self.pending.pop(0)
-            if not self.pending:
-                log.warning("MLflow at %s is reachable again; the queued calls were delivered", self.uri)
-        return True
-
-    def _send(self, what: str, fn: Callable, *args: Any, detail: Any = None, **kwargs: Any) -> Any:
-        call = _Call(what, functools.partial(fn, *args, **kwargs), detail)
-        if self.offline or not self._flush():
-            self.pending.append(call)
-            return None
+    def _open(self, run_name: str | None, resume: bool):
+        if self.uri.startswith(("http://", "https://")) and (why := unreachable(self.uri)):
+            raise TrackingError(f"MLflow tracking server {self.uri} is unreachable ({why}); start it, fix "
+                                "--tracking-uri, or pass --no-tracking (or --tracking-optional to train anyway)")
+        self.mlflow.set_tracking_uri(self.uri)
+        previous = recorded_run_id(self.local_dir, self.uri) if resume else None
         try:
-            return self._attempt(call, self.attempts)
-        except TrackingError:
-            log.warning("MLflow at %s failed to %s (%s); queued for retry, training goes on", self.uri, what,
-                        call.error)
-            self.pending.append(call)
-            self._last_probe = time.monotonic()
-            return None
+            with store_lock(self.uri):
+                self.mlflow.set_experiment(self.experiment)
+                # Inside an active run (emoclf compare's parent), this run becomes its child.
+                return self.mlflow.start_run(run_id=previous, run_name=None if previous else run_name,
+                                             nested=self.mlflow.active_run() is not None), previous
+        except Exception as e:
+            raise TrackingError(f"cannot start an MLflow run at {self.uri}: {e}") from None
 
     def log_params(self, params: dict[str, Any]) -> None:
         every = flatten(params)
@@ -256,70 +236,60 @@ class MLflowTracker(NullTracker):
             log.warning("resumed with changed settings (kept as first logged in MLflow): %s", ", ".join(changed))
         short = {k: v for k, v in flat.items() if len(str(v)) <= MAX_PARAM_LENGTH}
         long = {k: v for k, v in flat.items() if k not in short}
-        self._send("log params", self.mlflow.log_params, short, detail=short)
+        self.outbox.send("log params", self.mlflow.log_params, short, detail=short)
         if long:
             # Values over the limit would be refused; they live in an artifact instead.
-            self._send("log long params", self.mlflow.log_dict, long, "long_params.json", detail=long)
+            self.outbox.send("log long params", self.mlflow.log_dict, long, "long_params.json", detail=long)
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         if step is not None and step <= self._logged_through:
             return  # logged before the crash this run resumes from; the replay recomputes the same values
         values = {k: float(v) for k, v in metrics.items()}
-        self._send("log metrics", self.mlflow.log_metrics, values, step=step, detail={"step": step, "metrics": values})
+        self.outbox.send("log metrics", self.mlflow.log_metrics, values, step=step,
+                         detail={"step": step, "metrics": values})
 
     def log_dict(self, data: dict, name: str) -> None:
-        self._send(f"log {name}", self.mlflow.log_dict, data, name, detail={"artifact": name})
+        self.outbox.send(f"log {name}", self.mlflow.log_dict, data, name, detail={"artifact": name})
 
     def log_artifacts(self, folder: str | Path, path: str | None = None) -> None:
-        self._send(f"log artifacts {path or ''}".strip(), self.mlflow.log_artifacts, str(folder), artifact_path=path,
-                   detail={"local": str(folder), "artifact_path": path})
+        self.outbox.send(f"log artifacts {path or ''}".strip(), self.mlflow.log_artifacts, str(folder),
+                         artifact_path=path, detail={"local": str(folder), "artifact_path": path})
 
     def log_dataset(self, df: pd.DataFrame, name: str, source: str, context: str) -> None:
         ds = self.mlflow.data.from_pandas(df[["text", "label"]], source=source, name=name, targets="label")
-        self._send(f"log dataset {name}", self.mlflow.log_input, ds, context=context,
-                   detail={"name": name, "source": source, "context": context})
+        self.outbox.send(f"log dataset {name}", self.mlflow.log_input, ds, context=context,
+                         detail={"name": name, "source": source, "context": context})
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        self._send("set tags", self.mlflow.set_tags, tags, detail=tags)
+        self.outbox.send("set tags", self.mlflow.set_tags, tags, detail=tags)
 
     def log_model(self, bundle: str | Path, input_example: list[str], register_name: str | None = None) -> str | None:
         from emoclf.mlflow_model import log_pyfunc
 
-        return self._send("log model", log_pyfunc, bundle, input_example, register_name,
-                          detail={"local": str(bundle), "register_name": register_name})
+        return self.outbox.send("log model", log_pyfunc, bundle, input_example, register_name,
+                                detail={"local": str(bundle), "register_name": register_name})
 
     def end(self, status: str = "FINISHED") -> None:
         """Deliver the queue and end the run; what still fails goes to ``tracking_failures.json``."""
-        if not self.offline:
-            self._send(f"end the run as {status}", self.mlflow.MlflowClient().set_terminated, self.run_id, status)
-            self._flush(final=True)
+        if not self.outbox.offline:
+            self.outbox.send(f"end the run as {status}", self.mlflow.MlflowClient().set_terminated, self.run_id,
+                             status)
+            self.outbox.flush(final=True)
             # Leave the fluent run stack as start() found it (emoclf compare's parent run lies below). end_run
             # pops first, then repeats the server call just made, which only fails when that one failed too.
             with contextlib.suppress(Exception):
                 self.mlflow.end_run(status)
-        if self.pending or self.offline:
-            self._write_failures()
-
-    def _write_failures(self) -> None:
-        where = self.local_dir or Path.cwd()
-        self.failures_file = where / FAILURES_FILE
-        self.failures_file.write_text(json.dumps({
-            "tracking_uri": self.uri, "run_id": self.run_id, "kept_locally": str(where.resolve()),
-            "failures": [{"call": "start a run", "error": self.offline}] * bool(self.offline)
-                        + [{"call": c.what, "error": c.error, "detail": c.detail} for c in self.pending],
-        }, indent=2, default=str))
-        first = self.offline or f"{self.pending[0].what}: {self.pending[0].error}"
-        log.error("MLflow at %s: %d call(s) could not be logged (%s); the results are in %s, the calls in %s",
-                  self.uri, len(self.pending) + bool(self.offline), first, where, self.failures_file)
+        if self.outbox.pending or self.outbox.offline:
+            self.failures_file = self.outbox.write_failures(self.local_dir or Path.cwd(), self.run_id)
 
 
 def make_tracker(enabled: bool, uri: str | None, experiment: str, local_dir: str | Path | None = None,
-                 optional: bool = False) -> NullTracker:
+                 optional: bool = False) -> Tracker:
     return MLflowTracker(uri, experiment, local_dir, optional) if enabled else NullTracker()
 
 
 @contextlib.contextmanager
-def ended_run(tracker: NullTracker):
+def ended_run(tracker: Tracker):
     """End the tracker's run FINISHED, KILLED (Ctrl-C, SIGTERM) or FAILED: never left RUNNING."""
     try:
         yield tracker

@@ -10,7 +10,7 @@ import pytest
 
 from emoclf.config import DataConfig, PreprocessConfig
 from emoclf.data import SPLITS, load_data, read_file
-from emoclf.data.validate import DataReport, normalise_labels
+from emoclf.data.validate import DataReport, label_order, label_strings
 from emoclf.errors import DataError
 from emoclf.preprocess import Preprocessor
 
@@ -44,7 +44,7 @@ def test_output_frames_have_expected_columns(tmp_path):
     for df in data.splits.values():
         assert list(df.columns) == ["text", "label", "row", "raw_text", "label_id"]
         assert list(df.index) == list(range(len(df)))
-        assert df["label_id"].tolist() == [data.label2id[lab] for lab in df["label"]]
+        assert df["label_id"].tolist() == [data.labels.index(lab) for lab in df["label"]]
     assert data.report.split_created == []
 
 
@@ -333,7 +333,8 @@ def test_label_order_alphabetical_for_strings(tmp_path):
     labels = ("sadness", "Anger", "joy", "fear")
     data = load_data(three_files(tmp_path, balanced(4, labels), balanced(1, labels, "val"), balanced(1, labels, "t")))
     assert data.labels == ["Anger", "fear", "joy", "sadness"]  # plain sorted(): case-sensitive
-    assert data.label2id == {"Anger": 0, "fear": 1, "joy": 2, "sadness": 3}
+    train = data.splits["train"]
+    assert dict(zip(train["label"], train["label_id"])) == {"Anger": 0, "fear": 1, "joy": 2, "sadness": 3}
 
 
 def test_label_order_numeric_for_integers(tmp_path):
@@ -350,15 +351,13 @@ def test_integer_labels_from_jsonl_and_float_columns(tmp_path):
     data = load_data(DataConfig(data=str(path)))
     assert data.labels == ["0", "1", "2"]
     # A float column of whole numbers (what pandas makes of ints next to NaN) also gives "0", "1", ...
-    splits = {"train": pd.DataFrame({"text": ["a", "b"], "label": [1.0, 0.0], "row": [1, 2]})}
-    assert normalise_labels(splits, None) == ["0", "1"]
-    assert splits["train"]["label"].tolist() == ["1", "0"]
+    labels = label_strings(pd.DataFrame({"text": ["a", "b"], "label": [1.0, 0.0], "row": [1, 2]}))
+    assert labels.tolist() == ["1", "0"] and label_order(set(labels), None) == ["0", "1"]
 
 
-def test_normalise_labels_keeps_given_names_order():
-    splits = {"train": pd.DataFrame({"text": list("abcd"), "label": ["joy", "anger", "joy", "extra"], "row": [1, 2, 3, 4]})}
+def test_label_order_keeps_given_names_order():
     # Names not in train are left out; labels not in names come after, sorted.
-    assert normalise_labels(splits, ["sadness", "joy", "anger"]) == ["joy", "anger", "extra"]
+    assert label_order({"joy", "anger", "extra"}, ["sadness", "joy", "anger"]) == ["joy", "anger", "extra"]
 
 
 def test_demo_set_loads_with_six_labels():

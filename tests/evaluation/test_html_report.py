@@ -38,13 +38,14 @@ def write(tmp_path, calibrated: bool):
     texts, y_true, probs = evaluation()
     metrics = classification_metrics(y_true, probs.argmax(axis=1), LABELS)
     if calibrated:
-        metrics["calibration"] = {"temperature": 1.734, "test_ece_before": 0.2101, "test_ece_after": 0.0456}
-        metrics["class_bias"] = {"bias": {"anger": 0.0, "joy": -0.4, "fear": 0.2}, "test_macro_f1_without": 0.41,
-                                 "test_macro_f1_with": 0.44, "helped": True}
-    # Present either way: without calibration numbers it is stale and must not be shown.
+        metrics["calibration"] = {"temperature": 1.734, "ece_before": 0.2101, "ece_after": 0.0456}
+        metrics["class_bias"] = {"bias": {"anger": 0.0, "joy": -0.4, "fear": 0.2}, "macro_f1_without": 0.41,
+                                 "macro_f1_with": 0.44, "helped": True}
+    # A plot left in the folder by an earlier evaluation: never shown unless this one draws its own.
     plot_reliability(probs, probs, y_true, tmp_path / "reliability.png")
     history = [{"epoch": 1.0, "loss": 1.1}, {"epoch": 1.0, "eval_loss": 1.0, "eval_macro_f1": 0.4}]
-    paths = write_report(tmp_path, metrics, LABELS, texts, y_true, probs, history)
+    paths = write_report(tmp_path, metrics, LABELS, texts, y_true, probs, history,
+                         raw_probs=probs if calibrated else None)
     return paths, paths["html"].read_text(encoding="utf-8")
 
 
@@ -86,7 +87,7 @@ def test_calibration_numbers_and_plot(tmp_path):
 def test_without_calibration_says_so_and_hides_stale_plot(tmp_path):
     _, html = write(tmp_path, calibrated=False)
     cal = section(html, "calibration")
-    assert "Calibration was not fitted" in cal and "<img" not in cal
+    assert "No calibration figures in this evaluation" in cal and "<img" not in cal
 
 
 def test_examples_and_confusion_pairs(tmp_path):
@@ -112,5 +113,7 @@ def test_evaluate_command_writes_html(trained, tmp_path):
 
     assert main(["evaluate", "--model", str(trained.model_dir), str(demo_path()), "--out", str(tmp_path)]) == 0
     html = (tmp_path / "report.html").read_text(encoding="utf-8")
-    assert "Calibration was not fitted" in section(html, "calibration")
+    # The saved model's own temperature, and ECE with and without it, on these texts.
+    cal = section(html, "calibration")
+    assert "ECE before temperature scaling" in cal and 'alt="reliability diagram"' in cal
     assert (trained.output_dir / "report" / "report.html").is_file()

@@ -1,25 +1,35 @@
-"""Data loading, validation and profiling: ``load_data`` turns any source into checked splits."""
+"""Labelled data in, checked splits out: ``load_data`` for training, ``load_labelled`` for scoring a model.
+
+Both read with ``emoclf.data.io``, clean and check with the same steps (the preprocessing, empty
+texts dropped and counted or refused, labels as class-name strings), and decide here, in one
+place, what the pure checks of ``emoclf.data.validate`` say to drop.
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from emoclf.config import DataConfig
 from emoclf.data.io import read_file, read_source
+from emoclf.data.split import carve_missing, subsample
 from emoclf.data.validate import (
+    MAX_LISTED,
     DataReport,
-    check_duplicates,
-    check_evaluation_classes,
-    check_leakage,
+    absent_classes,
     check_train_covers,
-    drop_empty_texts,
-    normalise_labels,
-    split_missing,
-    subsample,
+    duplicates,
+    empty_texts,
+    label_order,
+    label_strings,
+    refuse_empty_texts,
+    refuse_unknown_labels,
+    shared_texts,
 )
+from emoclf.errors import DataError
 from emoclf.preprocess import Preprocessor
 
 log = logging.getLogger(__name__)
@@ -35,9 +45,90 @@ class PreparedData:
     labels: list[str]
     report: DataReport
 
-    @property
-    def label2id(self) -> dict[str, int]:
-        return {lab: i for i, lab in enumerate(self.labels)}
+
+@dataclass
+class Labelled:
+    """Raw texts (a model applies its own preprocessing) and label ids in the model's order: what is scored."""
+
+    texts: list[str]
+    y_true: np.ndarray
+    source: str
+    split: str
+
+    @classmethod
+    def from_split(cls, df: pd.DataFrame, split: str) -> Labelled:
+        return cls(df["raw_text"].tolist(), df["label_id"].to_numpy(), str(df.attrs.get("source", split)), split)
+
+
+def _keep(df: pd.DataFrame, mask: pd.Series) -> pd.DataFrame:
+    kept = df.loc[mask].copy()
+    kept.attrs = df.attrs
+    return kept
+
+
+def _clean(df: pd.DataFrame, preprocessor: Preprocessor, cfg: DataConfig, report: DataReport, split: str):
+    """Preprocessed ``text`` beside ``raw_text``; texts left empty dropped and counted (or refused with
+    ``strict``); labels as class-name strings."""
+    df = df.copy()
+    df["raw_text"] = df["text"]
+    df["text"] = [preprocessor(t) if isinstance(t, str) else t for t in df["text"]]
+    empty = empty_texts(df)
+    report.empty_texts_dropped[split] = int(empty.sum())
+    if empty.any():
+        if cfg.strict:
+            refuse_empty_texts(df, empty)
+        log.warning("%s: dropped %d empty or missing text(s)", df.attrs.get("source", split), int(empty.sum()))
+        df = _keep(df, ~empty)
+    df["text"] = df["text"].astype(str)
+    df["label"] = label_strings(df)
+    return df
+
+
+def _deduplicate(splits: dict[str, pd.DataFrame], cfg: DataConfig, report: DataReport) -> None:
+    """Count exact duplicates and same-text-different-label conflicts everywhere; drop exact ones from train."""
+    for split, df in splits.items():
+        dup, conflicts = duplicates(df)
+        report.duplicates[split] = int(dup.sum())
+        report.conflicting_duplicates[split] = len(conflicts)
+        report.conflict_examples += [{"split": split, **c} for c in conflicts[:MAX_LISTED]]
+        if conflicts:
+            log.warning("%s: %d text(s) appear with conflicting labels", df.attrs.get("source", split), len(conflicts))
+        if split == "train" and cfg.drop_duplicates and dup.any():
+            splits["train"] = _keep(df, ~dup)
+            report.duplicates_dropped = int(dup.sum())
+
+
+def _drop_leakage(splits: dict[str, pd.DataFrame], cfg: DataConfig, report: DataReport) -> None:
+    """Texts shared by two splits inflate scores: count them; drop them from validation (those also in test)
+    and from train (those in validation or test), so test texts never steer early stopping or calibration."""
+    val, test = splits["validation"], splits["test"]
+    overlap = shared_texts(val, test)
+    report.leakage["validation_test"] = len(overlap)
+    if overlap:
+        log.warning("%d validation text(s) also occur in the test split", len(overlap))
+        if cfg.drop_leakage:
+            keep = ~val["text"].isin(overlap)
+            if not keep.any():
+                raise DataError(f"{val.attrs.get('source', 'validation split')}: every validation text also occurs in "
+                                "the test split; give a validation set that is not the test set")
+            report.validation_leakage_dropped = int((~keep).sum())
+            splits["validation"] = _keep(val, keep)
+    train = splits["train"]
+    for split in ("validation", "test"):
+        report.leakage[split] = len(shared_texts(train, splits[split]))
+    held_out = shared_texts(train, splits["validation"], splits["test"])
+    if held_out:
+        log.warning("%d training text(s) also occur in validation/test", len(held_out))
+        if cfg.drop_leakage:
+            keep = ~train["text"].isin(held_out)
+            report.leakage_dropped = int((~keep).sum())
+            splits["train"] = _keep(train, keep)
+
+
+def _with_ids(df: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+    out = df.reset_index(drop=True)
+    out["label_id"] = out["label"].map({lab: i for i, lab in enumerate(labels)}).astype(int)
+    return out
 
 
 def load_data(cfg: DataConfig, preprocessor: Preprocessor | None = None) -> PreparedData:
@@ -48,26 +139,37 @@ def load_data(cfg: DataConfig, preprocessor: Preprocessor | None = None) -> Prep
         if path:
             splits[split] = read_file(path, cfg)
     report = DataReport(rows_read={k: len(v) for k, v in splits.items()})
-    for df in splits.values():
-        df["raw_text"] = df["text"]
-        df["text"] = [preprocessor(t) if isinstance(t, str) else t for t in df["text"]]
-    drop_empty_texts(splits, cfg, report)
-    labels = normalise_labels(splits, names)
-    check_duplicates(splits, cfg, report)
-    split_missing(splits, cfg, report)
-    check_leakage(splits, cfg, report)
+    splits = {split: _clean(df, preprocessor, cfg, report, split) for split, df in splits.items()}
+    labels = label_order(set(splits["train"]["label"]), names)
+    for split in ("validation", "test"):
+        if split in splits:
+            refuse_unknown_labels(splits[split], set(labels), f"in the {split} split never occur in the training "
+                                  "data; the model cannot learn them (fix the labels or add training examples)")
+    _deduplicate(splits, cfg, report)
+    carve_missing(splits, cfg, report)
+    _drop_leakage(splits, cfg, report)
     if cfg.max_samples:
         splits["train"] = subsample(splits["train"], cfg.max_samples, cfg.split_seed)
     check_train_covers(splits["train"], labels)
-    check_evaluation_classes(splits, labels, report)
-    label2id = {lab: i for i, lab in enumerate(labels)}
-    ordered = {}
-    for split in SPLITS:
-        df = splits[split].reset_index(drop=True)
-        df["label_id"] = df["label"].map(label2id).astype(int)
-        ordered[split] = df
-    log.info("splits: %s", {k: len(v) for k, v in ordered.items()})
-    return PreparedData(ordered, labels, report)
+    for split in ("validation", "test"):
+        report.absent_classes[split] = absent = absent_classes(splits[split], labels)
+        if absent:
+            log.warning("the %s split has no rows of class(es) %s: their F1 cannot be measured there, and its "
+                        "macro-F1 is over the other %d classes; add %s examples of them", split,
+                        ", ".join(map(repr, absent)), len(labels) - len(absent), split)
+    prepared = {split: _with_ids(splits[split], labels) for split in SPLITS}
+    log.info("splits: %s", {k: len(v) for k, v in prepared.items()})
+    return PreparedData(prepared, labels, report)
 
 
-__all__ = ["PreparedData", "load_data", "read_file", "read_source", "SPLITS"]
+def load_labelled(cfg: DataConfig, labels: list[str], preprocessor: Preprocessor) -> Labelled:
+    """The texts to score a model on: the test split of a folder, or every row of a file, cleaned as
+    ``load_data`` cleans them with the model's own ``preprocessor``; labels in ``labels`` order."""
+    splits, _ = read_source(cfg)
+    split = "test" if "test" in splits else "all rows"
+    df = _clean(splits.get("test", splits["train"]), preprocessor, cfg, DataReport(), split)
+    refuse_unknown_labels(df, set(labels), f"are not among the model's labels ({', '.join(labels)})")
+    return Labelled.from_split(_with_ids(df, labels), split)
+
+
+__all__ = ["Labelled", "PreparedData", "SPLITS", "load_data", "load_labelled", "read_file", "read_source"]

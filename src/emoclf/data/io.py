@@ -12,19 +12,20 @@ import io
 import json
 import logging
 import os
-import socket
+import sys
 from importlib import resources
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pandas as pd
 
 from emoclf.config import DataConfig
 from emoclf.data.validate import check_types
-from emoclf.errors import DataError
+from emoclf.errors import ConfigError, DataError
+from emoclf.network import unreachable
 
 log = logging.getLogger(__name__)
 
+OUTPUT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".txt": "txt"}
 SPLIT_NAMES = {"train": ("train",), "validation": ("validation", "val", "valid", "dev"), "test": ("test",)}
 HF_PREFIX = "hf:"
@@ -204,16 +205,6 @@ def _find_split_files(folder: Path) -> dict[str, Path]:
     return found
 
 
-def _hub_reachable(timeout: float = 3.0) -> tuple[bool, str]:
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    parsed = urlparse(endpoint)
-    try:
-        socket.create_connection((parsed.hostname, parsed.port or 443), timeout=timeout).close()
-        return True, endpoint
-    except OSError as e:
-        return False, f"{endpoint} ({e})"
-
-
 def read_hf(spec: str, cfg: DataConfig) -> tuple[dict[str, pd.DataFrame], list[str] | None]:
     """Load ``hf:<id>`` from the hub, or ``hf:<folder>`` saved with ``save_to_disk``; keep ClassLabel names."""
     import datasets
@@ -224,11 +215,12 @@ def read_hf(spec: str, cfg: DataConfig) -> tuple[dict[str, pd.DataFrame], list[s
     else:
         offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
         if not offline:
-            ok, where = _hub_reachable()
-            if not ok:
+            endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+            why = unreachable(endpoint, timeout=3.0)
+            if why:
                 raise DataError(
-                    f"cannot reach the Hugging Face hub at {where} to load {name!r}; connect to the internet, "
-                    "or save the dataset locally (datasets' save_to_disk) and pass hf:<folder>"
+                    f"cannot reach the Hugging Face hub at {endpoint} ({why}) to load {name!r}; connect to the "
+                    "internet, or save the dataset locally (datasets' save_to_disk) and pass hf:<folder>"
                 )
         try:
             ds = datasets.load_dataset(name)
@@ -278,3 +270,29 @@ def read_source(cfg: DataConfig) -> tuple[dict[str, pd.DataFrame], list[str] | N
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     return {"train": read_file(path, cfg)}, None
+
+
+def output_format(path: str | None) -> str:
+    """The format of an output file from its extension (CSV on stdout); an unknown one is refused, not guessed."""
+    if path is None:
+        return "csv"
+    suffix = Path(path).suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        raise ConfigError(f"--output {path}: cannot write {suffix or 'a file without an extension'!r}; "
+                          f"use one of {', '.join(OUTPUT_FORMATS)}")
+    return OUTPUT_FORMATS[suffix]
+
+
+def write_table(df: pd.DataFrame, path: str | None) -> None:
+    """Write ``df`` in the format its path names, or as CSV on stdout."""
+    fmt = output_format(path)
+    if path is None:
+        df.to_csv(sys.stdout, index=False)
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "parquet":
+        df.to_parquet(path, index=False)
+    elif fmt == "jsonl":
+        df.to_json(path, orient="records", lines=True, force_ascii=False)
+    else:
+        df.to_csv(path, index=False, sep="\t" if fmt == "tsv" else ",")

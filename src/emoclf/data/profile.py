@@ -7,13 +7,10 @@ import logging
 import math
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from emoclf.data import PreparedData  # noqa: E402
+from emoclf.data import PreparedData
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +67,8 @@ def plot_class_distribution(prof: dict, path: Path) -> Path:
     labels = prof["labels"]
     splits = list(prof["class_counts"])
     width = 0.8 / len(splits)
-    fig, ax = plt.subplots(figsize=(1.5 + 1.1 * len(labels), 3.8))
+    fig = Figure(figsize=(1.5 + 1.1 * len(labels), 3.8))
+    ax = fig.subplots()
     x = np.arange(len(labels))
     for i, split in enumerate(splits):
         bars = ax.bar(x + i * width, [prof["class_counts"][split][lab] for lab in labels], width, label=split)
@@ -80,7 +78,6 @@ def plot_class_distribution(prof: dict, path: Path) -> Path:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 

@@ -92,17 +92,19 @@ def confusion(metrics: dict, labels: list[str], images: dict[str, Path]) -> str:
 def calibration(metrics: dict, images: dict[str, Path]) -> str:
     cal = metrics.get("calibration")
     if cal is None:
-        # A reliability.png without numbers would be left over from another evaluation; not shown.
-        return ('<p class="note">Calibration was not fitted in this evaluation; confidences are those of the '
+        return ('<p class="note">No calibration figures in this evaluation; confidences are those of the '
                 "model as saved (with its own temperature, if it has one).</p>")
     rows = [["temperature", f"{cal['temperature']:.3f}"],
-            ["test ECE before temperature scaling", f"{cal['test_ece_before']:.4f}"],
-            ["test ECE after temperature scaling", f"{cal['test_ece_after']:.4f}"]]
+            ["ECE before temperature scaling", f"{cal['ece_before']:.4f}"],
+            ["ECE after temperature scaling", f"{cal['ece_after']:.4f}"]]
+    if cal.get("temperature_note"):
+        rows.append(["temperature fitted on validation, not kept", f"{cal['fitted_temperature']:.3g}: "
+                                                                   f"{cal['temperature_note']}"])
     bias = metrics.get("class_bias")
     if bias:
         rows += [["class bias (logit offsets)", ", ".join(f"{k} {v:+.2f}" for k, v in bias["bias"].items())],
-                 ["test macro-F1 without / with class bias",
-                  f"{bias['test_macro_f1_without']:.4f} / {bias['test_macro_f1_with']:.4f}"]]
+                 ["macro-F1 without / with class bias",
+                  f"{bias['macro_f1_without']:.4f} / {bias['macro_f1_with']:.4f}"]]
     plot = image(images["reliability"], "reliability diagram") if "reliability" in images else ""
     return table(["", "value"], rows, numeric={1}) + plot
 

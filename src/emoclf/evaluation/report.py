@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+# A bare Figure draws headless with no pyplot state: a notebook user's backend is left alone.
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # reports are written headless, on servers and in CI
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from emoclf.evaluation.html import render as render_html  # noqa: E402
-from emoclf.evaluation.metrics import absent_note, score  # noqa: E402
+from emoclf.calibration import plot_reliability
+from emoclf.evaluation.html import render as render_html
+from emoclf.evaluation.metrics import absent_note, score
 
 METRICS_JSON = "metrics.json"
 REPORT_MD = "report.md"
@@ -22,7 +21,7 @@ PER_CLASS_PNG = "per_class_f1.png"
 CURVES_PNG = "training_curves.png"
 MISCLASSIFIED_CSV = "misclassified.csv"
 REPORT_HTML = "report.html"
-RELIABILITY_PNG = "reliability.png"  # written by training (calibration) before write_report is called
+RELIABILITY_PNG = "reliability.png"
 
 
 def markdown_table(metrics: dict) -> str:
@@ -45,7 +44,8 @@ def plot_confusion(cm: list[list[int]], labels: list[str], path: Path) -> Path:
     """Counts and row-normalised (recall per true class) side by side."""
     cm = np.asarray(cm)
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    fig, axes = plt.subplots(1, 2, figsize=(4 + 1.6 * len(labels), 1.2 + 0.8 * len(labels)))
+    fig = Figure(figsize=(4 + 1.6 * len(labels), 1.2 + 0.8 * len(labels)))
+    axes = fig.subplots(1, 2)
     for ax, data, title, fmt in ((axes[0], cm, "counts", "d"), (axes[1], norm, "normalised by true class", ".2f")):
         ax.imshow(data, cmap="Blues")
         ax.set(xticks=range(len(labels)), yticks=range(len(labels)), xlabel="predicted", ylabel="true", title=title)
@@ -58,14 +58,14 @@ def plot_confusion(cm: list[list[int]], labels: list[str], path: Path) -> Path:
                         color="white" if data[i, j] > top / 2 else "black", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
 def plot_per_class_f1(metrics: dict, path: Path) -> Path:
     labels = list(metrics["per_class"])
     f1 = [metrics["per_class"][lab]["f1"] or 0.0 for lab in labels]  # absent classes: an empty bar, named below
-    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(labels), 3.5))
+    fig = Figure(figsize=(1.2 + 0.9 * len(labels), 3.5))
+    ax = fig.subplots()
     bars = ax.bar(labels, f1, color="tab:blue")
     ax.bar_label(bars, fmt="%.3f", fontsize=8)
     ax.axhline(metrics["macro_f1"], color="tab:red", linestyle="--", label=f"macro-F1 {metrics['macro_f1']:.3f}")
@@ -74,7 +74,6 @@ def plot_per_class_f1(metrics: dict, path: Path) -> Path:
     ax.tick_params(axis="x", rotation=30)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -84,7 +83,8 @@ def plot_training_curves(history: list[dict], path: Path) -> Path | None:
     evals = [h for h in history if "eval_loss" in h]
     if not train and not evals:
         return None
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig = Figure(figsize=(9, 3.5))
+    ax1, ax2 = fig.subplots(1, 2)
     if train:
         ax1.plot(*zip(*train), label="train loss", marker=".")
     if evals:
@@ -95,7 +95,6 @@ def plot_training_curves(history: list[dict], path: Path) -> Path | None:
     ax2.set(xlabel="epoch", ylabel="macro-F1", title="validation macro-F1")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -115,11 +114,11 @@ def misclassified(texts, y_true, y_pred, probs, labels: list[str]) -> pd.DataFra
 
 
 def write_report(out_dir: str | Path, metrics: dict, labels: list[str], texts, y_true, probs,
-                 history: list[dict] | None = None) -> dict[str, Path]:
+                 history: list[dict] | None = None, raw_probs=None) -> dict[str, Path]:
     """Write every evaluation artefact into ``out_dir``; returns the paths by name.
 
-    ``metrics`` may carry ``calibration`` and ``class_bias`` (from training); the HTML page shows
-    them, with ``reliability.png`` from ``out_dir``, and says so when calibration was not fitted.
+    ``metrics`` may carry ``calibration`` and ``class_bias``; the HTML page shows them. With
+    ``raw_probs`` (the probabilities before temperature scaling) the reliability diagram is drawn too.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -140,8 +139,8 @@ def write_report(out_dir: str | Path, metrics: dict, labels: list[str], texts, y
         if curves:
             paths["training_curves"] = curves
     images = {k: paths[k] for k in ("confusion_matrix", "per_class_f1", "training_curves") if k in paths}
-    if (out / RELIABILITY_PNG).is_file():
-        images["reliability"] = out / RELIABILITY_PNG
+    if raw_probs is not None:
+        paths["reliability"] = images["reliability"] = plot_reliability(raw_probs, probs, y_true, out / RELIABILITY_PNG)
     paths["html"] = out / REPORT_HTML
     paths["html"].write_text(render_html(metrics, labels, texts, y_true, probs, wrong, images), encoding="utf-8")
     return paths

@@ -1,0 +1,258 @@
+"""The transformers Trainer as emoclf trains with it: settings, callbacks, and a small subclass.
+
+``EmoclfTrainer`` overrides only what differs: checkpoints written complete-or-absent, a
+length-grouped batch order drawn from the seed and the epoch (so a mid-epoch resume replays it),
+and a loss that must stay finite. The callbacks print one line per evaluation, forward metrics to
+the tracker, stop on a non-finite gradient norm or validation loss, and turn SIGINT/SIGTERM into
+"finish the step, checkpoint, stop".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import ProgressCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_pt_utils import LengthGroupedSampler
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+
+from emoclf import hardware
+from emoclf.checkpoints import CHECKPOINT_DIR, STAGING_DIR
+from emoclf.config import Config
+from emoclf.errors import TrainingDivergedError
+from emoclf.evaluation.metrics import macro_f1
+
+log = logging.getLogger(__name__)
+
+
+def is_main_process() -> bool:
+    """Rank 0 under torchrun/accelerate (they set RANK), or a single process: the one that writes and logs."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def resolve_precision(precision: str) -> str:
+    """``auto``: bf16 on GPUs that have it (else fp16), bf16 on CPUs with bf16 instructions, else fp32."""
+    if precision != "auto":
+        return precision
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if hardware.detect().bf16_fast else "fp32"
+
+
+def pad_multiple() -> int | None:
+    """Batches are padded to a multiple of 8 on GPUs (tensor-core tiles); on CPUs a padded token is only waste."""
+    return 8 if torch.cuda.is_available() else None
+
+
+def tokenize_split(df, tokenizer, max_length: int):
+    """A ``datasets.Dataset`` of input ids and labels, tokenised once in one batched call."""
+    from datasets import Dataset
+
+    enc = tokenizer(df["text"].tolist(), truncation=True, max_length=max_length)
+    return Dataset.from_dict({**enc, "labels": df["label_id"].tolist()})
+
+
+class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
+    """transformers' length-grouped order, drawn from ``seed + epoch`` alone.
+
+    The stock sampler draws from the global RNG when an epoch starts; a run resumed mid-epoch
+    restores the RNG of the checkpoint's step, not of the epoch's start, so it would train on
+    another order than the interrupted run. ``set_epoch`` (called by the Trainer every epoch,
+    a resumed one included) fixes the order to the epoch number.
+    """
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int) -> None:
+        super().__init__(batch_size, lengths=lengths)
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator = torch.Generator().manual_seed(self.seed + epoch)
+
+
+class DivergenceCheck(TrainerCallback):
+    """Logged gradient norms and validation losses must be finite (the per-step loss is checked in the trainer)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        for key, what in (("grad_norm", "gradient norm"), ("eval_loss", "validation loss")):
+            value = (logs or {}).get(key)
+            if value is not None and not math.isfinite(value):
+                raise diverged(what, value, state.global_step, args.learning_rate)
+
+
+def diverged(what: str, value: float, step: int, learning_rate: float) -> TrainingDivergedError:
+    return TrainingDivergedError(
+        f"training diverged: the {what} is {value} at step {step}; nothing was saved. Lower --learning-rate "
+        f"(now {learning_rate:g}), or try --precision fp32"
+    )
+
+
+class EpochSummary(TrainerCallback):
+    """One readable line per evaluation, and every logged metric forwarded to the tracker."""
+
+    def __init__(self, tracker) -> None:
+        self.tracker = tracker
+        self.started = time.perf_counter()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not is_main_process() or not logs:
+            return
+        numeric = {k: v for k, v in logs.items() if isinstance(v, (int, float)) and k != "epoch"}
+        self.tracker.log_metrics(numeric, step=state.global_step)
+        if "eval_macro_f1" in logs:
+            train_loss = next((h["loss"] for h in reversed(state.log_history) if "loss" in h), float("nan"))
+            log.info(
+                "epoch %.2f: train loss %.4f, validation loss %.4f, validation macro-F1 %.4f, accuracy %.4f (%.0fs)",
+                logs.get("epoch", state.epoch or 0), train_loss, logs["eval_loss"], logs["eval_macro_f1"],
+                logs["eval_accuracy"], time.perf_counter() - self.started,
+            )
+
+
+class ProgressBars(ProgressCallback):
+    """The Trainer's progress bars without its per-step dicts on stdout (stdout is for results)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        pass
+
+
+class GracefulStop(TrainerCallback):
+    """SIGINT/SIGTERM while training: finish the step, checkpoint, stop. A second signal stops at once."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    @contextlib.contextmanager
+    def installed(self):
+        if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+            yield
+            return
+        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt(f"signal {signum}")
+        self.signum = signum
+        log.warning("%s: stopping after this step with a checkpoint (send it again to stop at once)",
+                    signal.Signals(signum).name)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.signum is not None:
+            control.should_training_stop = True
+            # At an epoch's end the epoch's own evaluation and checkpoint follow; anywhere else, save now.
+            control.should_save = control.should_save or not float(state.epoch).is_integer()
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if self.signum is not None and not float(state.epoch).is_integer():
+            # Evaluating a cut-short epoch would change early stopping compared with an uninterrupted run.
+            control.should_evaluate = control.should_save = False
+
+
+class EmoclfTrainer(Trainer):
+    """The Trainer, with complete-or-absent checkpoints, a resumable length-grouped order and a finite loss.
+
+    transformers writes ``checkpoint-N`` file by file where it ends up, so a crash mid-save would
+    leave a folder that looks like a checkpoint; here ``checkpoint-N`` exists only once complete.
+    The Trainer's own logging drops non-finite losses from its averages (``logging_nan_inf_filter``),
+    which hid a diverged run; here the first one stops the training, naming its step.
+    """
+
+    _staging = False
+
+    def _get_train_sampler(self, train_dataset=None):
+        if self.args.train_sampling_strategy != "group_by_length":
+            return super()._get_train_sampler(train_dataset)
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        lengths = [len(ids) for ids in dataset["input_ids"]]
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return EpochSeededLengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                               lengths, seed)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if not torch.isfinite(loss).all():
+            raise diverged("training loss", float(loss.detach().float().mean()), self.state.global_step + 1,
+                           self.args.learning_rate)
+        return loss
+
+    def _get_output_dir(self, trial) -> str:
+        out = super()._get_output_dir(trial)
+        return os.path.join(out, STAGING_DIR) if self._staging else out
+
+    def _save_checkpoint(self, model, trial) -> None:
+        self._staging = True
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging = False
+        self.accelerator.wait_for_everyone()  # every rank has written its RNG state into the staging folder
+        if not self.args.should_save:
+            return
+        run_dir = self._get_output_dir(trial)
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        staged, final = os.path.join(run_dir, STAGING_DIR, name), os.path.join(run_dir, name)
+        if self.state.best_model_checkpoint == staged:
+            # The Trainer recorded where it wrote; the state, also the copy inside, must name where it will be.
+            self.state.best_model_checkpoint = final
+            self.state.save_to_json(os.path.join(staged, TRAINER_STATE_NAME))
+        os.replace(staged, final)
+        os.rmdir(os.path.dirname(staged))
+        rotate_checkpoints(run_dir, self.args.save_total_limit, self.state.best_model_checkpoint)
+
+
+def compute_metrics(eval_pred) -> dict[str, float]:
+    preds = np.asarray(eval_pred.predictions).argmax(axis=-1)
+    labels = np.asarray(eval_pred.label_ids)
+    return {"macro_f1": macro_f1(labels, preds), "accuracy": float((preds == labels).mean())}
+
+
+def build_training_args(cfg: Config, precision: str) -> TrainingArguments:
+    """``emoclf train``'s Trainer settings; warm-up and logging are shares of the run, which the Trainer turns
+    into steps itself (whatever the number of processes)."""
+    t = cfg.train
+    # Best-model tracking needs evaluations and checkpoints on one schedule.
+    schedule = ({"eval_strategy": "steps", "eval_steps": t.checkpoint_steps, "save_strategy": "steps",
+                 "save_steps": t.checkpoint_steps} if t.checkpoint_steps else
+                {"eval_strategy": "epoch", "save_strategy": "epoch"})
+    return TrainingArguments(
+        output_dir=str(Path(t.output_dir) / CHECKPOINT_DIR),
+        num_train_epochs=t.epochs,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.eval_batch_size,
+        learning_rate=t.learning_rate,
+        weight_decay=t.weight_decay,
+        warmup_steps=t.warmup_ratio,  # below 1: a share of all steps
+        lr_scheduler_type="linear",
+        **schedule,
+        save_total_limit=t.save_total_limit,
+        restore_callback_states_from_checkpoint=True,  # early stopping's patience counter survives a resume
+        load_best_model_at_end=True,
+        metric_for_best_model="macro_f1",
+        greater_is_better=True,
+        logging_strategy="steps",
+        logging_steps=0.25 / t.epochs,  # four times an epoch
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=not torch.cuda.is_available(),
+        seed=t.seed,
+        data_seed=t.seed,
+        report_to="none",
+        dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,  # every parameter of a sequence classifier is used; True walks the graph each step
+        save_only_model=False,
+        disable_tqdm=False,
+    )
