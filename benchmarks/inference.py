@@ -116,7 +116,7 @@ def levers(export: Path, data: Labelled, repeats: int, cores: int) -> dict:
 
     p = predictor()
     started = time.perf_counter()
-    clean = p._clean(data.texts)
+    clean = p.clean(data.texts)
     cleaned = time.perf_counter()
     p.tokenizer(clean, truncation=True, max_length=meta.max_length)
     tokenized = time.perf_counter()

@@ -22,7 +22,8 @@ PM = re.compile(r"\d\.\d{4} ± \d\.\d{4}")
 
 def table_of(rows: list[tuple[str, int, float]]) -> pd.DataFrame:
     runs = pd.DataFrame([{"strategy": s, "seed": seed, "accuracy": f, "macro_f1": f, "weighted_f1": f,
-                          "train_seconds": 1.0, "run_id": None} for s, seed, f in rows])
+                          "train_seconds": 1.0, "optimizer_steps": 120, "examples_seen": 1920, "run_id": None}
+                         for s, seed, f in rows])
     return summarise(runs, list(dict.fromkeys(runs["strategy"])))
 
 
@@ -51,7 +52,7 @@ def test_verdict_with_one_seed_says_spread_unknown():
 def test_markdown_shows_mean_and_std_and_the_rule():
     table = table_of([("none", 1, 0.50), ("none", 2, 0.52), ("focal", 1, 0.60), ("focal", 2, 0.62)])
     md = markdown(table, decide(table, seeds=2), [], seeds=2, quick=True, n_test=46)
-    assert "| focal | 0.6100 ± 0.0141 | 0.6100 ± 0.0141 | 0.6100 ± 0.0141 | 1.0 ± 0.0 |" in md
+    assert "| focal | 0.6100 ± 0.0141 | 0.6100 ± 0.0141 | 0.6100 ± 0.0141 | 120 ± 0 | 1920 ± 0 | 1.0 ± 0.0 |" in md
     assert "untouched test split (46 texts, never resampled); mean ± sample std over seeds" in md
     assert "Rule: the lead counts as real when" in md
 
@@ -75,13 +76,16 @@ def test_quick_cuts_budget_and_evaluation_rows_alike_for_every_strategy(tmp_path
         seen.append((variant.train.imbalance, variant.train.epochs, variant.data.max_samples,
                      {s: df.copy() for s, df in data.splits.items()}))
         y = data.splits["test"]["label_id"]
+        metrics = {**classification_metrics(y, y, data.labels),
+                   "training": {"optimizer_steps": variant.train.max_steps, "examples_seen": 1}}
         return training.TrainResult(Path(variant.train.output_dir), Path(variant.train.output_dir) / "model",
-                                    classification_metrics(y, y, data.labels), {}, None, 1.0, 1.0)
+                                    metrics, {}, None, 1.0, 1.0)
 
     monkeypatch.setattr(compare_module, "QUICK_EVAL_ROWS", 30)
     monkeypatch.setattr(training, "train", fake_train)
     result = compare(Config().replace(output_dir=str(tmp_path), tracking=False), ["none", "focal"], quick=True)
     assert [(s, epochs, cap) for s, epochs, cap, _ in seen] == [("none", 1.0, 600), ("focal", 1.0, 600)]
+    assert result.runs["optimizer_steps"].tolist() == [120, 120]  # 600 rows, 1 epoch: 19 steps, raised to the floor
     (_, _, _, first), (_, _, _, second) = seen
     for split in ("train", "validation", "test"):
         pd.testing.assert_frame_equal(first[split], second[split])  # the very same rows for both strategies
@@ -103,7 +107,8 @@ def test_compare_quick_without_tracking(tiny_model, tmp_path, capsys):
     strategies = ["none", "oversample", "undersample", "class-weight", "focal"]
     table = pd.read_csv(folder / "comparison.csv")
     assert table["strategy"].tolist() == strategies
-    metric_cols = ["accuracy", "macro_f1", "weighted_f1", *(f"f1_{lab}" for lab in LABELS), "train_seconds"]
+    metric_cols = ["accuracy", "macro_f1", "weighted_f1", *(f"f1_{lab}" for lab in LABELS), "optimizer_steps",
+                   "examples_seen", "train_seconds"]
     expected = ["strategy", "n_seeds", *(f"{m}_{stat}" for m in metric_cols for stat in ("mean", "std"))]
     assert table.columns.tolist() == expected
     assert table["n_seeds"].eq(1).all() and table["macro_f1_std"].isna().all()  # one seed: no spread
@@ -193,3 +198,24 @@ def test_no_strategy_sees_resampled_validation_or_test_rows(tiny_model, tmp_path
             assert {lab: row["support"] for lab, row in metrics["per_class"].items()} == test_support
     assert result.table["n_seeds"].tolist() == [2, 2]
     assert PM.search(result.paths["markdown"].read_text())
+
+
+@pytest.mark.slow
+def test_budget_steps_gives_every_strategy_the_same_optimizer_steps(tiny_model, tmp_path):
+    """Without a matched budget, over-sampling trains more steps per epoch and under-sampling fewer."""
+    cfg = Config().replace(model=str(tiny_model), tracking=False, learning_rate=3e-3, batch_size=16, num_threads=1,
+                           max_samples=120, epochs=2.0, min_steps=0)
+    strategies = ["none", "oversample", "undersample"]
+    matched = compare(cfg.replace(output_dir=str(tmp_path / "steps")), strategies)
+    expected = int(np.ceil(120 / 16)) * 2  # whole batches per epoch, as the Trainer counts
+    assert matched.runs["optimizer_steps"].tolist() == [expected] * 3
+    for s in strategies:  # read back from each run
+        metrics = json.loads((tmp_path / "steps" / f"{s}-seed42" / "report" / "metrics.json").read_text())
+        assert metrics["training"]["optimizer_steps"] == expected
+    assert matched.verdict.text.startswith(f"Budget: {expected} optimizer steps each, without early stopping")
+    assert json.loads(matched.paths["json"].read_text())["budget"] == "steps"
+    by_epochs = compare(cfg.replace(output_dir=str(tmp_path / "epochs"), early_stopping=False), strategies,
+                        budget="epochs")
+    steps = dict(zip(by_epochs.runs["strategy"], by_epochs.runs["optimizer_steps"]))
+    assert steps["undersample"] < steps["none"] == expected < steps["oversample"]
+    assert by_epochs.verdict.text.startswith("Budget: 2 epoch(s) each, so resampling changes the number of steps")

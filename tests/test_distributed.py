@@ -46,7 +46,7 @@ def test_two_process_training_is_one_run_with_whole_split_metrics(launch, tiny_m
     out, store = tmp_path / "run", f"sqlite:///{tmp_path / 'mlflow.db'}"
     cmd = [*launcher(launch, free_port()), "-m", "emoclf.cli", "train", "--model", str(tiny_model),
            "--epochs", str(EPOCHS), "--batch-size", str(BATCH), "--eval-batch-size", "8", "--learning-rate", "3e-3",
-           "--patience", str(EPOCHS), "--imbalance", "oversample", "--precision", "fp32",
+           "--patience", str(EPOCHS), "--imbalance", "oversample", "--precision", "fp32", "--min-steps", "0",
            "--output-dir", str(out), "--tracking-uri", store, "--experiment", "ddp"]
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env.update(MASTER_ADDR="127.0.0.1", OMP_NUM_THREADS="1")

@@ -34,7 +34,7 @@ DRIVER = Path(__file__).with_name("fault_driver.py")
 def train_flags(tiny_model: Path, out: Path, uri: str, experiment: str, *extra: str) -> list[str]:
     return ["train", "--model", str(tiny_model), "--output-dir", str(out), "--tracking-uri", uri,
             "--experiment", experiment, "--epochs", "2", "--batch-size", "16", "--learning-rate", "3e-3",
-            "--max-samples", "160", "--precision", "fp32", "--num-threads", "1", *extra]
+            "--max-samples", "160", "--precision", "fp32", "--num-threads", "1", "--min-steps", "0", *extra]
 
 
 def launch(fault: str, ready: Path, args: list[str], log: Path) -> subprocess.Popen:
@@ -296,7 +296,7 @@ def test_server_killed_mid_run_and_restarted_loses_nothing(tmp_path, tiny_model,
 
     kill_server_after_first_checkpoint(monkeypatch, server, restart_after_steps=4)
     cfg = Config().replace(model=str(tiny_model), output_dir=str(tmp_path / "run"), tracking_uri=server.uri,
-                           experiment="outage", epochs=2.0, batch_size=16, learning_rate=3e-3, max_samples=160,
+                           experiment="outage", epochs=2.0, min_steps=0, batch_size=16, learning_rate=3e-3, max_samples=160,
                            precision="fp32", num_threads=1)
     with caplog.at_level("WARNING", logger="emoclf.tracking"):
         result = train(cfg)
@@ -382,7 +382,8 @@ def test_resume_from_a_mid_epoch_checkpoint_matches_uninterrupted_with_length_gr
     """The default sampler groups batches by length in a random order; resumed mid-epoch (here in the
     second of three epochs), the run must train on the same batches as one never interrupted."""
     cfg = Config().replace(model=str(tiny_model), tracking=False, epochs=3.0, max_samples=160, batch_size=16,
-                           learning_rate=3e-3, checkpoint_steps=4, num_threads=1, precision="fp32", patience=100)
+                           learning_rate=3e-3, checkpoint_steps=4, num_threads=1, precision="fp32", patience=100,
+                           min_steps=0)
     assert cfg.train.group_by_length
     train(cfg.replace(output_dir=str(tmp_path / "whole")))
 

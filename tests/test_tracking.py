@@ -40,7 +40,7 @@ def test_train_against_real_server(mlflow_server, tmp_path, tiny_model):
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    cfg = Config().replace(model=str(tiny_model), epochs=1.0, output_dir=str(tmp_path / "run"),
+    cfg = Config().replace(model=str(tiny_model), epochs=1.0, min_steps=0, output_dir=str(tmp_path / "run"),
                            tracking_uri=mlflow_server, experiment="ci", register_name="emoclf-tiny")
     result = train(cfg)
     client = MlflowClient(mlflow_server)

@@ -176,3 +176,18 @@ def test_a_finished_training_is_replaced_only_with_overwrite(tmp_path, tiny_mode
     assert json.loads((out / "run_info.json").read_text())["run_id"] == second.run_id
     assert (out / "model" / "model.safetensors").read_bytes() != weights
     assert json.loads((out / "model" / "emoclf.json").read_text())["config"]["train"]["seed"] == 7
+
+
+def test_small_data_trains_at_least_min_steps_and_says_so(tmp_path, tiny_model):
+    cfg = _tiny(tiny_model, tmp_path / "floor").replace(min_steps=20, early_stopping=False)
+    result = train(cfg)
+    t = result.metrics["training"]
+    rows = json.loads((tmp_path / "floor" / "report" / "data_profile.json").read_text())["rows"]["train"]
+    assert t["planned_steps"] == t["steps_per_epoch"] == -(-rows // 16) < 20  # one epoch at batch 16
+    assert (t["steps"], t["optimizer_steps"], t["min_steps_applied"]) == (20, 20, True)
+    report = (tmp_path / "floor" / "report" / "report.md").read_text()
+    assert f"{t['planned_steps']} planned steps were raised to the --min-steps floor of 20" in report
+    assert json.loads((tmp_path / "floor" / "report" / "metrics.json").read_text())["training"] == t
+    plain = train(cfg.replace(min_steps=0, output_dir=str(tmp_path / "plain")))
+    assert plain.metrics["training"]["optimizer_steps"] == t["planned_steps"]
+    assert not plain.metrics["training"]["min_steps_applied"]

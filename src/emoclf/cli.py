@@ -169,7 +169,7 @@ def cmd_compare(args) -> int:
     cfg = config_from_args(args, args.sections)
     if "output_dir" not in vars(args):
         cfg = cfg.replace(output_dir="runs/compare")
-    result = compare(cfg, [s.strip() for s in opts.strategies.split(",")], opts.seeds, opts.quick)
+    result = compare(cfg, [s.strip() for s in opts.strategies.split(",")], opts.seeds, opts.quick, opts.budget)
     print(result.paths["markdown"].read_text(encoding="utf-8"))
     print(f"comparison: {result.paths['markdown'].parent}")
     if result.run_id:

@@ -6,6 +6,12 @@ loaded and split once, so every strategy sees the identical split; only ``traini
 resamples, and only the training rows; every score is on the untouched test split. Each
 training is an MLflow child run under one parent run that holds the comparison.
 
+Budget: with ``budget="steps"`` (the default) every strategy trains the same number of optimizer
+steps, those of the unresampled training (epochs x rows / batch size, at least ``min_steps``),
+without early stopping, so over-sampling cannot win by training longer nor under-sampling lose
+by training less; ``budget="epochs"`` gives every strategy the same epochs instead. The table
+shows the steps and examples each one trained on, and the verdict names the budget.
+
 Verdict rule: the best strategy has the highest mean test macro-F1. Its lead over the runner-up
 counts as real only when ``best mean - runner-up mean > max(std best, std runner-up)``, the
 sample standard deviations (ddof=1) over seeds; with one seed the spread is unknown.
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -82,7 +89,8 @@ def check_strategies(strategies) -> list[str]:
     return strategies
 
 
-def compare(cfg: Config, strategies=DEFAULT_STRATEGIES, seeds: int = 1, quick: bool = False) -> ComparisonResult:
+def compare(cfg: Config, strategies=DEFAULT_STRATEGIES, seeds: int = 1, quick: bool = False,
+            budget: str = "steps") -> ComparisonResult:
     """Train every strategy with seeds ``train.seed``, ``train.seed + 1``, ... on one split; write and log the table.
 
     Only ``train.seed`` varies between seeds (initialisation, shuffling, resampling); the split
@@ -102,6 +110,7 @@ def compare(cfg: Config, strategies=DEFAULT_STRATEGIES, seeds: int = 1, quick: b
     cfg.save_yaml(out / CONFIG_FILE)
     data = _load(cfg, quick)
     n_test = len(data.splits["test"])
+    arm, budget_text = matched_budget(cfg, len(data.splits["train"]), budget)
 
     # As in train: run_info.json and any undelivered tracking calls land in the output folder.
     tracker = make_tracker(cfg.tracking.tracking, cfg.tracking.tracking_uri, cfg.tracking.experiment, local_dir=out,
@@ -118,15 +127,15 @@ def compare(cfg: Config, strategies=DEFAULT_STRATEGIES, seeds: int = 1, quick: b
                 log.info("compare: training %s", name)
                 # Children do not register models: one registered name would collect every variant.
                 variant = cfg.replace(imbalance=strategy, seed=seed, output_dir=str(out / name), run_name=name,
-                                      register_name=None)
+                                      register_name=None, **arm)
                 result = training.train(variant, data)
                 # Checkpoints (~250 MB each for MiniLM) are only for resuming; the saved model stays.
                 shutil.rmtree(out / name / CHECKPOINT_DIR, ignore_errors=True)
                 rows.append(run_row(strategy, seed, result, data.labels))
         runs = pd.DataFrame(rows)
         table = summarise(runs, strategies)
-        verdict = decide(table, seeds)
-        paths = write_comparison(report_dir, runs, table, verdict, data.labels, seeds, quick, n_test)
+        verdict = decide(table, seeds, budget_text)
+        paths = write_comparison(report_dir, runs, table, verdict, data.labels, seeds, quick, n_test, budget)
         tracker.log_metrics({f"{s}.{k}": v for s, row in table.iterrows() for k, v in row.items()
                              if k != "n_seeds" and not np.isnan(v)})
         tracker.set_tags({"emoclf.best_strategy": verdict.best,
@@ -134,6 +143,20 @@ def compare(cfg: Config, strategies=DEFAULT_STRATEGIES, seeds: int = 1, quick: b
         tracker.log_artifacts(report_dir, COMPARISON_DIR)
     log.info("compare: %s", verdict.text)
     return ComparisonResult(out, runs, table, verdict, tracker.run_id, paths)
+
+
+def matched_budget(cfg: Config, train_rows: int, budget: str) -> tuple[dict, str]:
+    """The settings that give every arm the same budget, and a sentence saying what it is."""
+    t = cfg.train
+    if budget == "epochs":
+        return {}, (f"Budget: {t.epochs:g} epoch(s) each, so resampling changes the number of steps (and early "
+                    "stopping may end a training sooner).")
+    if budget != "steps":
+        raise ConfigError(f"budget must be one of steps, epochs; got {budget!r}")
+    # As the Trainer counts them: whole batches per epoch, times the epochs.
+    steps = t.max_steps or max(math.ceil(math.ceil(train_rows / t.batch_size) * t.epochs), t.min_steps)
+    return ({"max_steps": steps, "early_stopping": False},
+            f"Budget: {steps} optimizer steps each, without early stopping, whatever the resampling.")
 
 
 def _refuse_earlier_comparison(out: Path, strategies: list[str], seeds: range, overwrite: bool) -> None:
@@ -159,6 +182,7 @@ def run_row(strategy: str, seed: int, result: training.TrainResult, labels: list
     m = result.metrics
     return {"strategy": strategy, "seed": seed, **{k: m[k] for k in HEADLINE},
             **{f"f1_{lab}": m["per_class"][lab]["f1"] for lab in labels},
+            "optimizer_steps": m["training"]["optimizer_steps"], "examples_seen": m["training"]["examples_seen"],
             "train_seconds": result.train_seconds, "run_id": result.run_id}
 
 
@@ -172,10 +196,11 @@ def summarise(runs: pd.DataFrame, strategies: list[str]) -> pd.DataFrame:
     return table
 
 
-def decide(table: pd.DataFrame, seeds: int) -> Verdict:
+def decide(table: pd.DataFrame, seeds: int, budget_text: str = "") -> Verdict:
     ranked = table.sort_values("macro_f1_mean", ascending=False, kind="stable")
     best, score = ranked.index[0], ranked["macro_f1_mean"].iloc[0]
-    head = f"Best strategy: {best} (mean test macro-F1 {score:.4f} over {seeds} seed{'s' if seeds > 1 else ''})."
+    head = (f"{budget_text} " if budget_text else "") + \
+        f"Best strategy: {best} (mean test macro-F1 {score:.4f} over {seeds} seed{'s' if seeds > 1 else ''})."
     if len(ranked) == 1:
         return Verdict(best, None, None, None, None, head + " It was the only strategy compared.")
     runner_up = ranked.index[1]
@@ -197,7 +222,8 @@ def _pm(mean: float, std: float, digits: int) -> str:
 
 def markdown(table: pd.DataFrame, verdict: Verdict, labels: list[str], seeds: int, quick: bool, n_test: int) -> str:
     metrics = [("accuracy", "accuracy", 4), ("macro-F1", "macro_f1", 4), ("weighted F1", "weighted_f1", 4),
-               *((f"F1 {lab}", f"f1_{lab}", 4) for lab in labels), ("train s", "train_seconds", 1)]
+               *((f"F1 {lab}", f"f1_{lab}", 4) for lab in labels), ("steps", "optimizer_steps", 0),
+               ("examples", "examples_seen", 0), ("train s", "train_seconds", 1)]
     spread = "mean ± sample std over seeds" if seeds > 1 else "one seed, so no spread"
     scope = (f"quick run: at most {QUICK_MAX_SAMPLES} training rows, {QUICK_EPOCHS:g} epoch, stratified subsets of "
              f"at most {QUICK_EVAL_ROWS} validation and test rows. " if quick else "")
@@ -234,13 +260,13 @@ def plot_per_class_f1(table: pd.DataFrame, labels: list[str], path: Path) -> Pat
 
 
 def write_comparison(folder: Path, runs: pd.DataFrame, table: pd.DataFrame, verdict: Verdict,
-                     labels: list[str], seeds: int, quick: bool, n_test: int) -> dict[str, Path]:
+                     labels: list[str], seeds: int, quick: bool, n_test: int, budget: str = "steps") -> dict[str, Path]:
     paths = {"markdown": folder / COMPARISON_MD, "csv": folder / COMPARISON_CSV, "runs": folder / RUNS_CSV,
              "json": folder / COMPARISON_JSON}
     paths["markdown"].write_text(markdown(table, verdict, labels, seeds, quick, n_test), encoding="utf-8")
     table.to_csv(paths["csv"], index_label="strategy")
     runs.to_csv(paths["runs"], index=False)
-    summary = {"seeds": seeds, "quick": quick, "test_rows": n_test, "verdict": asdict(verdict),
+    summary = {"seeds": seeds, "quick": quick, "budget": budget, "test_rows": n_test, "verdict": asdict(verdict),
                "table": json.loads(table.reset_index().to_json(orient="records")),
                "runs": json.loads(runs.to_json(orient="records"))}
     paths["json"].write_text(json.dumps(summary, indent=2), encoding="utf-8")

@@ -25,6 +25,9 @@ PredictPrecision = Literal["fp32", "bf16"]  # a PyTorch model's weights when pre
 ExportPrecision = Literal["fp32", "int8", "fp16"]
 TextMode = Literal["keep", "remove", "token"]
 IMBALANCE_STRATEGIES: tuple[str, ...] = typing.get_args(Imbalance)
+Budget = Literal["steps", "epochs"]
+# The optimizer steps below which a training is raised to this floor (docs/experiments.md, "Minimum steps").
+MIN_STEPS = 120
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -74,11 +77,16 @@ class TrainConfig:
     output_dir: str = _f("runs/latest", "Folder for checkpoints, the final model and reports.")
     overwrite: bool = _f(False, "Replace the training already in output_dir (refused without it, so no model is replaced by surprise).")
     epochs: float = _f(3.0, "Maximum number of epochs (early stopping may end sooner).")
+    max_steps: int | None = _f(None, "Train for this many optimizer steps instead of --epochs (compare gives every arm "
+                                     "the same number this way).")
+    min_steps: int = _f(MIN_STEPS, "Train for at least this many optimizer steps: on small data, epochs x rows / "
+                                   "batch size gives too few to learn (the log and the report say when it applies).")
     batch_size: int = _f(32, "Training batch size per device.")
     eval_batch_size: int = _f(128, "Evaluation and prediction batch size.")
     learning_rate: float = _f(1e-4, "Peak learning rate (AdamW).")
     weight_decay: float = _f(0.01, "AdamW weight decay.")
     warmup_ratio: float = _f(0.1, "Share of steps with linear warm-up (0 to below 1).")
+    early_stopping: bool = _f(True, "Stop when validation macro-F1 has not improved for --patience evaluations.")
     patience: int = _f(2, "Early stopping: evaluations without macro-F1 improvement before stopping.")
     seed: int = _f(42, "Seed for initialisation, shuffling and sampling.")
     precision: TrainPrecision = _f("auto", "fp32, bf16, fp16, or auto (bf16 on GPUs that have it and on CPUs with AMX).")
@@ -131,8 +139,11 @@ class Config:
             raise ConfigError(f"warmup_ratio must be at least 0 and below 1, got {t.warmup_ratio}")
         if d.max_samples is not None and d.max_samples < 1:
             raise ConfigError(f"max_samples must be at least 1, got {d.max_samples}")
-        if t.checkpoint_steps is not None and t.checkpoint_steps < 1:
-            raise ConfigError(f"checkpoint_steps must be at least 1, got {t.checkpoint_steps}")
+        for name in ("max_steps", "checkpoint_steps"):
+            if getattr(t, name) is not None and getattr(t, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(t, name)}")
+        if t.min_steps < 0:
+            raise ConfigError(f"min_steps must be at least 0, got {t.min_steps}")
         if t.save_total_limit < 2:
             # With one slot the Trainer deletes the newest checkpoint whenever it is not the best one.
             raise ConfigError(f"save_total_limit must be at least 2 (the best checkpoint and the newest), got {t.save_total_limit}")
@@ -200,6 +211,9 @@ class CompareOptions:
                          "Comma-separated imbalance strategies to compare.")
     seeds: int = _f(1, "Trainings per strategy, seeds SEED, SEED+1, ...")
     quick: bool = _f(False, "Cut-down run: at most 600 training rows, 1 epoch, at most 500 validation and test rows.")
+    budget: Budget = _f("steps", "steps: every strategy trains the same number of optimizer steps (the unresampled "
+                                 "training's epochs x rows / batch size), without early stopping; epochs: the same "
+                                 "epochs, so resampling changes the steps.")
 
 
 @dataclass

@@ -213,6 +213,20 @@ class EmoclfTrainer(Trainer):
         rotate_checkpoints(run_dir, self.args.save_total_limit, self.state.best_model_checkpoint)
 
 
+def plan_steps(trainer: Trainer, cfg: Config) -> dict:
+    """The optimizer steps of this training, set on the trainer: ``max_steps``, else epochs x the Trainer's
+    own steps per epoch, raised to ``min_steps`` when fewer (a floor that small data needs to learn)."""
+    t = cfg.train
+    per_epoch = max(1, len(trainer.get_train_dataloader()) // trainer.args.gradient_accumulation_steps)
+    planned = t.max_steps or math.ceil(per_epoch * t.epochs)
+    steps = max(planned, t.min_steps)
+    if steps > planned:
+        log.warning("%d optimizer steps (%g epoch(s) of %d) are too few to learn from: training %d steps, the "
+                    "--min-steps floor", planned, t.epochs, per_epoch, steps)
+    trainer.args.max_steps = steps
+    return {"steps_per_epoch": per_epoch, "planned_steps": planned, "steps": steps, "min_steps_applied": steps > planned}
+
+
 def compute_metrics(eval_pred) -> dict[str, float]:
     preds = np.asarray(eval_pred.predictions).argmax(axis=-1)
     labels = np.asarray(eval_pred.label_ids)

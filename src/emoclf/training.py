@@ -59,6 +59,7 @@ from emoclf.trainer import (
     compute_metrics,
     is_main_process,
     pad_multiple,
+    plan_steps,
     resolve_precision,
     tokenize_split,
 )
@@ -92,6 +93,7 @@ class _Setup:
     train_ds: Any
     val_ds: Any
     precision: str
+    steps: dict = field(default_factory=dict)  # what plan_steps decided, then the steps trained
 
 
 def train(cfg: Config, data: PreparedData | None = None, resume: bool = False) -> TrainResult:
@@ -105,10 +107,8 @@ def train(cfg: Config, data: PreparedData | None = None, resume: bool = False) -
     data = data or load_data(cfg.data, Preprocessor(cfg.preprocess))
     # Under torchrun/accelerate every rank runs this; only rank 0 tracks, writes and evaluates.
     main = is_main_process()
-    if main:
-        checkpoint = prepare_output(out, resume, cfg.train.overwrite)
-    else:
-        checkpoint = latest_checkpoint(out / CHECKPOINT_DIR) if resume else None
+    checkpoint = (prepare_output(out, resume, cfg.train.overwrite) if main
+                  else latest_checkpoint(out / CHECKPOINT_DIR) if resume else None)
     tracker = make_tracker(cfg.tracking.tracking and main, cfg.tracking.tracking_uri, cfg.tracking.experiment,
                            local_dir=out, optional=cfg.tracking.tracking_optional)
     tracker.start(cfg.tracking.run_name, resume=resume)
@@ -179,9 +179,10 @@ def _fit(cfg: Config, setup: _Setup, tracker: Tracker, checkpoint: Path | None) 
         data_collator=DataCollatorWithPadding(setup.tokenizer, pad_to_multiple_of=pad_multiple()),
         compute_metrics=compute_metrics,
         compute_loss_func=make_loss(setup.plan.loss, setup.plan.class_weights, t.focal_gamma, t.focal_alpha),
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=t.patience), EpochSummary(tracker), DivergenceCheck(),
-                   stop],
+        callbacks=[EpochSummary(tracker), DivergenceCheck(), stop]
+        + [EarlyStoppingCallback(early_stopping_patience=t.patience)] * t.early_stopping,
     )
+    setup.steps = plan_steps(trainer, cfg)
     # Keep the progress bars, drop the raw log dicts they write to stdout: EpochSummary logs one line per epoch.
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(ProgressBars)
@@ -204,6 +205,7 @@ def _fit(cfg: Config, setup: _Setup, tracker: Tracker, checkpoint: Path | None) 
                                   f"checkpoint {latest_checkpoint(out / CHECKPOINT_DIR)}; continue with: "
                                   f"emoclf train --resume {out}")
     seconds = time.perf_counter() - started
+    setup.steps.update(optimizer_steps=trainer.state.global_step, examples_seen=round(len(setup.train_ds) * trainer.state.epoch))
     return trainer, seconds, len(setup.train_ds) * (trainer.state.epoch - start_epoch)
 
 
@@ -222,7 +224,7 @@ def _evaluate(cfg: Config, data: PreparedData, setup: _Setup, trainer: EmoclfTra
         fitted = calibrate(predictor, Labelled.from_split(data.splits["validation"], "validation"), t.calibrate,
                            t.class_bias)
         result = evaluate(predictor, Labelled.from_split(data.splits["test"], "test"), out / REPORT_DIR, history,
-                          fitted, progress=True)
+                          fitted, progress=True, context={"training": setup.steps})
         metrics = result.metrics
         predictor.meta.metrics = {k: metrics[k] for k in ("accuracy", "macro_f1", "weighted_f1")}
         write_meta(staged, predictor.meta)

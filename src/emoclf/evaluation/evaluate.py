@@ -43,10 +43,11 @@ def calibrate(predictor, validation: Labelled, temperature: bool = True, class_b
 
 
 def evaluate(predictor, data: Labelled, out_dir: str | Path | None = None, history: list[dict] | None = None,
-             fitted: dict | None = None, progress: bool = False) -> Evaluation:
+             fitted: dict | None = None, progress: bool = False, context: dict | None = None) -> Evaluation:
     """Metrics of ``predictor`` on ``data``; with ``out_dir``, every report file too (``write_report``).
 
-    ``fitted`` (what ``calibrate`` returned) is recorded in the metrics' calibration entry.
+    ``fitted`` (what ``calibrate`` returned) is recorded in the metrics' calibration entry; ``context``
+    (how the model was trained, for example) is added to the metrics as it is.
     """
     started = time.perf_counter()
     logits = predictor.logits(data.texts, progress=progress)
@@ -62,6 +63,7 @@ def evaluate(predictor, data: Labelled, out_dir: str | Path | None = None, histo
         without = classification_metrics(data.y_true, raw.argmax(axis=1), predictor.labels)["macro_f1"]
         metrics["class_bias"] = {"bias": dict(zip(predictor.labels, meta.class_bias)), "macro_f1_without": without,
                                  "macro_f1_with": metrics["macro_f1"], "helped": metrics["macro_f1"] > without}
+    metrics.update(context or {})
     if out_dir is not None:
         write_report(out_dir, metrics, predictor.labels, data.texts, data.y_true, probs, history, raw_probs=raw)
     return Evaluation(metrics, probs, rate)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from emoclf.evaluation.metrics import absent_note, score
+from emoclf.evaluation.metrics import absent_note, score, training_note
 
 TOP_PAIRS = 5
 EXAMPLES_PER_PAIR = 3
@@ -71,7 +71,8 @@ def headline(metrics: dict, images: dict[str, Path]) -> str:
                                       ("weighted F1", "weighted_f1")))
     cards += f'<div class="card">texts<b>{metrics["n"]}</b></div>'
     curves = image(images["training_curves"], "training curves") if "training_curves" in images else ""
-    return f'<div class="cards">{cards}</div>{curves}'
+    note = f'<p class="note">{escape(training_note(metrics))}</p>' if training_note(metrics) else ""
+    return f'<div class="cards">{cards}</div>{note}{curves}'
 
 
 def per_class(metrics: dict, images: dict[str, Path]) -> str:

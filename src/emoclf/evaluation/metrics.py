@@ -60,3 +60,14 @@ def absent_note(metrics: dict) -> str:
     n = len(metrics["per_class"]) - len(absent)
     return (f"No rows of {', '.join(absent)} in these texts: their F1 cannot be measured, and macro-F1 is the "
             f"mean over the other {n} classes.")
+
+
+def training_note(metrics: dict) -> str:
+    """How long the model trained, and whether the minimum-steps floor raised it, or nothing."""
+    t = metrics.get("training")
+    if not t or "optimizer_steps" not in t:
+        return ""
+    floor = (f"; {t['planned_steps']} planned steps were raised to the --min-steps floor of {t['steps']}, as "
+             "small data needs" if t["min_steps_applied"] else "")
+    return (f"Trained {t['optimizer_steps']} optimizer steps ({t['steps_per_epoch']} per epoch, "
+            f"{t['examples_seen']} examples seen){floor}.")

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 
 from emoclf.calibration import plot_reliability
 from emoclf.evaluation.html import render as render_html
-from emoclf.evaluation.metrics import absent_note, score
+from emoclf.evaluation.metrics import absent_note, score, training_note
 
 METRICS_JSON = "metrics.json"
 REPORT_MD = "report.md"
@@ -37,6 +37,8 @@ def markdown_table(metrics: dict) -> str:
                      f"{row['support']} |")
     if absent_note(metrics):
         lines += ["", absent_note(metrics)]
+    if training_note(metrics):
+        lines += ["", training_note(metrics)]
     return "\n".join(lines) + "\n"
 
 
