@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 
 import numpy as np
@@ -70,11 +71,12 @@ def test_quick_cuts_budget_and_evaluation_rows_alike_for_every_strategy(tmp_path
     from emoclf import compare as compare_module, training
     from emoclf.evaluation.metrics import classification_metrics
 
-    seen = []
+    seen, evaluated_every = [], []
 
     def fake_train(variant, data):  # no model: this checks what every strategy is given
         seen.append((variant.train.imbalance, variant.train.epochs, variant.data.max_samples,
                      {s: df.copy() for s, df in data.splits.items()}))
+        evaluated_every.append(variant.train.checkpoint_steps)
         y = data.splits["test"]["label_id"]
         metrics = {**classification_metrics(y, y, data.labels),
                    "training": {"optimizer_steps": variant.train.max_steps, "examples_seen": 1}}
@@ -84,8 +86,11 @@ def test_quick_cuts_budget_and_evaluation_rows_alike_for_every_strategy(tmp_path
     monkeypatch.setattr(compare_module, "QUICK_EVAL_ROWS", 30)
     monkeypatch.setattr(training, "train", fake_train)
     result = compare(Config().replace(output_dir=str(tmp_path), tracking=False), ["none", "focal"], quick=True)
-    assert [(s, epochs, cap) for s, epochs, cap, _ in seen] == [("none", 1.0, 600), ("focal", 1.0, 600)]
-    assert result.runs["optimizer_steps"].tolist() == [120, 120]  # 600 rows, 1 epoch: 19 steps, raised to the floor
+    assert [(s, epochs, cap) for s, epochs, cap, _ in seen] == [("none", 1.0, 4000), ("focal", 1.0, 4000)]
+    rows = len(seen[0][3]["train"])
+    assert result.runs["optimizer_steps"].tolist() == [120, 120]  # the demo's rows, 1 epoch: raised to the floor
+    # Evaluated at the same steps, those of an unresampled epoch, whatever a strategy does to the rows.
+    assert evaluated_every == [math.ceil(rows / 32)] * 2
     (_, _, _, first), (_, _, _, second) = seen
     for split in ("train", "validation", "test"):
         pd.testing.assert_frame_equal(first[split], second[split])  # the very same rows for both strategies

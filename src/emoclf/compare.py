@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 # Every strategy except "auto", which only picks one of the others.
 DEFAULT_STRATEGIES = tuple(s for s in IMBALANCE_STRATEGIES if s != "auto")
-QUICK_MAX_SAMPLES = 600
+QUICK_MAX_SAMPLES = 4000
 QUICK_EPOCHS = 1.0
 QUICK_EVAL_ROWS = 500
 COMPARISON_DIR = "comparison"
@@ -94,7 +94,7 @@ def compare(cfg: Config, strategies=DEFAULT_STRATEGIES, seeds: int = 1, quick: b
     """Train every strategy with seeds ``train.seed``, ``train.seed + 1``, ... on one split; write and log the table.
 
     Only ``train.seed`` varies between seeds (initialisation, shuffling, resampling); the split
-    stays fixed by ``data.split_seed``. ``quick`` trains on at most 600 rows for one epoch and
+    stays fixed by ``data.split_seed``. ``quick`` trains on at most 4,000 rows for one epoch (at least ``min_steps``) and
     scores on stratified subsets of at most 500 validation and test rows.
     """
     strategies = check_strategies(strategies)
@@ -154,8 +154,11 @@ def matched_budget(cfg: Config, train_rows: int, budget: str) -> tuple[dict, str
     if budget != "steps":
         raise ConfigError(f"budget must be one of steps, epochs; got {budget!r}")
     # As the Trainer counts them: whole batches per epoch, times the epochs.
-    steps = t.max_steps or max(math.ceil(math.ceil(train_rows / t.batch_size) * t.epochs), t.min_steps)
-    return ({"max_steps": steps, "early_stopping": False},
+    epoch = math.ceil(train_rows / t.batch_size)
+    steps = t.max_steps or max(math.ceil(epoch * t.epochs), t.min_steps)
+    # Every arm is evaluated (and its best checkpoint chosen) at the same steps: those of an unresampled
+    # epoch. Per-epoch evaluation would score an under-sampled arm several times as often, at its cost.
+    return ({"max_steps": steps, "early_stopping": False, "checkpoint_steps": t.checkpoint_steps or epoch},
             f"Budget: {steps} optimizer steps each, without early stopping, whatever the resampling.")
 
 
