@@ -236,3 +236,11 @@ def test_the_shipped_default_yaml_is_the_default_config():
     path = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
     assert Config.from_yaml(path) == Config()
     assert yaml.safe_load(path.read_text()) == Config().to_dict()  # every field spelled out, none missing
+
+
+def test_label_smoothing_and_max_val_samples_are_checked():
+    with pytest.raises(ConfigError, match="label_smoothing must be at least 0 and below 1, got 1.0"):
+        Config().replace(label_smoothing=1.0)
+    with pytest.raises(ConfigError, match="max_val_samples must be at least 1, got 0"):
+        Config().replace(max_val_samples=0)
+

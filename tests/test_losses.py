@@ -115,3 +115,39 @@ def test_make_loss():
     assert isinstance(wce, WeightedCrossEntropy) and wce.weights.tolist() == w
     ce = make_loss("ce", w)
     assert isinstance(ce, WeightedCrossEntropy) and ce.weights is None
+
+
+def test_label_smoothing_matches_torch_for_plain_and_weighted_cross_entropy():
+    out, y = _batch(7)
+    w = [0.5, 1.0, 2.0, 4.0]
+    plain = F.cross_entropy(out["logits"], y, label_smoothing=0.1)
+    assert torch.allclose(WeightedCrossEntropy(label_smoothing=0.1)(out, y), plain, atol=1e-6)
+    weighted = F.cross_entropy(out["logits"], y, weight=torch.tensor(w), label_smoothing=0.1, reduction="sum") / len(y)
+    assert torch.allclose(WeightedCrossEntropy(w, label_smoothing=0.1)(out, y), weighted, atol=1e-6)
+    assert not torch.allclose(plain, F.cross_entropy(out["logits"], y), atol=1e-3)  # smoothing changed it
+
+
+def test_focal_with_label_smoothing_follows_the_formula_and_is_ce_at_gamma0():
+    out, y = _batch(8)
+    eps, gamma, k = 0.2, 2.0, out["logits"].shape[1]
+    assert torch.allclose(FocalLoss(gamma=0.0, label_smoothing=eps)(out, y),
+                          F.cross_entropy(out["logits"], y, label_smoothing=eps), atol=1e-6)
+    p = F.softmax(out["logits"], dim=-1)
+    q = F.one_hot(y, k) * (1 - eps) + eps / k
+    alpha = torch.tensor([0.5, 1.0, 2.0, 4.0])
+    expected = (-(q * alpha * (1 - p) ** gamma * torch.log(p)).sum(dim=-1)).mean()
+    assert torch.allclose(FocalLoss(gamma, alpha.tolist(), label_smoothing=eps)(out, y), expected, atol=1e-6)
+
+
+def test_make_loss_passes_label_smoothing_and_refuses_out_of_range():
+    assert make_loss("ce", None, label_smoothing=0.1).label_smoothing == 0.1
+    assert make_loss("focal", [1.0, 2.0], 1.5, True, 0.05).label_smoothing == 0.05
+    with pytest.raises(ValueError, match="label smoothing must be at least 0 and below 1, got 1.0"):
+        make_loss("weighted-ce", [1.0, 2.0], label_smoothing=1.0)
+
+
+def test_focal_stays_finite_when_a_wrong_class_is_certain():
+    logits = torch.tensor([[200.0, 0.0, 0.0]], requires_grad=True)  # p(class 0) == 1.0 in float32
+    loss = FocalLoss(gamma=0.5, label_smoothing=0.1)({"logits": logits}, torch.tensor([1]))
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()

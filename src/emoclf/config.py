@@ -54,6 +54,8 @@ class DataConfig:
     drop_duplicates: bool = _f(True, "Drop exact duplicate rows from the training split (they are always counted).")
     drop_leakage: bool = _f(True, "Drop training rows whose text also occurs in validation or test (always counted).")
     max_samples: int | None = _f(None, "Use at most this many training rows (stratified), for quick runs.")
+    max_val_samples: int | None = _f(None, "Use at most this many validation rows (stratified), for quick runs and "
+                                           "searches.")
 
 
 @dataclass
@@ -94,6 +96,8 @@ class TrainConfig:
     imbalance_threshold: float = _f(3.0, "auto: treat the data as imbalanced when largest/smallest class count exceeds this.")
     focal_gamma: float = _f(2.0, "Focal loss focusing parameter (0 equals cross-entropy).")
     focal_alpha: bool = _f(True, "Focal loss: weight classes by inverse frequency (alpha).")
+    label_smoothing: float = _f(0.0, "Label smoothing: the target gives this share of its weight evenly to all "
+                                     "classes (0: off; works with every loss).")
     calibrate: bool = _f(True, "Fit a softmax temperature on validation (changes confidences, never labels).")
     class_bias: bool = _f(False, "Fit per-class logit offsets on validation to maximise macro-F1 (changes labels).")
     group_by_length: bool = _f(True, "Batch texts of similar length together (less padding, faster).")
@@ -137,8 +141,11 @@ class Config:
                 raise ConfigError(f"{name} must be positive, got {getattr(t, name)}")
         if not 0.0 <= t.warmup_ratio < 1.0:
             raise ConfigError(f"warmup_ratio must be at least 0 and below 1, got {t.warmup_ratio}")
-        if d.max_samples is not None and d.max_samples < 1:
-            raise ConfigError(f"max_samples must be at least 1, got {d.max_samples}")
+        for name in ("max_samples", "max_val_samples"):
+            if getattr(d, name) is not None and getattr(d, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(d, name)}")
+        if not 0.0 <= t.label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing must be at least 0 and below 1, got {t.label_smoothing}")
         for name in ("max_steps", "checkpoint_steps"):
             if getattr(t, name) is not None and getattr(t, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(t, name)}")
@@ -215,6 +222,20 @@ class CompareOptions:
     budget: Budget = _f("steps", "steps: every strategy trains the same number of optimizer steps (the unresampled "
                                  "training's epochs x rows / batch size), without early stopping; epochs: the same "
                                  "epochs, so resampling changes the steps.")
+
+
+@dataclass
+class TuneOptions:
+    n_trials: int = _f(20, "Trials to finish (completed or pruned) in the study, counting those of earlier runs of it.")
+    timeout: float | None = _f(None, "Start no new trial after this many seconds (the trial under way finishes).")
+    study_name: str = _f("emoclf-tune", "Optuna study name; the same name and storage resume the study.")
+    storage: str | None = _f(None, "Optuna storage URL (default: sqlite:///OUTPUT_DIR/study.db).")
+    space: str | None = _f(None, "YAML search space replacing the built-in one (format in the README).",
+                           metavar="FILE.yaml")
+    pruner: Literal["median", "none"] = _f("median", "Stop hopeless trials early: median (Optuna's MedianPruner on "
+                                                     "each evaluation's validation macro-F1) or none.")
+    refit: bool = _f(False, "Retrain the best config once on all the training data (no --max-samples or "
+                            "--max-val-samples cap) instead of keeping the best trial's model.")
 
 
 @dataclass

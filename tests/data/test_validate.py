@@ -375,3 +375,12 @@ def test_demo_set_loads_with_six_labels():
 def test_report_to_dict_is_plain():
     rep = DataReport(rows_read={"train": 3}, duplicates_dropped=1)
     assert rep.to_dict()["rows_read"] == {"train": 3} and rep.to_dict()["duplicates_dropped"] == 1
+
+
+def test_max_val_samples_caps_validation_stratified_and_leaves_test_alone():
+    full = load_data(DataConfig())
+    capped = load_data(DataConfig(max_val_samples=12))
+    assert len(capped.splits["validation"]) == 12 < len(full.splits["validation"])
+    assert set(capped.splits["validation"]["label"]) == set(full.splits["validation"]["label"])  # every class kept
+    pd.testing.assert_frame_equal(capped.splits["test"], full.splits["test"])
+    pd.testing.assert_frame_equal(capped.splits["train"], full.splits["train"])

@@ -150,6 +150,8 @@ def load_data(cfg: DataConfig, preprocessor: Preprocessor | None = None) -> Prep
     _drop_leakage(splits, cfg, report)
     if cfg.max_samples:
         splits["train"] = subsample(splits["train"], cfg.max_samples, cfg.split_seed)
+    if cfg.max_val_samples:
+        splits["validation"] = subsample(splits["validation"], cfg.max_val_samples, cfg.split_seed)
     check_train_covers(splits["train"], labels)
     for split in ("validation", "test"):
         report.absent_classes[split] = absent = absent_classes(splits[split], labels)
