@@ -43,3 +43,12 @@ class PredictionError(EmoclfError):
 
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM stopped a training after its checkpoint; the message says how to continue."""
+
+
+class RunStopped(Exception):
+    """A training stopped on purpose before its end (a search trial pruned for its poor validation score):
+    not a failure, so its tracking run ends FINISHED, with ``tags`` saying why."""
+
+    def __init__(self, message: str, tags: dict[str, str]) -> None:
+        super().__init__(message)
+        self.tags = tags

@@ -23,7 +23,7 @@ from typing import Any, Callable, Protocol
 
 import pandas as pd
 
-from emoclf.errors import TrackingError
+from emoclf.errors import RunStopped, TrackingError
 from emoclf.network import unreachable
 from emoclf.stores import store_lock, tracking_uri
 
@@ -290,9 +290,15 @@ def make_tracker(enabled: bool, uri: str | None, experiment: str, local_dir: str
 
 @contextlib.contextmanager
 def ended_run(tracker: Tracker):
-    """End the tracker's run FINISHED, KILLED (Ctrl-C, SIGTERM) or FAILED: never left RUNNING."""
+    """End the tracker's run FINISHED, KILLED (Ctrl-C, SIGTERM) or FAILED: never left RUNNING.
+
+    A ``RunStopped`` (a pruned trial) ends it FINISHED with the tags it carries, and goes on up."""
     try:
         yield tracker
+    except RunStopped as e:
+        tracker.set_tags(e.tags)
+        tracker.end("FINISHED")
+        raise
     except KeyboardInterrupt:
         tracker.end("KILLED")
         raise

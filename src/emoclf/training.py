@@ -20,10 +20,10 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
-from transformers import DataCollatorWithPadding, EarlyStoppingCallback, ProgressCallback, set_seed
+from transformers import DataCollatorWithPadding, EarlyStoppingCallback, ProgressCallback, TrainerCallback, set_seed
 from transformers.trainer import TRAINER_STATE_NAME, TrainerState
 
 from emoclf import hardware, imbalance
@@ -96,11 +96,16 @@ class _Setup:
     steps: dict = field(default_factory=dict)  # what plan_steps decided, then the steps trained
 
 
-def train(cfg: Config, data: PreparedData | None = None, resume: bool = False) -> TrainResult:
+def train(cfg: Config, data: PreparedData | None = None, resume: bool = False,
+          callbacks: Sequence[TrainerCallback] = (), holdout: str | None = "test") -> TrainResult:
     """Run one training end to end; the MLflow run is FINISHED, FAILED or KILLED, never left RUNNING.
 
     ``resume`` continues from the newest complete checkpoint in ``output_dir`` and in the MLflow
-    run recorded there (a ``kill -9`` leaves it RUNNING until then).
+    run recorded there (a ``kill -9`` leaves it RUNNING until then). ``callbacks`` join the
+    Trainer's. ``holdout`` is the split the saved model is scored on; a search trial passes None
+    (and data without a test split): the model is calibrated on validation and saved, nothing
+    else is scored, and no model is logged. A ``RunStopped`` raised on the way (a pruned trial)
+    ends the run FINISHED with its tags.
     """
     out = Path(cfg.train.output_dir)
     # The data first: bad data fails in seconds, before any file is written or any MLflow run opened.
@@ -114,13 +119,13 @@ def train(cfg: Config, data: PreparedData | None = None, resume: bool = False) -
     tracker.start(cfg.tracking.run_name, resume=resume)
     with ended_run(tracker):
         setup = _setup(cfg, data, tracker)
-        trainer, seconds, examples = _fit(cfg, setup, tracker, checkpoint)
+        trainer, seconds, examples = _fit(cfg, setup, tracker, checkpoint, callbacks)
         history = trainer.state.log_history
         if not main:
             return TrainResult(out, out / MODEL_DIR, {}, setup.profile, None, seconds, examples / seconds, history)
-        metrics = _evaluate(cfg, data, setup, trainer, history)
+        metrics = _evaluate(cfg, data, setup, trainer, history, holdout)
         metrics.update(train_seconds=round(seconds, 1), train_examples_per_second=round(examples / seconds, 2))
-        _log_results(cfg, tracker, data, metrics)
+        _log_results(cfg, tracker, data, metrics, holdout)
     return TrainResult(out, out / MODEL_DIR, metrics, setup.profile, tracker.run_id, seconds, examples / seconds,
                        history, tracker.failures_file)
 
@@ -165,11 +170,13 @@ def _setup(cfg: Config, data: PreparedData, tracker: Tracker) -> _Setup:
     tracker.log_dict(cfg.to_dict(), CONFIG_FILE.replace(".yaml", ".json"))
     tracker.log_dict(prof, "data_profile.json")
     for split, context in (("train", "training"), ("validation", "validation"), ("test", "testing")):
-        tracker.log_dataset(data.splits[split], split, cfg.data.data or "emoclf-demo", context)
+        if split in data.splits:  # a search trial's data has no test split
+            tracker.log_dataset(data.splits[split], split, cfg.data.data or "emoclf-demo", context)
     return setup
 
 
-def _fit(cfg: Config, setup: _Setup, tracker: Tracker, checkpoint: Path | None) -> tuple[EmoclfTrainer, float, float]:
+def _fit(cfg: Config, setup: _Setup, tracker: Tracker, checkpoint: Path | None,
+         callbacks: Sequence[TrainerCallback] = ()) -> tuple[EmoclfTrainer, float, float]:
     """The Trainer's own loop; returns it, the seconds trained and the examples seen in them."""
     t, out = cfg.train, Path(cfg.train.output_dir)
     stop = GracefulStop()
@@ -178,8 +185,9 @@ def _fit(cfg: Config, setup: _Setup, tracker: Tracker, checkpoint: Path | None) 
         eval_dataset=setup.val_ds, processing_class=setup.tokenizer,
         data_collator=DataCollatorWithPadding(setup.tokenizer, pad_to_multiple_of=pad_multiple()),
         compute_metrics=compute_metrics,
-        compute_loss_func=make_loss(setup.plan.loss, setup.plan.class_weights, t.focal_gamma, t.focal_alpha),
-        callbacks=[EpochSummary(tracker), DivergenceCheck(), stop]
+        compute_loss_func=make_loss(setup.plan.loss, setup.plan.class_weights, t.focal_gamma, t.focal_alpha,
+                                    t.label_smoothing),
+        callbacks=[EpochSummary(tracker), DivergenceCheck(), stop, *callbacks]
         + [EarlyStoppingCallback(early_stopping_patience=t.patience)] * t.early_stopping,
     )
     setup.steps = plan_steps(trainer, cfg)
@@ -209,41 +217,55 @@ def _fit(cfg: Config, setup: _Setup, tracker: Tracker, checkpoint: Path | None) 
     return trainer, seconds, len(setup.train_ds) * (trainer.state.epoch - start_epoch)
 
 
-def _evaluate(cfg: Config, data: PreparedData, setup: _Setup, trainer: EmoclfTrainer, history: list[dict]) -> dict:
-    """Save the model, calibrate it on validation and score it on test as saved, then put it in place.
-
-    It is evaluated where it was saved and renamed into place only then: a failure on the way
-    leaves no model folder behind.
-    """
-    t, out = cfg.train, Path(cfg.train.output_dir)
+def _evaluate(cfg: Config, data: PreparedData, setup: _Setup, trainer: EmoclfTrainer, history: list[dict],
+              holdout: str | None) -> dict:
     meta = BundleMeta(labels=data.labels, preprocess=Preprocessor(cfg.preprocess).to_dict(),
                       max_length=setup.max_length, base_model=cfg.model.model, config=cfg.to_dict())
-    staged = save_bundle(out / STAGED_MODEL_DIR, trainer.model, setup.tokenizer, meta)
+    staged = save_bundle(Path(cfg.train.output_dir) / STAGED_MODEL_DIR, trainer.model, setup.tokenizer, meta)
+    return finish_model(cfg, data, staged, history, holdout, {"training": setup.steps})
+
+
+def finish_model(cfg: Config, data: PreparedData, staged: Path, history: list[dict] | None,
+                 holdout: str | None = "test", context: dict | None = None) -> dict:
+    """Calibrate the model saved in ``staged`` on validation, score it on ``holdout`` as saved (the report),
+    then put it in place as ``output_dir/model``. ``context`` (how it was trained) joins the metrics.
+
+    It is evaluated where it was saved and renamed into place only then: a failure on the way
+    leaves no model folder behind. ``emoclf tune`` finishes its best trial's model with it too.
+    """
+    t, out = cfg.train, Path(cfg.train.output_dir)
     try:
         predictor = Predictor.load(staged, batch_size=t.eval_batch_size)
         fitted = calibrate(predictor, Labelled.from_split(data.splits["validation"], "validation"), t.calibrate,
                            t.class_bias)
-        result = evaluate(predictor, Labelled.from_split(data.splits["test"], "test"), out / REPORT_DIR, history,
-                          fitted, progress=True, context={"training": setup.steps})
-        metrics = result.metrics
-        predictor.meta.metrics = {k: metrics[k] for k in ("accuracy", "macro_f1", "weighted_f1")}
+        metrics = {"calibration": {"temperature": predictor.meta.temperature, **fitted}, **(context or {})}
+        if holdout is not None:
+            metrics = evaluate(predictor, Labelled.from_split(data.splits[holdout], holdout), out / REPORT_DIR,
+                               history, fitted, progress=True, context=context).metrics
+            predictor.meta.metrics = {k: metrics[k] for k in ("accuracy", "macro_f1", "weighted_f1")}
         write_meta(staged, predictor.meta)
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise
     replace_folder(staged, out / MODEL_DIR)
-    cal = metrics["calibration"]
-    log.info("temperature %.3f: test ECE %.4f -> %.4f", cal["temperature"], cal["ece_before"], cal["ece_after"])
-    log.info("test: accuracy %.4f, macro-F1 %.4f, weighted F1 %.4f on %d texts",
-             metrics["accuracy"], metrics["macro_f1"], metrics["weighted_f1"], metrics["n"])
+    if holdout is not None:
+        cal = metrics["calibration"]
+        log.info("temperature %.3f: %s ECE %.4f -> %.4f", cal["temperature"], holdout, cal["ece_before"],
+                 cal["ece_after"])
+        log.info("%s: accuracy %.4f, macro-F1 %.4f, weighted F1 %.4f on %d texts", holdout,
+                 metrics["accuracy"], metrics["macro_f1"], metrics["weighted_f1"], metrics["n"])
     return metrics
 
 
-def _log_results(cfg: Config, tracker: Tracker, data: PreparedData, metrics: dict) -> None:
+def _log_results(cfg: Config, tracker: Tracker, data: PreparedData, metrics: dict, holdout: str | None) -> None:
     out = Path(cfg.train.output_dir)
-    calibration = {f"test_{k}": float(v) for k, v in metrics["calibration"].items()
+    prefix = f"{holdout}_" if holdout else "validation_"
+    calibration = {f"{prefix}{k}": float(v) for k, v in metrics["calibration"].items()
                    if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    tracker.log_metrics({**flat_metrics(metrics), **calibration, "train_seconds": metrics["train_seconds"],
+    scores = flat_metrics(metrics, prefix) if holdout else {}
+    tracker.log_metrics({**scores, **calibration, "train_seconds": metrics["train_seconds"],
                          "train_examples_per_second": metrics["train_examples_per_second"]})
     tracker.log_artifacts(out / REPORT_DIR, "report")
-    tracker.log_model(out / MODEL_DIR, data.splits["test"]["raw_text"].head(3).tolist(), cfg.tracking.register_name)
+    if holdout is not None:
+        tracker.log_model(out / MODEL_DIR, data.splits[holdout]["raw_text"].head(3).tolist(),
+                          cfg.tracking.register_name)
