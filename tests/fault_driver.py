@@ -8,6 +8,8 @@ fault point it creates READY_FILE; the test then acts (SIGKILL, SIGTERM, killing
   written but before the trainer state, as a slow disk would; the test SIGKILLs it there.
 - ``slow-after-first-save``: after the first checkpoint, every step takes a second, so a signal
   reliably arrives mid-epoch.
+- ``hang-in-second-trial``: ``emoclf tune``'s second trial blocks once its training has started
+  (its MLflow run open), after the first trial finished; the test SIGKILLs it there.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from emoclf.cli import main
 from emoclf.trainer import EmoclfTrainer as CheckpointingTrainer
 
 fault, ready = sys.argv[1], Path(sys.argv[2])
-calls = {"rng": 0, "saves": 0}
+calls = {"rng": 0, "saves": 0, "fits": 0}
 
 if fault == "hang-in-second-save":
     save_rng_state = CheckpointingTrainer._save_rng_state
@@ -47,6 +49,19 @@ elif fault == "slow-after-first-save":
         return training_step(self, *args, **kwargs)
 
     CheckpointingTrainer._save_checkpoint, CheckpointingTrainer.training_step = _count_saves, _slow_step
+elif fault == "hang-in-second-trial":
+    from emoclf import training
+
+    fit = training._fit
+
+    def _hang_in_second(*args, **kwargs):
+        calls["fits"] += 1
+        if calls["fits"] == 2:
+            ready.touch()
+            time.sleep(3600)
+        return fit(*args, **kwargs)
+
+    training._fit = _hang_in_second
 elif fault != "none":
     raise SystemExit(f"unknown fault {fault!r}")
 

@@ -86,6 +86,13 @@ COMMANDS = {
                        "Train every strategy on the same split, model and budget (over --seeds seeds), score each on "
                        "the untouched test split, and write a table (mean ± std), a per-class F1 chart and a verdict "
                        "into OUTPUT_DIR/comparison.", C.CompareOptions, ALL_SECTIONS, "?"),
+    "tune": Command("cmd_tune", "Search training settings with Optuna, keep and test the best model, log to MLflow.",
+                    "Run an Optuna study (TPE, seeded; median pruning) over a search space of training settings, "
+                    "each trial a training scored by its validation macro-F1 and an MLflow child run of the "
+                    "study's run; the test split is never looked at. The best trial's model (or, with --refit, its "
+                    "config retrained on all the training data) is evaluated on the test split as 'emoclf train' "
+                    "does, and OUTPUT_DIR/best.yaml reproduces it with 'emoclf train --config'. A study cut short "
+                    "(Ctrl-C, kill -9) resumes with the same command.", C.TuneOptions, ALL_SECTIONS, "?"),
     "inspect": Command("cmd_inspect", "Profile a data set: splits, class balance, duplicates, leakage, lengths.",
                        "Validate and profile DATA, print the profile and write it as JSON plus a class-distribution "
                        "chart.", C.InspectOptions, ("data", "preprocess", "model"), "?"),
@@ -174,6 +181,30 @@ def cmd_compare(args) -> int:
     print(f"comparison: {result.paths['markdown'].parent}")
     if result.run_id:
         print(f"MLflow parent run: {result.run_id}")
+    return 0
+
+
+def cmd_tune(args) -> int:
+    from emoclf.tune import DEFAULT_OUTPUT_DIR, tune
+
+    cfg = config_from_args(args, args.sections)
+    if "output_dir" not in vars(args) and cfg.train.output_dir == C.TrainConfig.output_dir:
+        cfg = cfg.replace(output_dir=DEFAULT_OUTPUT_DIR)
+    r = tune(cfg, options(args, C.TuneOptions))
+    params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.best_params.items())
+    m = r.metrics
+    print(f"study {r.study_name!r}: {r.trials['complete']} completed, {r.trials['pruned']} pruned, "
+          f"{r.trials['fail']} failed trial(s)")
+    print(f"best trial {r.best_trial}: validation macro-F1 {r.best_value:.4f} with {params}")
+    print(f"test accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, weighted F1 {m['weighted_f1']:.4f} "
+          f"({m['n']} texts)")
+    print(f"model: {r.model_dir}\nbest config: {r.best_config} (emoclf train --config {r.best_config} reproduces it)")
+    if r.run_id:
+        print(f"MLflow parent run: {r.run_id}")
+    if r.tracking_failures:
+        print(f"emoclf: tracking degraded: some results are not in MLflow; they are listed in {r.tracking_failures}",
+              file=sys.stderr)
+        return EXIT_TRACKING_DEGRADED
     return 0
 
 
