@@ -22,8 +22,21 @@ def test_help_lists_every_subcommand(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for command in ("train", "inspect", "evaluate", "predict", "compare", "export", "serve"):
+    for command in ("train", "inspect", "evaluate", "predict", "compare", "tune", "export", "serve"):
         assert command in out
+
+
+def test_tune_has_its_options_and_every_config_flag(capsys):
+    from emoclf.config import TuneOptions
+
+    with pytest.raises(SystemExit):
+        main(["tune", "--help"])
+    out = capsys.readouterr().out
+    names = [f.name for f in fields(TuneOptions)] + [f.name for cls in SECTIONS.values() for f in fields(cls)]
+    for name in names:
+        if name != "data":
+            assert "--" + name.replace("_", "-") in out, name
+    assert "--pruner {median,none}" in out
 
 
 def test_every_config_field_is_a_train_flag(capsys):

@@ -22,9 +22,9 @@ from conftest import free_port
 from emoclf import training
 from emoclf import tune as tune_module
 from emoclf.cli import main
-from emoclf.config import Config, DataConfig
+from emoclf.config import Config, DataConfig, TuneOptions
 from emoclf.data import load_data
-from emoclf.errors import TrainingInterrupted
+from emoclf.errors import ConfigError, TrainingInterrupted
 from emoclf.inference import Predictor
 from emoclf.tune import best_validation_f1
 
@@ -140,17 +140,20 @@ def test_a_three_trial_study_writes_its_files_and_one_parent_with_three_child_ru
     children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
     assert sorted(children) == ["trial-0", "trial-1", "trial-2"]
     assert {r.info.status for r in runs} == {"FINISHED"}  # none left RUNNING, the pruned one included
-    for t in trials:  # each child trained with the values its trial drew
+    client = MlflowClient(f"sqlite:///{study.root / 'mlflow.db'}")
+    for t in trials:  # each child trained with the values its trial drew, its per-epoch scores those reported
         params = children[f"trial-{t.number}"].data.params
         assert float(params["train.learning_rate"]) == pytest.approx(t.params["learning_rate"])
         assert params["train.imbalance"] == t.params["imbalance"]
+        epochs = client.get_metric_history(children[f"trial-{t.number}"].info.run_id, "eval_macro_f1")
+        assert [m.value for m in sorted(epochs, key=lambda m: m.step)] == pytest.approx(
+            [t.intermediate_values[k] for k in sorted(t.intermediate_values)])
     assert parent.data.metrics["best_value"] == pytest.approx(best.value)
     assert parent.data.metrics["test_macro_f1"] == pytest.approx(report["macro_f1"])
     assert parent.data.params["best.learning_rate"] == str(best.params["learning_rate"])
     assert parent.data.tags["emoclf.best_trial"] == str(best.number)
     artifacts = _artifacts(parent.info.run_id, study.root)
     assert {"best.yaml", "report/report.html", *(f"study/{p}" for p in PLOTS)} <= artifacts
-    client = MlflowClient(f"sqlite:///{study.root / 'mlflow.db'}")
     models = client.search_logged_models([parent.info.experiment_id])
     assert [m.source_run_id for m in models] == [parent.info.run_id]  # the study's model, none per trial
     assert f"best trial {best.number}: validation macro-F1 {best.value:.4f}" in study.printed
@@ -208,6 +211,31 @@ def test_best_yaml_reproduces_the_best_trial(study, tmp_path):
 
 
 @pytest.mark.slow
+def test_refit_trains_the_best_config_again_on_all_the_training_rows(tmp_path, tiny_model, monkeypatch):
+    trained = []
+    real_train = training.train
+
+    def spy_train(cfg, data=None, *args, **kwargs):
+        trained.append((Path(cfg.train.output_dir).name, len(data.splits["train"]), cfg.data.max_samples))
+        return real_train(cfg, data, *args, **kwargs)
+
+    monkeypatch.setattr(training, "train", spy_train)
+    flags = tune_flags(tiny_model, tmp_path, "--n-trials", "1", "--max-samples", "60", "--refit", "--no-tracking")
+    assert main(flags) == 0
+    everything = len(load_data(DataConfig()).splits["train"])
+    assert everything > 60 and trained == [("trial-0000", 60, 60), ("refit", everything, None)]
+    out = tmp_path / "out"
+    summary = json.loads((out / "tune.json").read_text())
+    assert summary["refit"] is True and summary["model"] == str(out / "refit" / "model")
+    report = json.loads((out / "refit" / "report" / "metrics.json").read_text())
+    assert report["n"] == 46 and summary["test_metrics"]["macro_f1"] == report["macro_f1"]
+    assert (out / "refit" / "model" / "model.safetensors").is_file() and not (out / "model").exists()
+    assert not (out / "refit" / "checkpoints").exists()
+    best = Config.from_yaml(out / "best.yaml")  # reproduces the refit: no cap on the training rows
+    assert best.data.max_samples is None and best.train.learning_rate == summary["best_params"]["learning_rate"]
+
+
+@pytest.mark.slow
 def test_resuming_with_other_settings_is_refused(study, tiny_model, capsys):
     flags = tune_flags(tiny_model, study.root, "--n-trials", "3", "--weight-decay", "0.05")
     assert main(flags) == 2
@@ -215,6 +243,16 @@ def test_resuming_with_other_settings_is_refused(study, tiny_model, capsys):
         f"emoclf: error: study 'emoclf-tune' in sqlite:///{study.out / 'study.db'} was started with other settings "
         "(config train.weight_decay: 0.01 then, 0.05 now); rerun with the same ones to resume it, or pass "
         "--overwrite or another --study-name")
+
+
+@pytest.mark.parametrize("options, message", [
+    (TuneOptions(n_trials=0), "n_trials must be at least 1, got 0"),
+    (TuneOptions(timeout=-5.0), "timeout must be positive, got -5.0"),
+])
+def test_bad_options_are_refused_before_anything_is_read(tmp_path, options, message):
+    with pytest.raises(ConfigError, match=f"^{message}$"):
+        tune_module.tune(Config().replace(output_dir=str(tmp_path / "out")), options)
+    assert not (tmp_path / "out").exists()
 
 
 def test_an_unreachable_tracking_server_fails_fast_before_any_trial(tiny_model, tmp_path, capsys):
