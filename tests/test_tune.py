@@ -23,6 +23,7 @@ from emoclf import training
 from emoclf import tune as tune_module
 from emoclf.cli import main
 from emoclf.config import Config, DataConfig, TuneOptions
+from emoclf.evaluation import evaluate as evaluation
 from emoclf.data import load_data
 from emoclf.errors import ConfigError, TrainingInterrupted
 from emoclf.inference import Predictor
@@ -79,7 +80,7 @@ def study(tmp_path_factory, tiny_model):
     """One 3-trial study whose trial 1 is pruned, with every training, evaluation and scored text recorded."""
     root = tmp_path_factory.mktemp("tune")
     calls: list[tuple] = []
-    real_train, real_evaluate, real_logits = training.train, training.evaluate, Predictor.logits
+    real_train, real_evaluate, real_logits = training.train, evaluation.evaluate, Predictor.logits
 
     def spy_train(cfg, data=None, resume=False, callbacks=(), holdout="test"):
         calls.append(("train", tuple(data.splits), holdout))
@@ -100,7 +101,7 @@ def study(tmp_path_factory, tiny_model):
         with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(printed):
             mp.setattr(tune_module, "make_pruner", lambda name: PruneTrialOne())
             mp.setattr(training, "train", spy_train)
-            mp.setattr(training, "evaluate", spy_evaluate)
+            mp.setattr(evaluation, "evaluate", spy_evaluate)
             mp.setattr(Predictor, "logits", spy_logits)
             rc = main(tune_flags(tiny_model, root, "--n-trials", "3"))
     finally:

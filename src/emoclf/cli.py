@@ -156,14 +156,20 @@ def cmd_train(args) -> int:
         # A non-zero rank under torchrun/accelerate: rank 0 evaluates and reports.
         # Failing here would make the launcher kill rank 0 mid-evaluation.
         return 0
-    m = result.metrics
+    return print_kept_model(result.metrics, f"; trained in {result.train_seconds:.0f}s",
+                            f"model: {result.model_dir}\nreport: {result.output_dir / 'report'}",
+                            f"MLflow run: {result.run_id}" if result.run_id else None, result.tracking_failures)
+
+
+def print_kept_model(m: dict, note: str, where: str, run: str | None, failures) -> int:
+    """A kept model's test scores, its files and MLflow run; exit 3 when some tracking calls were lost."""
     print(f"test accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, weighted F1 {m['weighted_f1']:.4f} "
-          f"({m['n']} texts); trained in {result.train_seconds:.0f}s")
-    print(f"model: {result.model_dir}\nreport: {result.output_dir / 'report'}")
-    if result.run_id:
-        print(f"MLflow run: {result.run_id}")
-    if result.tracking_failures:
-        print(f"emoclf: tracking degraded: some results are not in MLflow; they are listed in {result.tracking_failures}",
+          f"({m['n']} texts){note}")
+    print(where)
+    if run:
+        print(run)
+    if failures:
+        print(f"emoclf: tracking degraded: some results are not in MLflow; they are listed in {failures}",
               file=sys.stderr)
         return EXIT_TRACKING_DEGRADED
     return 0
@@ -192,20 +198,12 @@ def cmd_tune(args) -> int:
         cfg = cfg.replace(output_dir=DEFAULT_OUTPUT_DIR)
     r = tune(cfg, options(args, C.TuneOptions))
     params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.best_params.items())
-    m = r.metrics
     print(f"study {r.study_name!r}: {r.trials['complete']} completed, {r.trials['pruned']} pruned, "
           f"{r.trials['fail']} failed trial(s)")
     print(f"best trial {r.best_trial}: validation macro-F1 {r.best_value:.4f} with {params}")
-    print(f"test accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, weighted F1 {m['weighted_f1']:.4f} "
-          f"({m['n']} texts)")
-    print(f"model: {r.model_dir}\nbest config: {r.best_config} (emoclf train --config {r.best_config} reproduces it)")
-    if r.run_id:
-        print(f"MLflow parent run: {r.run_id}")
-    if r.tracking_failures:
-        print(f"emoclf: tracking degraded: some results are not in MLflow; they are listed in {r.tracking_failures}",
-              file=sys.stderr)
-        return EXIT_TRACKING_DEGRADED
-    return 0
+    return print_kept_model(r.metrics, "", f"model: {r.model_dir}\nbest config: {r.best_config} (emoclf train "
+                            f"--config {r.best_config} reproduces it)",
+                            f"MLflow parent run: {r.run_id}" if r.run_id else None, r.tracking_failures)
 
 
 def cmd_inspect(args) -> int:

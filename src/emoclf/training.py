@@ -38,15 +38,14 @@ from emoclf.checkpoints import (
     prepare_output,
 )
 from emoclf.config import Config
-from emoclf.data import Labelled, PreparedData, load_data
+from emoclf.data import PreparedData, load_data
 from emoclf.data.profile import profile, write_profile
 from emoclf.environment import run_environment
 from emoclf.errors import ModelLoadError, TrainingDivergedError, TrainingInterrupted
-from emoclf.evaluation.evaluate import calibrate, evaluate
+from emoclf.evaluation.evaluate import finish_model
 from emoclf.evaluation.metrics import flat_metrics
-from emoclf.inference import Predictor
 from emoclf.losses import make_loss
-from emoclf.modeling import BundleMeta, load_for_training, model_max_length, replace_folder, save_bundle, write_meta
+from emoclf.modeling import BundleMeta, load_for_training, model_max_length, save_bundle
 from emoclf.preprocess import Preprocessor
 from emoclf.tracking import Tracker, ended_run, make_tracker
 from emoclf.trainer import (
@@ -223,38 +222,6 @@ def _evaluate(cfg: Config, data: PreparedData, setup: _Setup, trainer: EmoclfTra
                       max_length=setup.max_length, base_model=cfg.model.model, config=cfg.to_dict())
     staged = save_bundle(Path(cfg.train.output_dir) / STAGED_MODEL_DIR, trainer.model, setup.tokenizer, meta)
     return finish_model(cfg, data, staged, history, holdout, {"training": setup.steps})
-
-
-def finish_model(cfg: Config, data: PreparedData, staged: Path, history: list[dict] | None,
-                 holdout: str | None = "test", context: dict | None = None) -> dict:
-    """Calibrate the model saved in ``staged`` on validation, score it on ``holdout`` as saved (the report),
-    then put it in place as ``output_dir/model``. ``context`` (how it was trained) joins the metrics.
-
-    It is evaluated where it was saved and renamed into place only then: a failure on the way
-    leaves no model folder behind. ``emoclf tune`` finishes its best trial's model with it too.
-    """
-    t, out = cfg.train, Path(cfg.train.output_dir)
-    try:
-        predictor = Predictor.load(staged, batch_size=t.eval_batch_size)
-        fitted = calibrate(predictor, Labelled.from_split(data.splits["validation"], "validation"), t.calibrate,
-                           t.class_bias)
-        metrics = {"calibration": {"temperature": predictor.meta.temperature, **fitted}, **(context or {})}
-        if holdout is not None:
-            metrics = evaluate(predictor, Labelled.from_split(data.splits[holdout], holdout), out / REPORT_DIR,
-                               history, fitted, progress=True, context=context).metrics
-            predictor.meta.metrics = {k: metrics[k] for k in ("accuracy", "macro_f1", "weighted_f1")}
-        write_meta(staged, predictor.meta)
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
-    replace_folder(staged, out / MODEL_DIR)
-    if holdout is not None:
-        cal = metrics["calibration"]
-        log.info("temperature %.3f: %s ECE %.4f -> %.4f", cal["temperature"], holdout, cal["ece_before"],
-                 cal["ece_after"])
-        log.info("%s: accuracy %.4f, macro-F1 %.4f, weighted F1 %.4f on %d texts", holdout,
-                 metrics["accuracy"], metrics["macro_f1"], metrics["weighted_f1"], metrics["n"])
-    return metrics
 
 
 def _log_results(cfg: Config, tracker: Tracker, data: PreparedData, metrics: dict, holdout: str | None) -> None:

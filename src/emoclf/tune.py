@@ -37,6 +37,7 @@ from emoclf.config import Config, TuneOptions
 from emoclf.data import PreparedData, load_data
 from emoclf.data.profile import profile
 from emoclf.errors import ConfigError, RunStopped, TrainingDivergedError, TrainingInterrupted
+from emoclf.evaluation.evaluate import finish_model
 from emoclf.evaluation.metrics import flat_metrics
 from emoclf.modeling import load_tokenizer
 from emoclf.preprocess import Preprocessor
@@ -393,7 +394,7 @@ def _finish_trial_model(number: int, base: Config, data: PreparedData, out: Path
     shutil.copytree(folder / MODEL_DIR, staged)
     history = json.loads((folder / HISTORY_JSON).read_text(encoding="utf-8"))
     log.info("evaluating trial %d's model on the test split", number)
-    return final, training.finish_model(final, data, staged, history, "test")
+    return final, finish_model(final, data, staged, history, "test")
 
 
 def _refit(number: int, base: Config, data: PreparedData, out: Path) -> tuple[Config, dict]:

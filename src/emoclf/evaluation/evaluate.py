@@ -4,12 +4,14 @@ before-and-after, and the benchmarks.
 ``evaluate`` scores a ``Predictor`` exactly as ``emoclf predict`` would (its saved preprocessing,
 temperature and class bias), on ``Labelled`` texts, and writes the full report when given a
 folder. ``calibrate`` fits the temperature (and, on request, the class bias) on validation texts
-and sets them on the predictor: calibrate on validation, then evaluate on test.
+and sets them on the predictor: calibrate on validation, then evaluate on test. ``finish_model``
+does both for a freshly saved model folder and only then puts it in place.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from emoclf.calibration import calibrated_probs, choose_temperature, expected_calibration_error, fit_class_bias
-from emoclf.data import Labelled
+from emoclf.checkpoints import MODEL_DIR, REPORT_DIR
+from emoclf.config import Config
+from emoclf.data import Labelled, PreparedData
 from emoclf.evaluation.metrics import classification_metrics
 from emoclf.evaluation.report import write_report
+from emoclf.inference import Predictor
+from emoclf.modeling import replace_folder, write_meta
 
 log = logging.getLogger(__name__)
 
@@ -67,3 +73,36 @@ def evaluate(predictor, data: Labelled, out_dir: str | Path | None = None, histo
     if out_dir is not None:
         write_report(out_dir, metrics, predictor.labels, data.texts, data.y_true, probs, history, raw_probs=raw)
     return Evaluation(metrics, probs, rate)
+
+
+def finish_model(cfg: Config, data: PreparedData, staged: Path, history: list[dict] | None,
+                 holdout: str | None = "test", context: dict | None = None) -> dict:
+    """Calibrate the model saved in ``staged`` on validation, score it on ``holdout`` as saved (the report),
+    then put it in place as ``output_dir/model``. ``context`` (how it was trained) joins the metrics.
+
+    It is evaluated where it was saved and renamed into place only then: a failure on the way
+    leaves no model folder behind. Training finishes every model with it, and ``emoclf tune`` the
+    model of its best trial.
+    """
+    t, out = cfg.train, Path(cfg.train.output_dir)
+    try:
+        predictor = Predictor.load(staged, batch_size=t.eval_batch_size)
+        fitted = calibrate(predictor, Labelled.from_split(data.splits["validation"], "validation"), t.calibrate,
+                           t.class_bias)
+        metrics = {"calibration": {"temperature": predictor.meta.temperature, **fitted}, **(context or {})}
+        if holdout is not None:
+            metrics = evaluate(predictor, Labelled.from_split(data.splits[holdout], holdout), out / REPORT_DIR,
+                               history, fitted, progress=True, context=context).metrics
+            predictor.meta.metrics = {k: metrics[k] for k in ("accuracy", "macro_f1", "weighted_f1")}
+        write_meta(staged, predictor.meta)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    replace_folder(staged, out / MODEL_DIR)
+    if holdout is not None:
+        cal = metrics["calibration"]
+        log.info("temperature %.3f: %s ECE %.4f -> %.4f", cal["temperature"], holdout, cal["ece_before"],
+                 cal["ece_after"])
+        log.info("%s: accuracy %.4f, macro-F1 %.4f, weighted F1 %.4f on %d texts", holdout,
+                 metrics["accuracy"], metrics["macro_f1"], metrics["weighted_f1"], metrics["n"])
+    return metrics
