@@ -84,6 +84,19 @@ def test_mistakes_in_a_space_are_refused_naming_file_entry_and_fix(tmp_path, tex
     assert message in str(e.value)
 
 
+@pytest.mark.parametrize("text, base", [
+    ("epochs: {type: int, low: 1, high: 3}", Config().replace(max_steps=100)),
+    ("max_steps: {type: int, low: 50, high: 200}\nepochs: {type: int, low: 1, high: 3}", Config()),
+])
+def test_epochs_are_not_searched_when_max_steps_sets_the_steps(tmp_path, text, base):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as e:
+        load_space(path, base)
+    assert str(e.value) == (f"{path}: epochs is drawn, but max_steps sets every trial's steps, so the epochs drawn "
+                            "would change nothing; drop the epochs entry or --max-steps")
+    assert [p.name for p in load_space(write(tmp_path, "epochs: {type: int, low: 1, high: 3}"), Config())] == ["epochs"]
+
+
 def test_a_missing_space_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match=f"search space file not found: {tmp_path / 'nope.yaml'}"):
         load_space(tmp_path / "nope.yaml", Config())

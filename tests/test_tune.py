@@ -45,7 +45,7 @@ def tune_flags(tiny_model: Path, root: Path, *extra: str) -> list[str]:
     space.write_text(SPACE)
     return ["tune", "--model", str(tiny_model), "--output-dir", str(root / "out"), "--space", str(space),
             "--tracking-uri", f"sqlite:///{root / 'mlflow.db'}", "--experiment", "tune", "--batch-size", "16",
-            "--precision", "fp32", "--num-threads", "1", *extra]
+            "--precision", "fp32", "--num-threads", "1", "--min-steps", "0", *extra]
 
 
 def runs_of(root: Path) -> list:
@@ -132,6 +132,7 @@ def test_a_three_trial_study_writes_its_files_and_one_parent_with_three_child_ru
     assert summary["trials"] == {"complete": 2, "pruned": 1, "fail": 0}
     report = json.loads((out / "report" / "metrics.json").read_text())
     assert report["n"] == 46 and summary["test_metrics"]["macro_f1"] == report["macro_f1"]
+    assert report["training"] == best.user_attrs["training"]  # the steps its trial trained
 
     runs = runs_of(study.root)
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
@@ -221,15 +222,28 @@ def test_refit_trains_the_best_config_again_on_all_the_training_rows(tmp_path, t
         return real_train(cfg, data, *args, **kwargs)
 
     monkeypatch.setattr(training, "train", spy_train)
-    flags = tune_flags(tiny_model, tmp_path, "--n-trials", "1", "--max-samples", "60", "--refit", "--no-tracking")
-    assert main(flags) == 0
+    records = Records()
+    logging.getLogger("emoclf").addHandler(records)
+    try:  # 60 rows at batch 16 are 4 steps an epoch: the floor of 40 outweighs the 5 to 7 epochs drawn
+        assert main(tune_flags(tiny_model, tmp_path, "--n-trials", "1", "--max-samples", "60", "--refit",
+                               "--no-tracking", "--min-steps", "40", "--no-early-stopping")) == 0
+    finally:
+        logging.getLogger("emoclf").removeHandler(records)
     everything = len(load_data(DataConfig()).splits["train"])
     assert everything > 60 and trained == [("trial-0000", 60, 60), ("refit", everything, None)]
     out = tmp_path / "out"
+    trial = load_study(tmp_path).trials[0]
+    steps = trial.user_attrs["training"]
+    assert (steps["steps"], steps["optimizer_steps"], steps["min_steps_applied"]) == (40, 40, True)
+    assert steps["planned_steps"] == 4 * trial.params["epochs"]
+    assert any(line.startswith("trial 0 ") and f"(40 steps, the --min-steps floor, instead of the "
+               f"{steps['planned_steps']} drawn)" in line for line in records.lines)
     summary = json.loads((out / "tune.json").read_text())
     assert summary["refit"] is True and summary["model"] == str(out / "refit" / "model")
     report = json.loads((out / "refit" / "report" / "metrics.json").read_text())
     assert report["n"] == 46 and summary["test_metrics"]["macro_f1"] == report["macro_f1"]
+    assert not report["training"]["min_steps_applied"]  # all the rows: the epochs drawn are trained
+    assert report["training"]["optimizer_steps"] == -(-everything // 16) * trial.params["epochs"]
     assert (out / "refit" / "model" / "model.safetensors").is_file() and not (out / "model").exists()
     assert not (out / "refit" / "checkpoints").exists()
     best = Config.from_yaml(out / "best.yaml")  # reproduces the refit: no cap on the training rows

@@ -81,6 +81,10 @@ def load_space(path: str | Path | None, base: Config) -> list[Param]:
     for name, entry in raw.items():
         space.append(_param(str(name), entry, [p.name for p in space], f"{source}: {name}"))
         _check_values(space[-1], base, f"{source}: {name}")
+    names = {p.name for p in space}
+    if "epochs" in names and ("max_steps" in names or base.train.max_steps):
+        raise ConfigError(f"{source}: epochs is drawn, but max_steps sets every trial's steps, so the epochs drawn "
+                          "would change nothing; drop the epochs entry or --max-steps")
     return space
 
 

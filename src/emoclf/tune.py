@@ -28,7 +28,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from transformers import TrainerCallback
 
 from emoclf import training
@@ -145,6 +145,8 @@ class Objective:
             # Trials are never resumed (a cut-short one is replaced), so their checkpoints are only disk.
             shutil.rmtree(folder / CHECKPOINT_DIR, ignore_errors=True)
         (folder / HISTORY_JSON).write_text(json.dumps(result.history, indent=1), encoding="utf-8")
+        # The steps it trained: on small data the --min-steps floor can outweigh the epochs it drew.
+        trial.set_user_attr("training", result.metrics["training"])
         return best_validation_f1(result.history)
 
 
@@ -163,7 +165,7 @@ class Progress:
         finished = len(study.get_trials(deepcopy=False, states=FINISHED))
         params = ", ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
         if trial.state == TrialState.COMPLETE:
-            outcome = f"validation macro-F1 {trial.value:.4f}"
+            outcome = f"validation macro-F1 {trial.value:.4f}{_floor_note(trial.user_attrs.get('training', {}))}"
         elif trial.state == TrialState.PRUNED:
             last = max(trial.intermediate_values.items(), default=(0, float("nan")))
             outcome = f"pruned at evaluation {last[0]} (validation macro-F1 {last[1]:.4f})"
@@ -180,6 +182,12 @@ class Progress:
 
 def _short(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _floor_note(steps: dict) -> str:
+    if not steps.get("min_steps_applied"):
+        return ""
+    return f" ({steps['steps']} steps, the --min-steps floor, instead of the {steps['planned_steps']} drawn)"
 
 
 def best_trial(study: optuna.Study):
@@ -351,7 +359,7 @@ def _keep_best(study: optuna.Study, base: Config, data: PreparedData, opts: Tune
         log.info("the best trial is still %d, whose model is already kept in %s", best.number, summary["model"])
         return TuneResult(out, opts.study_name, storage, best.number, best.value, best.params, counts,
                           summary["test_metrics"], Path(summary["model"]), out / BEST_YAML, None)
-    final, metrics = (_refit if opts.refit else _finish_trial_model)(best.number, base, data, out)
+    final, metrics = (_refit if opts.refit else _finish_trial_model)(best, base, data, out)
     model_dir = Path(final.train.output_dir) / MODEL_DIR
     reproduce = final.replace(output_dir=str(out / "reproduced"), overwrite=False, run_name=None,
                               register_name=base.tracking.register_name)
@@ -381,9 +389,9 @@ def _read_summary(out: Path) -> dict:
         return {}
 
 
-def _finish_trial_model(number: int, base: Config, data: PreparedData, out: Path) -> tuple[Config, dict]:
+def _finish_trial_model(best: FrozenTrial, base: Config, data: PreparedData, out: Path) -> tuple[Config, dict]:
     """The best trial's model, copied beside the study and evaluated on the test split as ``emoclf train`` does."""
-    folder = trial_dir(out, number)
+    number, folder = best.number, trial_dir(out, best.number)
     if not (folder / MODEL_DIR).is_dir():
         raise ConfigError(f"the best trial's model folder {folder / MODEL_DIR} is missing; rerun with --refit to "
                           "train its config again")
@@ -394,11 +402,12 @@ def _finish_trial_model(number: int, base: Config, data: PreparedData, out: Path
     shutil.copytree(folder / MODEL_DIR, staged)
     history = json.loads((folder / HISTORY_JSON).read_text(encoding="utf-8"))
     log.info("evaluating trial %d's model on the test split", number)
-    return final, finish_model(final, data, staged, history, "test")
+    return final, finish_model(final, data, staged, history, "test", {"training": best.user_attrs.get("training", {})})
 
 
-def _refit(number: int, base: Config, data: PreparedData, out: Path) -> tuple[Config, dict]:
+def _refit(best: FrozenTrial, base: Config, data: PreparedData, out: Path) -> tuple[Config, dict]:
     """The best trial's config trained once more, on all the training and validation rows (no caps)."""
+    number = best.number
     trial_cfg = Config.from_yaml(trial_dir(out, number) / CONFIG_FILE)
     final = trial_cfg.replace(max_samples=None, max_val_samples=None, output_dir=str(out / REFIT_DIR),
                               overwrite=True, run_name="refit", register_name=None)
