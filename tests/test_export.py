@@ -285,7 +285,7 @@ def test_report_is_logged_to_the_models_mlflow_run(trained, demo, tmp_path):
     mlflow.set_tracking_uri(store)
     try:
         with mlflow.start_run() as run:
-            uri = log_pyfunc(trained.model_dir, ["i am happy"])
+            uri = log_pyfunc(trained.model_dir, ["i am happy"]).model_uri
         result = export_model(uri, tmp_path / "onnx", demo)
     finally:
         mlflow.set_tracking_uri(previous)

@@ -48,16 +48,16 @@ def test_train_against_real_server(mlflow_server, tmp_path, tiny_model):
     assert run.info.status == "FINISHED"
     assert run.data.params["train.epochs"] == "1.0"
     assert run.data.params["resolved.imbalance_strategy"] == "none"
-    assert run.data.metrics["test_macro_f1"] == pytest.approx(result.metrics["macro_f1"])
-    assert "test_f1_surprise" in run.data.metrics
-    assert len(client.get_metric_history(result.run_id, "eval_macro_f1")) == 1
+    assert run.data.metrics["test/macro_f1"] == pytest.approx(result.metrics["macro_f1"])
+    assert "test/f1_surprise" in run.data.metrics
+    assert len(client.get_metric_history(result.run_id, "val/macro_f1")) == 1
     artifacts = {a.path for a in client.list_artifacts(result.run_id, "report")}
     assert {"report/confusion_matrix.png", "report/metrics.json", "report/misclassified.csv",
             "report/training_curves.png", "report/data_profile.json"} <= artifacts
     assert {i.dataset.name for i in run.inputs.dataset_inputs} == {"train", "validation", "test"}
 
     mlflow.set_tracking_uri(mlflow_server)
-    model = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/model")
+    model = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/ci")  # named after the experiment
     out = model.predict(__import__("pandas").DataFrame({"text": ["i am so happy", "this is terrifying"]}))
     assert set(out["predicted_label"]) <= {"anger", "fear", "joy", "love", "sadness", "surprise"}
     assert {"prob_joy", "predicted_probability", "skipped"} <= set(out.columns)

@@ -13,7 +13,7 @@ import signal
 import sys
 from dataclasses import MISSING, dataclass, fields
 
-from emoclf import __version__
+from emoclf import __version__, console
 from emoclf import config as C
 from emoclf.errors import EmoclfError
 
@@ -116,8 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run 'emoclf COMMAND --help' for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"emoclf {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="Also show library warnings, load reports and progress bars.")
+    parser.add_argument("--quiet", action="store_true", help="Only results and errors.")
     parser.add_argument("--debug", action="store_true", help="Show tracebacks and debug logs.")
-    parser.add_argument("--quiet", action="store_true", help="Only warnings and errors.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
         p = sub.add_parser(name, help=command.help, description=command.description,
@@ -265,11 +267,10 @@ def _terminate(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def setup_logging(debug: bool, quiet: bool) -> None:
-    level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("transformers", "datasets", "mlflow", "alembic", "urllib3", "httpx", "matplotlib", "PIL"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
+def verbosity(args: argparse.Namespace) -> int:
+    if args.debug:
+        return console.DEBUG
+    return console.QUIET if args.quiet else console.VERBOSE if args.verbose else console.NORMAL
 
 
 def _close_progress_bars() -> None:
@@ -283,7 +284,7 @@ def _close_progress_bars() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    setup_logging(args.debug, args.quiet)
+    console.configure(verbosity(args))
     signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.func(args)

@@ -16,7 +16,9 @@ import functools
 import json
 import logging
 import os
+import re
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -43,10 +45,15 @@ class Tracker(Protocol):
     run_id: str | None
     failures_file: Path | None
 
-    def start(self, run_name: str | None = None, resume: bool = False) -> None: ...
+    def start(self, run_name: str | None = None, resume: bool = False, description: str | None = None) -> None: ...
     def log_params(self, params: dict[str, Any]) -> None: ...
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None, dataset: str | None = None,
+                    model_id: str | None = None) -> None: ...
     def log_dict(self, data: dict, name: str) -> None: ...
+    def log_text(self, text: str, name: str) -> None: ...
+    def log_text(self, text: str, name: str) -> None:
+        self.outbox.send(f"log {name}", self.mlflow.log_text, text, name, detail={"artifact": name})
+
     def log_artifacts(self, folder: str | Path, path: str | None = None) -> None: ...
     def log_dataset(self, df: pd.DataFrame, name: str, source: str, context: str) -> None: ...
     def log_model(self, bundle: str | Path, input_example: list[str], register_name: str | None = None) -> str | None: ...
@@ -75,6 +82,11 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
         else:
             out[key] = v
     return out
+
+
+def model_name(experiment: str) -> str:
+    """The logged model's name: its experiment's, in the characters an artifact path admits."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", experiment).strip("-.") or "model"
 
 
 @dataclass
@@ -184,13 +196,14 @@ class MLflowTracker:
         self.failures_file: Path | None = None
         self._logged_params: dict[str, str] = {}
         self._logged_through = -1  # last metric step already in the run (when resumed)
+        self._datasets: dict[str, Any] = {}  # logged inputs by name, for metrics computed on them
 
-    def start(self, run_name: str | None = None, resume: bool = False) -> None:
+    def start(self, run_name: str | None = None, resume: bool = False, description: str | None = None) -> None:
         """Start a run, or with ``resume`` reopen the one recorded in ``local_dir`` if it lives in this store."""
         for name, value in CLIENT_DEFAULTS.items():
             os.environ.setdefault(name, value)
         try:
-            run, previous = self._open(run_name, resume)
+            run, previous = self._open(run_name, resume, description)
         except TrackingError as e:
             if not self.optional:
                 raise
@@ -206,13 +219,14 @@ class MLflowTracker:
             log.info("MLflow run %s reopened at %s (metrics logged through step %d)", self.run_id, self.uri,
                      self._logged_through)
         else:
-            log.info("MLflow run %s in experiment %r at %s", self.run_id, self.experiment, self.uri)
+            log.info("MLflow run %s (%s) in experiment %r at %s", run.info.run_name, self.run_id, self.experiment,
+                     self.uri)
         if self.local_dir is not None:
             self.local_dir.mkdir(parents=True, exist_ok=True)
             (self.local_dir / RUN_INFO_FILE).write_text(json.dumps(
                 {"run_id": self.run_id, "tracking_uri": self.uri, "experiment": self.experiment}, indent=2))
 
-    def _open(self, run_name: str | None, resume: bool):
+    def _open(self, run_name: str | None, resume: bool, description: str | None):
         if self.uri.startswith(("http://", "https://")) and (why := unreachable(self.uri)):
             raise TrackingError(f"MLflow tracking server {self.uri} is unreachable ({why}); start it, fix "
                                 "--tracking-uri, or pass --no-tracking (or --tracking-optional to train anyway)")
@@ -223,6 +237,7 @@ class MLflowTracker:
                 self.mlflow.set_experiment(self.experiment)
                 # Inside an active run (emoclf compare's parent), this run becomes its child.
                 return self.mlflow.start_run(run_id=previous, run_name=None if previous else run_name,
+                                             description=None if previous else description,
                                              nested=self.mlflow.active_run() is not None), previous
         except Exception as e:
             raise TrackingError(f"cannot start an MLflow run at {self.uri}: {e}") from None
@@ -241,22 +256,32 @@ class MLflowTracker:
             # Values over the limit would be refused; they live in an artifact instead.
             self.outbox.send("log long params", self.mlflow.log_dict, long, "long_params.json", detail=long)
 
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None, dataset: str | None = None,
+                    model_id: str | None = None) -> None:
+        """``dataset`` (a name given to ``log_dataset``) and ``model_id`` link the values to the data they were
+        computed on and the logged model they describe (its page then lists the dataset)."""
         if step is not None and step <= self._logged_through:
             return  # logged before the crash this run resumes from; the replay recomputes the same values
         values = {k: float(v) for k, v in metrics.items()}
-        self.outbox.send("log metrics", self.mlflow.log_metrics, values, step=step,
-                         detail={"step": step, "metrics": values})
+        self.outbox.send("log metrics", self.mlflow.log_metrics, values, step=step, model_id=model_id,
+                         dataset=self._datasets.get(dataset), detail={"step": step, "metrics": values})
 
     def log_dict(self, data: dict, name: str) -> None:
         self.outbox.send(f"log {name}", self.mlflow.log_dict, data, name, detail={"artifact": name})
+
+    def log_text(self, text: str, name: str) -> None:
+        self.outbox.send(f"log {name}", self.mlflow.log_text, text, name, detail={"artifact": name})
 
     def log_artifacts(self, folder: str | Path, path: str | None = None) -> None:
         self.outbox.send(f"log artifacts {path or ''}".strip(), self.mlflow.log_artifacts, str(folder),
                          artifact_path=path, detail={"local": str(folder), "artifact_path": path})
 
     def log_dataset(self, df: pd.DataFrame, name: str, source: str, context: str) -> None:
-        ds = self.mlflow.data.from_pandas(df[["text", "label"]], source=source, name=name, targets="label")
+        with warnings.catch_warnings():
+            # MLflow registers its local-file source twice and warns that every path is ambiguous between them.
+            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+            ds = self.mlflow.data.from_pandas(df[["text", "label"]], source=source, name=name, targets="label")
+        self._datasets[name] = ds
         self.outbox.send(f"log dataset {name}", self.mlflow.log_input, ds, context=context,
                          detail={"name": name, "source": source, "context": context})
 
@@ -264,10 +289,14 @@ class MLflowTracker:
         self.outbox.send("set tags", self.mlflow.set_tags, tags, detail=tags)
 
     def log_model(self, bundle: str | Path, input_example: list[str], register_name: str | None = None) -> str | None:
+        """Log the bundle as a pyfunc model named after the experiment; returns its MLflow model id (None if
+        the call was queued)."""
         from emoclf.mlflow_model import log_pyfunc
 
-        return self.outbox.send("log model", log_pyfunc, bundle, input_example, register_name,
-                                detail={"local": str(bundle), "register_name": register_name})
+        name = model_name(self.experiment)
+        info = self.outbox.send("log model", log_pyfunc, bundle, input_example, register_name, name,
+                                detail={"local": str(bundle), "register_name": register_name, "name": name})
+        return info.model_id if info is not None else None
 
     def end(self, status: str = "FINISHED") -> None:
         """Deliver the queue and end the run; what still fails goes to ``tracking_failures.json``."""

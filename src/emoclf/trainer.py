@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import ProgressCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
@@ -28,6 +28,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from emoclf import hardware
 from emoclf.checkpoints import CHECKPOINT_DIR, STAGING_DIR
 from emoclf.config import Config
+from emoclf.console import progress
 from emoclf.errors import TrainingDivergedError
 from emoclf.evaluation.metrics import macro_f1
 
@@ -96,8 +97,20 @@ def diverged(what: str, value: float, step: int, learning_rate: float) -> Traini
     )
 
 
+# The Trainer's log keys as emoclf tracks them, grouped by prefix. Everything else it logs is bookkeeping
+# (total_flos, steps per second) or repeats what emoclf logs itself (train_runtime is system/train_seconds).
+TRACKED_METRICS = {"loss": "train/loss", "learning_rate": "train/learning_rate", "grad_norm": "train/grad_norm",
+                   "eval_loss": "val/loss", "eval_macro_f1": "val/macro_f1", "eval_accuracy": "val/accuracy",
+                   "eval_runtime": "system/val_seconds"}
+
+
+def tracked_metrics(logs: dict) -> dict[str, float]:
+    """The Trainer's logged values under emoclf's metric names; the rest is dropped."""
+    return {TRACKED_METRICS[k]: v for k, v in logs.items() if k in TRACKED_METRICS and isinstance(v, (int, float))}
+
+
 class EpochSummary(TrainerCallback):
-    """One readable line per evaluation, and every logged metric forwarded to the tracker."""
+    """One readable line per evaluation, and the tracked metrics forwarded to the tracker."""
 
     def __init__(self, tracker) -> None:
         self.tracker = tracker
@@ -106,8 +119,9 @@ class EpochSummary(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not is_main_process() or not logs:
             return
-        numeric = {k: v for k, v in logs.items() if isinstance(v, (int, float)) and k != "epoch"}
-        self.tracker.log_metrics(numeric, step=state.global_step)
+        named = tracked_metrics(logs)
+        if named:
+            self.tracker.log_metrics(named, step=state.global_step)
         if "eval_macro_f1" in logs:
             train_loss = next((h["loss"] for h in reversed(state.log_history) if "loss" in h), float("nan"))
             log.info(
@@ -117,11 +131,45 @@ class EpochSummary(TrainerCallback):
             )
 
 
-class ProgressBars(ProgressCallback):
-    """The Trainer's progress bars without its per-step dicts on stdout (stdout is for results)."""
+class TrainingProgress(TrainerCallback):
+    """One bar for the whole training: steps, the epoch, the latest loss and validation macro-F1.
+
+    It replaces the Trainer's own bars, whose nested evaluation bar left blank and cursor-up lines
+    behind and whose bar said neither epoch nor score."""
+
+    def __init__(self) -> None:
+        self.bar = None
+        self.scores: dict[str, str] = {}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.bar = progress(desc="train", total=state.max_steps, initial=state.global_step, unit="step",
+                            enabled=state.is_world_process_zero)
+
+    def _show(self, args, state, doing: str = "") -> None:
+        parts = [f"epoch {state.epoch or 0:.2f}/{args.num_train_epochs:g}", *self.scores.values(), doing]
+        self.bar.set_postfix_str(", ".join(p for p in parts if p))
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.bar.update(state.global_step - self.bar.n)
+        self._show(args, state)
+
+    def on_prediction_step(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self._show(args, state, "validating")
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        pass
+        if self.bar is None or not logs:
+            return
+        if "loss" in logs:
+            self.scores["loss"] = f"loss {logs['loss']:.4f}"
+        if "eval_macro_f1" in logs:
+            self.scores["f1"] = f"val macro-F1 {logs['eval_macro_f1']:.4f}"
+        self._show(args, state)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 class GracefulStop(TrainerCallback):
@@ -268,5 +316,5 @@ def build_training_args(cfg: Config, precision: str) -> TrainingArguments:
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,  # every parameter of a sequence classifier is used; True walks the graph each step
         save_only_model=False,
-        disable_tqdm=False,
+        disable_tqdm=True,  # TrainingProgress is the one bar
     )

@@ -12,6 +12,7 @@ evaluated; a finished training's folder is replaced only with ``overwrite``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import pickle
@@ -19,18 +20,20 @@ import shutil
 import signal
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import DataCollatorWithPadding, EarlyStoppingCallback, ProgressCallback, set_seed
+from transformers import DataCollatorWithPadding, EarlyStoppingCallback, PrinterCallback, set_seed
 from transformers.trainer import TRAINER_STATE_NAME, TrainerState
 
-from emoclf import hardware, imbalance
+from emoclf import __version__, console, hardware, imbalance
 from emoclf.checkpoints import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
     ENVIRONMENT_FILE,
+    LOG_FILE,
     MODEL_DIR,
     REPORT_DIR,
     STAGED_MODEL_DIR,
@@ -38,15 +41,26 @@ from emoclf.checkpoints import (
     prepare_output,
 )
 from emoclf.config import Config
-from emoclf.data import Labelled, PreparedData, load_data
+from emoclf.data import DEMO_SOURCE, Labelled, PreparedData, load_data
 from emoclf.data.profile import profile, write_profile
 from emoclf.environment import run_environment
 from emoclf.errors import ModelLoadError, TrainingDivergedError, TrainingInterrupted
+from emoclf.evaluation.context import now, report_context, split_warnings
 from emoclf.evaluation.evaluate import calibrate, evaluate
-from emoclf.evaluation.metrics import flat_metrics
+from emoclf.evaluation.metrics import flat_metrics, model_metrics
 from emoclf.inference import Predictor
 from emoclf.losses import make_loss
-from emoclf.modeling import BundleMeta, load_for_training, model_max_length, replace_folder, save_bundle, write_meta
+from emoclf.modelcard import CARD_FILE, write_model_card
+from emoclf.modeling import (
+    BundleMeta,
+    hub_id,
+    load_for_training,
+    model_max_length,
+    replace_folder,
+    save_bundle,
+    short_name,
+    write_meta,
+)
 from emoclf.preprocess import Preprocessor
 from emoclf.tracking import Tracker, ended_run, make_tracker
 from emoclf.trainer import (
@@ -54,7 +68,7 @@ from emoclf.trainer import (
     EmoclfTrainer,
     EpochSummary,
     GracefulStop,
-    ProgressBars,
+    TrainingProgress,
     build_training_args,
     compute_metrics,
     is_main_process,
@@ -95,6 +109,11 @@ class _Setup:
     precision: str
     steps: dict = field(default_factory=dict)  # what plan_steps decided, then the steps trained
 
+    def resolved(self) -> dict[str, Any]:
+        """What the ``auto`` settings became, logged with the run and saved with the model."""
+        return {"imbalance_strategy": self.plan.strategy, "loss": self.plan.loss, "max_length": self.max_length,
+                "precision": self.precision, "train_rows_after_resampling": len(self.train_ds)}
+
 
 def train(cfg: Config, data: PreparedData | None = None, resume: bool = False) -> TrainResult:
     """Run one training end to end; the MLflow run is FINISHED, FAILED or KILLED, never left RUNNING.
@@ -109,20 +128,47 @@ def train(cfg: Config, data: PreparedData | None = None, resume: bool = False) -
     main = is_main_process()
     checkpoint = (prepare_output(out, resume, cfg.train.overwrite) if main
                   else latest_checkpoint(out / CHECKPOINT_DIR) if resume else None)
+    with console.log_file(out / LOG_FILE) if main else contextlib.nullcontext():
+        return _run(cfg, data, checkpoint, resume)
+
+
+def _run(cfg: Config, data: PreparedData, checkpoint: Path | None, resume: bool) -> TrainResult:
+    out, main = Path(cfg.train.output_dir), is_main_process()
+    plan = _plan(cfg, data)
     tracker = make_tracker(cfg.tracking.tracking and main, cfg.tracking.tracking_uri, cfg.tracking.experiment,
                            local_dir=out, optional=cfg.tracking.tracking_optional)
-    tracker.start(cfg.tracking.run_name, resume=resume)
+    tracker.start(cfg.tracking.run_name or run_name(cfg, plan), resume=resume, description=describe(cfg, data, plan))
     with ended_run(tracker):
-        setup = _setup(cfg, data, tracker)
+        setup = _setup(cfg, data, plan, tracker)
         trainer, seconds, examples = _fit(cfg, setup, tracker, checkpoint)
         history = trainer.state.log_history
         if not main:
             return TrainResult(out, out / MODEL_DIR, {}, setup.profile, None, seconds, examples / seconds, history)
-        metrics = _evaluate(cfg, data, setup, trainer, history)
+        metrics = _evaluate(cfg, data, setup, trainer, history, tracker.run_id)
         metrics.update(train_seconds=round(seconds, 1), train_examples_per_second=round(examples / seconds, 2))
         _log_results(cfg, tracker, data, metrics)
     return TrainResult(out, out / MODEL_DIR, metrics, setup.profile, tracker.run_id, seconds, examples / seconds,
                        history, tracker.failures_file)
+
+
+def _plan(cfg: Config, data: PreparedData) -> imbalance.Plan:
+    t = cfg.train
+    return imbalance.plan(t.imbalance, data.splits["train"]["label_id"].to_numpy(), len(data.labels),
+                          t.imbalance_threshold)
+
+
+def run_name(cfg: Config, plan: imbalance.Plan) -> str:
+    """The default MLflow run name: model, imbalance strategy, time, e.g. ``minilm-class-weight-20261127-0457``."""
+    return f"{short_name(cfg.model.model)}-{plan.strategy}-{datetime.now():%Y%m%d-%H%M}"
+
+
+def describe(cfg: Config, data: PreparedData, plan: imbalance.Plan) -> str:
+    """The run's description: what was trained on what, and where its scores come from."""
+    rows = ", ".join(f"{len(df)} {split}" for split, df in data.splits.items())
+    return (f"Fine-tunes {hub_id(cfg.model.model)} to classify texts as {', '.join(data.labels)}, on "
+            f"{cfg.data.data or 'the embedded demo set'} ({rows} texts), imbalance handling {plan.strategy} "
+            f"(loss {plan.loss}), up to {cfg.train.epochs:g} epochs. Test metrics (test/) are from the saved model "
+            "on the untouched test split; validation (val/) chose the best epoch and fitted the temperature.")
 
 
 def _record_run(cfg: Config, out: Path, tracker: Tracker) -> None:
@@ -137,7 +183,7 @@ def _record_run(cfg: Config, out: Path, tracker: Tracker) -> None:
                       "emoclf.hardware": hardware.detect().describe()})
 
 
-def _setup(cfg: Config, data: PreparedData, tracker: Tracker) -> _Setup:
+def _setup(cfg: Config, data: PreparedData, plan: imbalance.Plan, tracker: Tracker) -> _Setup:
     """Model, token limit from the data profile, the imbalance plan, the tokenised splits; all logged."""
     t, out = cfg.train, Path(cfg.train.output_dir)
     if is_main_process():
@@ -151,19 +197,16 @@ def _setup(cfg: Config, data: PreparedData, tracker: Tracker) -> _Setup:
     max_length = min(cfg.model.max_length or prof["suggested_max_length"], limit)
     if is_main_process():
         write_profile(prof, out / REPORT_DIR)
-    label_ids = data.splits["train"]["label_id"].to_numpy()
-    plan = imbalance.plan(t.imbalance, label_ids, len(data.labels), t.imbalance_threshold)
-    rows = imbalance.resample_indices(plan.strategy, label_ids, t.seed)
+    rows = imbalance.resample_indices(plan.strategy, data.splits["train"]["label_id"].to_numpy(), t.seed)
     setup = _Setup(tokenizer, model, prof, max_length, plan,
                    tokenize_split(data.splits["train"], tokenizer, max_length).select(rows),
                    tokenize_split(data.splits["validation"], tokenizer, max_length), resolve_precision(t.precision))
-    log.info("training %s on %d rows (%s, imbalance ratio %.2f, loss %s), max_length %d, %s", cfg.model.model,
+    log.info("training %s on %d texts (imbalance %s, ratio %.2f, loss %s), max_length %d, %s", cfg.model.model,
              len(setup.train_ds), plan.strategy, plan.imbalance_ratio, plan.loss, max_length, setup.precision)
-    tracker.log_params({**cfg.to_dict(), "resolved": {
-        "imbalance_strategy": plan.strategy, "loss": plan.loss, "max_length": max_length,
-        "precision": setup.precision, "train_rows_after_resampling": len(setup.train_ds)}})
+    settings = cfg.to_dict()
+    settings["model"]["model"] = hub_id(cfg.model.model)  # the id a reader can look up, not emoclf's alias
+    tracker.log_params({**settings, "resolved": setup.resolved()})
     tracker.log_dict(cfg.to_dict(), CONFIG_FILE.replace(".yaml", ".json"))
-    tracker.log_dict(prof, "data_profile.json")
     for split, context in (("train", "training"), ("validation", "validation"), ("test", "testing")):
         tracker.log_dataset(data.splits[split], split, cfg.data.data or "emoclf-demo", context)
     return setup
@@ -183,9 +226,9 @@ def _fit(cfg: Config, setup: _Setup, tracker: Tracker, checkpoint: Path | None) 
         + [EarlyStoppingCallback(early_stopping_patience=t.patience)] * t.early_stopping,
     )
     setup.steps = plan_steps(trainer, cfg)
-    # Keep the progress bars, drop the raw log dicts they write to stdout: EpochSummary logs one line per epoch.
-    trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(ProgressBars)
+    # The raw log dicts would go to stdout, which is for results: EpochSummary logs one line per evaluation.
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(TrainingProgress)
     start_epoch = TrainerState.load_from_json(str(checkpoint / TRAINER_STATE_NAME)).epoch if checkpoint else 0.0
     started = time.perf_counter()
     with stop.installed():
@@ -209,7 +252,8 @@ def _fit(cfg: Config, setup: _Setup, tracker: Tracker, checkpoint: Path | None) 
     return trainer, seconds, len(setup.train_ds) * (trainer.state.epoch - start_epoch)
 
 
-def _evaluate(cfg: Config, data: PreparedData, setup: _Setup, trainer: EmoclfTrainer, history: list[dict]) -> dict:
+def _evaluate(cfg: Config, data: PreparedData, setup: _Setup, trainer: EmoclfTrainer, history: list[dict],
+              run_id: str | None) -> dict:
     """Save the model, calibrate it on validation and score it on test as saved, then put it in place.
 
     It is evaluated where it was saved and renamed into place only then: a failure on the way
@@ -217,33 +261,44 @@ def _evaluate(cfg: Config, data: PreparedData, setup: _Setup, trainer: EmoclfTra
     """
     t, out = cfg.train, Path(cfg.train.output_dir)
     meta = BundleMeta(labels=data.labels, preprocess=Preprocessor(cfg.preprocess).to_dict(),
-                      max_length=setup.max_length, base_model=cfg.model.model, config=cfg.to_dict())
+                      max_length=setup.max_length, base_model=hub_id(cfg.model.model), config=cfg.to_dict(),
+                      trained_at=now(), run_id=run_id, emoclf_version=__version__,
+                      data=data.summary(cfg.data.data or DEMO_SOURCE), training=setup.resolved())
     staged = save_bundle(out / STAGED_MODEL_DIR, trainer.model, setup.tokenizer, meta)
     try:
         predictor = Predictor.load(staged, batch_size=t.eval_batch_size)
         fitted = calibrate(predictor, Labelled.from_split(data.splits["validation"], "validation"), t.calibrate,
                            t.class_bias)
-        result = evaluate(predictor, Labelled.from_split(data.splits["test"], "test"), out / REPORT_DIR, history,
-                          fitted, progress=True, context={"training": setup.steps})
-        metrics = result.metrics
-        predictor.meta.metrics = {k: metrics[k] for k in ("accuracy", "macro_f1", "weighted_f1")}
+        test = Labelled.from_split(data.splits["test"], "test")
+        context = report_context(predictor.meta, test, str(out / MODEL_DIR))
+        metrics = evaluate(predictor, test, out / REPORT_DIR, history, fitted, progress=True, context=context,
+                           training=setup.steps).metrics
+        predictor.meta.metrics = model_metrics(metrics)
         write_meta(staged, predictor.meta)
+        write_model_card(staged, predictor.meta)
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise
     replace_folder(staged, out / MODEL_DIR)
     cal = metrics["calibration"]
-    log.info("temperature %.3f: test ECE %.4f -> %.4f", cal["temperature"], cal["ece_before"], cal["ece_after"])
-    log.info("test: accuracy %.4f, macro-F1 %.4f, weighted F1 %.4f on %d texts",
-             metrics["accuracy"], metrics["macro_f1"], metrics["weighted_f1"], metrics["n"])
+    log.debug("temperature %.3f: test ECE %.4f -> %.4f", cal["temperature"], cal["ece_before"], cal["ece_after"])
+    for warning in split_warnings(metrics, context):
+        log.warning("%s (the report says so too)", warning)
     return metrics
 
 
 def _log_results(cfg: Config, tracker: Tracker, data: PreparedData, metrics: dict) -> None:
+    """The model first, so that the test metrics can name it and the test dataset they were computed on."""
     out = Path(cfg.train.output_dir)
-    calibration = {f"test_{k}": float(v) for k, v in metrics["calibration"].items()
-                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    tracker.log_metrics({**flat_metrics(metrics), **calibration, "train_seconds": metrics["train_seconds"],
-                         "train_examples_per_second": metrics["train_examples_per_second"]})
+    model_id = tracker.log_model(out / MODEL_DIR, data.splits["test"]["raw_text"].head(3).tolist(),
+                                 cfg.tracking.register_name)
+    cal = metrics["calibration"]
+    tracker.log_metrics({**flat_metrics(metrics, "test/"), "test/ece_before": cal["ece_before"],
+                         "test/ece_after": cal["ece_after"]}, dataset="test", model_id=model_id)
+    fitted = {"calibration/temperature": cal["temperature"], "calibration/fitted_temperature": cal.get("fitted_temperature"),
+              "val/ece_before": cal.get("validation_ece_before"), "val/ece_fitted": cal.get("validation_ece_fitted"),
+              "system/train_seconds": metrics["train_seconds"],
+              "system/train_examples_per_second": metrics["train_examples_per_second"]}
+    tracker.log_metrics({k: v for k, v in fitted.items() if v is not None})
     tracker.log_artifacts(out / REPORT_DIR, "report")
-    tracker.log_model(out / MODEL_DIR, data.splits["test"]["raw_text"].head(3).tolist(), cfg.tracking.register_name)
+    tracker.log_text((out / MODEL_DIR / CARD_FILE).read_text(encoding="utf-8"), CARD_FILE)

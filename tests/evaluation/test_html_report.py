@@ -55,10 +55,10 @@ def test_every_section_present_and_earlier_outputs_kept(tmp_path):
     for name in ("metrics.json", "report.md", "confusion_matrix.png", "per_class_f1.png", "training_curves.png",
                  "misclassified.csv"):
         assert (tmp_path / name).is_file(), name
-    for sid in ("headline", "per-class", "confusion-matrix", "calibration", "confusion-pairs",
+    for sid in ("headline", "class-distribution", "per-class", "confusion-matrix", "calibration", "confusion-pairs",
                 "low-confidence-correct", "high-confidence-wrong"):
         assert f'<section id="{sid}">' in html and f'href="#{sid}"' in html, sid
-    assert len(SECTIONS) == 7
+    assert len(SECTIONS) == 8
 
 
 def test_images_are_embedded_and_nothing_is_fetched(tmp_path):

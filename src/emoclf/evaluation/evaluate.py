@@ -16,8 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from emoclf.calibration import calibrated_probs, choose_temperature, expected_calibration_error, fit_class_bias
+from emoclf.calibration import (
+    calibrated_probs,
+    choose_temperature,
+    expected_calibration_error,
+    fit_class_bias,
+    reliability_bins,
+)
 from emoclf.data import Labelled
+from emoclf.evaluation.context import report_context
 from emoclf.evaluation.metrics import classification_metrics
 from emoclf.evaluation.report import write_report
 
@@ -43,11 +50,13 @@ def calibrate(predictor, validation: Labelled, temperature: bool = True, class_b
 
 
 def evaluate(predictor, data: Labelled, out_dir: str | Path | None = None, history: list[dict] | None = None,
-             fitted: dict | None = None, progress: bool = False, context: dict | None = None) -> Evaluation:
+             fitted: dict | None = None, progress: bool = False, context: dict | None = None,
+             training: dict | None = None) -> Evaluation:
     """Metrics of ``predictor`` on ``data``; with ``out_dir``, every report file too (``write_report``).
 
     ``fitted`` (what ``calibrate`` returned) is recorded in the metrics' calibration entry; ``context``
-    (how the model was trained, for example) is added to the metrics as it is.
+    (``report_context``: model, data, run, settings) heads the report, by default from the model's own folder;
+    ``training`` (how long the model trained: ``plan_steps`` and the steps taken) is kept as ``metrics["training"]``.
     """
     started = time.perf_counter()
     logits = predictor.logits(data.texts, progress=progress)
@@ -63,7 +72,11 @@ def evaluate(predictor, data: Labelled, out_dir: str | Path | None = None, histo
         without = classification_metrics(data.y_true, raw.argmax(axis=1), predictor.labels)["macro_f1"]
         metrics["class_bias"] = {"bias": dict(zip(predictor.labels, meta.class_bias)), "macro_f1_without": without,
                                  "macro_f1_with": metrics["macro_f1"], "helped": metrics["macro_f1"] > without}
-    metrics.update(context or {})
+    metrics["calibration"]["bins"] = {"before": reliability_bins(raw, data.y_true),
+                                      "after": reliability_bins(probs, data.y_true)}
+    if training:
+        metrics["training"] = training
     if out_dir is not None:
-        write_report(out_dir, metrics, predictor.labels, data.texts, data.y_true, probs, history, raw_probs=raw)
+        write_report(out_dir, metrics, predictor.labels, data.texts, data.y_true, probs, history, raw_probs=raw,
+                     context=context or report_context(meta, data))
     return Evaluation(metrics, probs, rate)
