@@ -93,8 +93,7 @@ def reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = N_BINS
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = N_BINS) -> float:
     """Weighted mean gap between confidence and accuracy over equal-width confidence bins."""
-    return float(sum(b["count"] * abs(b["accuracy"] - b["confidence"]) for b in reliability_bins(probs, labels, n_bins))
-                 / max(len(labels), 1))
+    return float(ece_of_bins(reliability_bins(probs, labels, n_bins)))
 
 
 def fit_class_bias(logits: np.ndarray, labels: np.ndarray, rounds: int = 3,
@@ -121,24 +120,30 @@ def fit_class_bias(logits: np.ndarray, labels: np.ndarray, rounds: int = 3,
     return bias.round(4).tolist()
 
 
-def draw_reliability(ax, before: list[dict], after: list[dict], title: str = "reliability (test)") -> None:
+def ece_of_bins(bins: list[dict]) -> float:
+    return sum(b["count"] * abs(b["accuracy"] - b["confidence"]) for b in bins) / max(sum(b["count"] for b in bins), 1)
+
+
+def draw_reliability(ax, before: list[dict], after: list[dict], title: str = "reliability (test)",
+                     legend: bool = True) -> None:
     """Accuracy per confidence bin as bars (after temperature scaling; before as an outline), the texts in
-    each bin written on its bar, and the diagonal a calibrated model would follow."""
+    each bin written on its bar, and the diagonal a calibrated model would follow. Without ``legend`` the
+    title carries the ECEs and the caller adds one legend for several panels."""
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="calibrated")
-    for bins, name, style in ((before, "before", {"fill": False, "edgecolor": "tab:orange", "linewidth": 1.5}),
-                              (after, "after", {"color": "tab:blue", "alpha": 0.75})):
+    for bins, name, style in ((before, "before scaling", {"fill": False, "edgecolor": "tab:orange", "linewidth": 1.5}),
+                              (after, "after scaling", {"color": "tab:blue", "alpha": 0.75})):
         if not bins:
             continue
-        gaps = sum(b["count"] * abs(b["accuracy"] - b["confidence"]) for b in bins)
-        ece = gaps / sum(b["count"] for b in bins)
         bars = ax.bar([b["lower"] for b in bins], [b["accuracy"] for b in bins],
-                      width=[b["upper"] - b["lower"] for b in bins], align="edge", label=f"{name} (ECE {ece:.3f})",
-                      **style)
-        if name == "after":
-            ax.bar_label(bars, labels=[str(b["count"]) for b in bins], fontsize=9, padding=2)
+                      width=[b["upper"] - b["lower"] for b in bins], align="edge",
+                      label=f"{name} (ECE {ece_of_bins(bins):.3f})" if legend else name, **style)
+        if bins is after:
+            ax.bar_label(bars, labels=[str(b["count"]) for b in bins], fontsize=9 if legend else 7, padding=2)
+    if not legend:
+        title = f"{title}\nECE {ece_of_bins(before):.3f} -> {ece_of_bins(after):.3f}"
     ax.set(xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1.12), title=title)
-    # Below the axes: inside, it covered bars.
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize=9, frameon=False)
+    if legend:  # below the axes: inside, it covered bars
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize=9, frameon=False)
 
 
 def plot_reliability(probs_before: np.ndarray, probs_after: np.ndarray, labels: np.ndarray, path: Path,
@@ -150,5 +155,5 @@ def plot_reliability(probs_before: np.ndarray, probs_after: np.ndarray, labels: 
     draw_reliability(fig.subplots(), reliability_bins(probs_before, labels, n_bins),
                      reliability_bins(probs_after, labels, n_bins))
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")  # legends below the axes included
     return path

@@ -55,9 +55,12 @@ class _Plain(logging.Formatter):
         return text if record.levelno < logging.WARNING else f"{record.levelname.lower()}: {text}"
 
 
+SHOWN = ("emoclf", "uvicorn")  # uvicorn's start line and access log are what `emoclf serve` reports
+
+
 class _OursOrSerious(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.name.split(".")[0] == "emoclf" or record.levelno >= logging.ERROR
+        return record.name.split(".")[0] in SHOWN or record.levelno >= logging.ERROR
 
 
 def configure(verbosity: int = NORMAL) -> None:

@@ -139,6 +139,13 @@ class OnnxBackend:
 class Predictor:
     """Batch prediction with the preprocessing, labels, class bias and temperature saved with the model.
 
+    ``Predictor.load(source)`` takes a model folder, an ONNX export or an MLflow model URI; every path
+    predicts as ``emoclf predict`` does, so the probabilities are those the model was evaluated with::
+
+        predictor = Predictor.load("runs/latest/model")
+        predictor.predict(["i feel great"])[0].label        # 'joy'
+        predictor.predict_proba(["i feel great"])           # (1, n_classes) array, columns in predictor.labels
+
     Thread-safe: concurrent calls (an HTTP server's worker threads) share one backend; only the
     tokenizer, whose Rust side is not re-entrant, is called under a lock.
     """
@@ -151,12 +158,30 @@ class Predictor:
         self.preprocessor = Preprocessor.from_dict(meta.preprocess)
         self.batch_size = batch_size
         self.input_names = [n for n in tokenizer.model_input_names if n in backend.input_names]
+        self.source: str | None = None  # what load() was given, for reports and /metadata
         self._tokenizer_lock = threading.Lock()
 
     @classmethod
     def load(cls, source: str | Path, batch_size: int = 64, precision: str = "fp32",
              num_threads: int | None = None) -> Predictor:
-        """A bundle folder or MLflow URI runs in PyTorch (``precision`` fp32/bf16); an export in ONNX Runtime."""
+        """Load a model to predict with.
+
+        Args:
+            source: a model folder written by ``emoclf train``, an export folder (``emoclf export``, run by
+                ONNX Runtime), or an MLflow model URI (``runs:/<run id>/<name>``, ``models:/<name>/<version>``).
+            batch_size: texts per forward pass.
+            precision: PyTorch models only: ``fp32`` (as evaluated) or ``bf16`` weights (faster on CPUs with
+                AMX and on GPUs, slightly different probabilities).
+            num_threads: CPU threads (default: torch's or, for ONNX, one per usable core).
+
+        Raises ``ModelLoadError`` (one line saying what is wrong) for a missing, damaged or foreign folder.
+        """
+        predictor = cls._load(source, batch_size, precision, num_threads)
+        predictor.source = str(source)
+        return predictor
+
+    @classmethod
+    def _load(cls, source: str | Path, batch_size: int, precision: str, num_threads: int | None) -> Predictor:
         folder = resolve_source(source)
         if is_export(folder):
             if precision != "fp32":
@@ -227,7 +252,8 @@ class Predictor:
                 "there is nothing to classify", empty)
 
     def logits(self, texts: list[str], progress: bool = False) -> np.ndarray:
-        """Raw logits in input order; ``EmptyTextError`` for texts that preprocessing leaves empty."""
+        """Raw logits (before temperature and class bias), one row per text in input order, columns in
+        ``self.labels`` order. Raises ``EmptyTextError`` for texts that preprocessing leaves empty."""
         clean = self.clean(texts)
         self._refuse_empty(list(texts), clean)
         return self._raw_logits(clean, progress) if clean else np.zeros((0, len(self.labels)), dtype=np.float32)
@@ -243,7 +269,19 @@ class Predictor:
         return self.probabilities(clean, progress)
 
     def predict(self, texts: list[str], progress: bool = False) -> list[Prediction]:
-        """One ``Prediction`` per text, in input order (``EmptyTextError`` as in ``predict_proba``)."""
+        """Label and probabilities for each text.
+
+        Args:
+            texts: raw texts (a list; the saved preprocessing is applied here, as in training).
+            progress: show a progress bar over the batches.
+
+        Returns:
+            One ``Prediction`` per text, in input order: ``label``, ``probability`` (the label's) and
+            ``probabilities`` (every class's, summing to 1).
+
+        Raises ``EmptyTextError`` when a text is empty after preprocessing (only emoji or punctuation): such
+        a text gets no label rather than a guess. ``predictions_frame`` keeps such rows, marked ``skipped``.
+        """
         probs = self.predict_proba(texts, progress)
         return [Prediction(self.labels[int(p.argmax())], float(p.max()), dict(zip(self.labels, map(float, p))))
                 for p in probs]

@@ -45,7 +45,9 @@ def _evaluation(meta) -> str:
     return (f"On the untouched test split, scored from this folder as saved (the path `emoclf predict` takes): "
             f"accuracy **{m['accuracy']:.4f}**{spread}, macro-F1 **{m['macro_f1']:.4f}**, weighted F1 "
             f"**{m['weighted_f1']:.4f}**.\n\n" + _table(["class", "precision", "recall", "F1", "test texts"], rows)
-            + f"\n\nConfidences are divided by a temperature of {meta.temperature:.3f} fitted on validation texts.")
+            + "\n\n" + (f"Confidences are divided by a temperature of {meta.temperature:.3f} fitted on validation "
+                        "texts." if meta.temperature != 1.0 else "Confidences are the model's softmax, not rescaled "
+                                                                 "(no temperature was kept)."))
 
 
 def _data(meta) -> str:

@@ -83,6 +83,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainResult:
+    """What ``train`` made: where the model and report are, the test metrics, the run."""
+
     output_dir: Path
     model_dir: Path
     metrics: dict
@@ -116,10 +118,23 @@ class _Setup:
 
 
 def train(cfg: Config, data: PreparedData | None = None, resume: bool = False) -> TrainResult:
-    """Run one training end to end; the MLflow run is FINISHED, FAILED or KILLED, never left RUNNING.
+    """Fine-tune, evaluate the saved model on the untouched test split, and log it all (``emoclf train``).
 
-    ``resume`` continues from the newest complete checkpoint in ``output_dir`` and in the MLflow
-    run recorded there (a ``kill -9`` leaves it RUNNING until then).
+    Args:
+        cfg: what to train: ``Config()`` is the default MiniLM on the embedded demo set;
+            ``Config().replace(data="train.csv", epochs=2)`` sets any field by name, and
+            ``Config.from_yaml(path)`` reads a file.
+        data: already loaded and split data (``load_data``), to train several variants on one split.
+        resume: continue from the newest complete checkpoint in ``output_dir``, in the MLflow run
+            recorded there (a ``kill -9`` leaves it RUNNING until then).
+
+    Returns:
+        A ``TrainResult``: ``model_dir`` (load it with ``Predictor.load``), ``output_dir`` (with
+        ``report/``), test ``metrics``, the data ``profile``, the MLflow ``run_id``, ``train_seconds`` and
+        the Trainer's ``history``.
+
+    The MLflow run ends FINISHED, FAILED or KILLED, never left RUNNING; everything logged goes to
+    ``output_dir/train.log`` too.
     """
     out = Path(cfg.train.output_dir)
     # The data first: bad data fails in seconds, before any file is written or any MLflow run opened.

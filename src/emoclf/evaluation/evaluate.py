@@ -23,7 +23,8 @@ from emoclf.calibration import (
     fit_class_bias,
     reliability_bins,
 )
-from emoclf.data import Labelled
+from emoclf.config import DataConfig
+from emoclf.data import Labelled, load_labelled
 from emoclf.evaluation.context import report_context
 from emoclf.evaluation.metrics import classification_metrics
 from emoclf.evaluation.report import write_report
@@ -33,9 +34,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Evaluation:
+    """An evaluation's metrics (``classification_metrics`` plus calibration), its probabilities, and its speed."""
+
     metrics: dict
     probs: np.ndarray  # as predict gives them: saved temperature and class bias applied
     texts_per_second: float
+    source: str = ""  # the data scored
+    split: str = ""  # which of its rows: "test", or "all rows" of a file
 
 
 def calibrate(predictor, validation: Labelled, temperature: bool = True, class_bias: bool = False) -> dict:
@@ -79,4 +84,33 @@ def evaluate(predictor, data: Labelled, out_dir: str | Path | None = None, histo
     if out_dir is not None:
         write_report(out_dir, metrics, predictor.labels, data.texts, data.y_true, probs, history, raw_probs=raw,
                      context=context or report_context(meta, data))
-    return Evaluation(metrics, probs, rate)
+    return Evaluation(metrics, probs, rate, data.source, data.split)
+
+
+def evaluate_model(model, data: str | Path | DataConfig | None = None, out_dir: str | Path | None = None, *,
+                   batch_size: int = 64, progress: bool = False, **data_settings) -> Evaluation:
+    """Score a saved model on labelled data exactly as ``emoclf predict`` would predict it (``emoclf evaluate``).
+
+    Args:
+        model: a model folder, an ONNX export folder, an MLflow model URI (``runs:/...``, ``models:/...``), or a
+            loaded ``Predictor``.
+        data: a file (csv, tsv, jsonl, parquet, or txt with ``text;label`` lines), a folder with a test split,
+            ``hf:<dataset id>``, or a ``DataConfig``; None scores every row of the embedded demo set. A folder is
+            scored on its test split, a file on every row.
+        out_dir: where to write the full report (metrics.json, report.html, figures); None writes nothing.
+        batch_size: texts per forward pass.
+        progress: show a progress bar over the batches.
+        **data_settings: other ``DataConfig`` fields, e.g. ``text_column="sentence"``.
+
+    Returns:
+        An ``Evaluation``: ``metrics`` (accuracy, macro_f1, weighted_f1, per_class, confusion_matrix,
+        calibration), ``probs``, ``texts_per_second``, ``source`` and ``split``.
+    """
+    from emoclf.inference import Predictor
+
+    predictor = model if isinstance(model, Predictor) else Predictor.load(model, batch_size=batch_size)
+    cfg = data if isinstance(data, DataConfig) else DataConfig(data=None if data is None else str(data),
+                                                               **data_settings)
+    labelled = load_labelled(cfg, predictor.labels, predictor.preprocessor)
+    return evaluate(predictor, labelled, out_dir, progress=progress,
+                    context=report_context(predictor.meta, labelled, predictor.source))

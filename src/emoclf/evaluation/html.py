@@ -50,9 +50,10 @@ header dt { color: #555; } header dd { margin: 0; }
 """
 
 
-def image(path: Path, alt: str) -> str:
-    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-    return f'<img src="data:image/png;base64,{data}" alt="{escape(alt)}">'
+def image(path: Path | bytes, alt: str) -> str:
+    """A PNG (a file, or its bytes) embedded in the page as a data URI."""
+    png = path if isinstance(path, bytes) else Path(path).read_bytes()
+    return f'<img src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}" alt="{escape(alt)}">'
 
 
 def table(header: list[str], rows: list[list], numeric: set[int] = frozenset(), text: set[int] = frozenset()) -> str:
@@ -73,17 +74,19 @@ def header(context: dict | None, metrics: dict) -> str:
     if not context:
         return f"<header>{warnings}</header>"
     trained = context.get("training_data") or {}
-    seen = context["evaluated_on"]
+    seen = context.get("evaluated_on", {})
     rows = {
-        "model": f"{context['model']}" + (f" ({context['model_source']})" if context.get("model_source") else ""),
+        "model": f"{context.get('model', 'unknown')}" + (f" ({context['model_source']})"
+                                                          if context.get("model_source") else ""),
         "trained": " ".join(filter(None, [context.get("trained_at") or "time not recorded",
                                           f"with emoclf {context['trained_with']}" if context.get("trained_with") else "",
                                           f"in MLflow run {context['run_id']}" if context.get("run_id") else ""])),
         "training data": (f"{trained.get('source')}: " + ", ".join(f"{k} {v}" for k, v in trained["texts"].items())
                           + " texts") if trained.get("texts") else "not recorded",
-        "scored on": f"{seen['source']}, {seen['split']}: {seen['texts']} texts",
+        "scored on": f"{seen.get('source')}, {seen.get('split')}: {seen.get('texts')} texts",
         "settings": ", ".join(f"{k} {v}" for k, v in context.get("settings", {}).items()),
-        "report": f"written {context['written_at']} by emoclf {context['emoclf_version']}",
+        "report": f"written {context.get('written_at', 'at an unrecorded time')} by emoclf "
+                  f"{context.get('emoclf_version', 'unknown')}",
     }
     items = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in rows.items())
     return f"<header><dl>{items}</dl>{warnings}</header>"

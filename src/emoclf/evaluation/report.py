@@ -71,7 +71,7 @@ def plot_confusion(cm: list[list[int]], labels: list[str], path: Path) -> Path:
     draw_confusion(axes[0], cm, labels, "counts", normalised=False)
     draw_confusion(axes[1], cm, labels, "share of each true class", normalised=True)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")  # legends below the axes included
     return path
 
 
@@ -96,7 +96,7 @@ def plot_per_class_f1(metrics: dict, path: Path) -> Path:
     fig = figure(2 + 1.0 * len(metrics["per_class"]), 4.2)
     draw_per_class_f1(fig.subplots(), metrics)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")  # legends below the axes included
     return path
 
 
@@ -124,7 +124,7 @@ def plot_training_curves(history: list[dict], path: Path) -> Path | None:
     draw_training_curves(ax1, ax2, history)
     ax1.legend()
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")  # legends below the axes included
     return path
 
 
