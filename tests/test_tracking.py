@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from emoclf.config import Config
 from emoclf.errors import TrackingError
 from emoclf.stores import tracking_uri
-from emoclf.tracking import MLflowTracker, flatten
+from emoclf.tracking import MLflowTracker, flatten, model_name
 from emoclf.training import train
 
 
@@ -20,6 +23,20 @@ def test_tracking_uri_precedence_and_local_stores_made_absolute(monkeypatch, tmp
     assert tracking_uri("sqlite:///x.db") == f"sqlite:///{tmp_path}/x.db"
     assert tracking_uri("sqlite:////abs/x.db") == "sqlite:////abs/x.db"
     assert tracking_uri("mlruns") == str(tmp_path / "mlruns")
+
+
+def test_the_logged_model_is_named_after_the_experiment():
+    assert model_name("emoclf") == "emoclf"
+    assert model_name("/Users/me/emotion runs") == "Users-me-emotion-runs"
+    assert model_name("///") == "model"
+
+
+def test_the_model_requirements_install_from_an_index():
+    from emoclf.mlflow_model import requirements
+
+    reqs = requirements()
+    assert not [r for r in reqs if "+" in r or r.startswith("emoclf")]
+    assert {r.split("==")[0] for r in reqs} >= {"torch", "transformers", "mlflow", "pandas", "scikit-learn"}
 
 
 def test_flatten_nested_config():
@@ -55,6 +72,26 @@ def test_train_against_real_server(mlflow_server, tmp_path, tiny_model):
     assert {"report/confusion_matrix.png", "report/metrics.json", "report/misclassified.csv",
             "report/training_curves.png", "report/data_profile.json"} <= artifacts
     assert {i.dataset.name for i in run.inputs.dataset_inputs} == {"train", "validation", "test"}
+    # Tidy: a name and a description that say what ran, metrics grouped by prefix, no Trainer bookkeeping.
+    assert re.fullmatch(rf"{tiny_model.name}-none-\d{{8}}-\d{{4}}", run.info.run_name), run.info.run_name
+    assert run.data.tags["mlflow.note.content"].startswith(f"Fine-tunes {tiny_model} to classify texts as anger, ")
+    assert {key.split("/")[0] for key in run.data.metrics} == {"train", "val", "test", "calibration", "system"}
+    assert not {"total_flos", "eval_runtime", "train_runtime", "train_samples_per_second", "eval_steps_per_second",
+                "epoch", "test_macro_f1", "eval_macro_f1"} & set(run.data.metrics)
+    assert {"train/loss", "train/learning_rate", "val/loss", "val/accuracy", "system/train_seconds",
+            "test/ece_after", "test/recall_joy"} <= set(run.data.metrics)
+    assert run.data.params["model.model"] == str(tiny_model)
+    root = {a.path for a in client.list_artifacts(result.run_id)}
+    assert "README.md" in root and "data_profile.json" not in root  # the profile once, in report/
+    # The model is named after the experiment and linked to the test dataset its metrics come from.
+    logged = client.search_logged_models(experiment_ids=[run.info.experiment_id])
+    assert [m.name for m in logged] == ["ci"]
+    linked = {(m.key, m.dataset_name) for m in client.get_logged_model(logged[0].model_id).metrics}
+    assert {("test/macro_f1", "test"), ("test/f1_joy", "test")} <= linked
+    requirements = Path(mlflow.artifacts.download_artifacts(f"runs:/{result.run_id}/ci/requirements.txt",
+                                                            tracking_uri=mlflow_server)).read_text().split()
+    assert not [r for r in requirements if "+" in r or r.startswith("emoclf")]  # an index serves every line
+    assert any(r.startswith("torch==") for r in requirements)
 
     mlflow.set_tracking_uri(mlflow_server)
     model = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/ci")  # named after the experiment

@@ -194,8 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args) -> int:
-    from emoclf.checkpoints import resume_config
-    from emoclf.training import train
+    with console.status("loading libraries"):
+        from emoclf.checkpoints import resume_config
+        from emoclf.training import train
 
     resume = options(args, C.TrainOptions).resume
     if resume is None:
@@ -211,7 +212,7 @@ def cmd_train(args) -> int:
     m = result.metrics
     print(f"test accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, weighted F1 {m['weighted_f1']:.4f} "
           f"({m['n']} texts); trained in {result.train_seconds:.0f}s")
-    print(f"model: {result.model_dir}\nreport: {result.output_dir / 'report'}")
+    print(f"model: {result.model_dir} (model card: README.md)\nreport: {result.output_dir / 'report' / 'report.html'}")
     if result.run_id:
         print(f"MLflow run: {result.run_id}")
     if result.tracking_failures:
@@ -222,7 +223,8 @@ def cmd_train(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from emoclf.compare import compare
+    with console.status("loading libraries"):
+        from emoclf.compare import compare
 
     opts = options(args, C.CompareOptions)
     cfg = config_from_args(args, args.sections)
@@ -237,10 +239,11 @@ def cmd_compare(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from emoclf.data import load_data
-    from emoclf.data.profile import format_profile, profile, write_profile
-    from emoclf.modeling import load_tokenizer
-    from emoclf.preprocess import Preprocessor
+    with console.status("loading libraries"):
+        from emoclf.data import load_data
+        from emoclf.data.profile import format_profile, profile, write_profile
+        from emoclf.modeling import load_tokenizer
+        from emoclf.preprocess import Preprocessor
 
     cfg = config_from_args(args, args.sections)
     data = load_data(cfg.data, Preprocessor(cfg.preprocess))
@@ -322,7 +325,7 @@ def cmd_export(args) -> int:
 
 def cmd_serve(args) -> int:
     opts = options(args, C.ServeOptions)
-    with console.status("loading the model"):
+    with console.status("loading libraries"):
         from emoclf.serving import Limits, serve
     serve(opts.model, host=opts.host, port=opts.port, limits=Limits(opts.max_texts, opts.max_body_bytes),
           batch_size=opts.batch_size, num_threads=opts.threads, access_log=not args.quiet, precision=opts.precision)

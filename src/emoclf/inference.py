@@ -136,15 +136,27 @@ class OnnxBackend:
         return self.session.run(["logits"], batch)[0].astype(np.float32, copy=False)
 
 
+def open_model(folder: Path, source: str | Path, precision: str, num_threads: int | None):
+    """Backend, tokenizer and meta of a bundle folder (PyTorch, in ``precision``) or an export (ONNX Runtime)."""
+    if not is_export(folder):
+        if num_threads:
+            torch.set_num_threads(num_threads)
+        model, tokenizer, meta = load_bundle(folder)
+        return TorchBackend(model, precision), tokenizer, meta
+    if precision != "fp32":
+        raise ConfigError(f"{source}: an ONNX export's precision is fixed when exporting "
+                          f"({BundleMeta.read(folder).export.get('precision')}); "
+                          f"precision={precision!r} applies to PyTorch models only")
+    from transformers import AutoTokenizer
+
+    return OnnxBackend(folder / ONNX_FILE, num_threads), AutoTokenizer.from_pretrained(folder), BundleMeta.read(folder)
+
+
 class Predictor:
     """Batch prediction with the preprocessing, labels, class bias and temperature saved with the model.
 
-    ``Predictor.load(source)`` takes a model folder, an ONNX export or an MLflow model URI; every path
-    predicts as ``emoclf predict`` does, so the probabilities are those the model was evaluated with::
-
-        predictor = Predictor.load("runs/latest/model")
-        predictor.predict(["i feel great"])[0].label        # 'joy'
-        predictor.predict_proba(["i feel great"])           # (1, n_classes) array, columns in predictor.labels
+    ``Predictor.load(source)`` takes a model folder, an ONNX export or an MLflow model URI; each predicts as
+    it was evaluated: ``Predictor.load("runs/latest/model").predict(["i feel great"])[0].label`` is ``'joy'``.
 
     Thread-safe: concurrent calls (an HTTP server's worker threads) share one backend; only the
     tokenizer, whose Rust side is not re-entrant, is called under a lock.
@@ -164,45 +176,21 @@ class Predictor:
     @classmethod
     def load(cls, source: str | Path, batch_size: int = 64, precision: str = "fp32",
              num_threads: int | None = None) -> Predictor:
-        """Load a model to predict with.
+        """Load ``source``: a model folder (``emoclf train``), an export folder (``emoclf export``, run by ONNX
+        Runtime) or an MLflow model URI (``runs:/<run id>/<name>``, ``models:/<name>/<version>``).
 
-        Args:
-            source: a model folder written by ``emoclf train``, an export folder (``emoclf export``, run by
-                ONNX Runtime), or an MLflow model URI (``runs:/<run id>/<name>``, ``models:/<name>/<version>``).
-            batch_size: texts per forward pass.
-            precision: PyTorch models only: ``fp32`` (as evaluated) or ``bf16`` weights (faster on CPUs with
-                AMX and on GPUs, slightly different probabilities).
-            num_threads: CPU threads (default: torch's or, for ONNX, one per usable core).
-
-        Raises ``ModelLoadError`` (one line saying what is wrong) for a missing, damaged or foreign folder.
+        ``precision`` (PyTorch models): ``fp32`` predicts as evaluated; ``bf16`` weights are faster on CPUs with
+        AMX and on GPUs. ``num_threads``: CPU threads (default: torch's; ONNX: one per usable core). A missing,
+        damaged or foreign folder raises ``ModelLoadError``, one line saying what is wrong.
         """
-        predictor = cls._load(source, batch_size, precision, num_threads)
-        predictor.source = str(source)
-        return predictor
-
-    @classmethod
-    def _load(cls, source: str | Path, batch_size: int, precision: str, num_threads: int | None) -> Predictor:
         folder = resolve_source(source)
+        backend, tokenizer, meta = open_model(folder, source, precision, num_threads)
+        predictor = cls(backend, tokenizer, meta, batch_size)
+        predictor.source = str(source)
         if is_export(folder):
-            if precision != "fp32":
-                raise ConfigError(f"{source}: an ONNX export's precision is fixed when exporting "
-                                  f"({BundleMeta.read(folder).export.get('precision')}); "
-                                  f"precision={precision!r} applies to PyTorch models only")
-            from transformers import AutoTokenizer
-
-            meta = BundleMeta.read(folder)
-            backend = OnnxBackend(folder / ONNX_FILE, num_threads)
-            tokenizer = AutoTokenizer.from_pretrained(folder)
-            predictor = cls(backend, tokenizer, meta, batch_size)
             check_export(predictor, folder)
-            return predictor
-        else:
-            if num_threads:
-                torch.set_num_threads(num_threads)
-            model, tokenizer, meta = load_bundle(folder)
-            backend = TorchBackend(model, precision)
         log.debug("loaded %s with %s", source, backend.name)
-        return cls(backend, tokenizer, meta, batch_size)
+        return predictor
 
     def clean(self, texts: list[str]) -> list[str]:
         """The saved preprocessing applied to ``texts``; a single string is refused, not read letter by letter."""
@@ -269,18 +257,11 @@ class Predictor:
         return self.probabilities(clean, progress)
 
     def predict(self, texts: list[str], progress: bool = False) -> list[Prediction]:
-        """Label and probabilities for each text.
+        """One ``Prediction`` per raw text (a list), in input order: ``label``, ``probability`` (the label's)
+        and ``probabilities`` (every class's, summing to 1); the saved preprocessing is applied here.
 
-        Args:
-            texts: raw texts (a list; the saved preprocessing is applied here, as in training).
-            progress: show a progress bar over the batches.
-
-        Returns:
-            One ``Prediction`` per text, in input order: ``label``, ``probability`` (the label's) and
-            ``probabilities`` (every class's, summing to 1).
-
-        Raises ``EmptyTextError`` when a text is empty after preprocessing (only emoji or punctuation): such
-        a text gets no label rather than a guess. ``predictions_frame`` keeps such rows, marked ``skipped``.
+        Raises ``EmptyTextError`` when a text is empty after preprocessing (only emoji or punctuation): it gets
+        no label rather than a guess (``predictions_frame`` keeps such rows, marked ``skipped``).
         """
         probs = self.predict_proba(texts, progress)
         return [Prediction(self.labels[int(p.argmax())], float(p.max()), dict(zip(self.labels, map(float, p))))

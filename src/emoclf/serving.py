@@ -127,6 +127,30 @@ class SameOriginPages:
         await self.app(scope, receive, with_policy if scope["type"] == "http" else send)
 
 
+ERROR_RESPONSES = {code: {"model": Detail, "description": why} for code, why in (
+    (400, "Malformed JSON."), (413, "Too many texts or too large a body."),
+    (422, "Wrong types, missing or unknown fields, an empty list, an empty text, a text with nothing left after "
+          "preprocessing (emoji or punctuation only), or a body that is not UTF-8."),
+    (500, "The model computed something that is not a probability; nothing is returned."))}
+
+
+def check_texts(texts: list[str], limits: Limits) -> None:
+    """Refuse, before any model work, a request the model cannot answer text by text."""
+    if not texts:
+        raise HTTPException(422, "texts: the list is empty; send at least one text")
+    if len(texts) > limits.max_texts:
+        raise HTTPException(413, f"texts: {len(texts)} texts, the limit is {limits.max_texts} per request; "
+                                 "split them over several requests")
+    empty = [i for i, t in enumerate(texts) if not t.strip()]
+    if empty:
+        raise HTTPException(422, f"texts[{empty[0]}]: empty text ({len(empty)} empty in all); send non-blank texts")
+    for i, text in enumerate(texts):
+        try:
+            text.encode("utf-8")  # JSON admits lone surrogates ("\ud800"); the tokenizer would fail on them
+        except UnicodeEncodeError:
+            raise HTTPException(422, f"texts[{i}]: not valid Unicode (a lone surrogate); send UTF-8 text") from None
+
+
 def _location(loc: tuple) -> str:
     parts = [str(p) for p in loc if p != "body"]
     out = ""
@@ -160,30 +184,11 @@ def create_app(predictor: Predictor, limits: Limits = Limits(), model_name: str 
     app.add_middleware(BodyGuard, max_bytes=limits.max_body_bytes)
     app.add_middleware(SameOriginPages)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    errors = {code: {"model": Detail, "description": why} for code, why in (
-        (400, "Malformed JSON."), (413, "Too many texts or too large a body."),
-        (422, "Wrong types, missing or unknown fields, an empty list, an empty text, a text with nothing left after "
-              "preprocessing (emoji or punctuation only), or a body that is not UTF-8."),
-        (500, "The model computed something that is not a probability; nothing is returned."))}
-
-    @app.post("/predict", response_model=PredictResponse, responses=errors)
+    @app.post("/predict", response_model=PredictResponse, responses=ERROR_RESPONSES)
     def predict(request: PredictRequest) -> dict:
         """Label, its probability and all class probabilities for each text."""
         texts = request.texts
-        if not texts:
-            raise HTTPException(422, "texts: the list is empty; send at least one text")
-        if len(texts) > limits.max_texts:
-            raise HTTPException(413, f"texts: {len(texts)} texts, the limit is {limits.max_texts} per request; "
-                                     "split them over several requests")
-        empty = [i for i, t in enumerate(texts) if not t.strip()]
-        if empty:
-            raise HTTPException(422, f"texts[{empty[0]}]: empty text ({len(empty)} empty in all); "
-                                     "send non-blank texts")
-        for i, text in enumerate(texts):
-            try:
-                text.encode("utf-8")  # JSON admits lone surrogates ("\ud800"); the tokenizer would fail on them
-            except UnicodeEncodeError:
-                raise HTTPException(422, f"texts[{i}]: not valid Unicode (a lone surrogate); send UTF-8 text") from None
+        check_texts(texts, limits)
         try:
             predictions = predictor.predict(texts)
         except EmptyTextError as e:

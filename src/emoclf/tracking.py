@@ -162,6 +162,28 @@ class Outbox:
         return path
 
 
+def last_logged_step(client, run) -> int:
+    """The last step a resumed run already has metrics for (-1: none)."""
+    return max((m.step for key in run.data.metrics for m in client.get_metric_history(run.info.run_id, key)),
+               default=-1)
+
+
+def write_run_info(local_dir: Path, run_id: str, uri: str, experiment: str) -> None:
+    local_dir.mkdir(parents=True, exist_ok=True)
+    (local_dir / RUN_INFO_FILE).write_text(json.dumps({"run_id": run_id, "tracking_uri": uri, "experiment": experiment},
+                                                      indent=2))
+
+
+def pandas_dataset(df: pd.DataFrame, source: str, name: str):
+    """A split as an MLflow dataset of texts and labels."""
+    import mlflow
+
+    with warnings.catch_warnings():
+        # MLflow registers its local-file source twice and warns that every path is ambiguous between them.
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+        return mlflow.data.from_pandas(df[["text", "label"]], source=source, name=name, targets="label")
+
+
 def recorded_run_id(local_dir: Path | None, uri: str) -> str | None:
     """The run that ``local_dir``'s ``run_info.json`` names, if it lives in the store at ``uri``."""
     path = local_dir / RUN_INFO_FILE if local_dir is not None else None
@@ -177,11 +199,8 @@ def recorded_run_id(local_dir: Path | None, uri: str) -> str | None:
 
 
 class MLflowTracker:
-    """One MLflow run: params, metrics, artifacts, dataset inputs and the model as a pyfunc.
-
-    ``local_dir`` (the training's output folder) receives ``run_info.json`` (run id and store, so
-    ``--resume`` reopens the same run) and, after an outage, ``tracking_failures.json``.
-    """
+    """One MLflow run: params, metrics, artifacts, dataset inputs and the model as a pyfunc. ``local_dir``
+    (the output folder) receives ``run_info.json`` (for ``--resume``) and, after an outage, the failures."""
 
     def __init__(self, uri: str | None, experiment: str, local_dir: str | Path | None = None,
                  optional: bool = False, **outbox: Any) -> None:
@@ -213,18 +232,13 @@ class MLflowTracker:
         self.run_id = run.info.run_id
         if previous:
             self._logged_params = dict(run.data.params)
-            client = self.mlflow.MlflowClient()
-            self._logged_through = max((m.step for key in run.data.metrics
-                                        for m in client.get_metric_history(self.run_id, key)), default=-1)
+            self._logged_through = last_logged_step(self.mlflow.MlflowClient(), run)
             log.info("MLflow run %s reopened at %s (metrics logged through step %d)", self.run_id, self.uri,
                      self._logged_through)
         else:
-            log.info("MLflow run %s (%s) in experiment %r at %s", run.info.run_name, self.run_id, self.experiment,
-                     self.uri)
+            log.info("MLflow: run %s in experiment %r at %s", run.info.run_name, self.experiment, self.uri)
         if self.local_dir is not None:
-            self.local_dir.mkdir(parents=True, exist_ok=True)
-            (self.local_dir / RUN_INFO_FILE).write_text(json.dumps(
-                {"run_id": self.run_id, "tracking_uri": self.uri, "experiment": self.experiment}, indent=2))
+            write_run_info(self.local_dir, self.run_id, self.uri, self.experiment)
 
     def _open(self, run_name: str | None, resume: bool, description: str | None):
         if self.uri.startswith(("http://", "https://")) and (why := unreachable(self.uri)):
@@ -258,8 +272,7 @@ class MLflowTracker:
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None, dataset: str | None = None,
                     model_id: str | None = None) -> None:
-        """``dataset`` (a name given to ``log_dataset``) and ``model_id`` link the values to the data they were
-        computed on and the logged model they describe (its page then lists the dataset)."""
+        """``dataset`` (a ``log_dataset`` name) and ``model_id`` link the values to their data and model."""
         if step is not None and step <= self._logged_through:
             return  # logged before the crash this run resumes from; the replay recomputes the same values
         values = {k: float(v) for k, v in metrics.items()}
@@ -277,11 +290,7 @@ class MLflowTracker:
                          artifact_path=path, detail={"local": str(folder), "artifact_path": path})
 
     def log_dataset(self, df: pd.DataFrame, name: str, source: str, context: str) -> None:
-        with warnings.catch_warnings():
-            # MLflow registers its local-file source twice and warns that every path is ambiguous between them.
-            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
-            ds = self.mlflow.data.from_pandas(df[["text", "label"]], source=source, name=name, targets="label")
-        self._datasets[name] = ds
+        self._datasets[name] = ds = pandas_dataset(df, source, name)
         self.outbox.send(f"log dataset {name}", self.mlflow.log_input, ds, context=context,
                          detail={"name": name, "source": source, "context": context})
 
@@ -289,8 +298,7 @@ class MLflowTracker:
         self.outbox.send("set tags", self.mlflow.set_tags, tags, detail=tags)
 
     def log_model(self, bundle: str | Path, input_example: list[str], register_name: str | None = None) -> str | None:
-        """Log the bundle as a pyfunc model named after the experiment; returns its MLflow model id (None if
-        the call was queued)."""
+        """Log the bundle as a pyfunc named after the experiment; its model id (None if the call was queued)."""
         from emoclf.mlflow_model import log_pyfunc
 
         name = model_name(self.experiment)

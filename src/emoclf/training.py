@@ -152,7 +152,9 @@ def _run(cfg: Config, data: PreparedData, checkpoint: Path | None, resume: bool)
     plan = _plan(cfg, data)
     tracker = make_tracker(cfg.tracking.tracking and main, cfg.tracking.tracking_uri, cfg.tracking.experiment,
                            local_dir=out, optional=cfg.tracking.tracking_optional)
-    tracker.start(cfg.tracking.run_name or run_name(cfg, plan), resume=resume, description=describe(cfg, data, plan))
+    with console.status("opening the MLflow run", enabled=main):
+        tracker.start(cfg.tracking.run_name or run_name(cfg, plan), resume=resume,
+                      description=describe(cfg, data, plan))
     with ended_run(tracker):
         setup = _setup(cfg, data, plan, tracker)
         trainer, seconds, examples = _fit(cfg, setup, tracker, checkpoint)
@@ -206,16 +208,19 @@ def _setup(cfg: Config, data: PreparedData, plan: imbalance.Plan, tracker: Track
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
     set_seed(t.seed)
-    tokenizer, model = load_for_training(cfg.model.model, data.labels)
-    limit = model_max_length(tokenizer, model.config)
-    prof = profile(data, tokenizer, limit)
-    max_length = min(cfg.model.max_length or prof["suggested_max_length"], limit)
-    if is_main_process():
-        write_profile(prof, out / REPORT_DIR)
-    rows = imbalance.resample_indices(plan.strategy, data.splits["train"]["label_id"].to_numpy(), t.seed)
-    setup = _Setup(tokenizer, model, prof, max_length, plan,
-                   tokenize_split(data.splits["train"], tokenizer, max_length).select(rows),
-                   tokenize_split(data.splits["validation"], tokenizer, max_length), resolve_precision(t.precision))
+    with console.status(f"loading {cfg.model.model} and tokenising {sum(map(len, data.splits.values()))} texts",
+                        enabled=is_main_process()):
+        tokenizer, model = load_for_training(cfg.model.model, data.labels)
+        limit = model_max_length(tokenizer, model.config)
+        prof = profile(data, tokenizer, limit)
+        max_length = min(cfg.model.max_length or prof["suggested_max_length"], limit)
+        if is_main_process():
+            write_profile(prof, out / REPORT_DIR)
+        rows = imbalance.resample_indices(plan.strategy, data.splits["train"]["label_id"].to_numpy(), t.seed)
+        setup = _Setup(tokenizer, model, prof, max_length, plan,
+                       tokenize_split(data.splits["train"], tokenizer, max_length).select(rows),
+                       tokenize_split(data.splits["validation"], tokenizer, max_length),
+                       resolve_precision(t.precision))
     log.info("training %s on %d texts (imbalance %s, ratio %.2f, loss %s), max_length %d, %s", cfg.model.model,
              len(setup.train_ds), plan.strategy, plan.imbalance_ratio, plan.loss, max_length, setup.precision)
     settings = cfg.to_dict()
@@ -305,8 +310,9 @@ def _evaluate(cfg: Config, data: PreparedData, setup: _Setup, trainer: EmoclfTra
 def _log_results(cfg: Config, tracker: Tracker, data: PreparedData, metrics: dict) -> None:
     """The model first, so that the test metrics can name it and the test dataset they were computed on."""
     out = Path(cfg.train.output_dir)
-    model_id = tracker.log_model(out / MODEL_DIR, data.splits["test"]["raw_text"].head(3).tolist(),
-                                 cfg.tracking.register_name)
+    with console.status("logging the model to MLflow"):
+        model_id = tracker.log_model(out / MODEL_DIR, data.splits["test"]["raw_text"].head(3).tolist(),
+                                     cfg.tracking.register_name)
     cal = metrics["calibration"]
     tracker.log_metrics({**flat_metrics(metrics, "test/"), "test/ece_before": cal["ece_before"],
                          "test/ece_after": cal["ece_after"]}, dataset="test", model_id=model_id)
