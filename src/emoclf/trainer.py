@@ -28,7 +28,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from emoclf import hardware
 from emoclf.checkpoints import CHECKPOINT_DIR, STAGING_DIR
 from emoclf.config import Config
-from emoclf.console import progress
+from emoclf.console import DELAY, progress
 from emoclf.errors import TrainingDivergedError
 from emoclf.evaluation.metrics import macro_f1
 
@@ -145,17 +145,19 @@ class TrainingProgress(TrainerCallback):
         self.bar = progress(desc="train", total=state.max_steps, initial=state.global_step, unit="step",
                             enabled=state.is_world_process_zero)
 
-    def _show(self, args, state, doing: str = "") -> None:
+    def _show(self, args, state, doing: str = "", refresh: bool = False) -> None:
         parts = [f"epoch {state.epoch or 0:.2f}/{args.num_train_epochs:g}", *self.scores.values(), doing]
-        self.bar.set_postfix_str(", ".join(p for p in parts if p))
+        # Without refresh, the next update draws it: updates keep the bar's delay and rate limit.
+        self.bar.set_postfix_str(", ".join(p for p in parts if p), refresh=refresh)
 
     def on_step_end(self, args, state, control, **kwargs):
-        self.bar.update(state.global_step - self.bar.n)
         self._show(args, state)
+        self.bar.update(state.global_step - self.bar.n)
 
     def on_prediction_step(self, args, state, control, **kwargs):
-        if self.bar is not None:
-            self._show(args, state, "validating")
+        if self.bar is not None and "validating" not in (self.bar.postfix or ""):
+            shown = not self.bar.disable and time.time() - self.bar.start_t > DELAY  # past the bar's delay
+            self._show(args, state, "validating", refresh=shown)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.bar is None or not logs:
