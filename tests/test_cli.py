@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from dataclasses import fields
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -214,10 +216,15 @@ def test_inspect_prints_tables(capsys, tmp_path):
 def test_terminal_output_of_a_tiny_training_and_of_predict(tiny_model, tmp_path):
     """What a person sees: a tiny training prints at most 12 lines, predicting 4 texts prints 4 lines, and
     library noise (load reports, MLflow and CloudPickle warnings, weight-loading bars) is not among them."""
+    import emoclf
+
     cli = [sys.executable, "-m", "emoclf.cli"]
+    # The emoclf under test, also where PYTHONPATH is relative (it runs in tmp_path).
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(emoclf.__file__).parents[1]),
+                                                       os.environ.get("PYTHONPATH", "")])}
     train = subprocess.run([*cli, "train", "--model", str(tiny_model), "--epochs", "1", "--max-samples", "120",
                             "--output-dir", str(tmp_path / "run"), "--tracking-uri", f"sqlite:///{tmp_path}/m.db"],
-                           capture_output=True, text=True, cwd=tmp_path)
+                           capture_output=True, text=True, cwd=tmp_path, env=env)
     assert train.returncode == 0, train.stderr
     lines = (train.stdout + train.stderr).splitlines()
     assert len(lines) <= 12, lines
@@ -226,7 +233,7 @@ def test_terminal_output_of_a_tiny_training_and_of_predict(tiny_model, tmp_path)
     assert train.stdout.splitlines()[0].startswith("test accuracy ")
     texts = ["i am so happy today", "why would you do that to me", "i feel scared", "wow"]
     predict = subprocess.run([*cli, "predict", "--model", str(tmp_path / "run" / "model"), *texts],
-                             capture_output=True, text=True, cwd=tmp_path)
+                             capture_output=True, text=True, cwd=tmp_path, env=env)
     assert predict.returncode == 0 and predict.stderr == ""
     assert [line.split("\t")[2] for line in predict.stdout.splitlines()] == texts
     log = (tmp_path / "run" / "train.log").read_text()  # the whole story is in the run's log file

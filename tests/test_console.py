@@ -10,19 +10,6 @@ import pytest
 from emoclf import console
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    if console._handler is not None:
-        root.removeHandler(console._handler)
-        console._handler = None
-    root.handlers[:], root.level = handlers, level
-    logging.captureWarnings(False)
-    console._bars = True
-
-
 def emit_everything() -> None:
     logging.getLogger("emoclf.training").info("training minilm")
     logging.getLogger("emoclf.calibration").warning("temperature not applied")

@@ -31,10 +31,19 @@ class Parser(argparse.ArgumentParser):
     read the rest (argparse reports a subcommand's unknown flags with the top-level usage)."""
 
     def parse_known_args(self, args=None, namespace=None):
-        namespace, extras = super().parse_known_args(args, namespace)
+        # Unknown flags are looked for first, with no flag required: a mistyped --modle is named as such,
+        # not reported as a missing --model.
+        required = [a for a in self._actions if a.required]
+        for action in required:
+            action.required = False
+        try:
+            _, extras = super().parse_known_args(args, argparse.Namespace(**vars(namespace or argparse.Namespace())))
+        finally:
+            for action in required:
+                action.required = True
         if extras:
             self.error(unrecognized(extras, self))
-        return namespace, extras
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str):
         self.print_usage(sys.stderr)

@@ -30,6 +30,8 @@ QUIET_LIBRARIES = {
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Once imported, these print through a stderr handler of their own (transformers also stops propagation).
+OWN_HANDLERS = ("transformers", "huggingface_hub")
 
 _bars = True
 _handler: logging.Handler | None = None
@@ -85,7 +87,23 @@ def configure(verbosity: int = NORMAL) -> None:
     root.setLevel(logging.DEBUG if verbosity >= DEBUG else logging.INFO)
     for name in LIBRARIES:
         logging.getLogger(name).setLevel(logging.DEBUG if verbosity >= DEBUG else logging.WARNING)
+    _adopt_libraries()
     logging.captureWarnings(True)  # warnings.warn from libraries become records of "py.warnings"
+
+
+def _adopt_libraries() -> list[tuple]:
+    """Hand the records of the OWN_HANDLERS libraries already imported to the root logger, where the
+    terminal's filter and a run's log file see them; returns what to restore."""
+    saved = []
+    for name in OWN_HANDLERS:
+        if name in sys.modules:
+            logger = logging.getLogger(name)
+            saved.append((logger, list(logger.handlers), logger.propagate, logger.level))
+            logger.handlers = [h for h in logger.handlers if type(h) is not logging.StreamHandler]
+            logger.propagate = True
+            if logger.getEffectiveLevel() > logging.WARNING:  # TRANSFORMERS_VERBOSITY=error: for the file only
+                logger.setLevel(logging.WARNING)
+    return saved
 
 
 def bars_enabled() -> bool:
@@ -138,6 +156,7 @@ def log_file(path: str | Path):
     previous = ours.level
     if ours.getEffectiveLevel() > logging.INFO:
         ours.setLevel(logging.INFO)
+    libraries = _adopt_libraries()
     root = logging.getLogger()
     root.addHandler(handler)
     try:
@@ -146,3 +165,6 @@ def log_file(path: str | Path):
         root.removeHandler(handler)
         handler.close()
         ours.setLevel(previous)
+        for logger, handlers, propagate, level in libraries:
+            logger.handlers, logger.propagate = handlers, propagate
+            logger.setLevel(level)
