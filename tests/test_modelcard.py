@@ -31,7 +31,7 @@ def test_a_trained_model_folder_has_a_hugging_face_model_card(trained, tiny_mode
                f"{row['support']} |" in text
     assert "| **all** | 368 | 46 | 46 |" in text  # texts per split
     assert "the embedded demo set" in text and "lowercase True" in text
-    assert f'Predictor.load("path/to/this/folder")' in text
+    assert 'Predictor.load("path/to/this/folder")' in text
 
 
 def test_a_card_without_a_recorded_evaluation_says_so():

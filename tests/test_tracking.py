@@ -10,7 +10,14 @@ import pytest
 from emoclf.config import Config
 from emoclf.errors import TrackingError
 from emoclf.stores import tracking_uri
-from emoclf.tracking import MLflowTracker, flatten, model_name
+from emoclf.tracking import (
+    MLflowTracker,
+    flatten,
+    model_name,
+    run_description,
+    run_name,
+    tracked_metrics,
+)
 from emoclf.training import train
 
 
@@ -23,6 +30,32 @@ def test_tracking_uri_precedence_and_local_stores_made_absolute(monkeypatch, tmp
     assert tracking_uri("sqlite:///x.db") == f"sqlite:///{tmp_path}/x.db"
     assert tracking_uri("sqlite:////abs/x.db") == "sqlite:////abs/x.db"
     assert tracking_uri("mlruns") == str(tmp_path / "mlruns")
+
+
+def test_trainer_logs_are_tracked_under_grouped_names_without_bookkeeping():
+    step = {"loss": 1.2, "grad_norm": 3.0, "learning_rate": 1e-4, "epoch": 0.25}
+    evaluation = {"eval_loss": 1.1, "eval_macro_f1": 0.4, "eval_accuracy": 0.5, "eval_runtime": 2.0,
+                  "eval_samples_per_second": 23.0, "eval_steps_per_second": 1.0, "epoch": 1.0}
+    end = {"train_runtime": 10.0, "train_samples_per_second": 36.0, "train_steps_per_second": 1.2,
+           "total_flos": 1e12, "train_loss": 1.3, "epoch": 1.0}
+    assert tracked_metrics(step) == {"train/loss": 1.2, "train/grad_norm": 3.0, "train/learning_rate": 1e-4}
+    assert tracked_metrics(evaluation) == {"val/loss": 1.1, "val/macro_f1": 0.4, "val/accuracy": 0.5,
+                                           "system/val_seconds": 2.0}
+    assert tracked_metrics(end) == {}  # train_seconds is logged once, by emoclf
+
+
+def test_default_run_name_and_description_say_what_ran():
+    from emoclf.data import DEMO_SOURCE, load_data
+
+    cfg = Config()
+    summary = load_data(cfg.data).summary(DEMO_SOURCE)
+    assert re.fullmatch(r"minilm-none-\d{8}-\d{4}", run_name("minilm", "none"))
+    assert re.fullmatch(r"bert-base-uncased-focal-\d{8}-\d{4}", run_name("bert-base-uncased", "focal"))
+    assert run_description(cfg, summary, "none", "ce").startswith(
+        "Fine-tunes sentence-transformers/all-MiniLM-L6-v2 to classify texts as anger, fear, joy, love, sadness, "
+        "surprise, on the embedded demo set (368 train, 46 validation, 46 test texts), imbalance handling none "
+        "(loss ce), up to 3 epochs (at least 120 steps).")
+    assert "(loss ce), 200 optimizer steps." in run_description(cfg.replace(max_steps=200), summary, "none", "ce")
 
 
 def test_the_logged_model_is_named_after_the_experiment():
@@ -79,7 +112,8 @@ def test_train_against_real_server(mlflow_server, tmp_path, tiny_model):
     assert not {"total_flos", "eval_runtime", "train_runtime", "train_samples_per_second", "eval_steps_per_second",
                 "epoch", "test_macro_f1", "eval_macro_f1"} & set(run.data.metrics)
     assert {"train/loss", "train/learning_rate", "val/loss", "val/accuracy", "system/train_seconds",
-            "test/ece_after", "test/recall_joy"} <= set(run.data.metrics)
+            "test/ece_after", "test/recall_joy", "train/optimizer_steps", "train/examples_seen"} \
+        <= set(run.data.metrics)
     assert run.data.params["model.model"] == str(tiny_model)
     root = {a.path for a in client.list_artifacts(result.run_id)}
     assert "README.md" in root and "data_profile.json" not in root  # the profile once, in report/

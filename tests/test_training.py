@@ -193,36 +193,6 @@ def test_small_data_trains_at_least_min_steps_and_says_so(tmp_path, tiny_model):
     assert not plain.metrics["training"]["min_steps_applied"]
 
 
-def test_trainer_logs_are_tracked_under_grouped_names_without_bookkeeping():
-    from emoclf.trainer import tracked_metrics
-
-    step = {"loss": 1.2, "grad_norm": 3.0, "learning_rate": 1e-4, "epoch": 0.25}
-    evaluation = {"eval_loss": 1.1, "eval_macro_f1": 0.4, "eval_accuracy": 0.5, "eval_runtime": 2.0,
-                  "eval_samples_per_second": 23.0, "eval_steps_per_second": 1.0, "epoch": 1.0}
-    end = {"train_runtime": 10.0, "train_samples_per_second": 36.0, "train_steps_per_second": 1.2,
-           "total_flos": 1e12, "train_loss": 1.3, "epoch": 1.0}
-    assert tracked_metrics(step) == {"train/loss": 1.2, "train/grad_norm": 3.0, "train/learning_rate": 1e-4}
-    assert tracked_metrics(evaluation) == {"val/loss": 1.1, "val/macro_f1": 0.4, "val/accuracy": 0.5,
-                                           "system/val_seconds": 2.0}
-    assert tracked_metrics(end) == {}  # train_seconds is logged once, by emoclf
-
-
-def test_default_run_name_and_description_say_what_ran():
-    from emoclf.data import load_data
-    from emoclf.training import _plan, describe, run_name
-
-    cfg = Config()
-    data = load_data(cfg.data)
-    plan = _plan(cfg, data)
-    assert re.fullmatch(r"minilm-none-\d{8}-\d{4}", run_name(cfg, plan))
-    assert re.fullmatch(r"bert-base-uncased-focal-\d{8}-\d{4}",
-                        run_name(cfg.replace(model="bert-base-uncased", imbalance="focal"),
-                                 _plan(cfg.replace(imbalance="focal"), data)))
-    assert describe(cfg, data, plan).startswith(
-        "Fine-tunes sentence-transformers/all-MiniLM-L6-v2 to classify texts as anger, fear, joy, love, sadness, "
-        "surprise, on the embedded demo set (368 train, 46 validation, 46 test texts), imbalance handling none")
-
-
 def test_the_model_folder_says_where_it_comes_from(trained, tiny_model):
     meta = json.loads((trained.model_dir / META_FILE).read_text())
     assert meta["base_model"] == str(tiny_model) and meta["emoclf_version"] == "0.1.0"

@@ -46,7 +46,7 @@ from emoclf.inference import (
     is_export,
     resolve_source,
 )
-from emoclf.modelcard import write_model_card
+from emoclf.modelcard import write_meta_and_card
 from emoclf.modeling import load_bundle, replace_folder, write_meta
 
 log = logging.getLogger(__name__)
@@ -192,8 +192,7 @@ def convert(source: str | Path, out: str | Path, precision: str = "fp32", portab
                        "opset": OPSET, "torch": torch.__version__, "onnxruntime": onnxruntime.__version__}
         write_meta(tmp, meta)
         meta.export["check"] = _check(tmp)
-        write_meta(tmp, meta)
-        write_model_card(tmp, meta)
+        write_meta_and_card(tmp, meta)
         replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from emoclf.evaluation.context import accuracy_interval, settings
 from emoclf.evaluation.metrics import score
+from emoclf.modeling import write_meta
 
 CARD_FILE = "README.md"
 
@@ -122,3 +123,9 @@ def write_model_card(folder: str | Path, meta, name: str | None = None) -> Path:
     path = Path(folder) / CARD_FILE
     ModelCard(render(meta, name or f"{meta.base_model.rstrip('/').split('/')[-1]}-emoclf")).save(path)
     return path
+
+
+def write_meta_and_card(folder: str | Path, meta) -> Path:
+    """The folder's ``emoclf.json`` and its model card, both from ``meta``, so that they never disagree."""
+    write_meta(folder, meta)
+    return write_model_card(folder, meta)

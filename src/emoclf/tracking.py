@@ -4,6 +4,11 @@
 ``$MLFLOW_TRACKING_URI``, else a local SQLite store ``sqlite:///mlflow.db`` (``emoclf.stores``);
 ``NullTracker`` is what ``--no-tracking`` uses.
 
+What a training logs, and under which names, is decided here too (``log_training_setup``,
+``log_training_results``, ``tracked_metrics``): metrics grouped by prefix (``train/``, ``val/``,
+``test/``, ``calibration/``, ``system/``), the Trainer's bookkeeping left out, the model logged under
+the experiment's name and linked with the test metrics to the test dataset.
+
 A tracking outage never stops a training: ``Outbox`` tries each call a few times, queues what
 fails, retries the queue while training goes on and once more at the end, and writes whatever
 still could not be delivered to ``<output_dir>/tracking_failures.json`` next to the local results.
@@ -20,12 +25,17 @@ import re
 import time
 import warnings
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
 import pandas as pd
 
+from emoclf import console
 from emoclf.errors import TrackingError
+from emoclf.evaluation.metrics import flat_metrics
+from emoclf.modelcard import CARD_FILE
+from emoclf.modeling import hub_id, short_name
 from emoclf.network import unreachable
 from emoclf.stores import store_lock, tracking_uri
 
@@ -51,9 +61,6 @@ class Tracker(Protocol):
                     model_id: str | None = None) -> None: ...
     def log_dict(self, data: dict, name: str) -> None: ...
     def log_text(self, text: str, name: str) -> None: ...
-    def log_text(self, text: str, name: str) -> None:
-        self.outbox.send(f"log {name}", self.mlflow.log_text, text, name, detail={"artifact": name})
-
     def log_artifacts(self, folder: str | Path, path: str | None = None) -> None: ...
     def log_dataset(self, df: pd.DataFrame, name: str, source: str, context: str) -> None: ...
     def log_model(self, bundle: str | Path, input_example: list[str], register_name: str | None = None) -> str | None: ...
@@ -337,3 +344,63 @@ def ended_run(tracker: Tracker):
         tracker.end("FAILED")
         raise
     tracker.end("FINISHED")
+
+
+# The Trainer's log keys as emoclf tracks them. Everything else it logs is bookkeeping (total_flos, steps per
+# second) or repeats what emoclf logs itself (train_runtime is system/train_seconds).
+TRACKED_METRICS = {"loss": "train/loss", "learning_rate": "train/learning_rate", "grad_norm": "train/grad_norm",
+                   "eval_loss": "val/loss", "eval_macro_f1": "val/macro_f1", "eval_accuracy": "val/accuracy",
+                   "eval_runtime": "system/val_seconds"}
+DATASET_CONTEXTS = {"train": "training", "validation": "validation", "test": "testing"}
+
+
+def tracked_metrics(logs: dict) -> dict[str, float]:
+    """The Trainer's logged values under emoclf's metric names; the rest is dropped."""
+    return {TRACKED_METRICS[k]: v for k, v in logs.items() if k in TRACKED_METRICS and isinstance(v, (int, float))}
+
+
+def run_name(model: str, strategy: str) -> str:
+    """The default run name: model, imbalance strategy, time, e.g. ``minilm-class-weight-20261127-0457``."""
+    return f"{short_name(model)}-{strategy}-{datetime.now():%Y%m%d-%H%M}"
+
+
+def run_description(cfg, summary: dict, strategy: str, loss: str) -> str:
+    """What was trained on what (``summary``: ``PreparedData.summary``), and where the scores come from."""
+    t = cfg.train
+    rows = ", ".join(f"{n} {split}" for split, n in summary["texts"].items())
+    budget = (f"{t.max_steps} optimizer steps" if t.max_steps else f"up to {t.epochs:g} epochs") + \
+        (f" (at least {t.min_steps} steps)" if t.min_steps and not t.max_steps else "")
+    return (f"Fine-tunes {hub_id(cfg.model.model)} to classify texts as {', '.join(summary['class_counts']['train'])}, "
+            f"on {summary['source']} ({rows} texts), imbalance handling {strategy} (loss {loss}), {budget}. "
+            "Test metrics (test/) are from the saved model on the untouched test split; validation (val/) chose "
+            "the best epoch and fitted the temperature.")
+
+
+def log_training_setup(tracker: Tracker, cfg, splits: dict[str, pd.DataFrame], resolved: dict) -> None:
+    """The settings (the model as its hub id, not emoclf's alias; what ``auto`` became) and the three datasets."""
+    settings = cfg.to_dict()
+    settings["model"]["model"] = hub_id(cfg.model.model)
+    tracker.log_params({**settings, "resolved": resolved})
+    tracker.log_dict(cfg.to_dict(), "config.json")
+    for split, context in DATASET_CONTEXTS.items():
+        tracker.log_dataset(splits[split], split, cfg.data.data or "emoclf-demo", context)
+
+
+def log_training_results(tracker: Tracker, model_dir: Path, report_dir: Path, metrics: dict,
+                         input_example: list[str], register_name: str | None) -> None:
+    """The model first, so that the test metrics can name it and the test dataset they were computed on;
+    then what calibration fitted, how long training took, the report and the model card."""
+    with console.status("logging the model to MLflow"):
+        model_id = tracker.log_model(model_dir, input_example, register_name)
+    cal, steps = metrics["calibration"], metrics.get("training", {})
+    tracker.log_metrics({**flat_metrics(metrics, "test/"), "test/ece_before": cal["ece_before"],
+                         "test/ece_after": cal["ece_after"]}, dataset="test", model_id=model_id)
+    other = {"calibration/temperature": cal["temperature"],
+             "calibration/fitted_temperature": cal.get("fitted_temperature"),
+             "val/ece_before": cal.get("validation_ece_before"), "val/ece_fitted": cal.get("validation_ece_fitted"),
+             "train/optimizer_steps": steps.get("optimizer_steps"), "train/examples_seen": steps.get("examples_seen"),
+             "system/train_seconds": metrics.get("train_seconds"),
+             "system/train_examples_per_second": metrics.get("train_examples_per_second")}
+    tracker.log_metrics({k: v for k, v in other.items() if v is not None})
+    tracker.log_artifacts(report_dir, "report")
+    tracker.log_text((model_dir / CARD_FILE).read_text(encoding="utf-8"), CARD_FILE)

@@ -13,6 +13,8 @@ import contextlib
 import logging
 import math
 import os
+import pickle
+import shutil
 import signal
 import threading
 import time
@@ -20,17 +22,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from emoclf import hardware
-from emoclf.checkpoints import CHECKPOINT_DIR, STAGING_DIR
+from emoclf.checkpoints import CHECKPOINT_DIR, STAGING_DIR, latest_checkpoint
 from emoclf.config import Config
 from emoclf.console import DELAY, progress
-from emoclf.errors import TrainingDivergedError
+from emoclf.errors import ModelLoadError, TrainingDivergedError, TrainingInterrupted
 from emoclf.evaluation.metrics import macro_f1
+from emoclf.tracking import tracked_metrics
 
 log = logging.getLogger(__name__)
 
@@ -97,18 +100,6 @@ def diverged(what: str, value: float, step: int, learning_rate: float) -> Traini
     )
 
 
-# The Trainer's log keys as emoclf tracks them, grouped by prefix. Everything else it logs is bookkeeping
-# (total_flos, steps per second) or repeats what emoclf logs itself (train_runtime is system/train_seconds).
-TRACKED_METRICS = {"loss": "train/loss", "learning_rate": "train/learning_rate", "grad_norm": "train/grad_norm",
-                   "eval_loss": "val/loss", "eval_macro_f1": "val/macro_f1", "eval_accuracy": "val/accuracy",
-                   "eval_runtime": "system/val_seconds"}
-
-
-def tracked_metrics(logs: dict) -> dict[str, float]:
-    """The Trainer's logged values under emoclf's metric names; the rest is dropped."""
-    return {TRACKED_METRICS[k]: v for k, v in logs.items() if k in TRACKED_METRICS and isinstance(v, (int, float))}
-
-
 class EpochSummary(TrainerCallback):
     """One readable line per evaluation, and the tracked metrics forwarded to the tracker."""
 
@@ -146,7 +137,7 @@ class TrainingProgress(TrainerCallback):
                             enabled=state.is_world_process_zero)
 
     def _show(self, args, state, doing: str = "", refresh: bool = False) -> None:
-        parts = [f"epoch {state.epoch or 0:.2f}/{args.num_train_epochs:g}", *self.scores.values(), doing]
+        parts = [f"epoch {state.epoch or 0:.2f}/{state.num_train_epochs:g}", *self.scores.values(), doing]
         # Without refresh, the next update draws it: updates keep the bar's delay and rate limit.
         self.bar.set_postfix_str(", ".join(p for p in parts if p), refresh=refresh)
 
@@ -222,6 +213,12 @@ class EmoclfTrainer(Trainer):
 
     _staging = False
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # One bar, with epoch, loss and score; the Trainer's log dicts would go to stdout, which is for results.
+        self.remove_callback(PrinterCallback)
+        self.add_callback(TrainingProgress)
+
     def _get_train_sampler(self, train_dataset=None):
         if self.args.train_sampling_strategy != "group_by_length":
             return super()._get_train_sampler(train_dataset)
@@ -275,6 +272,27 @@ def plan_steps(trainer: Trainer, cfg: Config) -> dict:
                     "--min-steps floor", planned, t.epochs, per_epoch, steps)
     trainer.args.max_steps = steps
     return {"steps_per_epoch": per_epoch, "planned_steps": planned, "steps": steps, "min_steps_applied": steps > planned}
+
+
+def run_training(trainer: Trainer, stop: GracefulStop, checkpoint: Path | None, run_dir: Path) -> None:
+    """``trainer.train`` from ``checkpoint`` (None: from scratch), its failures said in emoclf's terms: a
+    refused pickle, a divergence (its checkpoints removed), a signal (where to resume from)."""
+    with stop.installed():
+        try:
+            trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        except pickle.UnpicklingError as e:
+            if checkpoint is None:
+                raise
+            raise ModelLoadError(f"{checkpoint}: refused a pickle that holds more than tensors ({e}); "
+                                 "the checkpoint is damaged or was tampered with") from None
+        except TrainingDivergedError:
+            if is_main_process():  # its checkpoints would only replay the divergence on --resume
+                shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
+            raise
+    if stop.signum is not None:
+        raise TrainingInterrupted(f"{signal.Signals(stop.signum).name} at step {trainer.state.global_step}; "
+                                  f"checkpoint {latest_checkpoint(run_dir / CHECKPOINT_DIR)}; continue with: "
+                                  f"emoclf train --resume {run_dir}")
 
 
 def compute_metrics(eval_pred) -> dict[str, float]:

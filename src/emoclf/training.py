@@ -13,26 +13,20 @@ evaluated; a finished training's folder is replaced only with ``overwrite``.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import pickle
 import shutil
-import signal
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import DataCollatorWithPadding, EarlyStoppingCallback, PrinterCallback, set_seed
+from transformers import DataCollatorWithPadding, EarlyStoppingCallback, set_seed
 from transformers.trainer import TRAINER_STATE_NAME, TrainerState
 
-from emoclf import __version__, console, hardware, imbalance
+from emoclf import __version__, console, imbalance
 from emoclf.checkpoints import (
     CHECKPOINT_DIR,
-    CONFIG_FILE,
-    ENVIRONMENT_FILE,
     LOG_FILE,
     MODEL_DIR,
     REPORT_DIR,
@@ -43,38 +37,28 @@ from emoclf.checkpoints import (
 from emoclf.config import Config
 from emoclf.data import DEMO_SOURCE, Labelled, PreparedData, load_data
 from emoclf.data.profile import profile, write_profile
-from emoclf.environment import run_environment
-from emoclf.errors import ModelLoadError, TrainingDivergedError, TrainingInterrupted
-from emoclf.evaluation.context import now, report_context, split_warnings
+from emoclf.environment import record_run
+from emoclf.evaluation.context import log_evaluation, now, report_context
 from emoclf.evaluation.evaluate import calibrate, evaluate
-from emoclf.evaluation.metrics import flat_metrics, model_metrics
+from emoclf.evaluation.metrics import model_metrics
 from emoclf.inference import Predictor
 from emoclf.losses import make_loss
-from emoclf.modelcard import CARD_FILE, write_model_card
-from emoclf.modeling import (
-    BundleMeta,
-    hub_id,
-    load_for_training,
-    model_max_length,
-    replace_folder,
-    save_bundle,
-    short_name,
-    write_meta,
-)
+from emoclf.modelcard import write_meta_and_card
+from emoclf.modeling import BundleMeta, hub_id, load_for_training, model_max_length, replace_folder, save_bundle
 from emoclf.preprocess import Preprocessor
-from emoclf.tracking import Tracker, ended_run, make_tracker
+from emoclf.tracking import ended_run, log_training_results, log_training_setup, make_tracker, run_description, run_name
 from emoclf.trainer import (
     DivergenceCheck,
     EmoclfTrainer,
     EpochSummary,
     GracefulStop,
-    TrainingProgress,
     build_training_args,
     compute_metrics,
     is_main_process,
     pad_multiple,
     plan_steps,
     resolve_precision,
+    run_training,
     tokenize_split,
 )
 
@@ -148,63 +132,34 @@ def train(cfg: Config, data: PreparedData | None = None, resume: bool = False) -
 
 
 def _run(cfg: Config, data: PreparedData, checkpoint: Path | None, resume: bool) -> TrainResult:
-    out, main = Path(cfg.train.output_dir), is_main_process()
-    plan = _plan(cfg, data)
+    t, out, main = cfg.train, Path(cfg.train.output_dir), is_main_process()
+    plan = imbalance.plan(t.imbalance, data.splits["train"]["label_id"].to_numpy(), len(data.labels),
+                          t.imbalance_threshold)
+    summary = data.summary(cfg.data.data or DEMO_SOURCE)  # what the run, the model and its card say it learnt from
     tracker = make_tracker(cfg.tracking.tracking and main, cfg.tracking.tracking_uri, cfg.tracking.experiment,
                            local_dir=out, optional=cfg.tracking.tracking_optional)
     with console.status("opening the MLflow run", enabled=main):
-        tracker.start(cfg.tracking.run_name or run_name(cfg, plan), resume=resume,
-                      description=describe(cfg, data, plan))
+        tracker.start(cfg.tracking.run_name or run_name(cfg.model.model, plan.strategy), resume=resume,
+                      description=run_description(cfg, summary, plan.strategy, plan.loss))
     with ended_run(tracker):
         setup = _setup(cfg, data, plan, tracker)
         trainer, seconds, examples = _fit(cfg, setup, tracker, checkpoint)
         history = trainer.state.log_history
         if not main:
             return TrainResult(out, out / MODEL_DIR, {}, setup.profile, None, seconds, examples / seconds, history)
-        metrics = _evaluate(cfg, data, setup, trainer, history, tracker.run_id)
+        metrics = _evaluate(cfg, data, summary, setup, trainer, tracker.run_id)
         metrics.update(train_seconds=round(seconds, 1), train_examples_per_second=round(examples / seconds, 2))
-        _log_results(cfg, tracker, data, metrics)
+        log_training_results(tracker, out / MODEL_DIR, out / REPORT_DIR, metrics,
+                             data.splits["test"]["raw_text"].head(3).tolist(), cfg.tracking.register_name)
     return TrainResult(out, out / MODEL_DIR, metrics, setup.profile, tracker.run_id, seconds, examples / seconds,
                        history, tracker.failures_file)
 
 
-def _plan(cfg: Config, data: PreparedData) -> imbalance.Plan:
-    t = cfg.train
-    return imbalance.plan(t.imbalance, data.splits["train"]["label_id"].to_numpy(), len(data.labels),
-                          t.imbalance_threshold)
-
-
-def run_name(cfg: Config, plan: imbalance.Plan) -> str:
-    """The default MLflow run name: model, imbalance strategy, time, e.g. ``minilm-class-weight-20261127-0457``."""
-    return f"{short_name(cfg.model.model)}-{plan.strategy}-{datetime.now():%Y%m%d-%H%M}"
-
-
-def describe(cfg: Config, data: PreparedData, plan: imbalance.Plan) -> str:
-    """The run's description: what was trained on what, and where its scores come from."""
-    rows = ", ".join(f"{len(df)} {split}" for split, df in data.splits.items())
-    return (f"Fine-tunes {hub_id(cfg.model.model)} to classify texts as {', '.join(data.labels)}, on "
-            f"{cfg.data.data or 'the embedded demo set'} ({rows} texts), imbalance handling {plan.strategy} "
-            f"(loss {plan.loss}), up to {cfg.train.epochs:g} epochs. Test metrics (test/) are from the saved model "
-            "on the untouched test split; validation (val/) chose the best epoch and fitted the temperature.")
-
-
-def _record_run(cfg: Config, out: Path, tracker: Tracker) -> None:
-    """The run's own files (config, environment) beside its results, and in its tracking run."""
-    out.mkdir(parents=True, exist_ok=True)
-    cfg.save_yaml(out / CONFIG_FILE)
-    environment = run_environment()
-    (out / ENVIRONMENT_FILE).write_text(json.dumps(environment, indent=2))
-    tracker.log_dict(environment, ENVIRONMENT_FILE)
-    tracker.set_tags({"emoclf.git_commit": str(environment["git"]["commit"]),
-                      "emoclf.git_dirty": str(environment["git"]["dirty"]),
-                      "emoclf.hardware": hardware.detect().describe()})
-
-
-def _setup(cfg: Config, data: PreparedData, plan: imbalance.Plan, tracker: Tracker) -> _Setup:
+def _setup(cfg: Config, data: PreparedData, plan: imbalance.Plan, tracker) -> _Setup:
     """Model, token limit from the data profile, the imbalance plan, the tokenised splits; all logged."""
     t, out = cfg.train, Path(cfg.train.output_dir)
     if is_main_process():
-        _record_run(cfg, out, tracker)
+        record_run(cfg, out, tracker)
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
     set_seed(t.seed)
@@ -223,16 +178,11 @@ def _setup(cfg: Config, data: PreparedData, plan: imbalance.Plan, tracker: Track
                        resolve_precision(t.precision))
     log.info("training %s on %d texts (imbalance %s, ratio %.2f, loss %s), max_length %d, %s", cfg.model.model,
              len(setup.train_ds), plan.strategy, plan.imbalance_ratio, plan.loss, max_length, setup.precision)
-    settings = cfg.to_dict()
-    settings["model"]["model"] = hub_id(cfg.model.model)  # the id a reader can look up, not emoclf's alias
-    tracker.log_params({**settings, "resolved": setup.resolved()})
-    tracker.log_dict(cfg.to_dict(), CONFIG_FILE.replace(".yaml", ".json"))
-    for split, context in (("train", "training"), ("validation", "validation"), ("test", "testing")):
-        tracker.log_dataset(data.splits[split], split, cfg.data.data or "emoclf-demo", context)
+    log_training_setup(tracker, cfg, data.splits, setup.resolved())
     return setup
 
 
-def _fit(cfg: Config, setup: _Setup, tracker: Tracker, checkpoint: Path | None) -> tuple[EmoclfTrainer, float, float]:
+def _fit(cfg: Config, setup: _Setup, tracker, checkpoint: Path | None) -> tuple[EmoclfTrainer, float, float]:
     """The Trainer's own loop; returns it, the seconds trained and the examples seen in them."""
     t, out = cfg.train, Path(cfg.train.output_dir)
     stop = GracefulStop()
@@ -246,33 +196,16 @@ def _fit(cfg: Config, setup: _Setup, tracker: Tracker, checkpoint: Path | None) 
         + [EarlyStoppingCallback(early_stopping_patience=t.patience)] * t.early_stopping,
     )
     setup.steps = plan_steps(trainer, cfg)
-    # The raw log dicts would go to stdout, which is for results: EpochSummary logs one line per evaluation.
-    trainer.remove_callback(PrinterCallback)
-    trainer.add_callback(TrainingProgress)
     start_epoch = TrainerState.load_from_json(str(checkpoint / TRAINER_STATE_NAME)).epoch if checkpoint else 0.0
     started = time.perf_counter()
-    with stop.installed():
-        try:
-            trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-        except pickle.UnpicklingError as e:
-            if checkpoint is None:
-                raise
-            raise ModelLoadError(f"{checkpoint}: refused a pickle that holds more than tensors ({e}); "
-                                 "the checkpoint is damaged or was tampered with") from None
-        except TrainingDivergedError:
-            if is_main_process():  # its checkpoints would only replay the divergence on --resume
-                shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
-            raise
-    if stop.signum is not None:
-        raise TrainingInterrupted(f"{signal.Signals(stop.signum).name} at step {trainer.state.global_step}; "
-                                  f"checkpoint {latest_checkpoint(out / CHECKPOINT_DIR)}; continue with: "
-                                  f"emoclf train --resume {out}")
+    run_training(trainer, stop, checkpoint, out)
     seconds = time.perf_counter() - started
-    setup.steps.update(optimizer_steps=trainer.state.global_step, examples_seen=round(len(setup.train_ds) * trainer.state.epoch))
+    setup.steps.update(optimizer_steps=trainer.state.global_step,
+                       examples_seen=round(len(setup.train_ds) * trainer.state.epoch))
     return trainer, seconds, len(setup.train_ds) * (trainer.state.epoch - start_epoch)
 
 
-def _evaluate(cfg: Config, data: PreparedData, setup: _Setup, trainer: EmoclfTrainer, history: list[dict],
+def _evaluate(cfg: Config, data: PreparedData, summary: dict, setup: _Setup, trainer: EmoclfTrainer,
               run_id: str | None) -> dict:
     """Save the model, calibrate it on validation and score it on test as saved, then put it in place.
 
@@ -283,7 +216,7 @@ def _evaluate(cfg: Config, data: PreparedData, setup: _Setup, trainer: EmoclfTra
     meta = BundleMeta(labels=data.labels, preprocess=Preprocessor(cfg.preprocess).to_dict(),
                       max_length=setup.max_length, base_model=hub_id(cfg.model.model), config=cfg.to_dict(),
                       trained_at=now(), run_id=run_id, emoclf_version=__version__,
-                      data=data.summary(cfg.data.data or DEMO_SOURCE), training=setup.resolved())
+                      data=summary, training={**setup.resolved(), **setup.steps})
     staged = save_bundle(out / STAGED_MODEL_DIR, trainer.model, setup.tokenizer, meta)
     try:
         predictor = Predictor.load(staged, batch_size=t.eval_batch_size)
@@ -291,35 +224,13 @@ def _evaluate(cfg: Config, data: PreparedData, setup: _Setup, trainer: EmoclfTra
                            t.class_bias)
         test = Labelled.from_split(data.splits["test"], "test")
         context = report_context(predictor.meta, test, str(out / MODEL_DIR))
-        metrics = evaluate(predictor, test, out / REPORT_DIR, history, fitted, progress=True, context=context,
-                           training=setup.steps).metrics
+        metrics = evaluate(predictor, test, out / REPORT_DIR, trainer.state.log_history, fitted, progress=True,
+                           context=context, training=setup.steps).metrics
         predictor.meta.metrics = model_metrics(metrics)
-        write_meta(staged, predictor.meta)
-        write_model_card(staged, predictor.meta)
+        write_meta_and_card(staged, predictor.meta)
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise
     replace_folder(staged, out / MODEL_DIR)
-    cal = metrics["calibration"]
-    log.debug("temperature %.3f: test ECE %.4f -> %.4f", cal["temperature"], cal["ece_before"], cal["ece_after"])
-    for warning in split_warnings(metrics, context):
-        log.warning("%s (the report says so too)", warning)
+    log_evaluation(metrics, context)
     return metrics
-
-
-def _log_results(cfg: Config, tracker: Tracker, data: PreparedData, metrics: dict) -> None:
-    """The model first, so that the test metrics can name it and the test dataset they were computed on."""
-    out = Path(cfg.train.output_dir)
-    with console.status("logging the model to MLflow"):
-        model_id = tracker.log_model(out / MODEL_DIR, data.splits["test"]["raw_text"].head(3).tolist(),
-                                     cfg.tracking.register_name)
-    cal = metrics["calibration"]
-    tracker.log_metrics({**flat_metrics(metrics, "test/"), "test/ece_before": cal["ece_before"],
-                         "test/ece_after": cal["ece_after"]}, dataset="test", model_id=model_id)
-    fitted = {"calibration/temperature": cal["temperature"], "calibration/fitted_temperature": cal.get("fitted_temperature"),
-              "val/ece_before": cal.get("validation_ece_before"), "val/ece_fitted": cal.get("validation_ece_fitted"),
-              "system/train_seconds": metrics["train_seconds"],
-              "system/train_examples_per_second": metrics["train_examples_per_second"]}
-    tracker.log_metrics({k: v for k, v in fitted.items() if v is not None})
-    tracker.log_artifacts(out / REPORT_DIR, "report")
-    tracker.log_text((out / MODEL_DIR / CARD_FILE).read_text(encoding="utf-8"), CARD_FILE)

@@ -7,10 +7,13 @@ being scored, so ``emoclf evaluate`` on any data gets the same header as the tra
 
 from __future__ import annotations
 
+import logging
 import math
 from datetime import datetime, timezone
 
 from emoclf import __version__
+
+log = logging.getLogger(__name__)
 
 Z95 = 1.96
 MAX_HALF_INTERVAL = 0.03  # accuracy known to within ±3 points, 95% of the time
@@ -30,7 +33,9 @@ def settings(meta) -> dict[str, str]:
     if imbalance and t.get("imbalance") == "auto":
         imbalance = f"{imbalance} (auto)"
     shown = {
-        "epochs (at most)": t.get("epochs"), "batch size": t.get("batch_size"), "learning rate": t.get("learning_rate"),
+        "epochs (at most)": None if t.get("max_steps") else t.get("epochs"),
+        "optimizer steps": resolved.get("optimizer_steps", t.get("max_steps") or None),
+        "batch size": t.get("batch_size"), "learning rate": t.get("learning_rate"),
         "imbalance": imbalance, "loss": resolved.get("loss"), "max_length": meta.max_length,
         "precision": resolved.get("precision", t.get("precision")), "seed": t.get("seed"),
         "temperature": f"{meta.temperature:.3f}", "class bias": "yes" if meta.class_bias else "no",
@@ -71,3 +76,11 @@ def split_warnings(metrics: dict, context: dict | None) -> list[str]:
         out.append(f"only {val} validation texts chose the best epoch and fitted the temperature: the "
                    "calibration figures are rough")
     return out
+
+
+def log_evaluation(metrics: dict, context: dict | None) -> None:
+    """What calibration did (in the log file), and on the terminal what the report's header warns of."""
+    cal = metrics["calibration"]
+    log.debug("temperature %.3f: test ECE %.4f -> %.4f", cal["temperature"], cal["ece_before"], cal["ece_after"])
+    for warning in split_warnings(metrics, context):
+        log.warning("%s (the report says so too)", warning)
