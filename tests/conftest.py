@@ -133,6 +133,31 @@ def emotion_dir() -> Path:
 
 
 @pytest.fixture(autouse=True)
+def _restore_console():
+    """``emoclf.cli.main`` configures the terminal as for one process: its handler writes to the stderr of
+    the test that ran it, and its library switches are set in os.environ. Undo both after each test."""
+    import logging
+
+    from emoclf import console
+
+    switches = {name: os.environ.get(name) for name in (*console.QUIET_LIBRARIES, "MLFLOW_CONFIGURE_LOGGING")}
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for name, value in switches.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    if console._handler is not None:
+        root.removeHandler(console._handler)
+        console._handler = None
+    root.handlers[:], root.level = handlers, level
+    logging.captureWarnings(False)
+    console._bars = True
+
+
+@pytest.fixture(autouse=True)
 def _isolate_mlflow_state():
     """MLflow keeps the active experiment in a module global and in $MLFLOW_EXPERIMENT_ID; each test
     uses its own store, so that id must not leak into the next test."""

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import subprocess
 import sys
 from dataclasses import fields
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -164,3 +167,87 @@ def test_evaluate_reproduces_training_report(trained, tmp_path, capsys):
 def test_missing_model_folder_is_clear(tmp_path, capsys):
     assert main(["predict", "--model", str(tmp_path / "nope"), "hi"]) == 2
     assert "no such model folder" in capsys.readouterr().err
+
+
+def test_a_wrong_flag_gets_the_subcommands_usage_and_a_guess(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--lr", "0.1"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["usage: emoclf train [DATA] [options]",
+                   "emoclf train: error: unrecognized argument --lr; did you mean --learning-rate?",
+                   "Run 'emoclf train --help' for every option."]
+    with pytest.raises(SystemExit):
+        main(["predict", "--modle", "x", "hi"])
+    err = capsys.readouterr().err
+    assert err.startswith("usage: emoclf predict --model MODEL") and "did you mean --model?" in err
+
+
+@pytest.mark.parametrize("command", ["train", "compare", "inspect", "evaluate", "report", "predict", "export",
+                                     "serve"])
+def test_every_flag_says_its_default(command, capsys):
+    parser = build_parser()
+    sub = parser._subparsers._group_actions[0].choices[command]
+    for action in sub._actions:
+        if action.option_strings and not action.required and action.help != argparse.SUPPRESS \
+                and action.dest not in ("help", "config"):
+            assert "default" in action.help.lower(), (command, action.dest)
+
+
+def test_commands_offer_only_the_settings_they_read(capsys):
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    out = capsys.readouterr().out
+    assert "--text-column" in out and "--strict" in out
+    for train_only in ("--epochs", "--val-size", "--test-size", "--split-seed", "--max-samples", "--drop-leakage",
+                       "--val-data", "--imbalance"):
+        assert train_only not in out, train_only
+    with pytest.raises(SystemExit):
+        main(["inspect", "--help"])
+    out = capsys.readouterr().out
+    assert "--val-size" in out and "--lowercase" in out and "--model" in out and "--max-length" not in out
+
+
+def test_help_and_argument_errors_come_before_heavy_imports():
+    code = ("import sys\nfrom emoclf.cli import main\nfor argv in (['train', '--help'], ['train', '--lr', '1']):\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+            "print(sorted({'torch', 'transformers', 'mlflow', 'pandas'} & set(sys.modules)), file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_inspect_prints_tables(capsys, tmp_path):
+    assert main(["--quiet", "inspect", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["class", "train", "validation", "test"]
+    assert out[1].split() == ["anger", "60", "8", "8"] and out[7].split() == ["all", "368", "46", "46"]
+    assert "{" not in "\n".join(out)  # no Python reprs
+    assert any(line.split()[:2] == ["exact", "duplicates"] for line in out)
+
+
+@pytest.mark.slow
+def test_terminal_output_of_a_tiny_training_and_of_predict(tiny_model, tmp_path):
+    """What a person sees: a tiny training prints at most 12 lines, predicting 4 texts prints 4 lines, and
+    library noise (load reports, MLflow and CloudPickle warnings, weight-loading bars) is not among them."""
+    import emoclf
+
+    cli = [sys.executable, "-m", "emoclf.cli"]
+    # The emoclf under test, also where PYTHONPATH is relative (it runs in tmp_path).
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(emoclf.__file__).parents[1]),
+                                                       os.environ.get("PYTHONPATH", "")])}
+    train = subprocess.run([*cli, "train", "--model", str(tiny_model), "--epochs", "1", "--max-samples", "120",
+                            "--output-dir", str(tmp_path / "run"), "--tracking-uri", f"sqlite:///{tmp_path}/m.db"],
+                           capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert train.returncode == 0, train.stderr
+    lines = (train.stdout + train.stderr).splitlines()
+    assert len(lines) <= 12, lines
+    for noise in ("LOAD REPORT", "UserWarning", "CloudPickle", "Loading weights", "Writing model shards", "\x1b["):
+        assert noise not in train.stdout + train.stderr, noise
+    assert train.stdout.splitlines()[0].startswith("test accuracy ")
+    texts = ["i am so happy today", "why would you do that to me", "i feel scared", "wow"]
+    predict = subprocess.run([*cli, "predict", "--model", str(tmp_path / "run" / "model"), *texts],
+                             capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert predict.returncode == 0 and predict.stderr == ""
+    assert [line.split("\t")[2] for line in predict.stdout.splitlines()] == texts
+    log = (tmp_path / "run" / "train.log").read_text()  # the whole story is in the run's log file
+    assert "INFO emoclf.trainer: epoch 1.00" in log and "INFO emoclf.tracking: MLflow run" in log

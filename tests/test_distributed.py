@@ -66,7 +66,7 @@ def test_two_process_training_is_one_run_with_whole_split_metrics(launch, tiny_m
 
     metrics = json.loads((out / "report" / "metrics.json").read_text())
     assert metrics["n"] == 46  # the demo's whole carved test split
-    assert run.data.metrics["test_macro_f1"] == pytest.approx(metrics["macro_f1"])
+    assert run.data.metrics["test/macro_f1"] == pytest.approx(metrics["macro_f1"])
 
     # Each rank draws its own shard: an epoch is ceil(rows / (batch * world)) optimizer steps, not ceil(rows / batch).
     rows = int(run.data.params["resolved.train_rows_after_resampling"])
@@ -77,10 +77,10 @@ def test_two_process_training_is_one_run_with_whole_split_metrics(launch, tiny_m
 
     # The logged validation metrics equal a single-process evaluation of the saved (best) model on
     # the whole validation split, so no rank scored only its half.
-    history = client.get_metric_history(run.info.run_id, "eval_macro_f1")
+    history = client.get_metric_history(run.info.run_id, "val/macro_f1")
     assert len(history) == EPOCHS
     best = max(history, key=lambda m: (m.value, -m.step))
-    accuracy = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "eval_accuracy")}
+    accuracy = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "val/accuracy")}
     val = load_data(DataConfig(), Preprocessor(PreprocessConfig())).splits["validation"]
     predicted = Predictor.load(out / "model").logits(val["raw_text"].tolist()).argmax(axis=1)
     from sklearn.metrics import f1_score

@@ -65,6 +65,9 @@ def test_export_writes_model_tokenizer_meta_and_report(fp32, trained):
     assert report["agreement"] == 1.0 and report["macro_f1_drop_points"] == 0.0
     assert report["max_probability_difference"] < 1e-5
     assert report["passed"] is True and report["max_f1_drop_points"] == 1.0
+    card = (folder / "README.md").read_text()  # an export is a model folder too: it has its model card
+    assert "- onnx" in card and "This folder is an ONNX export (onnx, fp32)" in card
+    assert str(trained.model_dir) in card and "## Evaluation" in card
 
 
 def test_onnx_axes_are_dynamic(fp32):
@@ -285,7 +288,7 @@ def test_report_is_logged_to_the_models_mlflow_run(trained, demo, tmp_path):
     mlflow.set_tracking_uri(store)
     try:
         with mlflow.start_run() as run:
-            uri = log_pyfunc(trained.model_dir, ["i am happy"])
+            uri = log_pyfunc(trained.model_dir, ["i am happy"]).model_uri
         result = export_model(uri, tmp_path / "onnx", demo)
     finally:
         mlflow.set_tracking_uri(previous)
@@ -294,5 +297,5 @@ def test_report_is_logged_to_the_models_mlflow_run(trained, demo, tmp_path):
     assert [a.path for a in client.list_artifacts(run.info.run_id, "exports/onnx_fp32")] == \
            [f"exports/onnx_fp32/{REPORT_FILE}"]
     metrics = client.get_run(run.info.run_id).data.metrics
-    assert metrics["export_onnx_fp32_agreement"] == 1.0
-    assert metrics["export_onnx_fp32_macro_f1"] == pytest.approx(result.report["after"]["macro_f1"])
+    assert metrics["export/onnx_fp32/agreement"] == 1.0
+    assert metrics["export/onnx_fp32/macro_f1"] == pytest.approx(result.report["after"]["macro_f1"])

@@ -179,7 +179,7 @@ def test_mlflow_model_serves_with_mlflow_and_with_emoclf(trained, predictor, tmp
     mlflow.set_tracking_uri(store)
     try:
         with mlflow.start_run():
-            uri = log_pyfunc(trained.model_dir, ["i am happy"])
+            uri = log_pyfunc(trained.model_dir, ["i am happy"]).model_uri
         # emoclf's own server takes the same URI.
         served = TestClient(create_app(Predictor.load(uri))).post("/predict", json={"texts": TEXTS}).json()
     finally:

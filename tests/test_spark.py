@@ -58,7 +58,7 @@ def test_spark_udf_scores_like_emoclf_predict(spark, trained, tmp_path, monkeypa
     mlflow.set_tracking_uri(store)
     try:
         with mlflow.start_run():
-            uri = log_pyfunc(trained.model_dir, texts[:2])
+            uri = log_pyfunc(trained.model_dir, texts[:2]).model_uri
         # No result_type: the logged signature makes it a struct of the prediction columns.
         score = mlflow.pyfunc.spark_udf(spark, uri, env_manager="local")
         rows = spark.createDataFrame(pd.DataFrame({"id": range(len(texts)), "text": texts})).repartition(2)

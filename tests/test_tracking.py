@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from emoclf.config import Config
 from emoclf.errors import TrackingError
 from emoclf.stores import tracking_uri
-from emoclf.tracking import MLflowTracker, flatten
+from emoclf.tracking import (
+    MLflowTracker,
+    flatten,
+    model_name,
+    run_description,
+    run_name,
+    tracked_metrics,
+)
 from emoclf.training import train
 
 
@@ -20,6 +30,46 @@ def test_tracking_uri_precedence_and_local_stores_made_absolute(monkeypatch, tmp
     assert tracking_uri("sqlite:///x.db") == f"sqlite:///{tmp_path}/x.db"
     assert tracking_uri("sqlite:////abs/x.db") == "sqlite:////abs/x.db"
     assert tracking_uri("mlruns") == str(tmp_path / "mlruns")
+
+
+def test_trainer_logs_are_tracked_under_grouped_names_without_bookkeeping():
+    step = {"loss": 1.2, "grad_norm": 3.0, "learning_rate": 1e-4, "epoch": 0.25}
+    evaluation = {"eval_loss": 1.1, "eval_macro_f1": 0.4, "eval_accuracy": 0.5, "eval_runtime": 2.0,
+                  "eval_samples_per_second": 23.0, "eval_steps_per_second": 1.0, "epoch": 1.0}
+    end = {"train_runtime": 10.0, "train_samples_per_second": 36.0, "train_steps_per_second": 1.2,
+           "total_flos": 1e12, "train_loss": 1.3, "epoch": 1.0}
+    assert tracked_metrics(step) == {"train/loss": 1.2, "train/grad_norm": 3.0, "train/learning_rate": 1e-4}
+    assert tracked_metrics(evaluation) == {"val/loss": 1.1, "val/macro_f1": 0.4, "val/accuracy": 0.5,
+                                           "system/val_seconds": 2.0}
+    assert tracked_metrics(end) == {}  # train_seconds is logged once, by emoclf
+
+
+def test_default_run_name_and_description_say_what_ran():
+    from emoclf.data import DEMO_SOURCE, load_data
+
+    cfg = Config()
+    summary = load_data(cfg.data).summary(DEMO_SOURCE)
+    assert re.fullmatch(r"minilm-none-\d{8}-\d{4}", run_name("minilm", "none"))
+    assert re.fullmatch(r"bert-base-uncased-focal-\d{8}-\d{4}", run_name("bert-base-uncased", "focal"))
+    assert run_description(cfg, summary, "none", "ce").startswith(
+        "Fine-tunes sentence-transformers/all-MiniLM-L6-v2 to classify texts as anger, fear, joy, love, sadness, "
+        "surprise, on the embedded demo set (368 train, 46 validation, 46 test texts), imbalance handling none "
+        "(loss ce), up to 3 epochs (at least 120 steps).")
+    assert "(loss ce), 200 optimizer steps." in run_description(cfg.replace(max_steps=200), summary, "none", "ce")
+
+
+def test_the_logged_model_is_named_after_the_experiment():
+    assert model_name("emoclf") == "emoclf"
+    assert model_name("/Users/me/emotion runs") == "Users-me-emotion-runs"
+    assert model_name("///") == "model"
+
+
+def test_the_model_requirements_install_from_an_index():
+    from emoclf.mlflow_model import requirements
+
+    reqs = requirements()
+    assert not [r for r in reqs if "+" in r or r.startswith("emoclf")]
+    assert {r.split("==")[0] for r in reqs} >= {"torch", "transformers", "mlflow", "pandas", "scikit-learn"}
 
 
 def test_flatten_nested_config():
@@ -48,16 +98,37 @@ def test_train_against_real_server(mlflow_server, tmp_path, tiny_model):
     assert run.info.status == "FINISHED"
     assert run.data.params["train.epochs"] == "1.0"
     assert run.data.params["resolved.imbalance_strategy"] == "none"
-    assert run.data.metrics["test_macro_f1"] == pytest.approx(result.metrics["macro_f1"])
-    assert "test_f1_surprise" in run.data.metrics
-    assert len(client.get_metric_history(result.run_id, "eval_macro_f1")) == 1
+    assert run.data.metrics["test/macro_f1"] == pytest.approx(result.metrics["macro_f1"])
+    assert "test/f1_surprise" in run.data.metrics
+    assert len(client.get_metric_history(result.run_id, "val/macro_f1")) == 1
     artifacts = {a.path for a in client.list_artifacts(result.run_id, "report")}
     assert {"report/confusion_matrix.png", "report/metrics.json", "report/misclassified.csv",
             "report/training_curves.png", "report/data_profile.json"} <= artifacts
     assert {i.dataset.name for i in run.inputs.dataset_inputs} == {"train", "validation", "test"}
+    # Tidy: a name and a description that say what ran, metrics grouped by prefix, no Trainer bookkeeping.
+    assert re.fullmatch(rf"{tiny_model.name}-none-\d{{8}}-\d{{4}}", run.info.run_name), run.info.run_name
+    assert run.data.tags["mlflow.note.content"].startswith(f"Fine-tunes {tiny_model} to classify texts as anger, ")
+    assert {key.split("/")[0] for key in run.data.metrics} == {"train", "val", "test", "calibration", "system"}
+    assert not {"total_flos", "eval_runtime", "train_runtime", "train_samples_per_second", "eval_steps_per_second",
+                "epoch", "test_macro_f1", "eval_macro_f1"} & set(run.data.metrics)
+    assert {"train/loss", "train/learning_rate", "val/loss", "val/accuracy", "system/train_seconds",
+            "test/ece_after", "test/recall_joy", "train/optimizer_steps", "train/examples_seen"} \
+        <= set(run.data.metrics)
+    assert run.data.params["model.model"] == str(tiny_model)
+    root = {a.path for a in client.list_artifacts(result.run_id)}
+    assert "README.md" in root and "data_profile.json" not in root  # the profile once, in report/
+    # The model is named after the experiment and linked to the test dataset its metrics come from.
+    logged = client.search_logged_models(experiment_ids=[run.info.experiment_id])
+    assert [m.name for m in logged] == ["ci"]
+    linked = {(m.key, m.dataset_name) for m in client.get_logged_model(logged[0].model_id).metrics}
+    assert {("test/macro_f1", "test"), ("test/f1_joy", "test")} <= linked
+    requirements = Path(mlflow.artifacts.download_artifacts(f"runs:/{result.run_id}/ci/requirements.txt",
+                                                            tracking_uri=mlflow_server)).read_text().split()
+    assert not [r for r in requirements if "+" in r or r.startswith("emoclf")]  # an index serves every line
+    assert any(r.startswith("torch==") for r in requirements)
 
     mlflow.set_tracking_uri(mlflow_server)
-    model = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/model")
+    model = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/ci")  # named after the experiment
     out = model.predict(__import__("pandas").DataFrame({"text": ["i am so happy", "this is terrifying"]}))
     assert set(out["predicted_label"]) <= {"anger", "fear", "joy", "love", "sadness", "surprise"}
     assert {"prob_joy", "predicted_probability", "skipped"} <= set(out.columns)

@@ -81,19 +81,19 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 200)
     return float(log_t.detach().exp().clamp(T_MIN, T_MAX))
 
 
-def confidence_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = N_BINS) -> list[tuple[float, float, float]]:
-    """(share of texts, mean confidence, accuracy) of each non-empty equal-width confidence bin."""
+def reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = N_BINS) -> list[dict]:
+    """Each non-empty equal-width confidence bin: its range, its texts, their mean confidence and accuracy."""
     conf = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == labels
+    correct = probs.argmax(axis=1) == np.asarray(labels)
     bins = np.minimum((conf * n_bins).astype(int), n_bins - 1)
-    return [(float(mask.mean()), float(conf[mask].mean()), float(correct[mask].mean()))
-            for mask in (bins == b for b in range(n_bins)) if mask.any()]
+    return [{"lower": b / n_bins, "upper": (b + 1) / n_bins, "count": int(mask.sum()),
+             "confidence": float(conf[mask].mean()), "accuracy": float(correct[mask].mean())}
+            for b in range(n_bins) if (mask := bins == b).any()]
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = N_BINS) -> float:
     """Weighted mean gap between confidence and accuracy over equal-width confidence bins."""
-    return float(sum(share * abs(accuracy - confidence)
-                     for share, confidence, accuracy in confidence_bins(probs, labels, n_bins)))
+    return float(ece_of_bins(reliability_bins(probs, labels, n_bins)))
 
 
 def fit_class_bias(logits: np.ndarray, labels: np.ndarray, rounds: int = 3,
@@ -120,20 +120,40 @@ def fit_class_bias(logits: np.ndarray, labels: np.ndarray, rounds: int = 3,
     return bias.round(4).tolist()
 
 
+def ece_of_bins(bins: list[dict]) -> float:
+    return sum(b["count"] * abs(b["accuracy"] - b["confidence"]) for b in bins) / max(sum(b["count"] for b in bins), 1)
+
+
+def draw_reliability(ax, before: list[dict], after: list[dict], title: str = "reliability (test)",
+                     legend: bool = True) -> None:
+    """Accuracy per confidence bin as bars (after temperature scaling; before as an outline), the texts in
+    each bin written on its bar, and the diagonal a calibrated model would follow. Without ``legend`` the
+    title carries the ECEs and the caller adds one legend for several panels."""
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="calibrated")
+    for bins, name, style in ((before, "before scaling", {"fill": False, "edgecolor": "tab:orange", "linewidth": 1.5}),
+                              (after, "after scaling", {"color": "tab:blue", "alpha": 0.75})):
+        if not bins:
+            continue
+        bars = ax.bar([b["lower"] for b in bins], [b["accuracy"] for b in bins],
+                      width=[b["upper"] - b["lower"] for b in bins], align="edge",
+                      label=f"{name} (ECE {ece_of_bins(bins):.3f})" if legend else name, **style)
+        if bins is after:
+            ax.bar_label(bars, labels=[str(b["count"]) for b in bins], fontsize=9 if legend else 7, padding=2)
+    if not legend:
+        title = f"{title}\nECE {ece_of_bins(before):.3f} -> {ece_of_bins(after):.3f}"
+    ax.set(xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1.12), title=title)
+    if legend:  # below the axes: inside, it covered bars
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize=9, frameon=False)
+
+
 def plot_reliability(probs_before: np.ndarray, probs_after: np.ndarray, labels: np.ndarray, path: Path,
                      n_bins: int = N_BINS) -> Path:
-    """Accuracy against confidence per bin, before and after temperature scaling."""
+    """The reliability diagram of ``draw_reliability`` as a PNG; numbers on the bars count texts."""
     from matplotlib.figure import Figure  # imported here: prediction paths import this module and never plot
 
-    fig = Figure(figsize=(4.8, 4.4))
-    ax = fig.subplots()
-    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
-    for probs, name in ((probs_before, "before"), (probs_after, "after")):
-        _, xs, ys = zip(*confidence_bins(probs, labels, n_bins))
-        ece = expected_calibration_error(probs, labels, n_bins)
-        ax.plot(xs, ys, marker="o", label=f"{name} (ECE {ece:.3f})")
-    ax.set(xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title="reliability diagram (test)")
-    ax.legend(loc="upper left")
+    fig = Figure(figsize=(6, 4.6), dpi=100)
+    draw_reliability(fig.subplots(), reliability_bins(probs_before, labels, n_bins),
+                     reliability_bins(probs_after, labels, n_bins))
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, bbox_inches="tight")  # legends below the axes included
     return path

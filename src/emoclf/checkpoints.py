@@ -33,6 +33,7 @@ CHECKPOINT_DIR = "checkpoints"
 STAGING_DIR = ".staging"  # inside CHECKPOINT_DIR: checkpoints being written, renamed out when complete
 ENVIRONMENT_FILE = "environment.json"
 CONFIG_FILE = "config.yaml"
+LOG_FILE = "train.log"  # everything logged during the training, library warnings included
 
 
 def latest_checkpoint(folder: Path) -> Path | None:
@@ -83,7 +84,7 @@ def prepare_output(out: Path, resume: bool, overwrite: bool) -> Path | None:
                               "it, or choose another --output-dir")
     for name in (MODEL_DIR, REPORT_DIR, CHECKPOINT_DIR):
         shutil.rmtree(out / name, ignore_errors=True)
-    for name in (RUN_INFO_FILE, FAILURES_FILE, ENVIRONMENT_FILE, CONFIG_FILE):
+    for name in (RUN_INFO_FILE, FAILURES_FILE, ENVIRONMENT_FILE, CONFIG_FILE, LOG_FILE):
         (out / name).unlink(missing_ok=True)
     return None
 

@@ -8,12 +8,13 @@ command for the rest. A YAML file given with ``--config`` sets the base, and fla
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import signal
 import sys
 from dataclasses import MISSING, dataclass, fields
 
-from emoclf import __version__
+from emoclf import __version__, console
 from emoclf import config as C
 from emoclf.errors import EmoclfError
 
@@ -25,16 +26,60 @@ EPILOG = "Data: a file (csv, tsv, jsonl, parquet, or txt with 'text;label' lines
          "train/validation/test files, or hf:<dataset id or saved folder>. Without data, the embedded demo set."
 
 
-def add_flags(parser: argparse.ArgumentParser, cls: type, title: str, from_config: bool = False) -> None:
-    """One flag per field of ``cls``. Config fields default to "not given" (argparse.SUPPRESS), so that
-    only the flags a user typed override the YAML base; options default to their field's default."""
+class Parser(argparse.ArgumentParser):
+    """argparse, where a wrong flag gets the subcommand's own usage, a guess at the flag meant, and where to
+    read the rest (argparse reports a subcommand's unknown flags with the top-level usage)."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        # Unknown flags are looked for first, with no flag required: a mistyped --modle is named as such,
+        # not reported as a missing --model.
+        required = [a for a in self._actions if a.required]
+        for action in required:
+            action.required = False
+        try:
+            _, extras = super().parse_known_args(args, argparse.Namespace(**vars(namespace or argparse.Namespace())))
+        finally:
+            for action in required:
+                action.required = True
+        if extras:
+            self.error(unrecognized(extras, self))
+        return super().parse_known_args(args, namespace)
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\nRun '{self.prog} --help' for every option.\n")
+
+
+def unrecognized(extras: list[str], parser: argparse.ArgumentParser) -> str:
+    """Name the first argument not understood, and the closest flag (``--lr``: ``--learning-rate``)."""
+    first = extras[0]
+    if not first.startswith("-"):
+        return f"unexpected argument {first!r}"
+    flag = first.split("=")[0]
+    known = [o for o in parser._option_string_actions if o.startswith("--")]
+    # Initials catch abbreviations difflib cannot: --lr, --bs, --mtl.
+    initials = [o for o in known if "".join(w[0] for w in o[2:].split("-") if w) == flag.lstrip("-")]
+    guess = (initials or difflib.get_close_matches(flag, known, n=1, cutoff=0.6) or [None])[0]
+    return f"unrecognized argument {flag}" + (f"; did you mean {guess}?" if guess else "")
+
+
+def add_flags(parser: argparse.ArgumentParser, cls: type, title: str, from_config: bool = False,
+              offered: frozenset[str] | None = None) -> None:
+    """One flag per field of ``cls`` (of those in ``offered``, when given). Config fields default to "not
+    given" (argparse.SUPPRESS), so that only the flags a user typed override the YAML base; options default
+    to their field's default. Every help line ends with the default."""
     group = parser.add_argument_group(title)
     for f in fields(cls):
-        if from_config and f.name == "data":
-            continue  # the positional DATA argument
+        if (from_config and f.name == "data") or (offered is not None and f.name not in offered):
+            continue  # DATA is positional; other commands' settings are not offered
         meta, kind = f.metadata, C.field_type(cls, f.name)
         default = argparse.SUPPRESS if from_config else f.default
-        shown = "" if f.default in (None, (), MISSING) else f" (default: {f.default})"
+        if meta.get("required") or meta.get("positional"):
+            shown = ""
+        elif f.default not in (None, (), MISSING):
+            shown = f" (default: {f.default})"
+        else:
+            shown = "" if "default" in meta["help"].lower() else " (default: not set)"
         if meta.get("positional"):
             nargs = None if meta["positional"] is True else meta["positional"]
             parser.add_argument(f.name, nargs=nargs, metavar=meta.get("metavar", f.name.upper()), help=meta["help"],
@@ -76,58 +121,82 @@ class Command:
     options: type | None = None
     sections: tuple[str, ...] = ()
     data: str | None = None  # nargs of the positional DATA, when the command reads labelled data
+    usage: str = "[options]"
+    offered: frozenset[str] | None = None  # the config fields it reads, when not all of its sections'
+
+
+def names(*sections: str) -> frozenset[str]:
+    return frozenset(f.name for s in sections for f in fields(C.SECTIONS[s]))
+
+
+# What `emoclf evaluate` reads of the data settings: it scores a file or a folder's test split as they are.
+EVALUATE_DATA = frozenset({"format", "text_column", "label_column", "encoding", "strict"})
 
 
 COMMANDS = {
     "train": Command("cmd_train", "Fine-tune a model, evaluate it on the untouched test split, log to MLflow.",
                      "Fine-tune a model on DATA (default: the embedded demo set), evaluate the saved model on the "
-                     "test split, write reports and log everything to MLflow.", C.TrainOptions, ALL_SECTIONS, "?"),
+                     "test split, write reports and a model card, and log everything to MLflow.", C.TrainOptions,
+                     ALL_SECTIONS, "?", "[DATA] [options]"),
     "compare": Command("cmd_compare", "Compare imbalance strategies on one split, as MLflow child runs of one parent.",
                        "Train every strategy on the same split, model and budget (over --seeds seeds), score each on "
                        "the untouched test split, and write a table (mean ± std), a per-class F1 chart and a verdict "
-                       "into OUTPUT_DIR/comparison.", C.CompareOptions, ALL_SECTIONS, "?"),
+                       "into OUTPUT_DIR/comparison.", C.CompareOptions, ALL_SECTIONS, "?", "[DATA] [options]"),
     "tune": Command("cmd_tune", "Search training settings with Optuna, keep and test the best model, log to MLflow.",
                     "Run an Optuna study (TPE, seeded; median pruning) over a search space of training settings, "
                     "each trial a training scored by its validation macro-F1 and an MLflow child run of the "
                     "study's run; the test split is never looked at. The best trial's model (or, with --refit, its "
                     "config retrained on all the training data) is evaluated on the test split as 'emoclf train' "
                     "does, and OUTPUT_DIR/best.yaml reproduces it with 'emoclf train --config'. A study cut short "
-                    "(Ctrl-C, kill -9) resumes with the same command.", C.TuneOptions, ALL_SECTIONS, "?"),
+                    "(Ctrl-C, kill -9) resumes with the same command.", C.TuneOptions, ALL_SECTIONS, "?",
+                    "[DATA] [options]"),
     "inspect": Command("cmd_inspect", "Profile a data set: splits, class balance, duplicates, leakage, lengths.",
-                       "Validate and profile DATA, print the profile and write it as JSON plus a class-distribution "
-                       "chart.", C.InspectOptions, ("data", "preprocess", "model"), "?"),
+                       "Validate and profile DATA, print the profile as tables and write it as JSON plus a "
+                       "class-distribution chart.", C.InspectOptions, ("data", "preprocess", "model"), "?",
+                       "[DATA] [options]", names("data", "preprocess") | {"model"}),
     "evaluate": Command("cmd_evaluate", "Evaluate a saved model on labelled data and write the full report.",
                         "Evaluate a saved model (folder, export or MLflow URI) on DATA: the test split of a folder, "
-                        "or every row of a file.", C.EvaluateOptions, ("data",), None),
+                        "or every row of a file.", C.EvaluateOptions, ("data",), None, "DATA --model MODEL [options]",
+                        EVALUATE_DATA),
+    "report": Command("cmd_report", "Compare finished runs side by side in one HTML page.",
+                      "One self-contained HTML page comparing the runs in RUN_DIR ... (training output folders, "
+                      "compare's <strategy>-seed<n> folders, or emoclf evaluate --out folders): headline and "
+                      "per-class F1, confusion matrices, calibration and training curves, side by side.",
+                      C.ReportOptions, usage="RUN_DIR [RUN_DIR ...] [options]"),
     "predict": Command("cmd_predict", "Predict labels for texts given as arguments or in a file.",
                        "Predict with a saved model folder, an export or an MLflow model URI. Texts as arguments "
                        "print label, probability and text. --input keeps every column of the file, in order, and "
                        "adds predicted_label, predicted_probability, one prob_<class> column per class and skipped "
                        "(why a row has no prediction: empty after preprocessing). A .txt input is 'text;label' lines "
-                       "when every line ends in one of the model's labels, else one text per line.", C.PredictOptions),
+                       "when every line ends in one of the model's labels, else one text per line.", C.PredictOptions,
+                       usage="--model MODEL (TEXT ... | --input FILE [--output FILE]) [options]"),
     "export": Command("cmd_export", "Export a model to ONNX (fp32, int8, fp16) and check it against the original.",
                       "Export a saved model (folder or MLflow URI) to ONNX with its tokenizer, labels, preprocessing "
                       "and temperature, score original and export on --data, write export_report.json and log it to "
                       "the model's MLflow run. Fails when the export loses more than --max-f1-drop points of "
-                      "macro-F1.", C.ExportOptions),
-    "serve": Command("cmd_serve", "Serve a model over HTTP: POST /predict, GET /health, /metadata, /docs.",
-                     "Serve a model folder, ONNX export or MLflow model URI with FastAPI and uvicorn.", C.ServeOptions),
+                      "macro-F1.", C.ExportOptions, usage="--model MODEL --data DATA [options]"),
+    "serve": Command("cmd_serve", "Serve a model over HTTP: a page to try it at /, POST /predict, /docs.",
+                     "Serve a model folder, ONNX export or MLflow model URI with FastAPI and uvicorn: a page to try "
+                     "it at /, POST /predict, GET /health and /metadata, API docs at /docs and /redoc (all offline).",
+                     C.ServeOptions, usage="--model MODEL [options]"),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="emoclf",
         description="Fine-tune BERT-family models to classify short texts (default job: six emotions), "
                     "with imbalance handling, honest test reports, MLflow tracking and fast inference.",
         epilog="Run 'emoclf COMMAND --help' for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"emoclf {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="Also show library warnings, load reports and progress bars.")
+    parser.add_argument("--quiet", action="store_true", help="Only results and errors.")
     parser.add_argument("--debug", action="store_true", help="Show tracebacks and debug logs.")
-    parser.add_argument("--quiet", action="store_true", help="Only warnings and errors.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
-        p = sub.add_parser(name, help=command.help, description=command.description,
+        p = sub.add_parser(name, help=command.help, description=command.description, usage=f"%(prog)s {command.usage}",
                            epilog=EPILOG if command.sections else None)
         if command.sections:
             p.add_argument("data", nargs=command.data, metavar="DATA",
@@ -136,14 +205,15 @@ def build_parser() -> argparse.ArgumentParser:
         if command.options:
             add_flags(p, command.options, f"{name} options")
         for section in command.sections:
-            add_flags(p, C.SECTIONS[section], f"{section} settings", from_config=True)
+            add_flags(p, C.SECTIONS[section], f"{section} settings", from_config=True, offered=command.offered)
         p.set_defaults(func=globals()[command.run], sections=command.sections)
     return parser
 
 
 def cmd_train(args) -> int:
-    from emoclf.checkpoints import resume_config
-    from emoclf.training import train
+    with console.status("loading libraries"):
+        from emoclf.checkpoints import resume_config
+        from emoclf.training import train
 
     resume = options(args, C.TrainOptions).resume
     if resume is None:
@@ -157,7 +227,8 @@ def cmd_train(args) -> int:
         # Failing here would make the launcher kill rank 0 mid-evaluation.
         return 0
     return print_kept_model(result.metrics, f"; trained in {result.train_seconds:.0f}s",
-                            f"model: {result.model_dir}\nreport: {result.output_dir / 'report'}",
+                            f"model: {result.model_dir} (model card: README.md)\n"
+                            f"report: {result.output_dir / 'report' / 'report.html'}",
                             f"MLflow run: {result.run_id}" if result.run_id else None, result.tracking_failures)
 
 
@@ -176,7 +247,8 @@ def print_kept_model(m: dict, note: str, where: str, run: str | None, failures) 
 
 
 def cmd_compare(args) -> int:
-    from emoclf.compare import compare
+    with console.status("loading libraries"):
+        from emoclf.compare import compare
 
     opts = options(args, C.CompareOptions)
     cfg = config_from_args(args, args.sections)
@@ -207,10 +279,11 @@ def cmd_tune(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from emoclf.data import load_data
-    from emoclf.data.profile import format_profile, profile, write_profile
-    from emoclf.modeling import load_tokenizer
-    from emoclf.preprocess import Preprocessor
+    with console.status("loading libraries"):
+        from emoclf.data import load_data
+        from emoclf.data.profile import format_profile, profile, write_profile
+        from emoclf.modeling import load_tokenizer
+        from emoclf.preprocess import Preprocessor
 
     cfg = config_from_args(args, args.sections)
     data = load_data(cfg.data, Preprocessor(cfg.preprocess))
@@ -223,34 +296,44 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from emoclf.data import load_labelled
-    from emoclf.evaluation.evaluate import evaluate
-    from emoclf.inference import Predictor
-
     opts = options(args, C.EvaluateOptions)
     cfg = config_from_args(args, args.sections)
-    predictor = Predictor.load(opts.model, batch_size=opts.batch_size)
-    data = load_labelled(cfg.data, predictor.labels, predictor.preprocessor)
-    m = evaluate(predictor, data, opts.out, progress=True).metrics
-    print(f"{data.source} [{data.split}]: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, "
+    with console.status("loading the model"):
+        from emoclf.evaluation.evaluate import evaluate_model
+        from emoclf.inference import Predictor
+
+        predictor = Predictor.load(opts.model, batch_size=opts.batch_size)
+    result = evaluate_model(predictor, cfg.data, opts.out, progress=True)
+    m = result.metrics
+    print(f"{result.source} [{result.split}]: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, "
           f"weighted F1 {m['weighted_f1']:.4f} on {m['n']} texts\nreport: {opts.out}")
     return 0
 
 
-def cmd_predict(args) -> int:
-    from emoclf.config import DataConfig
-    from emoclf.data.io import output_format, read_table, write_table
-    from emoclf.errors import ConfigError
-    from emoclf.inference import Predictor
-    from emoclf.predictions import predict_table
+def cmd_report(args) -> int:
+    from emoclf.evaluation.runs import compare_runs
 
+    opts = options(args, C.ReportOptions)
+    path = compare_runs(opts.runs, opts.out)
+    print(f"{len(opts.runs)} run(s) compared: {path}")
+    return 0
+
+
+def cmd_predict(args) -> int:
     opts = options(args, C.PredictOptions)
-    if bool(opts.texts) == bool(opts.input):
-        raise ConfigError("give either texts as arguments or --input FILE (not both, not neither)")
-    output_format(opts.output)  # an unknown extension fails now, not after the predictions
-    predictor = Predictor.load(opts.model, batch_size=opts.batch_size, precision=opts.precision)
+    with console.status("loading the model"):
+        from emoclf.config import DataConfig
+        from emoclf.data.io import output_format, read_table, write_table
+        from emoclf.errors import ConfigError
+        from emoclf.inference import Predictor
+        from emoclf.predictions import predict_table
+
+        if bool(opts.texts) == bool(opts.input):
+            raise ConfigError("give either texts as arguments or --input FILE (not both, not neither)")
+        output_format(opts.output)  # an unknown extension fails now, not after the predictions
+        predictor = Predictor.load(opts.model, batch_size=opts.batch_size, precision=opts.precision)
     if opts.texts:
-        for text, pred in zip(opts.texts, predictor.predict(opts.texts)):
+        for text, pred in zip(opts.texts, predictor.predict(opts.texts, progress=True)):
             print(f"{pred.label}\t{pred.probability:.4f}\t{text}")
         return 0
     table = read_table(opts.input, DataConfig(text_column=opts.text_column), txt_labels=predictor.labels)
@@ -281,9 +364,9 @@ def cmd_export(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from emoclf.serving import Limits, serve
-
     opts = options(args, C.ServeOptions)
+    with console.status("loading libraries"):
+        from emoclf.serving import Limits, serve
     serve(opts.model, host=opts.host, port=opts.port, limits=Limits(opts.max_texts, opts.max_body_bytes),
           batch_size=opts.batch_size, num_threads=opts.threads, access_log=not args.quiet, precision=opts.precision)
     return 0
@@ -294,11 +377,10 @@ def _terminate(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def setup_logging(debug: bool, quiet: bool) -> None:
-    level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("transformers", "datasets", "mlflow", "alembic", "urllib3", "httpx", "matplotlib", "PIL"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
+def verbosity(args: argparse.Namespace) -> int:
+    if args.debug:
+        return console.DEBUG
+    return console.QUIET if args.quiet else console.VERBOSE if args.verbose else console.NORMAL
 
 
 def _close_progress_bars() -> None:
@@ -312,7 +394,7 @@ def _close_progress_bars() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    setup_logging(args.debug, args.quiet)
+    console.configure(verbosity(args))
     signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.func(args)

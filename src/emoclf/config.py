@@ -118,6 +118,13 @@ class TrackingConfig:
 
 @dataclass
 class Config:
+    """What a training is: sections ``data``, ``preprocess``, ``model``, ``train``, ``tracking``.
+
+    ``Config()`` holds the defaults (``configs/default.yaml``); ``replace(epochs=2, data="x.csv")`` returns a
+    validated copy with fields set by name (names are unique across sections); ``from_yaml``/``save_yaml``
+    read and write the YAML form. Invalid values raise ``ConfigError`` quoting what was given.
+    """
+
     data: DataConfig = field(default_factory=DataConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -248,6 +255,13 @@ class EvaluateOptions:
     model: str | None = _f(None, MODEL_HELP, required=True)
     out: str = _f("evaluation", "Folder for the report.")
     batch_size: int = _f(64, BATCH_HELP)
+
+
+@dataclass
+class ReportOptions:
+    runs: list[str] = _f((), "Run folders to compare: training output folders (with report/) or report folders.",
+                         positional="+", metavar="RUN_DIR")
+    out: str = _f("runs-report.html", "The HTML page to write.")
 
 
 @dataclass

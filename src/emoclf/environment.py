@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import subprocess
 from importlib import metadata
 from pathlib import Path
 
 from emoclf import hardware
+from emoclf.checkpoints import CONFIG_FILE, ENVIRONMENT_FILE
 
 PACKAGES = ("emoclf", "torch", "transformers", "accelerate", "datasets", "tokenizers", "safetensors",
             "scikit-learn", "numpy", "pandas", "mlflow")
@@ -38,3 +40,15 @@ def run_environment() -> dict:
         "hardware": {"platform": platform.platform(), "torch_threads": torch.get_num_threads(),
                      **hardware.detect().to_dict()},
     }
+
+
+def record_run(cfg, out: Path, tracker) -> None:
+    """The run's own files (config, environment) beside its results, and in its tracking run."""
+    out.mkdir(parents=True, exist_ok=True)
+    cfg.save_yaml(out / CONFIG_FILE)
+    environment = run_environment()
+    (out / ENVIRONMENT_FILE).write_text(json.dumps(environment, indent=2))
+    tracker.log_dict(environment, ENVIRONMENT_FILE)
+    tracker.set_tags({"emoclf.git_commit": str(environment["git"]["commit"]),
+                      "emoclf.git_dirty": str(environment["git"]["dirty"]),
+                      "emoclf.hardware": hardware.detect().describe()})

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emoclf import hardware
+from emoclf import console, hardware
 from emoclf.config import DataConfig, ExportPrecision
 from emoclf.errors import ConfigError, ExportError
 from emoclf.data import Labelled, load_labelled
@@ -46,6 +46,7 @@ from emoclf.inference import (
     is_export,
     resolve_source,
 )
+from emoclf.modelcard import write_meta_and_card
 from emoclf.modeling import load_bundle, replace_folder, write_meta
 
 log = logging.getLogger(__name__)
@@ -191,7 +192,7 @@ def convert(source: str | Path, out: str | Path, precision: str = "fp32", portab
                        "opset": OPSET, "torch": torch.__version__, "onnxruntime": onnxruntime.__version__}
         write_meta(tmp, meta)
         meta.export["check"] = _check(tmp)
-        write_meta(tmp, meta)
+        write_meta_and_card(tmp, meta)
         replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -241,9 +242,9 @@ def log_report(run_id: str, report: dict) -> None:
     name = f"onnx_{report['precision']}"
     client.log_dict(run_id, report, f"exports/{name}/{REPORT_FILE}")
     for key in ("agreement", "macro_f1_drop_points", "speedup"):
-        client.log_metric(run_id, f"export_{name}_{key}", report[key])
+        client.log_metric(run_id, f"export/{name}/{key}", report[key])
     for key in ("accuracy", "macro_f1", "texts_per_second"):
-        client.log_metric(run_id, f"export_{name}_{key}", report["after"][key])
+        client.log_metric(run_id, f"export/{name}/{key}", report["after"][key])
     log.info("export report logged to MLflow run %s (%s)", run_id, mlflow.get_tracking_uri())
 
 
@@ -264,13 +265,15 @@ def export_model(source: str | Path, out: str | Path | None, data: DataConfig, p
     source_predictor = Predictor.load(source, batch_size=batch_size)
     # Read the data before the slow export, so a bad path fails in a second.
     labelled = load_labelled(data, source_predictor.labels, source_predictor.preprocessor)
-    out = convert(source, out or default_out(source, precision), precision, portable)
-    exported = Predictor.load(out, batch_size=batch_size)
+    with console.status(f"exporting to ONNX ({precision})"):
+        out = convert(source, out or default_out(source, precision), precision, portable)
+        exported = Predictor.load(out, batch_size=batch_size)
+    with console.status(f"scoring the original and the export on {len(labelled.texts)} texts"):
+        scores = compare(source_predictor, exported, labelled)
     report = {
         "source": str(source), "export": str(out), "format": "onnx", "precision": precision,
         "quantization": exported.meta.export["quantization"], "hardware": hardware.detect().to_dict(),
-        "data": {"source": labelled.source, "split": labelled.split, "n": len(labelled.texts)},
-        **compare(source_predictor, exported, labelled),
+        "data": {"source": labelled.source, "split": labelled.split, "n": len(labelled.texts)}, **scores,
         "max_f1_drop_points": max_f1_drop,
         "onnx_megabytes": round((out / ONNX_FILE).stat().st_size / 1e6, 2),
     }

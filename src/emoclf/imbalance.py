@@ -53,7 +53,7 @@ def plan(strategy: str, label_ids: np.ndarray, num_labels: int, threshold: float
     ratio = imbalance_ratio(label_ids, num_labels)
     if strategy == "auto":
         strategy = AUTO_IMBALANCED if ratio > threshold else "none"
-        log.info("imbalance ratio %.2f (threshold %.2f): strategy %s", ratio, threshold, strategy)
+        log.debug("imbalance ratio %.2f (threshold %.2f): strategy %s", ratio, threshold, strategy)
     loss = {"class-weight": "weighted-ce", "focal": "focal"}.get(strategy, "ce")
     weights = class_weights(label_ids, num_labels) if loss != "ce" else None
     return Plan(strategy, ratio, loss, weights)

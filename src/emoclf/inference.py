@@ -136,8 +136,27 @@ class OnnxBackend:
         return self.session.run(["logits"], batch)[0].astype(np.float32, copy=False)
 
 
+def open_model(folder: Path, source: str | Path, precision: str, num_threads: int | None):
+    """Backend, tokenizer and meta of a bundle folder (PyTorch, in ``precision``) or an export (ONNX Runtime)."""
+    if not is_export(folder):
+        if num_threads:
+            torch.set_num_threads(num_threads)
+        model, tokenizer, meta = load_bundle(folder)
+        return TorchBackend(model, precision), tokenizer, meta
+    if precision != "fp32":
+        raise ConfigError(f"{source}: an ONNX export's precision is fixed when exporting "
+                          f"({BundleMeta.read(folder).export.get('precision')}); "
+                          f"precision={precision!r} applies to PyTorch models only")
+    from transformers import AutoTokenizer
+
+    return OnnxBackend(folder / ONNX_FILE, num_threads), AutoTokenizer.from_pretrained(folder), BundleMeta.read(folder)
+
+
 class Predictor:
     """Batch prediction with the preprocessing, labels, class bias and temperature saved with the model.
+
+    ``Predictor.load(source)`` takes a model folder, an ONNX export or an MLflow model URI; each predicts as
+    it was evaluated: ``Predictor.load("runs/latest/model").predict(["i feel great"])[0].label`` is ``'joy'``.
 
     Thread-safe: concurrent calls (an HTTP server's worker threads) share one backend; only the
     tokenizer, whose Rust side is not re-entrant, is called under a lock.
@@ -151,33 +170,27 @@ class Predictor:
         self.preprocessor = Preprocessor.from_dict(meta.preprocess)
         self.batch_size = batch_size
         self.input_names = [n for n in tokenizer.model_input_names if n in backend.input_names]
+        self.source: str | None = None  # what load() was given, for reports and /metadata
         self._tokenizer_lock = threading.Lock()
 
     @classmethod
     def load(cls, source: str | Path, batch_size: int = 64, precision: str = "fp32",
              num_threads: int | None = None) -> Predictor:
-        """A bundle folder or MLflow URI runs in PyTorch (``precision`` fp32/bf16); an export in ONNX Runtime."""
-        folder = resolve_source(source)
-        if is_export(folder):
-            if precision != "fp32":
-                raise ConfigError(f"{source}: an ONNX export's precision is fixed when exporting "
-                                  f"({BundleMeta.read(folder).export.get('precision')}); "
-                                  f"precision={precision!r} applies to PyTorch models only")
-            from transformers import AutoTokenizer
+        """Load ``source``: a model folder (``emoclf train``), an export folder (``emoclf export``, run by ONNX
+        Runtime) or an MLflow model URI (``runs:/<run id>/<name>``, ``models:/<name>/<version>``).
 
-            meta = BundleMeta.read(folder)
-            backend = OnnxBackend(folder / ONNX_FILE, num_threads)
-            tokenizer = AutoTokenizer.from_pretrained(folder)
-            predictor = cls(backend, tokenizer, meta, batch_size)
+        ``precision`` (PyTorch models): ``fp32`` predicts as evaluated; ``bf16`` weights are faster on CPUs with
+        AMX and on GPUs. ``num_threads``: CPU threads (default: torch's; ONNX: one per usable core). A missing,
+        damaged or foreign folder raises ``ModelLoadError``, one line saying what is wrong.
+        """
+        folder = resolve_source(source)
+        backend, tokenizer, meta = open_model(folder, source, precision, num_threads)
+        predictor = cls(backend, tokenizer, meta, batch_size)
+        predictor.source = str(source)
+        if is_export(folder):
             check_export(predictor, folder)
-            return predictor
-        else:
-            if num_threads:
-                torch.set_num_threads(num_threads)
-            model, tokenizer, meta = load_bundle(folder)
-            backend = TorchBackend(model, precision)
         log.debug("loaded %s with %s", source, backend.name)
-        return cls(backend, tokenizer, meta, batch_size)
+        return predictor
 
     def clean(self, texts: list[str]) -> list[str]:
         """The saved preprocessing applied to ``texts``; a single string is refused, not read letter by letter."""
@@ -227,7 +240,8 @@ class Predictor:
                 "there is nothing to classify", empty)
 
     def logits(self, texts: list[str], progress: bool = False) -> np.ndarray:
-        """Raw logits in input order; ``EmptyTextError`` for texts that preprocessing leaves empty."""
+        """Raw logits (before temperature and class bias), one row per text in input order, columns in
+        ``self.labels`` order. Raises ``EmptyTextError`` for texts that preprocessing leaves empty."""
         clean = self.clean(texts)
         self._refuse_empty(list(texts), clean)
         return self._raw_logits(clean, progress) if clean else np.zeros((0, len(self.labels)), dtype=np.float32)
@@ -243,7 +257,12 @@ class Predictor:
         return self.probabilities(clean, progress)
 
     def predict(self, texts: list[str], progress: bool = False) -> list[Prediction]:
-        """One ``Prediction`` per text, in input order (``EmptyTextError`` as in ``predict_proba``)."""
+        """One ``Prediction`` per raw text (a list), in input order: ``label``, ``probability`` (the label's)
+        and ``probabilities`` (every class's, summing to 1); the saved preprocessing is applied here.
+
+        Raises ``EmptyTextError`` when a text is empty after preprocessing (only emoji or punctuation): it gets
+        no label rather than a guess (``predictions_frame`` keeps such rows, marked ``skipped``).
+        """
         probs = self.predict_proba(texts, progress)
         return [Prediction(self.labels[int(p.argmax())], float(p.max()), dict(zip(self.labels, map(float, p))))
                 for p in probs]

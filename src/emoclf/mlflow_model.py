@@ -2,7 +2,8 @@
 
 It wraps the saved bundle (weights, tokenizer, preprocessing, temperature) as an artifact, so
 ``mlflow.pyfunc.load_model``, ``mlflow models serve`` and ``spark_udf`` apply exactly what
-``emoclf predict`` applies.
+``emoclf predict`` applies. The model is logged from code (``mlflow_entry.py``), not pickled, with
+emoclf's own source as its code path: its ``requirements.txt`` names only packages an index serves.
 """
 
 from __future__ import annotations
@@ -17,6 +18,11 @@ from emoclf.predictions import predictions_frame
 
 ARTIFACT_KEY = "bundle"
 MODEL_NAME = "model"
+PACKAGE_DIR = Path(__file__).parent
+ENTRY_FILE = PACKAGE_DIR / "mlflow_entry.py"
+# What loading and running the model imports; emoclf itself travels as code.
+REQUIREMENTS = ("torch", "transformers", "tokenizers", "safetensors", "mlflow", "numpy", "pandas", "scikit-learn",
+                "scipy", "pyyaml", "tqdm")
 
 
 class EmoclfPyfunc(mlflow.pyfunc.PythonModel):
@@ -28,7 +34,8 @@ class EmoclfPyfunc(mlflow.pyfunc.PythonModel):
 
         self.predictor = Predictor.load(context.artifacts[ARTIFACT_KEY])
 
-    def predict(self, context, model_input, params=None) -> pd.DataFrame:
+    # The DataFrame hint tells MLflow the input is validated against the logged signature, not the hint.
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         if isinstance(model_input, pd.DataFrame):
             column = model_input["text" if "text" in model_input.columns else model_input.columns[0]]
         else:
@@ -38,32 +45,34 @@ class EmoclfPyfunc(mlflow.pyfunc.PythonModel):
         return predictions_frame(self.predictor, texts)
 
 
-def _requirements() -> list[str]:
-    # Pinned from this environment: MLflow's own inference loads the model in a subprocess (slow).
-    names = ["emoclf", "torch", "transformers", "mlflow", "pandas", "scikit-learn"]
+def requirements() -> list[str]:
+    """This environment's versions, without local labels (``2.13.0+cpu`` is ``2.13.0``): an index serves
+    every line. On Linux, PyPI's ``torch`` is the CUDA build, so a GPU machine gets its GPU torch."""
     reqs = []
-    for name in names:
+    for name in REQUIREMENTS:
         try:
-            reqs.append(f"{name}=={metadata.version(name)}")
+            reqs.append(f"{name}=={metadata.version(name).split('+')[0]}")
         except metadata.PackageNotFoundError:
             reqs.append(name)
     return reqs
 
 
-def log_pyfunc(bundle: str | Path, input_example: list[str], register_name: str | None = None) -> str:
-    """Log the bundle as the run's pyfunc model; returns its model URI."""
+def log_pyfunc(bundle: str | Path, input_example: list[str], register_name: str | None = None,
+               name: str = MODEL_NAME):
+    """Log the bundle as the active run's pyfunc model ``name``; returns MLflow's ``ModelInfo``
+    (``model_uri``, ``model_id``)."""
     from emoclf.inference import Predictor
 
     example = pd.DataFrame({"text": input_example})
     predictor = Predictor.load(bundle)
     output = predictions_frame(predictor, input_example)
-    info = mlflow.pyfunc.log_model(
-        name=MODEL_NAME,
-        python_model=EmoclfPyfunc(),
+    return mlflow.pyfunc.log_model(
+        name=name,
+        python_model=str(ENTRY_FILE),
+        code_paths=[str(PACKAGE_DIR)],
         artifacts={ARTIFACT_KEY: str(bundle)},
         input_example=example,
         signature=mlflow.models.infer_signature(example, output),
-        pip_requirements=_requirements(),
+        pip_requirements=requirements(),
         registered_model_name=register_name,
     )
-    return info.model_uri

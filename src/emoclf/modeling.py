@@ -23,6 +23,7 @@ from emoclf.errors import ModelLoadError
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "minilm"
+DEFAULT_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 META_FILE = "emoclf.json"
 WEIGHTS_FILE = "model.safetensors"
 
@@ -42,6 +43,16 @@ def resolve_model_name(name: str) -> str:
     return default_model_path() if name == DEFAULT_MODEL else name
 
 
+def hub_id(name: str) -> str:
+    """The id a model is known by (``minilm`` is an alias): what MLflow, model cards and /metadata show."""
+    return DEFAULT_HUB_ID if name == DEFAULT_MODEL else name
+
+
+def short_name(name: str) -> str:
+    """A model's name without organisation or folders, for run names: ``bert-base-uncased``, ``minilm``."""
+    return name if name == DEFAULT_MODEL else Path(name.rstrip("/")).name or name
+
+
 @dataclass
 class BundleMeta:
     """Everything besides weights and tokenizer that prediction needs, saved as ``emoclf.json``."""
@@ -56,6 +67,12 @@ class BundleMeta:
     metrics: dict[str, Any] = field(default_factory=dict)
     # Set in exported folders only: format, quantisation and source, so a folder says what it is.
     export: dict[str, Any] = field(default_factory=dict)
+    # Where the model comes from, for its model card, reports and /metadata.
+    trained_at: str | None = None  # ISO 8601, UTC
+    run_id: str | None = None  # the MLflow run that trained it
+    emoclf_version: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)  # source, texts and class counts per split
+    training: dict[str, Any] = field(default_factory=dict)  # what "auto" settings resolved to
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -2,7 +2,9 @@
 
 ``POST /predict`` with ``{"texts": [...]}`` returns, per text, the label, its probability and every
 class probability; ``GET /health``; ``GET /metadata`` (model, labels, preprocessing, training
-metrics); OpenAPI docs at ``/docs``. Bad input is a 4xx with a one-line ``detail``, never a 500:
+metrics); ``GET /`` a page to type texts and see labels and probabilities; OpenAPI docs at ``/docs``
+and ``/redoc``. Every page works offline: the page is self-contained, and the docs' scripts and styles
+are served from the ``fastapi-offline`` package instead of a CDN. Bad input is a 4xx with a one-line ``detail``, never a 500:
 malformed JSON 400; wrong types, missing or extra fields, an empty list, an empty text, a text that
 preprocessing leaves empty (emoji or punctuation only), invalid Unicode or a body that is not UTF-8
 422; too many texts or too large a body 413. Probabilities are always finite: a model that computes
@@ -14,17 +16,20 @@ from __future__ import annotations
 
 import codecs
 import logging
+import os
 from dataclasses import asdict, dataclass
+from importlib import resources
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from emoclf import __version__
 from emoclf.errors import ConfigError, EmptyTextError, PredictionError
-from emoclf.inference import Predictor
+from emoclf.inference import MLFLOW_SCHEMES, Predictor
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +106,51 @@ class BodyGuard:
         await self.app(scope, counted, send)
 
 
+class SameOriginPages:
+    """Tells browsers to load nothing for the HTML pages from anywhere but this server (Content-Security-
+    Policy): ReDoc's footer would otherwise fetch its logo from Redocly's CDN, and offline it must not try."""
+
+    POLICY = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+              "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'").encode()
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        async def with_policy(message):
+            if message["type"] == "http.response.start":
+                headers = dict(message.get("headers", []))
+                if headers.get(b"content-type", b"").startswith(b"text/html"):
+                    message["headers"] = [*message.get("headers", []), (b"content-security-policy", self.POLICY)]
+            await send(message)
+
+        await self.app(scope, receive, with_policy if scope["type"] == "http" else send)
+
+
+ERROR_RESPONSES = {code: {"model": Detail, "description": why} for code, why in (
+    (400, "Malformed JSON."), (413, "Too many texts or too large a body."),
+    (422, "Wrong types, missing or unknown fields, an empty list, an empty text, a text with nothing left after "
+          "preprocessing (emoji or punctuation only), or a body that is not UTF-8."),
+    (500, "The model computed something that is not a probability; nothing is returned."))}
+
+
+def check_texts(texts: list[str], limits: Limits) -> None:
+    """Refuse, before any model work, a request the model cannot answer text by text."""
+    if not texts:
+        raise HTTPException(422, "texts: the list is empty; send at least one text")
+    if len(texts) > limits.max_texts:
+        raise HTTPException(413, f"texts: {len(texts)} texts, the limit is {limits.max_texts} per request; "
+                                 "split them over several requests")
+    empty = [i for i, t in enumerate(texts) if not t.strip()]
+    if empty:
+        raise HTTPException(422, f"texts[{empty[0]}]: empty text ({len(empty)} empty in all); send non-blank texts")
+    for i, text in enumerate(texts):
+        try:
+            text.encode("utf-8")  # JSON admits lone surrogates ("\ud800"); the tokenizer would fail on them
+        except UnicodeEncodeError:
+            raise HTTPException(422, f"texts[{i}]: not valid Unicode (a lone surrogate); send UTF-8 text") from None
+
+
 def _location(loc: tuple) -> str:
     parts = [str(p) for p in loc if p != "body"]
     out = ""
@@ -124,36 +174,21 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 def create_app(predictor: Predictor, limits: Limits = Limits(), model_name: str | None = None) -> FastAPI:
     """The app for one loaded model; the endpoints are plain functions, so requests run in parallel threads."""
     meta = predictor.meta
-    app = FastAPI(
+    app = FastAPIOffline(
         title="emoclf", version=__version__,
-        description=f"Text classification with {model_name or meta.base_model}: {', '.join(predictor.labels)}.",
+        description=f"Text classification with {model_name or meta.base_model}: {', '.join(predictor.labels)}. "
+                    "Try it at [/](/).",
+        swagger_ui_parameters={"validatorUrl": None},  # Swagger UI would send the spec to an online validator
     )
+    page = resources.files("emoclf").joinpath("resources", "index.html").read_text(encoding="utf-8")
     app.add_middleware(BodyGuard, max_bytes=limits.max_body_bytes)
+    app.add_middleware(SameOriginPages)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    errors = {code: {"model": Detail, "description": why} for code, why in (
-        (400, "Malformed JSON."), (413, "Too many texts or too large a body."),
-        (422, "Wrong types, missing or unknown fields, an empty list, an empty text, a text with nothing left after "
-              "preprocessing (emoji or punctuation only), or a body that is not UTF-8."),
-        (500, "The model computed something that is not a probability; nothing is returned."))}
-
-    @app.post("/predict", response_model=PredictResponse, responses=errors)
+    @app.post("/predict", response_model=PredictResponse, responses=ERROR_RESPONSES)
     def predict(request: PredictRequest) -> dict:
         """Label, its probability and all class probabilities for each text."""
         texts = request.texts
-        if not texts:
-            raise HTTPException(422, "texts: the list is empty; send at least one text")
-        if len(texts) > limits.max_texts:
-            raise HTTPException(413, f"texts: {len(texts)} texts, the limit is {limits.max_texts} per request; "
-                                     "split them over several requests")
-        empty = [i for i, t in enumerate(texts) if not t.strip()]
-        if empty:
-            raise HTTPException(422, f"texts[{empty[0]}]: empty text ({len(empty)} empty in all); "
-                                     "send non-blank texts")
-        for i, text in enumerate(texts):
-            try:
-                text.encode("utf-8")  # JSON admits lone surrogates ("\ud800"); the tokenizer would fail on them
-            except UnicodeEncodeError:
-                raise HTTPException(422, f"texts[{i}]: not valid Unicode (a lone surrogate); send UTF-8 text") from None
+        check_texts(texts, limits)
         try:
             predictions = predictor.predict(texts)
         except EmptyTextError as e:
@@ -164,21 +199,39 @@ def create_app(predictor: Predictor, limits: Limits = Limits(), model_name: str 
             raise HTTPException(500, str(e)) from None
         return {"predictions": [asdict(p) for p in predictions]}
 
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> str:
+        return page
+
     @app.get("/health")
     def health() -> dict:
         return {"status": "ok"}
 
     @app.get("/metadata")
     def metadata() -> dict:
-        """What is being served: model, backend, labels, preprocessing, training metrics, limits."""
+        """What is being served: model, backend, labels, preprocessing, training metrics and data, limits."""
         return {
             "model": model_name or meta.base_model, "base_model": meta.base_model,
             "backend": predictor.backend.name, "labels": predictor.labels, "preprocessing": meta.preprocess,
             "max_length": meta.max_length, "temperature": meta.temperature, "metrics": meta.metrics,
+            "trained_at": meta.trained_at, "run_id": meta.run_id, "training_data": meta.data or None,
             "export": meta.export or None, "limits": asdict(limits),
         }
 
     return app
+
+
+def display_name(source: str | Path) -> str:
+    """How /metadata names a model: an MLflow URI as given, a folder relative to here when it is below,
+    else by its last two path parts (an absolute path says where a file lives, not what the model is)."""
+    text = str(source)
+    if text.startswith(MLFLOW_SCHEMES):
+        return text
+    path = Path(os.path.abspath(text))
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(Path(path.parent.name, path.name))
 
 
 def serve(source: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits(),
@@ -189,7 +242,7 @@ def serve(source: str | Path, host: str = "127.0.0.1", port: int = 8000, limits:
 
     predictor = Predictor.load(source, batch_size=batch_size, precision=precision, num_threads=num_threads)
     predictor.predict_proba(EXAMPLE_TEXTS)  # first-call allocations happen now, not in the first request
-    app = create_app(predictor, limits, model_name=str(source))
-    log.info("serving %s (%s) on http://%s:%d (docs: /docs)", source, predictor.backend.name, host, port)
+    app = create_app(predictor, limits, model_name=display_name(source))
+    log.info("serving %s (%s): try it at http://%s:%d/ (API docs: /docs)", source, predictor.backend.name, host, port)
     uvicorn.run(app, host=host, port=port, access_log=access_log, log_config=None)
 

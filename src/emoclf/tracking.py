@@ -4,6 +4,11 @@
 ``$MLFLOW_TRACKING_URI``, else a local SQLite store ``sqlite:///mlflow.db`` (``emoclf.stores``);
 ``NullTracker`` is what ``--no-tracking`` uses.
 
+What a training logs, and under which names, is decided here too (``log_training_setup``,
+``log_training_results``, ``tracked_metrics``): metrics grouped by prefix (``train/``, ``val/``,
+``test/``, ``calibration/``, ``system/``), the Trainer's bookkeeping left out, the model logged under
+the experiment's name and linked with the test metrics to the test dataset.
+
 A tracking outage never stops a training: ``Outbox`` tries each call a few times, queues what
 fails, retries the queue while training goes on and once more at the end, and writes whatever
 still could not be delivered to ``<output_dir>/tracking_failures.json`` next to the local results.
@@ -16,14 +21,21 @@ import functools
 import json
 import logging
 import os
+import re
 import time
+import warnings
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
 import pandas as pd
 
+from emoclf import console
 from emoclf.errors import RunStopped, TrackingError
+from emoclf.evaluation.metrics import flat_metrics
+from emoclf.modelcard import CARD_FILE
+from emoclf.modeling import hub_id, short_name
 from emoclf.network import unreachable
 from emoclf.stores import store_lock, tracking_uri
 
@@ -43,10 +55,12 @@ class Tracker(Protocol):
     run_id: str | None
     failures_file: Path | None
 
-    def start(self, run_name: str | None = None, resume: bool = False) -> None: ...
+    def start(self, run_name: str | None = None, resume: bool = False, description: str | None = None) -> None: ...
     def log_params(self, params: dict[str, Any]) -> None: ...
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None, dataset: str | None = None,
+                    model_id: str | None = None) -> None: ...
     def log_dict(self, data: dict, name: str) -> None: ...
+    def log_text(self, text: str, name: str) -> None: ...
     def log_artifacts(self, folder: str | Path, path: str | None = None) -> None: ...
     def log_dataset(self, df: pd.DataFrame, name: str, source: str, context: str) -> None: ...
     def log_model(self, bundle: str | Path, input_example: list[str], register_name: str | None = None) -> str | None: ...
@@ -75,6 +89,11 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
         else:
             out[key] = v
     return out
+
+
+def model_name(experiment: str) -> str:
+    """The logged model's name: its experiment's, in the characters an artifact path admits."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", experiment).strip("-.") or "model"
 
 
 @dataclass
@@ -150,6 +169,28 @@ class Outbox:
         return path
 
 
+def last_logged_step(client, run) -> int:
+    """The last step a resumed run already has metrics for (-1: none)."""
+    return max((m.step for key in run.data.metrics for m in client.get_metric_history(run.info.run_id, key)),
+               default=-1)
+
+
+def write_run_info(local_dir: Path, run_id: str, uri: str, experiment: str) -> None:
+    local_dir.mkdir(parents=True, exist_ok=True)
+    (local_dir / RUN_INFO_FILE).write_text(json.dumps({"run_id": run_id, "tracking_uri": uri, "experiment": experiment},
+                                                      indent=2))
+
+
+def pandas_dataset(df: pd.DataFrame, source: str, name: str):
+    """A split as an MLflow dataset of texts and labels."""
+    import mlflow
+
+    with warnings.catch_warnings():
+        # MLflow registers its local-file source twice and warns that every path is ambiguous between them.
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+        return mlflow.data.from_pandas(df[["text", "label"]], source=source, name=name, targets="label")
+
+
 def recorded_run_id(local_dir: Path | None, uri: str) -> str | None:
     """The run that ``local_dir``'s ``run_info.json`` names, if it lives in the store at ``uri``."""
     path = local_dir / RUN_INFO_FILE if local_dir is not None else None
@@ -165,11 +206,8 @@ def recorded_run_id(local_dir: Path | None, uri: str) -> str | None:
 
 
 class MLflowTracker:
-    """One MLflow run: params, metrics, artifacts, dataset inputs and the model as a pyfunc.
-
-    ``local_dir`` (the training's output folder) receives ``run_info.json`` (run id and store, so
-    ``--resume`` reopens the same run) and, after an outage, ``tracking_failures.json``.
-    """
+    """One MLflow run: params, metrics, artifacts, dataset inputs and the model as a pyfunc. ``local_dir``
+    (the output folder) receives ``run_info.json`` (for ``--resume``) and, after an outage, the failures."""
 
     def __init__(self, uri: str | None, experiment: str, local_dir: str | Path | None = None,
                  optional: bool = False, **outbox: Any) -> None:
@@ -184,13 +222,14 @@ class MLflowTracker:
         self.failures_file: Path | None = None
         self._logged_params: dict[str, str] = {}
         self._logged_through = -1  # last metric step already in the run (when resumed)
+        self._datasets: dict[str, Any] = {}  # logged inputs by name, for metrics computed on them
 
-    def start(self, run_name: str | None = None, resume: bool = False) -> None:
+    def start(self, run_name: str | None = None, resume: bool = False, description: str | None = None) -> None:
         """Start a run, or with ``resume`` reopen the one recorded in ``local_dir`` if it lives in this store."""
         for name, value in CLIENT_DEFAULTS.items():
             os.environ.setdefault(name, value)
         try:
-            run, previous = self._open(run_name, resume)
+            run, previous = self._open(run_name, resume, description)
         except TrackingError as e:
             if not self.optional:
                 raise
@@ -200,19 +239,15 @@ class MLflowTracker:
         self.run_id = run.info.run_id
         if previous:
             self._logged_params = dict(run.data.params)
-            client = self.mlflow.MlflowClient()
-            self._logged_through = max((m.step for key in run.data.metrics
-                                        for m in client.get_metric_history(self.run_id, key)), default=-1)
+            self._logged_through = last_logged_step(self.mlflow.MlflowClient(), run)
             log.info("MLflow run %s reopened at %s (metrics logged through step %d)", self.run_id, self.uri,
                      self._logged_through)
         else:
-            log.info("MLflow run %s in experiment %r at %s", self.run_id, self.experiment, self.uri)
+            log.info("MLflow: run %s in experiment %r at %s", run.info.run_name, self.experiment, self.uri)
         if self.local_dir is not None:
-            self.local_dir.mkdir(parents=True, exist_ok=True)
-            (self.local_dir / RUN_INFO_FILE).write_text(json.dumps(
-                {"run_id": self.run_id, "tracking_uri": self.uri, "experiment": self.experiment}, indent=2))
+            write_run_info(self.local_dir, self.run_id, self.uri, self.experiment)
 
-    def _open(self, run_name: str | None, resume: bool):
+    def _open(self, run_name: str | None, resume: bool, description: str | None):
         if self.uri.startswith(("http://", "https://")) and (why := unreachable(self.uri)):
             raise TrackingError(f"MLflow tracking server {self.uri} is unreachable ({why}); start it, fix "
                                 "--tracking-uri, or pass --no-tracking (or --tracking-optional to train anyway)")
@@ -223,6 +258,7 @@ class MLflowTracker:
                 self.mlflow.set_experiment(self.experiment)
                 # Inside an active run (emoclf compare's parent), this run becomes its child.
                 return self.mlflow.start_run(run_id=previous, run_name=None if previous else run_name,
+                                             description=None if previous else description,
                                              nested=self.mlflow.active_run() is not None), previous
         except Exception as e:
             raise TrackingError(f"cannot start an MLflow run at {self.uri}: {e}") from None
@@ -241,22 +277,27 @@ class MLflowTracker:
             # Values over the limit would be refused; they live in an artifact instead.
             self.outbox.send("log long params", self.mlflow.log_dict, long, "long_params.json", detail=long)
 
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None, dataset: str | None = None,
+                    model_id: str | None = None) -> None:
+        """``dataset`` (a ``log_dataset`` name) and ``model_id`` link the values to their data and model."""
         if step is not None and step <= self._logged_through:
             return  # logged before the crash this run resumes from; the replay recomputes the same values
         values = {k: float(v) for k, v in metrics.items()}
-        self.outbox.send("log metrics", self.mlflow.log_metrics, values, step=step,
-                         detail={"step": step, "metrics": values})
+        self.outbox.send("log metrics", self.mlflow.log_metrics, values, step=step, model_id=model_id,
+                         dataset=self._datasets.get(dataset), detail={"step": step, "metrics": values})
 
     def log_dict(self, data: dict, name: str) -> None:
         self.outbox.send(f"log {name}", self.mlflow.log_dict, data, name, detail={"artifact": name})
+
+    def log_text(self, text: str, name: str) -> None:
+        self.outbox.send(f"log {name}", self.mlflow.log_text, text, name, detail={"artifact": name})
 
     def log_artifacts(self, folder: str | Path, path: str | None = None) -> None:
         self.outbox.send(f"log artifacts {path or ''}".strip(), self.mlflow.log_artifacts, str(folder),
                          artifact_path=path, detail={"local": str(folder), "artifact_path": path})
 
     def log_dataset(self, df: pd.DataFrame, name: str, source: str, context: str) -> None:
-        ds = self.mlflow.data.from_pandas(df[["text", "label"]], source=source, name=name, targets="label")
+        self._datasets[name] = ds = pandas_dataset(df, source, name)
         self.outbox.send(f"log dataset {name}", self.mlflow.log_input, ds, context=context,
                          detail={"name": name, "source": source, "context": context})
 
@@ -264,10 +305,13 @@ class MLflowTracker:
         self.outbox.send("set tags", self.mlflow.set_tags, tags, detail=tags)
 
     def log_model(self, bundle: str | Path, input_example: list[str], register_name: str | None = None) -> str | None:
+        """Log the bundle as a pyfunc named after the experiment; its model id (None if the call was queued)."""
         from emoclf.mlflow_model import log_pyfunc
 
-        return self.outbox.send("log model", log_pyfunc, bundle, input_example, register_name,
-                                detail={"local": str(bundle), "register_name": register_name})
+        name = model_name(self.experiment)
+        info = self.outbox.send("log model", log_pyfunc, bundle, input_example, register_name, name,
+                                detail={"local": str(bundle), "register_name": register_name, "name": name})
+        return info.model_id if info is not None else None
 
     def end(self, status: str = "FINISHED") -> None:
         """Deliver the queue and end the run; what still fails goes to ``tracking_failures.json``."""
@@ -306,3 +350,67 @@ def ended_run(tracker: Tracker):
         tracker.end("FAILED")
         raise
     tracker.end("FINISHED")
+
+
+# The Trainer's log keys as emoclf tracks them. Everything else it logs is bookkeeping (total_flos, steps per
+# second) or repeats what emoclf logs itself (train_runtime is system/train_seconds).
+TRACKED_METRICS = {"loss": "train/loss", "learning_rate": "train/learning_rate", "grad_norm": "train/grad_norm",
+                   "eval_loss": "val/loss", "eval_macro_f1": "val/macro_f1", "eval_accuracy": "val/accuracy",
+                   "eval_runtime": "system/val_seconds"}
+DATASET_CONTEXTS = {"train": "training", "validation": "validation", "test": "testing"}
+
+
+def tracked_metrics(logs: dict) -> dict[str, float]:
+    """The Trainer's logged values under emoclf's metric names; the rest is dropped."""
+    return {TRACKED_METRICS[k]: v for k, v in logs.items() if k in TRACKED_METRICS and isinstance(v, (int, float))}
+
+
+def run_name(model: str, strategy: str) -> str:
+    """The default run name: model, imbalance strategy, time, e.g. ``minilm-class-weight-20261127-0457``."""
+    return f"{short_name(model)}-{strategy}-{datetime.now():%Y%m%d-%H%M}"
+
+
+def run_description(cfg, summary: dict, strategy: str, loss: str) -> str:
+    """What was trained on what (``summary``: ``PreparedData.summary``), and where the scores come from."""
+    t = cfg.train
+    rows = ", ".join(f"{n} {split}" for split, n in summary["texts"].items())
+    budget = (f"{t.max_steps} optimizer steps" if t.max_steps else f"up to {t.epochs:g} epochs") + \
+        (f" (at least {t.min_steps} steps)" if t.min_steps and not t.max_steps else "")
+    return (f"Fine-tunes {hub_id(cfg.model.model)} to classify texts as {', '.join(summary['class_counts']['train'])}, "
+            f"on {summary['source']} ({rows} texts), imbalance handling {strategy} (loss {loss}), {budget}. "
+            "Test metrics (test/) are from the saved model on the untouched test split; validation (val/) chose "
+            "the best epoch and fitted the temperature.")
+
+
+def log_training_setup(tracker: Tracker, cfg, splits: dict[str, pd.DataFrame], resolved: dict) -> None:
+    """The settings (the model as its hub id, not emoclf's alias; what ``auto`` became) and the three datasets."""
+    settings = cfg.to_dict()
+    settings["model"]["model"] = hub_id(cfg.model.model)
+    tracker.log_params({**settings, "resolved": resolved})
+    tracker.log_dict(cfg.to_dict(), "config.json")
+    for split, context in DATASET_CONTEXTS.items():
+        if split in splits:  # a search trial's data has no test split
+            tracker.log_dataset(splits[split], split, cfg.data.data or "emoclf-demo", context)
+
+
+def log_training_results(tracker: Tracker, model_dir: Path, report_dir: Path, metrics: dict, holdout: str | None,
+                         input_example: list[str], register_name: str | None) -> None:
+    """The model first, so that the ``holdout`` metrics can name it and the dataset they were computed on;
+    then what calibration fitted, how long training took, the report and the model card. Without a
+    holdout (a search trial) nothing was scored and no model is logged."""
+    cal, steps = metrics["calibration"], metrics.get("training", {})
+    if holdout is not None:
+        with console.status("logging the model to MLflow"):
+            model_id = tracker.log_model(model_dir, input_example, register_name)
+        tracker.log_metrics({**flat_metrics(metrics, f"{holdout}/"), f"{holdout}/ece_before": cal["ece_before"],
+                             f"{holdout}/ece_after": cal["ece_after"]}, dataset=holdout, model_id=model_id)
+    other = {"calibration/temperature": cal["temperature"],
+             "calibration/fitted_temperature": cal.get("fitted_temperature"),
+             "val/ece_before": cal.get("validation_ece_before"), "val/ece_fitted": cal.get("validation_ece_fitted"),
+             "train/optimizer_steps": steps.get("optimizer_steps"), "train/examples_seen": steps.get("examples_seen"),
+             "system/train_seconds": metrics.get("train_seconds"),
+             "system/train_examples_per_second": metrics.get("train_examples_per_second")}
+    tracker.log_metrics({k: v for k, v in other.items() if v is not None})
+    tracker.log_artifacts(report_dir, "report")
+    if holdout is not None:
+        tracker.log_text((model_dir / CARD_FILE).read_text(encoding="utf-8"), CARD_FILE)

@@ -13,6 +13,8 @@ import contextlib
 import logging
 import math
 import os
+import pickle
+import shutil
 import signal
 import threading
 import time
@@ -20,16 +22,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import ProgressCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from emoclf import hardware
-from emoclf.checkpoints import CHECKPOINT_DIR, STAGING_DIR
+from emoclf.checkpoints import CHECKPOINT_DIR, STAGING_DIR, latest_checkpoint
 from emoclf.config import Config
-from emoclf.errors import TrainingDivergedError
+from emoclf.console import DELAY, progress
+from emoclf.errors import ModelLoadError, TrainingDivergedError, TrainingInterrupted
 from emoclf.evaluation.metrics import macro_f1
+from emoclf.tracking import tracked_metrics
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +101,7 @@ def diverged(what: str, value: float, step: int, learning_rate: float) -> Traini
 
 
 class EpochSummary(TrainerCallback):
-    """One readable line per evaluation, and every logged metric forwarded to the tracker."""
+    """One readable line per evaluation, and the tracked metrics forwarded to the tracker."""
 
     def __init__(self, tracker) -> None:
         self.tracker = tracker
@@ -106,8 +110,9 @@ class EpochSummary(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not is_main_process() or not logs:
             return
-        numeric = {k: v for k, v in logs.items() if isinstance(v, (int, float)) and k != "epoch"}
-        self.tracker.log_metrics(numeric, step=state.global_step)
+        named = tracked_metrics(logs)
+        if named:
+            self.tracker.log_metrics(named, step=state.global_step)
         if "eval_macro_f1" in logs:
             train_loss = next((h["loss"] for h in reversed(state.log_history) if "loss" in h), float("nan"))
             log.info(
@@ -117,11 +122,47 @@ class EpochSummary(TrainerCallback):
             )
 
 
-class ProgressBars(ProgressCallback):
-    """The Trainer's progress bars without its per-step dicts on stdout (stdout is for results)."""
+class TrainingProgress(TrainerCallback):
+    """One bar for the whole training: steps, the epoch, the latest loss and validation macro-F1.
+
+    It replaces the Trainer's own bars, whose nested evaluation bar left blank and cursor-up lines
+    behind and whose bar said neither epoch nor score."""
+
+    def __init__(self) -> None:
+        self.bar = None
+        self.scores: dict[str, str] = {}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.bar = progress(desc="train", total=state.max_steps, initial=state.global_step, unit="step",
+                            enabled=state.is_world_process_zero)
+
+    def _show(self, args, state, doing: str = "", refresh: bool = False) -> None:
+        parts = [f"epoch {state.epoch or 0:.2f}/{state.num_train_epochs:g}", *self.scores.values(), doing]
+        # Without refresh, the next update draws it: updates keep the bar's delay and rate limit.
+        self.bar.set_postfix_str(", ".join(p for p in parts if p), refresh=refresh)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._show(args, state)
+        self.bar.update(state.global_step - self.bar.n)
+
+    def on_prediction_step(self, args, state, control, **kwargs):
+        if self.bar is not None and "validating" not in (self.bar.postfix or ""):
+            shown = not self.bar.disable and time.time() - self.bar.start_t > DELAY  # past the bar's delay
+            self._show(args, state, "validating", refresh=shown)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        pass
+        if self.bar is None or not logs:
+            return
+        if "loss" in logs:
+            self.scores["loss"] = f"loss {logs['loss']:.4f}"
+        if "eval_macro_f1" in logs:
+            self.scores["f1"] = f"val macro-F1 {logs['eval_macro_f1']:.4f}"
+        self._show(args, state)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 class GracefulStop(TrainerCallback):
@@ -171,6 +212,12 @@ class EmoclfTrainer(Trainer):
     """
 
     _staging = False
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # One bar, with epoch, loss and score; the Trainer's log dicts would go to stdout, which is for results.
+        self.remove_callback(PrinterCallback)
+        self.add_callback(TrainingProgress)
 
     def _get_train_sampler(self, train_dataset=None):
         if self.args.train_sampling_strategy != "group_by_length":
@@ -227,6 +274,27 @@ def plan_steps(trainer: Trainer, cfg: Config) -> dict:
     return {"steps_per_epoch": per_epoch, "planned_steps": planned, "steps": steps, "min_steps_applied": steps > planned}
 
 
+def run_training(trainer: Trainer, stop: GracefulStop, checkpoint: Path | None, run_dir: Path) -> None:
+    """``trainer.train`` from ``checkpoint`` (None: from scratch), its failures said in emoclf's terms: a
+    refused pickle, a divergence (its checkpoints removed), a signal (where to resume from)."""
+    with stop.installed():
+        try:
+            trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        except pickle.UnpicklingError as e:
+            if checkpoint is None:
+                raise
+            raise ModelLoadError(f"{checkpoint}: refused a pickle that holds more than tensors ({e}); "
+                                 "the checkpoint is damaged or was tampered with") from None
+        except TrainingDivergedError:
+            if is_main_process():  # its checkpoints would only replay the divergence on --resume
+                shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
+            raise
+    if stop.signum is not None:
+        raise TrainingInterrupted(f"{signal.Signals(stop.signum).name} at step {trainer.state.global_step}; "
+                                  f"checkpoint {latest_checkpoint(run_dir / CHECKPOINT_DIR)}; continue with: "
+                                  f"emoclf train --resume {run_dir}")
+
+
 def compute_metrics(eval_pred) -> dict[str, float]:
     preds = np.asarray(eval_pred.predictions).argmax(axis=-1)
     labels = np.asarray(eval_pred.label_ids)
@@ -268,5 +336,5 @@ def build_training_args(cfg: Config, precision: str) -> TrainingArguments:
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,  # every parameter of a sequence classifier is used; True walks the graph each step
         save_only_model=False,
-        disable_tqdm=False,
+        disable_tqdm=True,  # TrainingProgress is the one bar
     )

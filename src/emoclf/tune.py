@@ -402,7 +402,7 @@ def _finish_trial_model(best: FrozenTrial, base: Config, data: PreparedData, out
     shutil.copytree(folder / MODEL_DIR, staged)
     history = json.loads((folder / HISTORY_JSON).read_text(encoding="utf-8"))
     log.info("evaluating trial %d's model on the test split", number)
-    return final, finish_model(final, data, staged, history, "test", {"training": best.user_attrs.get("training", {})})
+    return final, finish_model(final, data, staged, history, "test", best.user_attrs.get("training", {}))
 
 
 def _refit(best: FrozenTrial, base: Config, data: PreparedData, out: Path) -> tuple[Config, dict]:

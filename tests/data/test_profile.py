@@ -109,11 +109,16 @@ def test_write_profile_json_and_png(tmp_path):
     assert png[:8] == PNG_MAGIC and len(png) > 1000
 
 
-def test_format_profile_mentions_counts():
-    text = format_profile(profile(_prepared()))
-    assert text.splitlines()[0] == "rows: train 11, validation 3, test 2"
-    assert "imbalance ratio (train, largest/smallest): 3.00" in text
-    assert "duplicates: {} (dropped from train: 1)" in text
+def test_format_profile_prints_tables():
+    lines = format_profile(profile(_prepared())).splitlines()
+    assert lines[:5] == ["class  train  validation  test",
+                         "anger      2           1     0",
+                         "fear       3           1     0",
+                         "joy        6           1     2",
+                         "all       11           3     2"]
+    assert "imbalance ratio (train, largest/smallest class): 3.00" in lines
+    assert "exact duplicates                           0  1 (train)" in lines
+    assert lines[-2:] == ["length  p50  p90   p95   p99  p100", "words     2    3  3.25  3.85     4"]
 
 
 def test_texts_far_longer_than_the_model_limit_are_counted_and_warned(tiny_model, caplog):

@@ -21,7 +21,7 @@ def test_macro_f1_is_over_the_classes_present_and_says_so():
     assert f1_score(y_true, y_pred, labels=[0, 1, 2], average="macro", zero_division=0) == pytest.approx(present * 2 / 3)
     assert m["classes_absent"] == ["surprise"]
     assert m["per_class"]["surprise"] == {"precision": None, "recall": None, "f1": None, "support": 0}
-    assert "test_f1_surprise" not in flat_metrics(m) and "test_f1_joy" in flat_metrics(m)
+    assert "test/f1_surprise" not in flat_metrics(m) and "test/f1_joy" in flat_metrics(m)
     table = markdown_table(m)
     assert "| surprise | n/a | n/a | n/a | 0 |" in table
     assert table.rstrip().endswith("No rows of surprise in these texts: their F1 cannot be measured, and macro-F1 "

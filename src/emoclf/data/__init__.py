@@ -35,6 +35,7 @@ from emoclf.preprocess import Preprocessor
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
+DEMO_SOURCE = "the embedded demo set"
 
 
 @dataclass
@@ -44,6 +45,12 @@ class PreparedData:
     splits: dict[str, pd.DataFrame]
     labels: list[str]
     report: DataReport
+
+    def summary(self, source: str) -> dict:
+        """Source, texts and class counts per split: what a model card and a report say it was trained on."""
+        return {"source": source, "texts": {s: len(df) for s, df in self.splits.items()},
+                "class_counts": {s: {lab: int((df["label"] == lab).sum()) for lab in self.labels}
+                                 for s, df in self.splits.items()}}
 
 
 @dataclass
@@ -160,7 +167,8 @@ def load_data(cfg: DataConfig, preprocessor: Preprocessor | None = None) -> Prep
                         "macro-F1 is over the other %d classes; add %s examples of them", split,
                         ", ".join(map(repr, absent)), len(labels) - len(absent), split)
     prepared = {split: _with_ids(splits[split], labels) for split in SPLITS}
-    log.info("splits: %s", {k: len(v) for k, v in prepared.items()})
+    log.info("data: %s: %s texts", cfg.data or DEMO_SOURCE,
+             ", ".join(f"{k} {len(v)}" for k, v in prepared.items()))
     return PreparedData(prepared, labels, report)
 
 
@@ -174,4 +182,4 @@ def load_labelled(cfg: DataConfig, labels: list[str], preprocessor: Preprocessor
     return Labelled.from_split(_with_ids(df, labels), split)
 
 
-__all__ = ["Labelled", "PreparedData", "SPLITS", "load_data", "load_labelled", "read_file", "read_source"]
+__all__ = ["DEMO_SOURCE", "Labelled", "PreparedData", "SPLITS", "load_data", "load_labelled", "read_file", "read_source"]

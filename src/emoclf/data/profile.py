@@ -88,26 +88,45 @@ def write_profile(prof: dict, out_dir: str | Path) -> dict[str, Path]:
     return {"profile": out / PROFILE_JSON, "class_distribution": plot_class_distribution(prof, out / CLASS_PNG)}
 
 
+def text_table(header: list[str], rows: list[list]) -> list[str]:
+    """Rows aligned under their header: the first column left, the others right."""
+    cells = [[str(c) for c in row] for row in [header, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    return ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+            for row in cells]
+
+
+def _count(value) -> str:
+    """A count, or a total of counts per split with the non-zero ones named: ``3 (train 2, test 1)``."""
+    if not isinstance(value, dict):
+        return str(value)
+    parts = ", ".join(f"{k} {n}" for k, n in value.items() if n)
+    return f"{sum(value.values())} ({parts})" if parts else "0"
+
+
 def format_profile(prof: dict) -> str:
-    """A human-readable summary for the terminal."""
-    lines = [f"rows: {', '.join(f'{s} {n}' for s, n in prof['rows'].items())}"]
-    width = max(len(lab) for lab in prof["labels"])
-    lines.append(f"{'class':<{width}}  " + "  ".join(f"{s:>10}" for s in prof["class_counts"]))
-    for lab in prof["labels"]:
-        lines.append(f"{lab:<{width}}  " + "  ".join(f"{c[lab]:>10}" for c in prof["class_counts"].values()))
+    """The profile as tables for the terminal: texts per class and split, checks, lengths."""
+    counts, splits = prof["class_counts"], list(prof["class_counts"])
+    rows = [[lab, *(counts[s][lab] for s in splits)] for lab in prof["labels"]]
+    lines = text_table(["class", *splits], [*rows, ["all", *(prof["rows"][s] for s in splits)]])
     v = prof["validation"]
-    lines.append(f"imbalance ratio (train, largest/smallest): {prof['imbalance_ratio']:.2f}")
-    lines.append(
-        f"duplicates: {v['duplicates']} (dropped from train: {v['duplicates_dropped']}); "
-        f"conflicting labels: {v['conflicting_duplicates']}"
-    )
-    lines.append(f"leakage (train texts also in): {v['leakage']} (dropped from train: {v['leakage_dropped']})")
-    lines.append(f"empty texts dropped: {v['empty_texts_dropped']}")
-    lines.append("word length: " + ", ".join(f"{k} {x:g}" for k, x in prof["word_length"].items()))
+    lines += ["", f"imbalance ratio (train, largest/smallest class): {prof['imbalance_ratio']:.2f}", ""]
+    lines += text_table(["check", "found", "dropped"], [
+        ["exact duplicates", _count(v["duplicates"]), f"{v['duplicates_dropped']} (train)"],
+        ["same text, different labels", _count(v["conflicting_duplicates"]), "0"],
+        ["train texts also in validation / test", _count({k: n for k, n in v["leakage"].items()
+                                                           if k in ("validation", "test")}),
+         f"{v['leakage_dropped']} (train)"],
+        ["validation texts also in test", _count(v["leakage"].get("validation_test", 0)),
+         str(v.get("validation_leakage_dropped", 0))],
+        ["empty texts", _count(v["empty_texts_dropped"]), _count(v["empty_texts_dropped"])],
+    ])
+    lengths = [["words", *(f"{x:g}" for x in prof["word_length"].values())]]
     if "token_length" in prof:
-        lines.append("token length: " + ", ".join(f"{k} {x:g}" for k, x in prof["token_length"].items()))
-        lines.append(
-            f"suggested max_length: {prof['suggested_max_length']} (model limit {prof['model_max_length']}; "
-            f"{prof['texts_over_max_length']} texts would be truncated, {prof['texts_over_model_limit']} exceed the model limit)"
-        )
+        lengths.append(["tokens", *(f"{x:g}" for x in prof["token_length"].values())])
+    lines += ["", *text_table(["length", *prof["word_length"]], lengths)]
+    if "token_length" in prof:
+        lines.append(f"suggested max_length: {prof['suggested_max_length']} (model limit {prof['model_max_length']}; "
+                     f"{prof['texts_over_max_length']} texts would be truncated, {prof['texts_over_model_limit']} "
+                     "exceed the model limit)")
     return "\n".join(lines)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from emoclf.evaluation.context import split_warnings
 from emoclf.evaluation.metrics import absent_note, score, training_note
 
 TOP_PAIRS = 5
@@ -21,6 +22,7 @@ EXAMPLES_PER_PAIR = 3
 N_EXAMPLES = 10
 SECTIONS = {
     "headline": "Headline metrics",
+    "class-distribution": "Class distribution",
     "per-class": "Per-class scores",
     "confusion-matrix": "Confusion matrix",
     "calibration": "Calibration",
@@ -42,12 +44,16 @@ td.text { max-width: 650px; overflow-wrap: anywhere; }
 .card b { display: block; font-size: 1.6rem; }
 img { max-width: 100%; height: auto; }
 .note { color: #666; }
+header dl { display: grid; grid-template-columns: max-content 1fr; gap: .15rem 1rem; margin: .5rem 0; }
+header dt { color: #555; } header dd { margin: 0; }
+.warning { background: #fff4e5; border-left: 4px solid #e67e22; padding: .5rem 1rem; margin: .5rem 0; }
 """
 
 
-def image(path: Path, alt: str) -> str:
-    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-    return f'<img src="data:image/png;base64,{data}" alt="{escape(alt)}">'
+def image(path: Path | bytes, alt: str) -> str:
+    """A PNG (a file, or its bytes) embedded in the page as a data URI."""
+    png = path if isinstance(path, bytes) else Path(path).read_bytes()
+    return f'<img src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}" alt="{escape(alt)}">'
 
 
 def table(header: list[str], rows: list[list], numeric: set[int] = frozenset(), text: set[int] = frozenset()) -> str:
@@ -61,15 +67,49 @@ def table(header: list[str], rows: list[list], numeric: set[int] = frozenset(), 
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def section(sid: str, body: str) -> str:
-    return f'<section id="{sid}"><h2>{escape(SECTIONS[sid])}</h2>{body}</section>'
+def header(context: dict | None, metrics: dict) -> str:
+    """What the figures describe (model, data, run, date, settings, version) and why to read them with care."""
+    warnings = "".join(f'<p class="warning"><b>Warning:</b> {escape(w)}.</p>'
+                       for w in split_warnings(metrics, context))
+    if not context:
+        return f"<header>{warnings}</header>"
+    trained = context.get("training_data") or {}
+    seen = context.get("evaluated_on", {})
+    rows = {
+        "model": f"{context.get('model', 'unknown')}" + (f" ({context['model_source']})"
+                                                          if context.get("model_source") else ""),
+        "trained": " ".join(filter(None, [context.get("trained_at") or "time not recorded",
+                                          f"with emoclf {context['trained_with']}" if context.get("trained_with") else "",
+                                          f"in MLflow run {context['run_id']}" if context.get("run_id") else ""])),
+        "training data": (f"{trained.get('source')}: " + ", ".join(f"{k} {v}" for k, v in trained["texts"].items())
+                          + " texts") if trained.get("texts") else "not recorded",
+        "scored on": f"{seen.get('source')}, {seen.get('split')}: {seen.get('texts')} texts",
+        "settings": ", ".join(f"{k} {v}" for k, v in context.get("settings", {}).items()),
+        "report": f"written {context.get('written_at', 'at an unrecorded time')} by emoclf "
+                  f"{context.get('emoclf_version', 'unknown')}",
+    }
+    items = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in rows.items())
+    return f"<header><dl>{items}</dl>{warnings}</header>"
 
 
-def headline(metrics: dict, images: dict[str, Path]) -> str:
+def class_distribution(context: dict | None, metrics: dict) -> str:
+    """Texts per class in each training split and in the scored texts."""
+    counts = dict((context or {}).get("training_data", {}).get("class_counts", {}))
+    scored = (context or {}).get("evaluated_on", {}).get("split", "scored")
+    counts[f"scored ({scored})" if scored in counts else scored] = {lab: r["support"]
+                                                                    for lab, r in metrics["per_class"].items()}
+    labels = list(metrics["per_class"])
+    rows = [[lab, *(f"{c.get(lab, 0)} ({c.get(lab, 0) / max(sum(c.values()), 1):.0%})" for c in counts.values())]
+            for lab in labels]
+    rows.append(["all", *(sum(c.values()) for c in counts.values())])
+    return table(["class", *counts], rows, numeric=set(range(1, len(counts) + 1)))
+
+
+def headline(metrics: dict, images: dict[str, Path], split: str = "scored") -> str:
     cards = "".join(f'<div class="card">{escape(name)}<b>{metrics[key]:.4f}</b></div>'
                     for name, key in (("accuracy", "accuracy"), ("macro-F1", "macro_f1"),
                                       ("weighted F1", "weighted_f1")))
-    cards += f'<div class="card">texts<b>{metrics["n"]}</b></div>'
+    cards += f'<div class="card">{escape(split)} texts<b>{metrics["n"]}</b></div>'
     curves = image(images["training_curves"], "training curves") if "training_curves" in images else ""
     note = f'<p class="note">{escape(training_note(metrics))}</p>' if training_note(metrics) else ""
     return f'<div class="cards">{cards}</div>{note}{curves}'
@@ -141,11 +181,14 @@ def examples(texts, y_true: np.ndarray, probs: np.ndarray, labels: list[str], co
 
 
 def render(metrics: dict, labels: list[str], texts, y_true, probs, wrong: pd.DataFrame,
-           images: dict[str, Path], title: str = "emoclf evaluation report") -> str:
-    """The whole page. ``wrong`` is ``report.misclassified``'s frame; ``images`` maps plot names to PNG files."""
+           images: dict[str, Path], context: dict | None = None, title: str = "emoclf evaluation report") -> str:
+    """The whole page. ``wrong`` is ``report.misclassified``'s frame; ``images`` maps plot names to PNG files;
+    ``context`` (``report_context``) heads it."""
     y_true, probs = np.asarray(y_true), np.asarray(probs)
+    split = (context or {}).get("evaluated_on", {}).get("split", "scored")
     bodies = {
-        "headline": headline(metrics, images),
+        "headline": headline(metrics, images, split),
+        "class-distribution": class_distribution(context, metrics),
         "per-class": per_class(metrics, images),
         "confusion-matrix": confusion(metrics, labels, images),
         "calibration": calibration(metrics, images),
@@ -153,8 +196,14 @@ def render(metrics: dict, labels: list[str], texts, y_true, probs, wrong: pd.Dat
         "low-confidence-correct": examples(texts, y_true, probs, labels, correct=True),
         "high-confidence-wrong": examples(texts, y_true, probs, labels, correct=False),
     }
-    nav = "".join(f'<a href="#{sid}">{escape(name)}</a>' for sid, name in SECTIONS.items())
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
-            f"<style>{CSS}</style></head><body><h1>{escape(title)}</h1><nav>{nav}</nav>"
-            + "".join(section(sid, body) for sid, body in bodies.items()) + "</body></html>\n")
+    return page(title, header(context, metrics), bodies)
 
+
+def page(title: str, head: str, bodies: dict[str, str], names: dict[str, str] = SECTIONS) -> str:
+    """A self-contained page: the header, a table of contents, then one section per body."""
+    nav = "".join(f'<a href="#{sid}">{escape(names[sid])}</a>' for sid in bodies)
+    sections = "".join(f'<section id="{sid}"><h2>{escape(names[sid])}</h2>{body}</section>'
+                       for sid, body in bodies.items())
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+            f"<style>{CSS}</style></head><body><h1>{escape(title)}</h1>{head}<nav>{nav}</nav>{sections}"
+            "</body></html>\n")

@@ -38,7 +38,13 @@ def classification_metrics(y_true, y_pred, labels: list[str]) -> dict:
     }
 
 
-def flat_metrics(metrics: dict, prefix: str = "test_") -> dict[str, float]:
+def model_metrics(metrics: dict) -> dict:
+    """What a model folder keeps of its test evaluation: the headline and each class's scores."""
+    return {**{k: metrics[k] for k in ("accuracy", "macro_f1", "weighted_f1", "n")},
+            "per_class": metrics["per_class"]}
+
+
+def flat_metrics(metrics: dict, prefix: str = "test/") -> dict[str, float]:
     """Scalar metrics with per-class F1/precision/recall, as MLflow metric names."""
     out = {f"{prefix}{k}": metrics[k] for k in ("accuracy", "macro_f1", "weighted_f1")}
     for lab, row in metrics["per_class"].items():

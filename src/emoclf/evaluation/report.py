@@ -22,6 +22,8 @@ CURVES_PNG = "training_curves.png"
 MISCLASSIFIED_CSV = "misclassified.csv"
 REPORT_HTML = "report.html"
 RELIABILITY_PNG = "reliability.png"
+CONTEXT_JSON = "context.json"
+HISTORY_JSON = "history.json"
 
 
 def markdown_table(metrics: dict) -> str:
@@ -42,61 +44,87 @@ def markdown_table(metrics: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def figure(width: float, height: float) -> Figure:
+    """A figure drawn at the page's scale: 100 dpi, at most 10.5 inches wide (the report is 1,100 px), so a
+    10-point label reads at 14 px instead of being shrunk to fit."""
+    return Figure(figsize=(min(width, 10.5), height), dpi=100)
+
+
+def draw_confusion(ax, cm: np.ndarray, labels: list[str], title: str, normalised: bool) -> None:
+    data = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalised else cm
+    ax.imshow(data, cmap="Blues", vmin=0)
+    ax.set(xticks=range(len(labels)), yticks=range(len(labels)), xlabel="predicted", ylabel="true", title=title)
+    ax.set_xticklabels(labels, rotation=40, ha="right")
+    ax.set_yticklabels(labels)
+    top = data.max() or 1
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, format(data[i, j], ".2f" if normalised else "d"), ha="center", va="center",
+                    fontsize=11 if len(labels) <= 8 else 8, color="white" if data[i, j] > top / 2 else "black")
+
+
 def plot_confusion(cm: list[list[int]], labels: list[str], path: Path) -> Path:
     """Counts and row-normalised (recall per true class) side by side."""
     cm = np.asarray(cm)
-    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    fig = Figure(figsize=(4 + 1.6 * len(labels), 1.2 + 0.8 * len(labels)))
+    fig = figure(2 * (1.6 + 0.75 * len(labels)), 1.6 + 0.7 * len(labels))
     axes = fig.subplots(1, 2)
-    for ax, data, title, fmt in ((axes[0], cm, "counts", "d"), (axes[1], norm, "normalised by true class", ".2f")):
-        ax.imshow(data, cmap="Blues")
-        ax.set(xticks=range(len(labels)), yticks=range(len(labels)), xlabel="predicted", ylabel="true", title=title)
-        ax.set_xticklabels(labels, rotation=45, ha="right")
-        ax.set_yticklabels(labels)
-        top = data.max() or 1
-        for i in range(len(labels)):
-            for j in range(len(labels)):
-                ax.text(j, i, format(data[i, j], fmt), ha="center", va="center",
-                        color="white" if data[i, j] > top / 2 else "black", fontsize=8)
+    draw_confusion(axes[0], cm, labels, "counts", normalised=False)
+    draw_confusion(axes[1], cm, labels, "share of each true class", normalised=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, bbox_inches="tight")  # legends below the axes included
     return path
+
+
+def draw_per_class_f1(ax, metrics: dict, title: str = "F1 per class") -> None:
+    """Bars with their values written inside (above the short ones) and macro-F1 as a line named in the
+    legend, so that no line runs through a number."""
+    labels = list(metrics["per_class"])
+    f1 = [metrics["per_class"][lab]["f1"] or 0.0 for lab in labels]  # absent classes: an empty bar, named below
+    bars = ax.bar(labels, f1, color="tab:blue")
+    inside = [f"{v:.3f}" if v >= 0.25 else "" for v in f1]
+    above = [f"{v:.3f}" if v < 0.25 else "" for v in f1]
+    ax.bar_label(bars, labels=inside, label_type="center", color="white", fontsize=10)
+    ax.bar_label(bars, labels=above, padding=2, fontsize=10)
+    ax.axhline(metrics["macro_f1"], color="tab:red", linestyle="--", linewidth=1.2,
+               label=f"macro-F1 {metrics['macro_f1']:.3f}")
+    ax.set(ylim=(0, 1.0), ylabel="F1", title=title)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
+    ax.tick_params(axis="x", rotation=30)
 
 
 def plot_per_class_f1(metrics: dict, path: Path) -> Path:
-    labels = list(metrics["per_class"])
-    f1 = [metrics["per_class"][lab]["f1"] or 0.0 for lab in labels]  # absent classes: an empty bar, named below
-    fig = Figure(figsize=(1.2 + 0.9 * len(labels), 3.5))
-    ax = fig.subplots()
-    bars = ax.bar(labels, f1, color="tab:blue")
-    ax.bar_label(bars, fmt="%.3f", fontsize=8)
-    ax.axhline(metrics["macro_f1"], color="tab:red", linestyle="--", label=f"macro-F1 {metrics['macro_f1']:.3f}")
-    ax.set(ylim=(0, 1.05), ylabel="F1", title="F1 per class")
-    ax.legend(loc="lower right")
-    ax.tick_params(axis="x", rotation=30)
+    fig = figure(2 + 1.0 * len(metrics["per_class"]), 4.2)
+    draw_per_class_f1(fig.subplots(), metrics)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, bbox_inches="tight")  # legends below the axes included
     return path
+
+
+def draw_training_curves(ax1, ax2, history: list[dict], name: str = "") -> None:
+    """Loss per epoch (training and validation) on ``ax1``, validation macro-F1 on ``ax2``."""
+    train = [(h["epoch"], h["loss"]) for h in history if "loss" in h and "epoch" in h]
+    evals = [h for h in history if "eval_loss" in h]
+    prefix = f"{name} " if name else ""
+    if train:
+        ax1.plot(*zip(*train), label=f"{prefix}train loss", marker=".")
+    if evals:
+        ax1.plot([h["epoch"] for h in evals], [h["eval_loss"] for h in evals], label=f"{prefix}validation loss",
+                 marker="o")
+        ax2.plot([h["epoch"] for h in evals], [h["eval_macro_f1"] for h in evals], marker="o", label=name or None)
+    ax1.set(xlabel="epoch", ylabel="loss", title="loss")
+    ax2.set(xlabel="epoch", ylabel="macro-F1", title="validation macro-F1")
 
 
 def plot_training_curves(history: list[dict], path: Path) -> Path | None:
     """Train and validation loss per epoch, and validation macro-F1, from the Trainer's log history."""
-    train = [(h["epoch"], h["loss"]) for h in history if "loss" in h and "epoch" in h]
-    evals = [h for h in history if "eval_loss" in h]
-    if not train and not evals:
+    if not any("loss" in h or "eval_loss" in h for h in history):
         return None
-    fig = Figure(figsize=(9, 3.5))
+    fig = figure(10, 3.8)
     ax1, ax2 = fig.subplots(1, 2)
-    if train:
-        ax1.plot(*zip(*train), label="train loss", marker=".")
-    if evals:
-        ax1.plot([h["epoch"] for h in evals], [h["eval_loss"] for h in evals], label="validation loss", marker="o")
-        ax2.plot([h["epoch"] for h in evals], [h["eval_macro_f1"] for h in evals], color="tab:green", marker="o")
-    ax1.set(xlabel="epoch", ylabel="loss", title="loss")
+    draw_training_curves(ax1, ax2, history)
     ax1.legend()
-    ax2.set(xlabel="epoch", ylabel="macro-F1", title="validation macro-F1")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, bbox_inches="tight")  # legends below the axes included
     return path
 
 
@@ -116,11 +144,13 @@ def misclassified(texts, y_true, y_pred, probs, labels: list[str]) -> pd.DataFra
 
 
 def write_report(out_dir: str | Path, metrics: dict, labels: list[str], texts, y_true, probs,
-                 history: list[dict] | None = None, raw_probs=None) -> dict[str, Path]:
+                 history: list[dict] | None = None, raw_probs=None, context: dict | None = None) -> dict[str, Path]:
     """Write every evaluation artefact into ``out_dir``; returns the paths by name.
 
     ``metrics`` may carry ``calibration`` and ``class_bias``; the HTML page shows them. With
     ``raw_probs`` (the probabilities before temperature scaling) the reliability diagram is drawn too.
+    ``context`` (``evaluation.context.report_context``) heads the page and is kept as ``context.json``;
+    ``history`` as ``history.json``: with ``metrics.json`` they are what ``emoclf report`` compares.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -136,7 +166,10 @@ def write_report(out_dir: str | Path, metrics: dict, labels: list[str], texts, y
     paths["report"].write_text(markdown_table(metrics), encoding="utf-8")
     wrong = misclassified(texts, y_true, y_pred, probs, labels)
     wrong.to_csv(paths["misclassified"], index=False)
+    if context is not None:
+        (out / CONTEXT_JSON).write_text(json.dumps(context, indent=2), encoding="utf-8")
     if history:
+        (out / HISTORY_JSON).write_text(json.dumps(history, indent=2), encoding="utf-8")
         curves = plot_training_curves(history, out / CURVES_PNG)
         if curves:
             paths["training_curves"] = curves
@@ -144,5 +177,6 @@ def write_report(out_dir: str | Path, metrics: dict, labels: list[str], texts, y
     if raw_probs is not None:
         paths["reliability"] = images["reliability"] = plot_reliability(raw_probs, probs, y_true, out / RELIABILITY_PNG)
     paths["html"] = out / REPORT_HTML
-    paths["html"].write_text(render_html(metrics, labels, texts, y_true, probs, wrong, images), encoding="utf-8")
+    paths["html"].write_text(render_html(metrics, labels, texts, y_true, probs, wrong, images, context),
+                             encoding="utf-8")
     return paths
