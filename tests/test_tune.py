@@ -274,7 +274,7 @@ def test_an_unreachable_tracking_server_fails_fast_before_any_trial(tiny_model, 
     uri = f"http://127.0.0.1:{free_port()}"
     flags = tune_flags(tiny_model, tmp_path, "--n-trials", "1")
     assert main([*flags, "--tracking-uri", uri]) == 2
-    err = capsys.readouterr().err.strip()
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the data summary line
     assert err.startswith(f"emoclf: error: MLflow tracking server {uri} is unreachable (")
     assert err.endswith("start it, fix --tracking-uri, or pass --no-tracking (or --tracking-optional to train anyway)")
     assert not (tmp_path / "out" / "trials").exists()

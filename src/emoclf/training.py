@@ -130,10 +130,11 @@ def train(cfg: Config, data: PreparedData | None = None, resume: bool = False,
     checkpoint = (prepare_output(out, resume, cfg.train.overwrite) if main
                   else latest_checkpoint(out / CHECKPOINT_DIR) if resume else None)
     with console.log_file(out / LOG_FILE) if main else contextlib.nullcontext():
-        return _run(cfg, data, checkpoint, resume)
+        return _run(cfg, data, checkpoint, resume, callbacks, holdout)
 
 
-def _run(cfg: Config, data: PreparedData, checkpoint: Path | None, resume: bool) -> TrainResult:
+def _run(cfg: Config, data: PreparedData, checkpoint: Path | None, resume: bool,
+         callbacks: Sequence[TrainerCallback], holdout: str | None) -> TrainResult:
     t, out, main = cfg.train, Path(cfg.train.output_dir), is_main_process()
     plan = imbalance.plan(t.imbalance, data.splits["train"]["label_id"].to_numpy(), len(data.labels),
                           t.imbalance_threshold)
