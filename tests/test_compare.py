@@ -74,7 +74,7 @@ def test_quick_cuts_budget_and_evaluation_rows_alike_for_every_strategy(tmp_path
     seen, evaluated_every = [], []
 
     def fake_train(variant, data):  # no model: this checks what every strategy is given
-        seen.append((variant.train.imbalance, variant.train.epochs, variant.data.max_samples,
+        seen.append((variant.train.imbalance, (variant.train.epochs, variant.train.batch_size), variant.data.max_samples,
                      {s: df.copy() for s, df in data.splits.items()}))
         evaluated_every.append(variant.train.checkpoint_steps)
         y = data.splits["test"]["label_id"]
@@ -86,18 +86,18 @@ def test_quick_cuts_budget_and_evaluation_rows_alike_for_every_strategy(tmp_path
     monkeypatch.setattr(compare_module, "QUICK_EVAL_ROWS", 30)
     monkeypatch.setattr(training, "train", fake_train)
     result = compare(Config().replace(output_dir=str(tmp_path), tracking=False), ["none", "focal"], quick=True)
-    assert [(s, epochs, cap) for s, epochs, cap, _ in seen] == [("none", 1.0, 4000), ("focal", 1.0, 4000)]
+    assert [(s, budget, cap) for s, budget, cap, _ in seen] == [("none", (1.0, 16), 4000), ("focal", (1.0, 16), 4000)]
     rows = len(seen[0][3]["train"])
     assert result.runs["optimizer_steps"].tolist() == [120, 120]  # the demo's rows, 1 epoch: raised to the floor
     # Evaluated at the same steps, those of an unresampled epoch, whatever a strategy does to the rows.
-    assert evaluated_every == [math.ceil(rows / 32)] * 2
+    assert evaluated_every == [math.ceil(rows / 16)] * 2
     (_, _, _, first), (_, _, _, second) = seen
     for split in ("train", "validation", "test"):
         pd.testing.assert_frame_equal(first[split], second[split])  # the very same rows for both strategies
     assert len(first["validation"]) == len(first["test"]) == 30
     assert set(first["test"]["label"]) == set(LABELS)  # stratified: every class kept
     md = result.paths["markdown"].read_text()
-    assert "stratified subsets of at most 30 validation and test rows" in md and "(30 texts, never resampled)" in md
+    assert "1 epoch in batches of 16, stratified subsets of at most 30 validation and test rows" in md and "(30 texts, never resampled)" in md
 
 
 @pytest.mark.slow

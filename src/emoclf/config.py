@@ -224,8 +224,8 @@ class CompareOptions:
     strategies: str = _f(",".join(s for s in IMBALANCE_STRATEGIES if s != "auto"),
                          "Comma-separated imbalance strategies to compare.")
     seeds: int = _f(1, "Trainings per strategy, seeds SEED, SEED+1, ...")
-    quick: bool = _f(False, "Cut-down run: at most 4000 training rows, 1 epoch (at least --min-steps), stratified "
-                            "subsets of at most 500 validation and test rows.")
+    quick: bool = _f(False, "Cut-down run: at most 4000 training rows, 1 epoch in batches of 16 (at least "
+                            "--min-steps), stratified subsets of at most 500 validation and test rows.")
     budget: Budget = _f("steps", "steps: every strategy trains the same number of optimizer steps (the unresampled "
                                  "training's epochs x rows / batch size), without early stopping; epochs: the same "
                                  "epochs, so resampling changes the steps.")
