@@ -98,7 +98,8 @@ def compare(cfg: Config, strategies=DEFAULT_STRATEGIES, seeds: int = 1, quick: b
 
     Only ``train.seed`` varies between seeds (initialisation, shuffling, resampling); the split
     stays fixed by ``data.split_seed``. ``quick`` trains on at most 4,000 rows for one epoch in
-    batches of 16 (at least ``min_steps``) and scores on stratified subsets of at most 500 validation and test rows.
+    batches of 16 (at least ``min_steps``) and scores on stratified subsets of at most 500
+    validation and test rows.
     """
     strategies = check_strategies(strategies)
     if seeds < 1:
