@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_pt_utils import LengthGroupedSampler
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, IntervalStrategy, SaveStrategy, rotate_checkpoints
 
 from emoclf import hardware
 from emoclf.checkpoints import CHECKPOINT_DIR, STAGING_DIR, latest_checkpoint
@@ -98,6 +98,23 @@ def diverged(what: str, value: float, step: int, learning_rate: float) -> Traini
         f"training diverged: the {what} is {value} at step {step}; nothing was saved. Lower --learning-rate "
         f"(now {learning_rate:g}), or try --precision fp32"
     )
+
+
+class EarlyStoppingAfterFloor(EarlyStoppingCallback):
+    """Early stopping that waits for the ``--min-steps`` floor: small data gets its steps before it is judged."""
+
+    def __init__(self, early_stopping_patience: int = 1, early_stopping_threshold: float = 0.0, min_steps: int = 0):
+        super().__init__(early_stopping_patience, early_stopping_threshold)
+        self.min_steps = min_steps
+
+    def on_evaluate(self, args, state, control, metrics, **kwargs):
+        if state.global_step >= self.min_steps:
+            super().on_evaluate(args, state, control, metrics, **kwargs)
+
+    def state(self) -> dict:  # a resumed training rebuilds the callback from these
+        saved = super().state()
+        saved["args"]["min_steps"] = self.min_steps
+        return saved
 
 
 class EpochSummary(TrainerCallback):
@@ -271,6 +288,13 @@ def plan_steps(trainer: Trainer, cfg: Config) -> dict:
         log.warning("%d optimizer steps (%g epoch(s) of %d) are too few to learn from: training %d steps, the "
                     "--min-steps floor", planned, t.epochs, per_epoch, steps)
     trainer.args.max_steps = steps
+    if steps > planned and not t.checkpoint_steps:
+        # As many evaluations (and summary lines) as the epochs asked for, spread over the floor's steps.
+        a = trainer.args
+        a.eval_strategy, a.save_strategy = IntervalStrategy.STEPS, SaveStrategy.STEPS
+        a.eval_steps = a.save_steps = math.ceil(steps / max(1, math.ceil(t.epochs)))
+    # Four training-loss logs an epoch, in steps: a share of all steps would log once in many epochs of small data.
+    trainer.args.logging_steps = max(1, per_epoch // 4)
     return {"steps_per_epoch": per_epoch, "planned_steps": planned, "steps": steps, "min_steps_applied": steps > planned}
 
 
@@ -324,8 +348,7 @@ def build_training_args(cfg: Config, precision: str) -> TrainingArguments:
         load_best_model_at_end=True,
         metric_for_best_model="macro_f1",
         greater_is_better=True,
-        logging_strategy="steps",
-        logging_steps=0.25 / t.epochs,  # four times an epoch
+        logging_strategy="steps",  # four times an epoch: plan_steps sets the steps once it knows an epoch's
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         bf16=precision == "bf16",
         fp16=precision == "fp16",

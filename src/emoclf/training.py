@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from transformers import DataCollatorWithPadding, EarlyStoppingCallback, TrainerCallback, set_seed
+from transformers import DataCollatorWithPadding, TrainerCallback, set_seed
 from transformers.trainer import TRAINER_STATE_NAME, TrainerState
 
 from emoclf import __version__, console, imbalance
@@ -45,6 +45,7 @@ from emoclf.preprocess import Preprocessor
 from emoclf.tracking import ended_run, log_training_results, log_training_setup, make_tracker, run_description, run_name
 from emoclf.trainer import (
     DivergenceCheck,
+    EarlyStoppingAfterFloor,
     EmoclfTrainer,
     EpochSummary,
     GracefulStop,
@@ -199,7 +200,7 @@ def _fit(cfg: Config, setup: _Setup, tracker, checkpoint: Path | None,
         compute_loss_func=make_loss(setup.plan.loss, setup.plan.class_weights, t.focal_gamma, t.focal_alpha,
                                     t.label_smoothing),
         callbacks=[EpochSummary(tracker), DivergenceCheck(), stop, *callbacks]
-        + [EarlyStoppingCallback(early_stopping_patience=t.patience)] * t.early_stopping,
+        + [EarlyStoppingAfterFloor(t.patience, min_steps=t.min_steps)] * t.early_stopping,
     )
     setup.steps = plan_steps(trainer, cfg)
     start_epoch = TrainerState.load_from_json(str(checkpoint / TRAINER_STATE_NAME)).epoch if checkpoint else 0.0
