@@ -12,6 +12,7 @@ from emoclf import console
 
 def emit_everything() -> None:
     logging.getLogger("emoclf.training").info("training minilm")
+    logging.getLogger("emoclf.trainer").info("epoch 1.00: validation macro-F1 0.5", extra=console.FILE_ONLY)
     logging.getLogger("emoclf.calibration").warning("temperature not applied")
     logging.getLogger("transformers.modeling_utils").warning("LOAD REPORT")
     logging.getLogger("mlflow.store").info("Creating initial MLflow database tables")
@@ -24,8 +25,8 @@ def emit_everything() -> None:
 @pytest.mark.parametrize("verbosity,shown", [
     (console.QUIET, ["error: the store is gone"]),
     (console.NORMAL, ["training minilm", "warning: temperature not applied", "error: the store is gone"]),
-    (console.VERBOSE, ["training minilm", "warning: temperature not applied", "warning: LOAD REPORT",
-                       "error: the store is gone", "warning: "]),
+    (console.VERBOSE, ["training minilm", "epoch 1.00: validation macro-F1 0.5", "warning: temperature not applied",
+                       "warning: LOAD REPORT", "error: the store is gone", "warning: "]),
 ])
 def test_each_verbosity_shows_what_it_promises(verbosity, shown, capsys):
     console.configure(verbosity)
@@ -39,6 +40,7 @@ def test_each_verbosity_shows_what_it_promises(verbosity, shown, capsys):
         assert any(line.startswith(expected) for line in lines), expected
     if verbosity < console.VERBOSE:
         assert "LOAD REPORT" not in err and "type hints" not in err and "MLflow database" not in err
+        assert "epoch 1.00" not in err  # the training bar shows it; the log file keeps it
 
 
 def test_configure_quiets_the_libraries_before_they_are_imported(monkeypatch):
@@ -73,7 +75,8 @@ def test_the_log_file_keeps_emoclf_info_and_library_warnings(tmp_path, capsys):
     with console.log_file(tmp_path / "train.log") as path:
         emit_everything()
     text = path.read_text()
-    for expected in ("INFO emoclf.training: training minilm", "WARNING emoclf.calibration: temperature not applied",
+    for expected in ("INFO emoclf.training: training minilm", "INFO emoclf.trainer: epoch 1.00: validation",
+                     "WARNING emoclf.calibration: temperature not applied",
                      "WARNING transformers.modeling_utils: LOAD REPORT", "ERROR mlflow.store: the store is gone",
                      "WARNING py.warnings:", "Add type hints"):
         assert expected in text, expected

@@ -30,8 +30,11 @@ QUIET_LIBRARIES = {
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-# Once imported, these print through a stderr handler of their own (transformers also stops propagation).
-OWN_HANDLERS = ("transformers", "huggingface_hub")
+# Once imported, these print through a stderr handler of their own (and some stop propagation).
+OWN_HANDLERS = ("transformers", "huggingface_hub", "mlflow", "alembic")
+# Log with extra=FILE_ONLY what the default terminal shows otherwise (the training bar carries each epoch's
+# scores): it goes to a run's log file and shows with -v.
+FILE_ONLY = {"terminal": False}
 
 _bars = True
 _handler: logging.Handler | None = None
@@ -62,7 +65,8 @@ SHOWN = ("emoclf", "uvicorn")  # uvicorn's start line and access log are what `e
 
 class _OursOrSerious(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.name.split(".")[0] in SHOWN or record.levelno >= logging.ERROR
+        ours = record.name.split(".")[0] in SHOWN and getattr(record, "terminal", True)
+        return ours or record.levelno >= logging.ERROR
 
 
 def configure(verbosity: int = NORMAL) -> None:

@@ -30,7 +30,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, IntervalStrategy, 
 from emoclf import hardware
 from emoclf.checkpoints import CHECKPOINT_DIR, STAGING_DIR, latest_checkpoint
 from emoclf.config import Config
-from emoclf.console import DELAY, progress
+from emoclf.console import DELAY, FILE_ONLY, progress
 from emoclf.errors import ModelLoadError, TrainingDivergedError, TrainingInterrupted
 from emoclf.evaluation.metrics import macro_f1
 from emoclf.tracking import tracked_metrics
@@ -135,7 +135,7 @@ class EpochSummary(TrainerCallback):
             log.info(
                 "epoch %.2f: train loss %.4f, validation loss %.4f, validation macro-F1 %.4f, accuracy %.4f (%.0fs)",
                 logs.get("epoch", state.epoch or 0), train_loss, logs["eval_loss"], logs["eval_macro_f1"],
-                logs["eval_accuracy"], time.perf_counter() - self.started,
+                logs["eval_accuracy"], time.perf_counter() - self.started, extra=FILE_ONLY,
             )
 
 
