@@ -250,4 +250,6 @@ def test_terminal_output_of_a_tiny_training_and_of_predict(tiny_model, tmp_path)
     assert predict.returncode == 0 and predict.stderr == ""
     assert [line.split("\t")[2] for line in predict.stdout.splitlines()] == texts
     log = (tmp_path / "run" / "train.log").read_text()  # the whole story is in the run's log file
-    assert "INFO emoclf.trainer: epoch 1.00: train loss" in log and "INFO emoclf.tracking: MLflow: run " in log
+    # 120 rows are 4 steps an epoch: the --min-steps floor makes it 120 steps, evaluated once (1 epoch asked for).
+    assert "INFO emoclf.trainer: epoch 30.00: train loss" in log and "INFO emoclf.tracking: MLflow: run " in log
+    assert "too few to learn from: training 120 steps, the --min-steps floor" in log
