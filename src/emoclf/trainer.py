@@ -280,22 +280,25 @@ class EmoclfTrainer(Trainer):
 def plan_steps(trainer: Trainer, cfg: Config) -> dict:
     """The optimizer steps of this training, set on the trainer: ``max_steps``, else epochs x the Trainer's
     own steps per epoch, raised to ``min_steps`` when fewer (a floor that small data needs to learn)."""
-    t = cfg.train
-    per_epoch = max(1, len(trainer.get_train_dataloader()) // trainer.args.gradient_accumulation_steps)
+    t, a = cfg.train, trainer.args
+    # As the Trainer counts them (each process draws its share of every global batch), without building
+    # and preparing a second dataloader just for its length.
+    global_batch = a.train_batch_size * a.world_size * a.gradient_accumulation_steps
+    per_epoch = math.ceil(len(trainer.train_dataset) / global_batch)
     planned = t.max_steps or math.ceil(per_epoch * t.epochs)
     steps = max(planned, t.min_steps)
-    if steps > planned:
+    floored = steps > planned
+    if floored:
         log.warning("%d optimizer steps (%g epoch(s) of %d) are too few to learn from: training %d steps, the "
                     "--min-steps floor", planned, t.epochs, per_epoch, steps)
-    trainer.args.max_steps = steps
-    if steps > planned and not t.checkpoint_steps:
+    a.max_steps = steps
+    if floored and not t.checkpoint_steps:
         # As many evaluations (and summary lines) as the epochs asked for, spread over the floor's steps.
-        a = trainer.args
         a.eval_strategy, a.save_strategy = IntervalStrategy.STEPS, SaveStrategy.STEPS
         a.eval_steps = a.save_steps = math.ceil(steps / max(1, math.ceil(t.epochs)))
     # Four training-loss logs an epoch, in steps: a share of all steps would log once in many epochs of small data.
-    trainer.args.logging_steps = max(1, per_epoch // 4)
-    return {"steps_per_epoch": per_epoch, "planned_steps": planned, "steps": steps, "min_steps_applied": steps > planned}
+    a.logging_steps = max(1, per_epoch // 4)
+    return {"steps_per_epoch": per_epoch, "planned_steps": planned, "steps": steps, "min_steps_applied": floored}
 
 
 def run_training(trainer: Trainer, stop: GracefulStop, checkpoint: Path | None, run_dir: Path) -> None:
