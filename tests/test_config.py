@@ -244,3 +244,8 @@ def test_label_smoothing_and_max_val_samples_are_checked():
     with pytest.raises(ConfigError, match="max_val_samples must be at least 1, got 0"):
         Config().replace(max_val_samples=0)
 
+
+
+def test_layer_decay_is_checked():
+    with pytest.raises(ConfigError, match="layer_decay must be above 0 and at most 1, got 1.5"):
+        Config().replace(layer_decay=1.5)

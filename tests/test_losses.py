@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from emoclf.losses import FocalLoss, WeightedCrossEntropy, make_loss
+from emoclf.losses import FocalLoss, LogitAdjustedCrossEntropy, WeightedCrossEntropy, make_loss
 
 
 def _batch(seed: int = 0, n: int = 16, k: int = 4):
@@ -151,3 +151,23 @@ def test_focal_stays_finite_when_a_wrong_class_is_certain():
     loss = FocalLoss(gamma=0.5, label_smoothing=0.1)({"logits": logits}, torch.tensor([1]))
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
+
+
+def test_logit_adjusted_ce_is_ce_of_logits_plus_log_prior():
+    out, y = _batch(5)
+    prior = torch.tensor([0.5, 0.25, 0.15, 0.10])
+    weights = (1.0 / (4 * prior)).tolist()  # the "balanced" class weights of that prior
+    expected = F.cross_entropy(out["logits"] + prior.log(), y)
+    assert torch.allclose(LogitAdjustedCrossEntropy(weights)(out, y), expected, atol=1e-5)
+    assert isinstance(make_loss("logit-adjusted", weights), LogitAdjustedCrossEntropy)
+
+
+def test_logit_adjusted_ce_with_uniform_prior_is_plain_ce_and_pushes_rare_logits_up():
+    out, y = _batch(6)
+    assert torch.allclose(LogitAdjustedCrossEntropy([1.0] * 4)(out, y), F.cross_entropy(out["logits"], y), atol=1e-6)
+    # The rare class's logit gets a larger push up for the same example than under plain CE.
+    logits = torch.zeros(1, 2, requires_grad=True)
+    LogitAdjustedCrossEntropy([0.55, 5.5])({"logits": logits}, torch.tensor([1])).backward()
+    plain = torch.zeros(1, 2, requires_grad=True)
+    F.cross_entropy(plain, torch.tensor([1])).backward()
+    assert -logits.grad[0, 1] > -plain.grad[0, 1]

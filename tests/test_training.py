@@ -200,3 +200,26 @@ def test_the_model_folder_says_where_it_comes_from(trained, tiny_model):
     assert meta["data"]["texts"] == {"train": 368, "validation": 46, "test": 46}
     assert meta["training"]["imbalance_strategy"] == "none" and meta["metrics"]["per_class"]["joy"]["support"] == 10
     assert "INFO emoclf.trainer: epoch 1.00" in (trained.output_dir / "train.log").read_text()
+
+
+def test_layer_decay_gives_each_depth_its_learning_rate(tiny_model, tmp_path):
+    from transformers import AutoModelForSequenceClassification, TrainingArguments
+
+    from emoclf.trainer import EmoclfTrainer
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=3)
+    args = TrainingArguments(output_dir=str(tmp_path), learning_rate=1e-3, weight_decay=0.01, use_cpu=True,
+                             report_to=[])
+    rates = {}
+    for group in EmoclfTrainer(model=model, args=args, layer_decay=0.5).create_optimizer().param_groups:
+        for p in group["params"]:
+            rates[p.data_ptr()] = (group["lr"], group["weight_decay"])
+    named = dict(model.named_parameters())
+    assert rates[named["bert.embeddings.word_embeddings.weight"].data_ptr()] == (1e-3 * 0.5 ** 3, 0.01)
+    assert rates[named["bert.encoder.layer.0.attention.self.query.weight"].data_ptr()] == (1e-3 * 0.5 ** 2, 0.01)
+    assert rates[named["bert.encoder.layer.1.output.LayerNorm.weight"].data_ptr()] == (1e-3 * 0.5, 0.0)
+    assert rates[named["classifier.weight"].data_ptr()] == (1e-3, 0.01)
+    assert len(rates) == len(named)  # every parameter in exactly one group
+    # 1 is the Trainer's own optimizer: one rate for all.
+    plain = EmoclfTrainer(model=model, args=args).create_optimizer()
+    assert {g["lr"] for g in plain.param_groups} == {1e-3}

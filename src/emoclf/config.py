@@ -19,7 +19,7 @@ import yaml
 
 from emoclf.errors import ConfigError
 
-Imbalance = Literal["auto", "none", "oversample", "undersample", "class-weight", "focal"]
+Imbalance = Literal["auto", "none", "oversample", "undersample", "class-weight", "focal", "logit-adjust"]
 TrainPrecision = Literal["auto", "fp32", "bf16", "fp16"]
 PredictPrecision = Literal["fp32", "bf16"]  # a PyTorch model's weights when predicting
 ExportPrecision = Literal["fp32", "int8", "fp16"]
@@ -96,6 +96,8 @@ class TrainConfig:
     imbalance_threshold: float = _f(3.0, "auto: treat the data as imbalanced when largest/smallest class count exceeds this.")
     focal_gamma: float = _f(2.0, "Focal loss focusing parameter (0 equals cross-entropy).")
     focal_alpha: bool = _f(True, "Focal loss: weight classes by inverse frequency (alpha).")
+    layer_decay: float = _f(1.0, "Layer-wise learning-rate decay: each encoder layer below the top learns at this "
+                                 "factor of the one above (embeddings lowest); 1: one rate for all.")
     label_smoothing: float = _f(0.0, "Label smoothing: the target gives this share of its weight evenly to all "
                                      "classes (0: off; works with every loss).")
     calibrate: bool = _f(True, "Fit a softmax temperature on validation (changes confidences, never labels).")
@@ -151,6 +153,8 @@ class Config:
         for name in ("max_samples", "max_val_samples"):
             if getattr(d, name) is not None and getattr(d, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(d, name)}")
+        if not 0.0 < t.layer_decay <= 1.0:
+            raise ConfigError(f"layer_decay must be above 0 and at most 1, got {t.layer_decay}")
         if not 0.0 <= t.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing must be at least 0 and below 1, got {t.label_smoothing}")
         for name in ("max_steps", "checkpoint_steps"):

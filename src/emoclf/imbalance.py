@@ -30,7 +30,7 @@ class Plan:
 
     strategy: str
     imbalance_ratio: float
-    loss: str  # "ce", "weighted-ce" or "focal"
+    loss: str  # "ce", "weighted-ce", "logit-adjusted" or "focal"
     class_weights: list[float] | None
 
 
@@ -54,7 +54,7 @@ def plan(strategy: str, label_ids: np.ndarray, num_labels: int, threshold: float
     if strategy == "auto":
         strategy = AUTO_IMBALANCED if ratio > threshold else "none"
         log.debug("imbalance ratio %.2f (threshold %.2f): strategy %s", ratio, threshold, strategy)
-    loss = {"class-weight": "weighted-ce", "focal": "focal"}.get(strategy, "ce")
+    loss = {"class-weight": "weighted-ce", "focal": "focal", "logit-adjust": "logit-adjusted"}.get(strategy, "ce")
     weights = class_weights(label_ids, num_labels) if loss != "ce" else None
     return Plan(strategy, ratio, loss, weights)
 

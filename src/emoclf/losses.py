@@ -72,9 +72,31 @@ class FocalLoss:
         return _reduce(loss, num_items_in_batch)
 
 
+class LogitAdjustedCrossEntropy:
+    """Logit-adjusted cross-entropy (Menon et al., 2021): cross-entropy of ``logits + log prior``.
+
+    The model learns logits that do not carry the training prior, so its plain argmax at prediction
+    approximates the balanced-error-optimal rule, without the per-class weights that make rare classes
+    over-predicted. ``weights`` are the "balanced" class weights ``1 / (K prior)``: ``-log w`` is the log
+    prior up to a constant, which softmax ignores.
+    """
+
+    def __init__(self, weights: list[float], label_smoothing: float = 0.0) -> None:
+        self.log_prior = -torch.log(torch.tensor(weights, dtype=torch.float32))
+        self.label_smoothing = _check_smoothing(label_smoothing)
+
+    def __call__(self, outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+        logits = outputs["logits"].float() + self.log_prior.to(outputs["logits"].device)
+        per_item = F.cross_entropy(logits, labels, reduction="none", label_smoothing=self.label_smoothing)
+        return _reduce(per_item, num_items_in_batch)
+
+
 def make_loss(kind: str, weights: list[float] | None, gamma: float = 2.0, focal_alpha: bool = True,
               label_smoothing: float = 0.0):
-    """The loss for an imbalance plan: ``ce``, ``weighted-ce`` or ``focal``, each with ``label_smoothing``."""
+    """The loss for an imbalance plan: ``ce``, ``weighted-ce``, ``logit-adjusted`` or ``focal``, each with
+    ``label_smoothing``."""
     if kind == "focal":
         return FocalLoss(gamma, weights if focal_alpha else None, label_smoothing)
+    if kind == "logit-adjusted":
+        return LogitAdjustedCrossEntropy(weights, label_smoothing)
     return WeightedCrossEntropy(weights if kind == "weighted-ce" else None, label_smoothing)

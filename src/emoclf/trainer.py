@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import pickle
+import re
 import shutil
 import signal
 import threading
@@ -219,6 +220,23 @@ class GracefulStop(TrainerCallback):
             control.should_evaluate = control.should_save = False
 
 
+# The encoder layer a parameter belongs to, in BERT, RoBERTa (encoder.layer.N) and DistilBERT (transformer.layer.N).
+LAYER_INDEX = re.compile(r"\.layer\.(\d+)\.")
+
+def layer_groups(model, learning_rate: float, decay: float) -> list[tuple[float, list]]:
+    """Trainable parameters by depth with their learning rates: embeddings at ``lr * decay^(L+1)``, encoder
+    layer i at ``lr * decay^(L-i)``, everything above the encoder (pooler, classifier) at ``lr``."""
+    depth: dict[int, list] = {}
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    layers = [int(m.group(1)) for n, _ in named if (m := LAYER_INDEX.search(n))]
+    top = max(layers, default=-1) + 2
+    for n, p in named:
+        m = LAYER_INDEX.search(n)
+        level = int(m.group(1)) + 1 if m else (0 if "embeddings" in n else top)
+        depth.setdefault(level, []).append((n, p))
+    return [(learning_rate * decay ** (top - level), depth[level]) for level in sorted(depth)]
+
+
 class EmoclfTrainer(Trainer):
     """The Trainer, with complete-or-absent checkpoints, a resumable length-grouped order and a finite loss.
 
@@ -230,11 +248,27 @@ class EmoclfTrainer(Trainer):
 
     _staging = False
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, layer_decay: float = 1.0, **kwargs) -> None:
+        self.layer_decay = layer_decay
         super().__init__(*args, **kwargs)
         # One bar, with epoch, loss and score; the Trainer's log dicts would go to stdout, which is for results.
         self.remove_callback(PrinterCallback)
         self.add_callback(TrainingProgress)
+
+    def create_optimizer(self, model=None):
+        """The Trainer's optimizer, with layer-wise learning-rate decay when ``layer_decay`` is below 1: the
+        pretrained lower layers, which hold general features, move less than the top and the new head."""
+        if self.layer_decay == 1.0 or self.optimizer is not None:
+            return super().create_optimizer(model)
+        model = self.model if model is None else model
+        decay_names = set(self.get_decay_parameter_names(model))
+        groups = layer_groups(model, self.args.learning_rate, self.layer_decay)
+        params = [{"params": [p for n, p in named if (n in decay_names) == decays], "lr": lr,
+                   "weight_decay": self.args.weight_decay if decays else 0.0}
+                  for lr, named in groups for decays in (True, False)]
+        optimizer_cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+        self.optimizer = optimizer_cls([g for g in params if g["params"]], **kwargs)
+        return self.optimizer
 
     def _get_train_sampler(self, train_dataset=None):
         if self.args.train_sampling_strategy != "group_by_length":

@@ -199,7 +199,7 @@ def _fit(cfg: Config, setup: _Setup, tracker, checkpoint: Path | None,
         compute_metrics=compute_metrics,
         compute_loss_func=make_loss(setup.plan.loss, setup.plan.class_weights, t.focal_gamma, t.focal_alpha,
                                     t.label_smoothing),
-        callbacks=[EpochSummary(tracker), DivergenceCheck(), stop, *callbacks]
+        layer_decay=t.layer_decay, callbacks=[EpochSummary(tracker), DivergenceCheck(), stop, *callbacks]
         + [EarlyStoppingAfterFloor(t.patience, min_steps=t.min_steps)] * t.early_stopping,
     )
     setup.steps = plan_steps(trainer, cfg)
