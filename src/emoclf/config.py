@@ -259,9 +259,10 @@ class TuneOptions:
 class AuditOptions:
     audit_model: Literal["linear", "finetune"] = _f("linear", "What gives the out-of-fold probabilities: linear (a "
                                                               "logistic regression on the base model's frozen "
-                                                              "mean-pooled embeddings, minutes on 2 cores) or "
-                                                              "finetune (one fine-tuning per fold with the train "
-                                                              "settings, hours on 2 cores).")
+                                                              "mean-pooled embeddings: one pass of the model over "
+                                                              "the texts) or finetune (one fine-tuning per fold with "
+                                                              "the train settings: about --folds trainings, sharper "
+                                                              "probabilities).")
     folds: int = _f(5, "Folds of the out-of-fold probabilities (stratified): each row is scored by a model that "
                        "never saw it.")
     filter_by: IssueFilter = _f("prune_by_noise_rate", "cleanlab's method for deciding which labels are issues "
