@@ -186,7 +186,7 @@ def write_audit(out: Path, issues: pd.DataFrame, summary: dict) -> dict[str, Pat
     return paths
 
 
-def _folds(data: PreparedData, k: int, seed: int) -> StratifiedKFold:
+def stratified_folds(data: PreparedData, k: int, seed: int) -> StratifiedKFold:
     counts = data.splits["train"]["label"].value_counts()
     if k < 2 or counts.min() < k:
         raise DataError(f"--folds {k}: every class needs at least that many training rows and k at least 2 "
@@ -199,7 +199,7 @@ def audit(cfg: Config, opts: AuditOptions) -> AuditResult:
     started = time.perf_counter()
     out = Path(opts.out)
     data = load_data(cfg.data, Preprocessor(cfg.preprocess))
-    folds = _folds(data, opts.folds, cfg.train.seed)
+    folds = stratified_folds(data, opts.folds, cfg.train.seed)
     tracker = make_tracker(cfg.tracking.tracking, cfg.tracking.tracking_uri, cfg.tracking.experiment, local_dir=out,
                            optional=cfg.tracking.tracking_optional)
     tracker.start(cfg.tracking.run_name or f"audit-{opts.audit_model}")
