@@ -187,6 +187,7 @@ def write_audit(out: Path, issues: pd.DataFrame, summary: dict) -> dict[str, Pat
 
 
 def stratified_folds(data: PreparedData, k: int, seed: int) -> StratifiedKFold:
+    """The audit's seeded folds; refused when a class has fewer training rows than folds (a fold would lack it)."""
     counts = data.splits["train"]["label"].value_counts()
     if k < 2 or counts.min() < k:
         raise DataError(f"--folds {k}: every class needs at least that many training rows and k at least 2 "
