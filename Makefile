@@ -25,4 +25,4 @@ test-fast: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q -m "not slow"
 
 clean:
-	rm -rf runs inspect evaluation benchmarks/out mlflow.db mlruns mlartifacts
+	rm -rf runs inspect evaluation audit benchmarks/out mlflow.db mlruns mlartifacts

@@ -25,7 +25,7 @@ def test_help_lists_every_subcommand(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for command in ("train", "inspect", "evaluate", "predict", "compare", "tune", "export", "serve"):
+    for command in ("train", "inspect", "evaluate", "predict", "compare", "tune", "audit", "export", "serve"):
         assert command in out
 
 
@@ -183,7 +183,7 @@ def test_a_wrong_flag_gets_the_subcommands_usage_and_a_guess(capsys):
     assert err.startswith("usage: emoclf predict --model MODEL") and "did you mean --model?" in err
 
 
-@pytest.mark.parametrize("command", ["train", "compare", "inspect", "evaluate", "report", "predict", "export",
+@pytest.mark.parametrize("command", ["train", "compare", "audit", "inspect", "evaluate", "report", "predict", "export",
                                      "serve"])
 def test_every_flag_says_its_default(command, capsys):
     parser = build_parser()

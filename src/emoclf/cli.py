@@ -150,6 +150,14 @@ COMMANDS = {
                     "does, and OUTPUT_DIR/best.yaml reproduces it with 'emoclf train --config'. A study cut short "
                     "(Ctrl-C, kill -9) resumes with the same command.", C.TuneOptions, ALL_SECTIONS, "?",
                     "[DATA] [options]"),
+    "audit": Command("cmd_audit", "Find training rows whose label is likely wrong (cleanlab), log to MLflow.",
+                     "Give every training row of DATA (the training split 'emoclf train' would use with the same "
+                     "settings) class probabilities from a model that never saw it (--folds out of fold; "
+                     "--audit-model linear or finetune), find the likely label errors with cleanlab, and write them "
+                     "ranked (label_issues.csv, label_issues.html) with per-class counts (audit.json) into --out. "
+                     "'emoclf train --exclude-label-issues OUT/label_issues.csv' then drops or relabels them in the "
+                     "training split only.", C.AuditOptions, ALL_SECTIONS, "?", "[DATA] [options]",
+                     names(*ALL_SECTIONS) - {"output_dir", "overwrite", "register_name"}),
     "inspect": Command("cmd_inspect", "Profile a data set: splits, class balance, duplicates, leakage, lengths.",
                        "Validate and profile DATA, print the profile as tables and write it as JSON plus a "
                        "class-distribution chart.", C.InspectOptions, ("data", "preprocess", "model"), "?",
@@ -276,6 +284,25 @@ def cmd_tune(args) -> int:
     return print_kept_model(r.metrics, "", f"model: {r.model_dir}\nbest config: {r.best_config} (emoclf train "
                             f"--config {r.best_config} reproduces it)",
                             f"MLflow parent run: {r.run_id}" if r.run_id else None, r.tracking_failures)
+
+
+def cmd_audit(args) -> int:
+    with console.status("loading libraries"):
+        from emoclf.audit import audit
+        from emoclf.data.profile import text_table
+
+    opts = options(args, C.AuditOptions)
+    r = audit(config_from_args(args, args.sections), opts)
+    s = r.summary
+    print(f"{s['issues']} of {s['rows_audited']} training rows ({s['issue_share']:.2%}) look mislabelled "
+          f"({opts.audit_model} out-of-fold probabilities over {opts.folds} folds, accuracy "
+          f"{s['out_of_fold_accuracy']:.4f}; {s['seconds']['total']:.0f} s)")
+    print("\n".join(text_table(["given label", "rows", "suspected errors"],
+                               [[lab, c["rows"], c["issues"]] for lab, c in s["per_class"].items()])))
+    print(f"written: {r.paths['csv']}, {r.paths['html']}, {r.paths['json']}")
+    if r.run_id:
+        print(f"MLflow run: {r.run_id}")
+    return 0
 
 
 def cmd_inspect(args) -> int:

@@ -26,6 +26,10 @@ ExportPrecision = Literal["fp32", "int8", "fp16"]
 TextMode = Literal["keep", "remove", "token"]
 IMBALANCE_STRATEGIES: tuple[str, ...] = typing.get_args(Imbalance)
 Budget = Literal["steps", "epochs"]
+LabelIssuesAction = Literal["drop", "relabel"]
+# cleanlab.filter.find_label_issues's filter_by methods.
+IssueFilter = Literal["prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given",
+                      "low_normalized_margin", "low_self_confidence"]
 # The optimizer steps below which a training is raised to this floor (docs/experiments.md, "Minimum steps").
 MIN_STEPS = 120
 
@@ -56,6 +60,12 @@ class DataConfig:
     max_samples: int | None = _f(None, "Use at most this many training rows (stratified), for quick runs.")
     max_val_samples: int | None = _f(None, "Use at most this many validation rows (stratified), for quick runs and "
                                            "searches.")
+    exclude_label_issues: str | None = _f(None, "A label_issues.csv of 'emoclf audit': drop (or relabel) its rows in "
+                                                "the training split only, matched by text after preprocessing and "
+                                                "given label; validation and test are never changed.",
+                                          metavar="FILE")
+    label_issues_action: LabelIssuesAction = _f("drop", "With --exclude-label-issues: drop the listed training rows, "
+                                                        "or relabel them with their suggested_label.")
 
 
 @dataclass
@@ -169,7 +179,7 @@ class Config:
             raise ConfigError(f"patience must be at least 1, got {t.patience}")
         if self.model.max_length is not None and self.model.max_length < 8:
             raise ConfigError(f"max_length must be at least 8, got {self.model.max_length}")
-        for section in (self.preprocess, t):
+        for section in (d, self.preprocess, t):
             for f in fields(section):
                 check_choice(type(section), f.name, getattr(section, f.name))
 
@@ -247,6 +257,21 @@ class TuneOptions:
                                                      "each evaluation's validation macro-F1) or none.")
     refit: bool = _f(False, "Retrain the best config once on all the training data (no --max-samples or "
                             "--max-val-samples cap) instead of keeping the best trial's model.")
+
+
+@dataclass
+class AuditOptions:
+    audit_model: Literal["linear", "finetune"] = _f("linear", "What gives the out-of-fold probabilities: linear (a "
+                                                              "logistic regression on the base model's frozen "
+                                                              "mean-pooled embeddings: one pass of the model over "
+                                                              "the texts) or finetune (one fine-tuning per fold with "
+                                                              "the train settings: about --folds trainings, sharper "
+                                                              "probabilities).")
+    folds: int = _f(5, "Folds of the out-of-fold probabilities (stratified): each row is scored by a model that "
+                       "never saw it.")
+    filter_by: IssueFilter = _f("prune_by_noise_rate", "cleanlab's method for deciding which labels are issues "
+                                                       "(cleanlab.filter.find_label_issues).")
+    out: str = _f("audit", "Folder for label_issues.csv, label_issues.html and audit.json.")
 
 
 @dataclass

@@ -116,6 +116,20 @@ def load_for_training(name: str, labels: list[str]):
     return tokenizer, model
 
 
+def load_encoder(name: str):
+    """Tokenizer and the base model without a classification head, frozen (``emoclf audit``'s embeddings)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    path = resolve_model_name(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModel.from_pretrained(path)
+    except OSError as e:
+        raise ModelLoadError(f"cannot load model {name!r}: {e}. Pass a local folder with --model, or check the hub id "
+                             "and your connection") from None
+    return tokenizer, model.eval()
+
+
 def model_max_length(tokenizer, config) -> int:
     """The most tokens the model accepts (tokenizers often report a huge sentinel)."""
     limits = [getattr(config, "max_position_embeddings", 512)]

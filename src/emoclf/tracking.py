@@ -382,8 +382,10 @@ def run_description(cfg, summary: dict, strategy: str, loss: str) -> str:
             "the best epoch and fitted the temperature.")
 
 
-def log_training_setup(tracker: Tracker, cfg, splits: dict[str, pd.DataFrame], resolved: dict) -> None:
-    """The settings (the model as its hub id, not emoclf's alias; what ``auto`` became) and the three datasets."""
+def log_training_setup(tracker: Tracker, cfg, splits: dict[str, pd.DataFrame], resolved: dict,
+                       label_issues: dict | None = None) -> None:
+    """The settings (the model as its hub id, not emoclf's alias; what ``auto`` became), the three datasets and,
+    with ``--exclude-label-issues``, how many training rows the audit's file changed (``data/label_issues_*``)."""
     settings = cfg.to_dict()
     settings["model"]["model"] = hub_id(cfg.model.model)
     tracker.log_params({**settings, "resolved": resolved})
@@ -391,6 +393,8 @@ def log_training_setup(tracker: Tracker, cfg, splits: dict[str, pd.DataFrame], r
     for split, context in DATASET_CONTEXTS.items():
         if split in splits:  # a search trial's data has no test split
             tracker.log_dataset(splits[split], split, cfg.data.data or "emoclf-demo", context)
+    if label_issues:
+        tracker.log_metrics({f"data/label_issues_{k}": label_issues[k] for k in ("listed", "changed", "not_in_train")})
 
 
 def log_training_results(tracker: Tracker, model_dir: Path, report_dir: Path, metrics: dict, holdout: str | None,

@@ -183,7 +183,7 @@ def _setup(cfg: Config, data: PreparedData, plan: imbalance.Plan, tracker) -> _S
                        resolve_precision(t.precision))
     log.info("training %s on %d texts (imbalance %s, ratio %.2f, loss %s), max_length %d, %s", cfg.model.model,
              len(setup.train_ds), plan.strategy, plan.imbalance_ratio, plan.loss, max_length, setup.precision)
-    log_training_setup(tracker, cfg, data.splits, setup.resolved())
+    log_training_setup(tracker, cfg, data.splits, setup.resolved(), data.report.label_issues)
     return setup
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 
 from emoclf.config import DataConfig
 from emoclf.data.io import read_file, read_source
+from emoclf.data.issues import apply_label_issues
 from emoclf.data.split import carve_missing, subsample
 from emoclf.data.validate import (
     MAX_LISTED,
@@ -155,6 +156,10 @@ def load_data(cfg: DataConfig, preprocessor: Preprocessor | None = None) -> Prep
     _deduplicate(splits, cfg, report)
     carve_missing(splits, cfg, report)
     _drop_leakage(splits, cfg, report)
+    if cfg.exclude_label_issues:
+        # After the split, before any subsample: only the training rows the audit saw, all of them.
+        splits["train"], report.label_issues = apply_label_issues(splits["train"], cfg.exclude_label_issues,
+                                                                  cfg.label_issues_action, labels)
     if cfg.max_samples:
         splits["train"] = subsample(splits["train"], cfg.max_samples, cfg.split_seed)
     if cfg.max_val_samples:
@@ -167,8 +172,10 @@ def load_data(cfg: DataConfig, preprocessor: Preprocessor | None = None) -> Prep
                         "macro-F1 is over the other %d classes; add %s examples of them", split,
                         ", ".join(map(repr, absent)), len(labels) - len(absent), split)
     prepared = {split: _with_ids(splits[split], labels) for split in SPLITS}
-    log.info("data: %s: %s texts", cfg.data or DEMO_SOURCE,
-             ", ".join(f"{k} {len(v)}" for k, v in prepared.items()))
+    issues = report.label_issues
+    log.info("data: %s: %s texts%s", cfg.data or DEMO_SOURCE, ", ".join(f"{k} {len(v)}" for k, v in prepared.items()),
+             f" ({issues['changed']} training rows {'dropped' if issues['action'] == 'drop' else 'relabelled'} "
+             f"as label issues)" if issues else "")
     return PreparedData(prepared, labels, report)
 
 

@@ -121,6 +121,11 @@ def format_profile(prof: dict) -> str:
          str(v.get("validation_leakage_dropped", 0))],
         ["empty texts", _count(v["empty_texts_dropped"]), _count(v["empty_texts_dropped"])],
     ])
+    issues = v.get("label_issues")
+    if issues:
+        lines.append(f"label issues ({issues['file']}): {issues['listed']} listed, {issues['changed']} training "
+                     f"rows {'dropped' if issues['action'] == 'drop' else 'relabelled'}, {issues['not_in_train']} "
+                     "not in the training split")
     lengths = [["words", *(f"{x:g}" for x in prof["word_length"].values())]]
     if "token_length" in prof:
         lengths.append(["tokens", *(f"{x:g}" for x in prof["token_length"].values())])

@@ -30,6 +30,8 @@ class DataReport:
     validation_leakage_dropped: int = 0
     absent_classes: dict[str, list[str]] = field(default_factory=dict)
     split_created: list[str] = field(default_factory=list)
+    # --exclude-label-issues: the file, the action, rows listed, changed in train, and listed but not in train.
+    label_issues: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)

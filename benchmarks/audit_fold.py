@@ -1,0 +1,48 @@
+"""Cost of `emoclf audit --audit-model finetune`: one fold of it on the emotion data, cut to --steps optimizer steps.
+
+Prints the seconds of the fold's training (with its validation calibration) and of predicting its held-out rows;
+a full audit is --folds such folds at the full number of steps (README, "Finding label errors").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from emoclf import training
+from emoclf.audit import stratified_folds
+from emoclf.config import Config
+from emoclf.data import PreparedData, load_data
+from emoclf.inference import Predictor
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "emotion")
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--folds", type=int, default=5)
+    args = parser.parse_args()
+    cfg = Config().replace(data=str(args.data_dir / "train.txt"), test_data=str(args.data_dir / "val.txt"),
+                           tracking=False, max_steps=args.steps, min_steps=0, early_stopping=False, overwrite=True,
+                           output_dir=str(ROOT / "benchmarks" / "out" / "audit-fold"))
+    data = load_data(cfg.data)
+    train = data.splits["train"]
+    fit, held = next(stratified_folds(data, args.folds, cfg.train.seed).split(train, train["label_id"]))
+    fold = PreparedData({"train": train.iloc[fit].reset_index(drop=True), "validation": data.splits["validation"]},
+                        data.labels, data.report)
+    started = time.perf_counter()
+    result = training.train(cfg, fold, holdout=None)
+    trained = time.perf_counter()
+    Predictor.load(result.model_dir, batch_size=cfg.train.eval_batch_size).probabilities(
+        train["text"].iloc[held].tolist(), progress=False)
+    print(json.dumps({"fit_rows": len(fit), "held_rows": len(held), "steps": args.steps,
+                      "train_seconds": round(result.train_seconds, 1), "fold_seconds": round(trained - started, 1),
+                      "predict_held_seconds": round(time.perf_counter() - trained, 1)}))
+
+
+if __name__ == "__main__":
+    main()
