@@ -1,0 +1,57 @@
+"""Summarise quality runs by arm: mean and sample std over seeds, overall and per class.
+
+    python benchmarks/quality.py --seed 42 --imbalance logit-adjust > out/la-s42.json   # one line per run
+    python benchmarks/recipe_table.py ARM=FILE[,FILE...] [ARM=...]
+
+Each FILE holds the JSON line of one ``benchmarks/quality.py`` run (or of ``benchmarks/posthoc.py``,
+whose ``macro_f1_class_bias`` is then read). Prints a markdown table and one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def read(path: str) -> dict:
+    line = [l for l in Path(path).read_text().splitlines() if l.startswith("{")][-1]
+    row = json.loads(line)
+    if row.get("benchmark") == "posthoc":
+        row = {"macro_f1": row["macro_f1_class_bias"], "per_class_f1": row["per_class_f1_class_bias"]}
+    return row
+
+
+def summary(rows: list[dict]) -> dict:
+    def ms(values):
+        values = np.asarray(values, dtype=float)
+        return [round(float(values.mean()), 4), round(float(values.std(ddof=1)) if len(values) > 1 else 0.0, 4)]
+
+    classes = sorted(rows[0]["per_class_f1"])
+    out = {"seeds": len(rows), "macro_f1": ms([r["macro_f1"] for r in rows]),
+           "per_class_f1": {c: ms([r["per_class_f1"][c] for r in rows]) for c in classes}}
+    if all("train_seconds" in r for r in rows):
+        out["train_seconds"] = ms([r["train_seconds"] for r in rows])
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("arms", nargs="+", metavar="ARM=FILE[,FILE...]")
+    arms = {}
+    for spec in parser.parse_args().arms:
+        name, files = spec.split("=", 1)
+        arms[name] = summary([read(f) for f in files.split(",")])
+    classes = list(next(iter(arms.values()))["per_class_f1"])
+    print("| arm | seeds | macro-F1 | " + " | ".join(classes) + " |")
+    print("| --- " * (len(classes) + 3) + "|")
+    for name, s in arms.items():
+        cells = [f"{m:.4f} ± {sd:.4f}" for m, sd in [s["macro_f1"], *s["per_class_f1"].values()]]
+        print(f"| {name} | {s['seeds']} | " + " | ".join(cells) + " |")
+    print(json.dumps({"benchmark": "recipe_table", "arms": arms}))
+
+
+if __name__ == "__main__":
+    main()
