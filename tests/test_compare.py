@@ -110,7 +110,7 @@ def test_compare_quick_without_tracking(tiny_model, tmp_path, capsys):
     for name in ("comparison.md", "comparison.csv", "comparison_runs.csv", "comparison.json",
                  "per_class_f1_by_strategy.png"):
         assert (folder / name).is_file(), name
-    strategies = ["none", "oversample", "undersample", "class-weight", "focal"]
+    strategies = ["none", "oversample", "undersample", "class-weight", "focal", "logit-adjust"]
     table = pd.read_csv(folder / "comparison.csv")
     assert table["strategy"].tolist() == strategies
     metric_cols = ["accuracy", "macro_f1", "weighted_f1", *(f"f1_{lab}" for lab in LABELS), "optimizer_steps",

@@ -68,7 +68,7 @@ def test_a_user_space_replaces_the_default_and_reads_1e_minus_5_as_a_number(tmp_
     ("imbalance: {type: categorical, choices: []}", "imbalance: choices must be a non-empty list of distinct values"),
     ("imbalance: {type: categorical, choices: [none, smote]}", "imbalance: 'smote' is not a valid value: imbalance "
                                                                "must be one of auto, none, oversample, undersample, "
-                                                               "class-weight, focal; got 'smote'"),
+                                                               "class-weight, focal, logit-adjust; got 'smote'"),
     ("warmup_ratio: {type: float, low: 0.0, high: 1.5}", "warmup_ratio: 1.5 is not a valid value: warmup_ratio must "
                                                          "be at least 0 and below 1, got 1.5"),
     ("focal_gamma: {type: float, low: 1, high: 2, when: {imbalance: focal}}\n"

@@ -66,6 +66,8 @@ class DataConfig:
                                           metavar="FILE")
     label_issues_action: LabelIssuesAction = _f("drop", "With --exclude-label-issues: drop the listed training rows, "
                                                         "or relabel them with their suggested_label.")
+    label_issues_top: int | None = _f(None, "With --exclude-label-issues: only the file's first N rows, the N most "
+                                            "likely label errors (the audit ranks them; a linear audit flags many).")
 
 
 @dataclass
@@ -160,7 +162,7 @@ class Config:
                 raise ConfigError(f"{name} must be positive, got {getattr(t, name)}")
         if not 0.0 <= t.warmup_ratio < 1.0:
             raise ConfigError(f"warmup_ratio must be at least 0 and below 1, got {t.warmup_ratio}")
-        for name in ("max_samples", "max_val_samples"):
+        for name in ("max_samples", "max_val_samples", "label_issues_top"):
             if getattr(d, name) is not None and getattr(d, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(d, name)}")
         if not 0.0 < t.layer_decay <= 1.0:

@@ -81,3 +81,13 @@ def test_a_file_that_is_not_an_audit_is_refused(tmp_path):
 def test_the_action_is_a_choice():
     with pytest.raises(ValueError, match="label_issues_action must be one of drop, relabel; got 'fix'"):
         Config().replace(label_issues_action="fix")
+
+
+def test_label_issues_top_takes_only_the_files_first_rows(tmp_path, plain):
+    train = plain.splits["train"]
+    path = issues_file(tmp_path / "issues.csv", train.iloc[[3, 10, 50, 60]])
+    data = load_data(DataConfig(exclude_label_issues=path, label_issues_top=2))
+    assert data.report.label_issues["listed"] == 2 and data.report.label_issues["changed"] == 2
+    kept = set(data.splits["train"]["text"])
+    assert not {train.iloc[3]["text"], train.iloc[10]["text"]} & kept
+    assert {train.iloc[50]["text"], train.iloc[60]["text"]} <= kept

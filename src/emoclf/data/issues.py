@@ -24,8 +24,9 @@ class LabelIssuesMismatch(DataError):
     """An issues file none of whose rows is a training row: it was written for other data or settings."""
 
 
-def read_label_issues(path: str | Path) -> pd.DataFrame:
-    """The ``text``, ``given_label`` and ``suggested_label`` columns of an audit's ``label_issues.csv``."""
+def read_label_issues(path: str | Path, top: int | None = None) -> pd.DataFrame:
+    """The ``text``, ``given_label`` and ``suggested_label`` columns of an audit's ``label_issues.csv`` (its
+    first ``top`` rows: the file is ranked, most likely errors first)."""
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
     except FileNotFoundError:
@@ -34,15 +35,17 @@ def read_label_issues(path: str | Path) -> pd.DataFrame:
     if missing:
         raise DataError(f"{path}: no column(s) {', '.join(missing)}; give the label_issues.csv written by "
                         "'emoclf audit'")
-    return df[COLUMNS].drop_duplicates(KEY)
+    return df[COLUMNS].head(top).drop_duplicates(KEY)
 
 
-def apply_label_issues(train: pd.DataFrame, path: str | Path, action: str, labels: list[str]) -> tuple[pd.DataFrame, dict]:
-    """``train`` without the listed rows (``drop``), or with their ``suggested_label`` (``relabel``), and the counts.
+def apply_label_issues(train: pd.DataFrame, path: str | Path, action: str, labels: list[str],
+                       top: int | None = None) -> tuple[pd.DataFrame, dict]:
+    """``train`` without the listed rows (``drop``), or with their ``suggested_label`` (``relabel``), and the counts;
+    ``top``: only the file's first rows.
 
     Refuses a file none of whose rows matches a training row: applying it would silently change nothing.
     """
-    issues = read_label_issues(path)
+    issues = read_label_issues(path, top)
     unknown = sorted(set(issues["suggested_label"]) - set(labels))
     if action == "relabel" and unknown:
         raise DataError(f"{path}: suggested label(s) {', '.join(map(repr, unknown))} are not among the training "
