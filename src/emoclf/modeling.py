@@ -110,9 +110,7 @@ def load_for_training(name: str, labels: list[str]):
             path, num_labels=len(labels), id2label=id2label, label2id={v: k for k, v in id2label.items()}
         )
     except OSError as e:
-        raise ModelLoadError(
-            f"cannot load model {name!r}: {e}. Pass a local folder with --model, or check the hub id and your connection"
-        ) from None
+        raise unloadable(name, e) from None
     return tokenizer, model
 
 
@@ -120,14 +118,16 @@ def load_encoder(name: str):
     """Tokenizer and the base model without a classification head, frozen (``emoclf audit``'s embeddings)."""
     from transformers import AutoModel, AutoTokenizer
 
-    path = resolve_model_name(name)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModel.from_pretrained(path)
+        path = resolve_model_name(name)
+        return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
     except OSError as e:
-        raise ModelLoadError(f"cannot load model {name!r}: {e}. Pass a local folder with --model, or check the hub id "
-                             "and your connection") from None
-    return tokenizer, model.eval()
+        raise unloadable(name, e) from None
+
+
+def unloadable(name: str, error: OSError) -> ModelLoadError:
+    return ModelLoadError(f"cannot load model {name!r}: {error}. Pass a local folder with --model, or check the hub "
+                          "id and your connection")
 
 
 def model_max_length(tokenizer, config) -> int:
