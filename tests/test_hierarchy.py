@@ -16,7 +16,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from emoclf.config import Config
 from emoclf.errors import ConfigError
 from emoclf.evaluation.metrics import group_metrics
-from emoclf.hierarchy import DENDROGRAM_PNG, Hierarchy
+from emoclf.hierarchy import DENDROGRAM_PNG, Hierarchy, from_validation
 from emoclf.imbalance import plan
 from emoclf.inference import Predictor
 from emoclf.losses import HierarchicalLoss, WeightedCrossEntropy, make_loss
@@ -206,7 +206,10 @@ def test_every_prediction_path_returns_the_same_labels_probabilities_and_groups(
     with mlflow.start_run():
         uri = log_pyfunc(hierarchical.model_dir, ["i am happy"]).model_uri
     pyfunc = mlflow.pyfunc.load_model(uri).predict(pd.DataFrame({"text": TEXTS}))
-    served = TestClient(create_app(Predictor.load(uri))).post("/predict", json={"texts": TEXTS}).json()["predictions"]
+    client = TestClient(create_app(Predictor.load(uri)))
+    served = client.post("/predict", json={"texts": TEXTS}).json()["predictions"]
+    assert client.get("/metadata").json()["hierarchy"] == folder.meta.hierarchy
+    assert set(served[0]) == {"label", "probability", "probabilities", "group", "group_probability"}
     for got in (onnx.predict(TEXTS), [Predictor.load(uri).predict([t])[0] for t in TEXTS]):
         assert [(p.label, p.group) for p in got] == [(p.label, p.group) for p in expected]
         np.testing.assert_allclose([p.group_probability for p in got], [p.group_probability for p in expected],
@@ -227,10 +230,16 @@ def test_auto_trains_a_first_model_and_logs_the_tree_it_found(tiny_model, tmp_pa
     meta = json.loads((result.model_dir / META_FILE).read_text())
     found = [r.getMessage() for r in caplog.records if r.getMessage().startswith("hierarchy (auto")]
     assert not (tmp_path / "hierarchy-first-model").exists()  # the first model is not kept
-    if meta["hierarchy"] is None:  # a tiny model may confuse no pair above the mean: then the run is flat and says so
-        assert any("no groups found, this training is flat" in r.getMessage() for r in caplog.records)
-        assert meta["training"]["hierarchy"] == "flat" and "groups" not in result.metrics
-    else:
-        assert meta["hierarchy"]["source"] == "auto" and (tmp_path / "report" / DENDROGRAM_PNG).is_file()
-        assert found == [f"hierarchy (auto, from validation confusion): "
-                         f"{Hierarchy.from_dict(meta['hierarchy'], LABELS).describe()}"]
+    # Any uneven confusion has a pair above the mean, so the tiny model's first model yields groups on every CPU.
+    assert meta["hierarchy"]["source"] == "auto" and (tmp_path / "report" / DENDROGRAM_PNG).is_file()
+    hierarchy = Hierarchy.from_dict(meta["hierarchy"], LABELS)
+    assert found == [f"hierarchy (auto, from validation confusion): {hierarchy.describe()}"]
+    assert meta["training"]["hierarchy"] == hierarchy.describe() and "groups" in result.metrics
+
+
+def test_auto_without_groups_says_the_training_is_flat(tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="emoclf"):
+        assert from_validation(np.diag([20] * 6), LABELS, tmp_path) is None
+    assert caplog.messages == ["hierarchy auto: no two classes are confused more than the mean pair (0.000) on "
+                               "validation: no groups found, this training is flat"]
+    assert not (tmp_path / DENDROGRAM_PNG).exists()
