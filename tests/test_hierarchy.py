@@ -50,8 +50,8 @@ def test_inline_and_yaml_specs_give_the_same_groups_in_label_order(tmp_path):
      "single label)"),
     ("all=" + ",".join(LABELS),
      "hierarchy: one group holds every label, so it adds nothing to the flat loss; give two or more groups"),
-    ("positive joy love", "hierarchy: cannot read 'positive joy love'; write groups as name=label,label;name=label, "
-                          "give a YAML file or 'auto'"),
+    ("positive=joy;love", "hierarchy: cannot read 'love'; write groups as name=label,label;name=label, give a "
+                          "YAML file or 'auto'"),
     ("a=joy;a=love", "hierarchy: group 'a' is given twice; give each group once"),
     ("a=;b=" + ",".join(LABELS), "hierarchy: group 'a' has no labels; put every label in exactly one group (a group "
                                  "may hold a single label)"),

@@ -234,7 +234,8 @@ class TrainOptions:
 @dataclass
 class CompareOptions:
     strategies: str = _f(",".join(s for s in IMBALANCE_STRATEGIES if s != "auto"),
-                         "Comma-separated imbalance strategies to compare.")
+                         "Comma-separated imbalance strategies to compare, or flat,hierarchical: the config's "
+                         "strategy without and with --hierarchy.")
     seeds: int = _f(1, "Trainings per strategy, seeds SEED, SEED+1, ...")
     quick: bool = _f(False, "Cut-down run: at most 4000 training rows, 1 epoch in batches of 16 (at least "
                             "--min-steps), stratified subsets of at most 500 validation and test rows.")

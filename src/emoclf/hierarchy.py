@@ -91,9 +91,8 @@ class Hierarchy:
     @classmethod
     def parse(cls, spec: str, labels: list[str]) -> Hierarchy:
         """A given hierarchy: a YAML file ``{group: [labels]}`` or inline ``name=a,b;name2=c``."""
-        path = Path(spec)
-        if spec.endswith((".yaml", ".yml", ".json")) or path.is_file():
-            return cls.check(_read_yaml(path), labels)
+        if "=" not in spec:  # a file: every inline spec has a name=
+            return cls.check(_read_yaml(Path(spec)), labels)
         groups: dict[str, list[str]] = {}
         for part in filter(None, (p.strip() for p in spec.split(";"))):
             name, eq, members = part.partition("=")
