@@ -246,7 +246,7 @@ def test_compare_flat_and_hierarchical_with_auto_groups(tiny_model, tmp_path):
     result = compare(cfg, ["flat", "hierarchical"], seeds=2)
     saved = tmp_path / "comparison" / "hierarchy.yaml"
     groups = Hierarchy.parse(str(saved), LABELS).groups
-    assert (tmp_path / "comparison" / "report" / "hierarchy_dendrogram.png").is_file()
+    assert (tmp_path / "comparison" / "hierarchy_dendrogram.png").is_file()
     for seed in (42, 43):
         flat = json.loads((tmp_path / f"flat-seed{seed}" / "model" / "emoclf.json").read_text())
         hier = json.loads((tmp_path / f"hierarchical-seed{seed}" / "model" / "emoclf.json").read_text())
