@@ -47,6 +47,8 @@ def main() -> None:
         "macro_f1": round(m["macro_f1"], 4),
         "weighted_f1": round(m["weighted_f1"], 4),
         "per_class_f1": {k: round(v["f1"], 4) for k, v in m["per_class"].items()},
+        **({"hierarchy": m["groups"]["groups"], "group_accuracy": round(m["groups"]["accuracy"], 4),
+            "group_macro_f1": round(m["groups"]["macro_f1"], 4)} if "groups" in m else {}),
         "best_validation_macro_f1": round(max(h["eval_macro_f1"] for h in result.history if "eval_macro_f1" in h), 4),
         "epochs_run": round(result.history[-1].get("epoch", 0), 2) if result.history else None,
         "train_seconds": round(result.train_seconds, 1),

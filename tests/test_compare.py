@@ -225,3 +225,35 @@ def test_budget_steps_gives_every_strategy_the_same_optimizer_steps(tiny_model, 
     steps = dict(zip(by_epochs.runs["strategy"], by_epochs.runs["optimizer_steps"]))
     assert steps["undersample"] < steps["none"] == expected < steps["oversample"]
     assert by_epochs.verdict.text.startswith("Budget: 2 epoch(s) each, so resampling changes the number of steps")
+
+
+def test_the_hierarchical_arm_needs_a_hierarchy(tmp_path):
+    cfg = Config().replace(output_dir=str(tmp_path), tracking=False)
+    with pytest.raises(ConfigError) as e:
+        compare(cfg, ["flat", "hierarchical"], quick=True)
+    assert str(e.value) == ("the hierarchical arm needs --hierarchy (groups such as 'positive=joy,love;negative=anger,"
+                            "fear', a YAML file, or auto)")
+    assert check_strategies(["flat", "hierarchical", "focal"]) == ["flat", "hierarchical", "focal"]
+
+
+@pytest.mark.slow
+def test_compare_flat_and_hierarchical_with_auto_groups(tiny_model, tmp_path):
+    """auto is found once (the same groups for every seed), and both arms are scored by group."""
+    from emoclf.hierarchy import Hierarchy
+
+    cfg = Config().replace(model=str(tiny_model), tracking=False, learning_rate=3e-3, batch_size=16, num_threads=1,
+                           output_dir=str(tmp_path), min_steps=40, hierarchy="auto", imbalance="class-weight")
+    result = compare(cfg, ["flat", "hierarchical"], seeds=2)
+    saved = tmp_path / "comparison" / "hierarchy.yaml"
+    groups = Hierarchy.parse(str(saved), LABELS).groups
+    assert (tmp_path / "comparison" / "hierarchy_dendrogram.png").is_file()
+    for seed in (42, 43):
+        flat = json.loads((tmp_path / f"flat-seed{seed}" / "model" / "emoclf.json").read_text())
+        hier = json.loads((tmp_path / f"hierarchical-seed{seed}" / "model" / "emoclf.json").read_text())
+        assert flat["hierarchy"] is None and flat["training"]["imbalance_strategy"] == "class-weight"
+        assert hier["hierarchy"]["groups"] == groups and hier["training"]["imbalance_strategy"] == "class-weight"
+    assert result.table.index.tolist() == ["flat", "hierarchical"]
+    assert result.runs["group_macro_f1"].notna().all() and "group_accuracy_mean" in result.table
+    md = result.paths["markdown"].read_text()
+    assert "| strategy | accuracy | macro-F1 | weighted F1 | group accuracy | group macro-F1 |" in md
+    assert result.verdict.best in ("flat", "hierarchical")

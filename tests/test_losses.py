@@ -171,3 +171,15 @@ def test_logit_adjusted_ce_with_uniform_prior_is_plain_ce_and_pushes_rare_logits
     plain = torch.zeros(1, 2, requires_grad=True)
     F.cross_entropy(plain, torch.tensor([1])).backward()
     assert -logits.grad[0, 1] > -plain.grad[0, 1]
+
+
+def test_hierarchy_wraps_the_logit_adjusted_loss_with_an_unweighted_group_term():
+    from emoclf.losses import HierarchicalLoss
+
+    out, y = _batch(7)
+    weights = [0.5, 1.0, 2.0, 4.0]
+    loss = make_loss("logit-adjusted", weights, group_ids=[0, 0, 1, 1], hierarchy_weight=0.5, group_weights=[1.0, 2.0])
+    assert isinstance(loss, HierarchicalLoss) and isinstance(loss.fine, LogitAdjustedCrossEntropy)
+    assert loss.group_weights is None  # the adjustment is not a class weighting; the group term stays plain
+    assert torch.allclose(loss(out, y), LogitAdjustedCrossEntropy(weights)(out, y)
+                          + 0.5 * F.nll_loss(loss.group_log_probs(out["logits"]), torch.tensor([0, 0, 1, 1])[y]))

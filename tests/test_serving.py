@@ -59,7 +59,7 @@ def test_health_metadata_and_docs(client, trained):
     saved = json.loads((trained.model_dir / "emoclf.json").read_text())
     assert meta["model"] == "tiny" and meta["backend"] == "pytorch" and meta["labels"] == LABELS
     assert meta["preprocessing"] == saved["preprocess"] and meta["metrics"] == saved["metrics"]
-    assert meta["max_length"] == saved["max_length"] and meta["export"] is None
+    assert meta["max_length"] == saved["max_length"] and meta["export"] is None and meta["hierarchy"] is None
     assert meta["limits"] == {"max_texts": 8, "max_body_bytes": 2_000}
     docs = client.get("/docs")
     assert docs.status_code == 200 and "swagger-ui" in docs.text

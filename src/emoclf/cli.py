@@ -361,7 +361,8 @@ def cmd_predict(args) -> int:
         predictor = Predictor.load(opts.model, batch_size=opts.batch_size, precision=opts.precision)
     if opts.texts:
         for text, pred in zip(opts.texts, predictor.predict(opts.texts, progress=True)):
-            print(f"{pred.label}\t{pred.probability:.4f}\t{text}")
+            group = f"{pred.group}\t{pred.group_probability:.4f}\t" if pred.group is not None else ""
+            print(f"{pred.label}\t{pred.probability:.4f}\t{group}{text}")
         return 0
     table = read_table(opts.input, DataConfig(text_column=opts.text_column), txt_labels=predictor.labels)
     out = predict_table(predictor, table, opts.text_column, progress=True)

@@ -12,6 +12,11 @@ without early stopping, so over-sampling cannot win by training longer nor under
 by training less; ``budget="epochs"`` gives every strategy the same epochs instead. The table
 shows the steps and examples each one trained on, and the verdict names the budget.
 
+Hierarchy: the arms ``flat`` and ``hierarchical`` train with the config's imbalance strategy, without and
+with the config's ``hierarchy`` (``auto`` is found once, before the arms, and saved as
+``comparison/hierarchy.yaml``, so every seed trains the same groups). With a hierarchy every arm, flat
+included, is also scored by group (``group_accuracy``, ``group_macro_f1``), from its test confusion.
+
 Verdict rule: the best strategy has the highest mean test macro-F1. Its lead over the runner-up
 counts as real only when ``best mean - runner-up mean > max(std best, std runner-up)``, the
 sample standard deviations (ddof=1) over seeds; with one seed the spread is unknown.
@@ -28,14 +33,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 from matplotlib.figure import Figure
 
 from emoclf import training
 from emoclf.checkpoints import CHECKPOINT_DIR, CONFIG_FILE, MODEL_DIR
-from emoclf.config import IMBALANCE_STRATEGIES, Config
+from emoclf.config import IMBALANCE_STRATEGIES, QUICK_BATCH_SIZE, QUICK_EPOCHS, QUICK_MAX_SAMPLES, Config
 from emoclf.data import load_data
 from emoclf.data.split import subsample
 from emoclf.errors import ConfigError
+from emoclf.evaluation.metrics import group_metrics
+from emoclf.hierarchy import AUTO, Hierarchy
 from emoclf.preprocess import Preprocessor
 from emoclf.tracking import ended_run, make_tracker
 
@@ -43,12 +51,10 @@ log = logging.getLogger(__name__)
 
 # Every strategy except "auto", which only picks one of the others.
 DEFAULT_STRATEGIES = tuple(s for s in IMBALANCE_STRATEGIES if s != "auto")
-# One epoch of 4,000 rows in batches of 16: 250 updates for the examples of 125 batches of 32, which
-# ranked the strategies like the full comparison where 125 did not (docs/experiments.md).
-QUICK_MAX_SAMPLES = 4000
-QUICK_EPOCHS = 1.0
-QUICK_BATCH_SIZE = 16
 QUICK_EVAL_ROWS = 500
+# Arms that compare the hierarchy-aware loss with the flat one (imbalance strategy: the config's).
+HIERARCHY_ARMS = ("flat", "hierarchical")
+HIERARCHY_YAML = "hierarchy.yaml"
 COMPARISON_DIR = "comparison"
 COMPARISON_MD = "comparison.md"
 COMPARISON_CSV = "comparison.csv"
@@ -83,10 +89,10 @@ class ComparisonResult:
 
 def check_strategies(strategies) -> list[str]:
     strategies = list(strategies)
-    unknown = [s for s in strategies if s not in IMBALANCE_STRATEGIES]
+    unknown = [s for s in strategies if s not in IMBALANCE_STRATEGIES + HIERARCHY_ARMS]
     if unknown:
         raise ConfigError(f"unknown strategy(ies) {', '.join(map(repr, unknown))}; "
-                          f"choose from {', '.join(IMBALANCE_STRATEGIES)}")
+                          f"choose from {', '.join(IMBALANCE_STRATEGIES + HIERARCHY_ARMS)}")
     if not strategies or len(set(strategies)) != len(strategies):
         raise ConfigError(f"give one or more distinct strategies, got {strategies}")
     return strategies
@@ -113,6 +119,7 @@ def compare(cfg: Config, strategies=DEFAULT_STRATEGIES, seeds: int = 1, quick: b
     report_dir.mkdir(parents=True, exist_ok=True)
     cfg.save_yaml(out / CONFIG_FILE)
     data = _load(cfg, quick)
+    cfg, hierarchy = _hierarchy(cfg, data, strategies, report_dir)
     n_test = len(data.splits["test"])
     arm, budget_text = matched_budget(cfg, len(data.splits["train"]), budget)
 
@@ -130,12 +137,14 @@ def compare(cfg: Config, strategies=DEFAULT_STRATEGIES, seeds: int = 1, quick: b
                 name = f"{strategy}-seed{seed}"
                 log.info("compare: training %s", name)
                 # Children do not register models: one registered name would collect every variant.
-                variant = cfg.replace(imbalance=strategy, seed=seed, output_dir=str(out / name), run_name=name,
-                                      register_name=None, **arm)
+                which = ({"hierarchy": None if strategy == "flat" else cfg.train.hierarchy}
+                         if strategy in HIERARCHY_ARMS else {"imbalance": strategy})
+                variant = cfg.replace(seed=seed, output_dir=str(out / name), run_name=name, register_name=None,
+                                      **which, **arm)
                 result = training.train(variant, data)
                 # Checkpoints (~250 MB each for MiniLM) are only for resuming; the saved model stays.
                 shutil.rmtree(out / name / CHECKPOINT_DIR, ignore_errors=True)
-                rows.append(run_row(strategy, seed, result, data.labels))
+                rows.append(run_row(strategy, seed, result, data.labels, hierarchy))
         runs = pd.DataFrame(rows)
         table = summarise(runs, strategies)
         verdict = decide(table, seeds, budget_text)
@@ -166,6 +175,23 @@ def matched_budget(cfg: Config, train_rows: int, budget: str) -> tuple[dict, str
             f"Budget: {steps} optimizer steps each, without early stopping, whatever the resampling.")
 
 
+def _hierarchy(cfg: Config, data, strategies: list[str], report_dir: Path) -> tuple[Config, Hierarchy | None]:
+    """The hierarchy the arms use, checked (``auto`` found now, once) and saved beside the comparison."""
+    spec = cfg.train.hierarchy
+    if "hierarchical" in strategies and not spec:
+        raise ConfigError("the hierarchical arm needs --hierarchy (groups such as 'positive=joy,love;negative=anger,"
+                          "fear', a YAML file, or auto)")
+    if not spec:
+        return cfg, None
+    found = training.auto_hierarchy(cfg, data, report_dir) if spec == AUTO else Hierarchy.parse(spec, data.labels)
+    if found is None:
+        raise ConfigError("--hierarchy auto found no groups (no two classes confused more than the mean pair on "
+                          "validation), so a hierarchical arm would equal the flat one; give the groups instead")
+    path = report_dir / HIERARCHY_YAML
+    path.write_text(yaml.safe_dump(found.groups, sort_keys=False), encoding="utf-8")
+    return cfg.replace(hierarchy=str(path.resolve())), found
+
+
 def _refuse_earlier_comparison(out: Path, strategies: list[str], seeds: range, overwrite: bool) -> None:
     """Refused before any training, not after the first strategy's."""
     done = [name for seed in seeds for strategy in strategies
@@ -185,9 +211,13 @@ def _load(cfg: Config, quick: bool):
     return data
 
 
-def run_row(strategy: str, seed: int, result: training.TrainResult, labels: list[str]) -> dict:
+def run_row(strategy: str, seed: int, result: training.TrainResult, labels: list[str],
+            hierarchy: Hierarchy | None = None) -> dict:
+    """One training's scores; with a hierarchy, its group scores too (a flat arm's predictions grouped alike)."""
     m = result.metrics
+    groups = group_metrics(m["confusion_matrix"], labels, hierarchy.groups) if hierarchy else None
     return {"strategy": strategy, "seed": seed, **{k: m[k] for k in HEADLINE},
+            **({f"group_{k}": groups[k] for k in ("accuracy", "macro_f1")} if groups else {}),
             **{f"f1_{lab}": m["per_class"][lab]["f1"] for lab in labels},
             "optimizer_steps": m["training"]["optimizer_steps"], "examples_seen": m["training"]["examples_seen"],
             "train_seconds": result.train_seconds, "run_id": result.run_id}
@@ -228,7 +258,9 @@ def _pm(mean: float, std: float, digits: int) -> str:
 
 
 def markdown(table: pd.DataFrame, verdict: Verdict, labels: list[str], seeds: int, quick: bool, n_test: int) -> str:
+    groups = [("group accuracy", "group_accuracy", 4), ("group macro-F1", "group_macro_f1", 4)]
     metrics = [("accuracy", "accuracy", 4), ("macro-F1", "macro_f1", 4), ("weighted F1", "weighted_f1", 4),
+               *(groups if "group_accuracy_mean" in table else []),
                *((f"F1 {lab}", f"f1_{lab}", 4) for lab in labels), ("steps", "optimizer_steps", 0),
                ("examples", "examples_seen", 0), ("train s", "train_seconds", 1)]
     spread = "mean ± sample std over seeds" if seeds > 1 else "one seed, so no spread"

@@ -32,6 +32,12 @@ IssueFilter = Literal["prune_by_noise_rate", "prune_by_class", "both", "confiden
                       "low_normalized_margin", "low_self_confidence"]
 # The optimizer steps below which a training is raised to this floor (docs/experiments.md, "Minimum steps").
 MIN_STEPS = 120
+# compare --quick, and the first model of --hierarchy auto: one epoch of 4,000 rows in batches of 16, 250
+# updates for the examples of 125 batches of 32, which ranked the strategies like the full comparison where
+# 125 did not (docs/experiments.md).
+QUICK_MAX_SAMPLES = 4000
+QUICK_EPOCHS = 1.0
+QUICK_BATCH_SIZE = 16
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -112,6 +118,10 @@ class TrainConfig:
                                  "factor of the one above (embeddings lowest); 1: one rate for all.")
     label_smoothing: float = _f(0.0, "Label smoothing: the target gives this share of its weight evenly to all "
                                      "classes (0: off; works with every loss).")
+    hierarchy: str | None = _f(None, "Groups of labels trained with a hierarchy-aware loss: name=label,label;name=label, "
+                                     "a YAML file {group: [labels]}, or auto (groups of the classes a first, quick "
+                                     "model confuses on validation). Predictions then carry the group too.")
+    hierarchy_weight: float = _f(0.5, "Weight of the group term of the hierarchy-aware loss (0: the flat loss).")
     calibrate: bool = _f(True, "Fit a softmax temperature on validation (changes confidences, never labels).")
     class_bias: bool = _f(False, "Fit per-class logit offsets on validation to maximise macro-F1 (changes labels).")
     group_by_length: bool = _f(True, "Batch texts of similar length together (less padding, faster).")
@@ -167,6 +177,8 @@ class Config:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(d, name)}")
         if not 0.0 < t.layer_decay <= 1.0:
             raise ConfigError(f"layer_decay must be above 0 and at most 1, got {t.layer_decay}")
+        if t.hierarchy_weight < 0:
+            raise ConfigError(f"hierarchy_weight must be at least 0, got {t.hierarchy_weight}")
         if not 0.0 <= t.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing must be at least 0 and below 1, got {t.label_smoothing}")
         for name in ("max_steps", "checkpoint_steps"):
@@ -238,7 +250,8 @@ class TrainOptions:
 @dataclass
 class CompareOptions:
     strategies: str = _f(",".join(s for s in IMBALANCE_STRATEGIES if s != "auto"),
-                         "Comma-separated imbalance strategies to compare.")
+                         "Comma-separated imbalance strategies to compare, or flat,hierarchical: the config's "
+                         "strategy without and with --hierarchy.")
     seeds: int = _f(1, "Trainings per strategy, seeds SEED, SEED+1, ...")
     quick: bool = _f(False, "Cut-down run: at most 4000 training rows, 1 epoch in batches of 16 (at least "
                             "--min-steps), stratified subsets of at most 500 validation and test rows.")

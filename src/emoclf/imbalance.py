@@ -32,6 +32,10 @@ class Plan:
     imbalance_ratio: float
     loss: str  # "ce", "weighted-ce", "logit-adjusted" or "focal"
     class_weights: list[float] | None
+    # With a hierarchy: the same inverse-frequency weights for its groups, so that the group term of the loss
+    # does not undo the class weighting (None when the fine loss is unweighted or there is no hierarchy).
+    group_weights: list[float] | None = None
+    group_ids: list[int] | None = None  # each label's group, with a hierarchy
 
 
 def imbalance_ratio(label_ids: np.ndarray, num_labels: int) -> float:
@@ -48,15 +52,20 @@ def class_weights(label_ids: np.ndarray, num_labels: int) -> list[float]:
     return weights.round(6).tolist()
 
 
-def plan(strategy: str, label_ids: np.ndarray, num_labels: int, threshold: float) -> Plan:
-    """Resolve ``auto`` against ``threshold`` and say which loss and weights go with the strategy."""
+def plan(strategy: str, label_ids: np.ndarray, num_labels: int, threshold: float,
+         group_ids: list[int] | None = None) -> Plan:
+    """Resolve ``auto`` against ``threshold`` and say which loss and weights go with the strategy (and, given
+    each label's group, the groups' weights)."""
     ratio = imbalance_ratio(label_ids, num_labels)
     if strategy == "auto":
         strategy = AUTO_IMBALANCED if ratio > threshold else "none"
         log.debug("imbalance ratio %.2f (threshold %.2f): strategy %s", ratio, threshold, strategy)
     loss = {"class-weight": "weighted-ce", "focal": "focal", "logit-adjust": "logit-adjusted"}.get(strategy, "ce")
     weights = class_weights(label_ids, num_labels) if loss != "ce" else None
-    return Plan(strategy, ratio, loss, weights)
+    groups = None
+    if weights is not None and group_ids is not None:
+        groups = class_weights(np.asarray(group_ids)[label_ids], max(group_ids) + 1)
+    return Plan(strategy, ratio, loss, weights, groups, group_ids)
 
 
 def resample_indices(strategy: str, label_ids: np.ndarray, seed: int) -> np.ndarray:

@@ -26,7 +26,8 @@ from emoclf.calibration import calibrated_probs
 from emoclf.config import PredictPrecision
 from emoclf.errors import ConfigError, EmptyTextError, ModelLoadError, PredictionError, TrackingError
 from emoclf.modeling import META_FILE, BundleMeta, load_bundle
-from emoclf.predictions import Prediction
+from emoclf.hierarchy import Hierarchy
+from emoclf.predictions import Prediction, single_predictions
 from emoclf.preprocess import Preprocessor
 
 log = logging.getLogger(__name__)
@@ -167,6 +168,8 @@ class Predictor:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         self.backend, self.tokenizer, self.meta = backend, tokenizer, meta
         self.labels = meta.labels
+        # Groups of labels when the model was trained with a hierarchy: predictions then carry the group.
+        self.hierarchy = Hierarchy.from_dict(meta.hierarchy, meta.labels) if meta.hierarchy else None
         self.preprocessor = Preprocessor.from_dict(meta.preprocess)
         self.batch_size = batch_size
         self.input_names = [n for n in tokenizer.model_input_names if n in backend.input_names]
@@ -258,14 +261,13 @@ class Predictor:
 
     def predict(self, texts: list[str], progress: bool = False) -> list[Prediction]:
         """One ``Prediction`` per raw text (a list), in input order: ``label``, ``probability`` (the label's)
-        and ``probabilities`` (every class's, summing to 1); the saved preprocessing is applied here.
+        and ``probabilities`` (every class's, summing to 1), with a hierarchy ``group`` and ``group_probability``;
+        the saved preprocessing is applied here.
 
         Raises ``EmptyTextError`` when a text is empty after preprocessing (only emoji or punctuation): it gets
         no label rather than a guess (``predictions_frame`` keeps such rows, marked ``skipped``).
         """
-        probs = self.predict_proba(texts, progress)
-        return [Prediction(self.labels[int(p.argmax())], float(p.max()), dict(zip(self.labels, map(float, p))))
-                for p in probs]
+        return single_predictions(self.predict_proba(texts, progress), self.labels, self.hierarchy)
 
 
 def check_export(predictor: Predictor, folder: Path) -> None:

@@ -91,12 +91,56 @@ class LogitAdjustedCrossEntropy:
         return _reduce(per_item, num_items_in_batch)
 
 
+class HierarchicalLoss:
+    """A hierarchy-aware loss: the fine loss plus ``weight`` times the negative log-likelihood of the true group,
+    ``-v[g] log P(g)`` with ``P(g) = sum_{k in g} p_k``, computed stably as ``logsumexp`` of the members' logits
+    minus ``logsumexp`` of all logits; ``v`` are optional group weights (the imbalance plan's, per group).
+
+    The model is left as it is, K fine logits: mistakes across groups cost more than mistakes within one,
+    yet every prediction path (PyTorch, ONNX, MLflow, serve) returns exactly a flat model's labels and
+    probabilities, and group probabilities are sums of label probabilities, so a group never disagrees
+    with its label (as a separate coarse head can). ``weight=0`` is the fine loss.
+    """
+
+    def __init__(self, fine, group_ids: list[int], weight: float = 0.5, group_weights: list[float] | None = None) -> None:
+        if weight < 0:
+            raise ValueError(f"hierarchy weight must be >= 0, got {weight}")
+        self.fine, self.weight = fine, weight
+        n_groups = max(group_ids) + 1
+        # Additive mask, groups x labels: 0 for a member, -inf otherwise, so logsumexp runs over the members only.
+        member = F.one_hot(torch.tensor(group_ids), n_groups).T.bool()
+        self.mask = torch.zeros(member.shape).masked_fill(~member, float("-inf"))
+        self.group_of = torch.tensor(group_ids)
+        self.group_weights = torch.tensor(group_weights, dtype=torch.float32) if group_weights is not None else None
+
+    def group_log_probs(self, logits: torch.Tensor) -> torch.Tensor:
+        """log P(group) per row: logsumexp over each group's logits minus logsumexp over all."""
+        log_p = F.log_softmax(logits.float(), dim=-1)
+        return torch.logsumexp(log_p[:, None, :] + self.mask.to(logits.device), dim=-1)
+
+    def __call__(self, outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+        fine = self.fine(outputs, labels, num_items_in_batch)
+        if not self.weight:
+            return fine
+        log_g = self.group_log_probs(outputs["logits"])
+        v = self.group_weights.to(log_g.device) if self.group_weights is not None else None
+        coarse = F.nll_loss(log_g, self.group_of.to(labels.device)[labels], weight=v, reduction="none")
+        return fine + self.weight * _reduce(coarse, num_items_in_batch)
+
+
 def make_loss(kind: str, weights: list[float] | None, gamma: float = 2.0, focal_alpha: bool = True,
-              label_smoothing: float = 0.0):
+              label_smoothing: float = 0.0, group_ids: list[int] | None = None, hierarchy_weight: float = 0.5,
+              group_weights: list[float] | None = None):
     """The loss for an imbalance plan: ``ce``, ``weighted-ce``, ``logit-adjusted`` or ``focal``, each with
-    ``label_smoothing``."""
+    ``label_smoothing``; with ``group_ids`` (each label's group), wrapped in ``HierarchicalLoss``, whose group
+    term is weighted by ``group_weights`` exactly when the fine loss is weighted by ``weights``."""
+    weighted = kind == "weighted-ce" or (kind == "focal" and focal_alpha)
     if kind == "focal":
-        return FocalLoss(gamma, weights if focal_alpha else None, label_smoothing)
-    if kind == "logit-adjusted":
-        return LogitAdjustedCrossEntropy(weights, label_smoothing)
-    return WeightedCrossEntropy(weights if kind == "weighted-ce" else None, label_smoothing)
+        fine = FocalLoss(gamma, weights if weighted else None, label_smoothing)
+    elif kind == "logit-adjusted":
+        fine = LogitAdjustedCrossEntropy(weights, label_smoothing)
+    else:
+        fine = WeightedCrossEntropy(weights if weighted else None, label_smoothing)
+    if group_ids is None:
+        return fine
+    return HierarchicalLoss(fine, group_ids, hierarchy_weight, group_weights if weighted else None)

@@ -73,6 +73,7 @@ class BundleMeta:
     emoclf_version: str | None = None
     data: dict[str, Any] = field(default_factory=dict)  # source, texts and class counts per split
     training: dict[str, Any] = field(default_factory=dict)  # what "auto" settings resolved to
+    hierarchy: dict[str, Any] | None = None  # groups of labels (hierarchy.Hierarchy.to_dict), or None: flat
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

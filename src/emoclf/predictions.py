@@ -5,6 +5,11 @@ A single request (CLI arguments, HTTP, ``Predictor.predict``) gets one ``Predict
 MLflow model, Spark) gets one row per text with the same numbers in ``prediction_columns``:
 ``predicted_label``, ``predicted_probability``, ``prob_<class>``, and ``skipped``, which says why a
 row has no prediction (its text is empty after preprocessing). Nothing is dropped or reordered.
+
+A model trained with a hierarchy (``--hierarchy``) adds the predicted label's group and that group's
+probability (the sum of its members' probabilities): ``group`` and ``group_probability`` for a single
+request, ``predicted_group`` and ``group_probability`` columns for a batch. Labels and probabilities are
+those of a flat model; a flat model's predictions have no group fields at all.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import pandas as pd
 from emoclf.data.io import missing_columns_error
 from emoclf.data.validate import check_types
 from emoclf.errors import DataError
+from emoclf.hierarchy import Hierarchy, group_probabilities
 
 log = logging.getLogger(__name__)
 
@@ -26,16 +32,34 @@ SKIPPED_EMPTY = "empty after preprocessing"
 
 @dataclass
 class Prediction:
-    """One text's label, its probability, and every class's probability (they sum to 1)."""
+    """One text's label, its probability, and every class's probability (they sum to 1); with a hierarchy, the
+    label's group and the group's probability (None without one)."""
 
     label: str
     probability: float
     probabilities: dict[str, float]
+    group: str | None = None
+    group_probability: float | None = None
 
 
-def prediction_columns(labels: list[str]) -> list[str]:
+def prediction_columns(labels: list[str], hierarchy: Hierarchy | None = None) -> list[str]:
     """The columns a batch prediction adds, in order."""
-    return ["predicted_label", "predicted_probability", *(f"prob_{lab}" for lab in labels), "skipped"]
+    groups = ["predicted_group", "group_probability"] if hierarchy else []
+    return ["predicted_label", "predicted_probability", *groups, *(f"prob_{lab}" for lab in labels), "skipped"]
+
+
+def single_predictions(probs: np.ndarray, labels: list[str], hierarchy: Hierarchy | None) -> list[Prediction]:
+    """One ``Prediction`` per row of probabilities."""
+    groups = zip(*label_groups(probs, labels, hierarchy)) if hierarchy else ((None, None) for _ in probs)
+    return [Prediction(labels[int(p.argmax())], float(p.max()), dict(zip(labels, map(float, p))), g,
+                       None if gp is None else float(gp)) for p, (g, gp) in zip(probs, groups)]
+
+
+def label_groups(probs: np.ndarray, labels: list[str], hierarchy: Hierarchy) -> tuple[np.ndarray, np.ndarray]:
+    """The group of each row's most probable label, and that group's probability (the sum of its members')."""
+    ids = np.asarray(hierarchy.group_ids(labels), dtype=np.int64)[probs.argmax(axis=1)]
+    group_probs = group_probabilities(probs, hierarchy, labels)
+    return np.asarray(hierarchy.names, dtype=object)[ids], group_probs[np.arange(len(ids)), ids]
 
 
 def predictions_frame(predictor, texts: list[str], progress: bool = False) -> pd.DataFrame:
@@ -44,20 +68,24 @@ def predictions_frame(predictor, texts: list[str], progress: bool = False) -> pd
     A text that is empty after preprocessing keeps its row, with no label or probabilities and
     ``skipped`` saying why; ``skipped`` is empty for every predicted row.
     """
-    labels = predictor.labels
+    labels, hierarchy = predictor.labels, predictor.hierarchy
     clean = predictor.clean(texts)
     keep = np.array([bool(t) for t in clean], dtype=bool)
     probs = np.full((len(clean), len(labels)), np.nan)
     label = np.full(len(clean), "", dtype=object)
     top = np.full(len(clean), np.nan)
+    group, group_prob = np.full(len(clean), "", dtype=object), np.full(len(clean), np.nan)
     if keep.any():
         kept = predictor.probabilities([t for t, k in zip(clean, keep) if k], progress)
         probs[keep], top[keep] = kept, kept.max(axis=1)
         label[keep] = [labels[i] for i in kept.argmax(axis=1)]
+        if hierarchy:
+            group[keep], group_prob[keep] = label_groups(kept, labels, hierarchy)
     if (~keep).any():
         log.warning("%d of %d text(s) are empty after preprocessing: no prediction, 'skipped' says so",
                     int((~keep).sum()), len(keep))
-    return pd.DataFrame({"predicted_label": label, "predicted_probability": top,
+    groups = {"predicted_group": group, "group_probability": group_prob} if hierarchy else {}
+    return pd.DataFrame({"predicted_label": label, "predicted_probability": top, **groups,
                          **{f"prob_{lab}": probs[:, j] for j, lab in enumerate(labels)},
                          "skipped": np.where(keep, "", SKIPPED_EMPTY)})
 
@@ -73,7 +101,7 @@ def predict_table(predictor, df: pd.DataFrame, text_column: str = "text", progre
     error = missing_columns_error(source, df, {text_column: "--text-column"})
     if error:
         raise error
-    clash = [c for c in prediction_columns(predictor.labels) if c in df.columns]
+    clash = [c for c in prediction_columns(predictor.labels, predictor.hierarchy) if c in df.columns]
     if clash:
         raise DataError(f"{source}: has column(s) {', '.join(map(repr, clash))}, which the predictions would "
                         "overwrite; rename them")

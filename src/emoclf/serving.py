@@ -1,7 +1,7 @@
 """HTTP API over a ``Predictor``: ``create_app`` builds the FastAPI app, ``serve`` runs it with uvicorn.
 
 ``POST /predict`` with ``{"texts": [...]}`` returns, per text, the label, its probability and every
-class probability; ``GET /health``; ``GET /metadata`` (model, labels, preprocessing, training
+class probability (and, from a model trained with a hierarchy, the label's group and its probability); ``GET /health``; ``GET /metadata`` (model, labels, preprocessing, training
 metrics); ``GET /`` a page to type texts and see labels and probabilities; OpenAPI docs at ``/docs``
 and ``/redoc``. Every page works offline: the page is self-contained, and the docs' scripts and styles
 are served from the ``fastapi-offline`` package instead of a CDN. Bad input is a 4xx with a one-line ``detail``, never a 500:
@@ -59,6 +59,9 @@ class TextPrediction(BaseModel):
     label: str = Field(description="The most probable class.")
     probability: float = Field(description="Its probability.")
     probabilities: dict[str, float] = Field(description="Every class's probability (they sum to 1).")
+    group: str | None = Field(None, description="The label's group; only from a model trained with a hierarchy.")
+    group_probability: float | None = Field(None, description="The group's probability (the sum of its labels'); "
+                                                              "only with a hierarchy.")
 
 
 class PredictResponse(BaseModel):
@@ -184,7 +187,8 @@ def create_app(predictor: Predictor, limits: Limits = Limits(), model_name: str 
     app.add_middleware(BodyGuard, max_bytes=limits.max_body_bytes)
     app.add_middleware(SameOriginPages)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    @app.post("/predict", response_model=PredictResponse, responses=ERROR_RESPONSES)
+    # None only stands for the group fields of a flat model, which are left out rather than sent as null.
+    @app.post("/predict", response_model=PredictResponse, response_model_exclude_none=True, responses=ERROR_RESPONSES)
     def predict(request: PredictRequest) -> dict:
         """Label, its probability and all class probabilities for each text."""
         texts = request.texts
@@ -215,7 +219,7 @@ def create_app(predictor: Predictor, limits: Limits = Limits(), model_name: str 
             "backend": predictor.backend.name, "labels": predictor.labels, "preprocessing": meta.preprocess,
             "max_length": meta.max_length, "temperature": meta.temperature, "metrics": meta.metrics,
             "trained_at": meta.trained_at, "run_id": meta.run_id, "training_data": meta.data or None,
-            "export": meta.export or None, "limits": asdict(limits),
+            "export": meta.export or None, "hierarchy": meta.hierarchy, "limits": asdict(limits),
         }
 
     return app

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,11 +35,13 @@ from emoclf.checkpoints import (
     prepare_output,
 )
 from emoclf.config import Config
-from emoclf.data import DEMO_SOURCE, PreparedData, load_data
+from emoclf.data import DEMO_SOURCE, Labelled, PreparedData, load_data
 from emoclf.data.profile import profile, write_profile
 from emoclf.environment import record_run
 from emoclf.evaluation.context import now
-from emoclf.evaluation.evaluate import finish_model
+from emoclf.evaluation.evaluate import evaluate, finish_model
+from emoclf.hierarchy import AUTO, Hierarchy, first_model, from_validation
+from emoclf.inference import Predictor
 from emoclf.losses import make_loss
 from emoclf.modeling import BundleMeta, hub_id, load_for_training, model_max_length, save_bundle
 from emoclf.preprocess import Preprocessor
@@ -90,12 +93,14 @@ class _Setup:
     train_ds: Any
     val_ds: Any
     precision: str
+    hierarchy: Hierarchy | None
     steps: dict = field(default_factory=dict)  # what plan_steps decided, then the steps trained
 
     def resolved(self) -> dict[str, Any]:
         """What the ``auto`` settings became, logged with the run and saved with the model."""
         return {"imbalance_strategy": self.plan.strategy, "loss": self.plan.loss, "max_length": self.max_length,
-                "precision": self.precision, "train_rows_after_resampling": len(self.train_ds)}
+                "precision": self.precision, "train_rows_after_resampling": len(self.train_ds),
+                "hierarchy": self.hierarchy.describe() if self.hierarchy else "flat"}
 
 
 def train(cfg: Config, data: PreparedData | None = None, resume: bool = False,
@@ -126,19 +131,33 @@ def train(cfg: Config, data: PreparedData | None = None, resume: bool = False,
     out = Path(cfg.train.output_dir)
     # The data first: bad data fails in seconds, before any file is written or any MLflow run opened.
     data = data or load_data(cfg.data, Preprocessor(cfg.preprocess))
+    spec = cfg.train.hierarchy
+    given = Hierarchy.parse(spec, data.labels) if spec and spec != AUTO else None  # refused before anything is written
     # Under torchrun/accelerate every rank runs this; only rank 0 tracks, writes and evaluates.
     main = is_main_process()
     checkpoint = (prepare_output(out, resume, cfg.train.overwrite) if main
                   else latest_checkpoint(out / CHECKPOINT_DIR) if resume else None)
     with console.log_file(out / LOG_FILE) if main else contextlib.nullcontext():
-        return _run(cfg, data, checkpoint, resume, callbacks, holdout)
+        hierarchy = given or (auto_hierarchy(cfg, data) if spec == AUTO else None)
+        return _run(cfg, data, checkpoint, resume, callbacks, holdout, hierarchy)
+
+
+def auto_hierarchy(cfg: Config, data: PreparedData, report_dir: Path | None = None) -> Hierarchy | None:
+    """``--hierarchy auto``: the groups of the classes that a first, quick flat model (``hierarchy.first_model``)
+    confuses on validation (never test), the tree drawn in ``report_dir`` (default: the run's report folder);
+    None, and a flat training, when it confuses none more than the mean."""
+    first, small = first_model(cfg, data)
+    predictor = Predictor.load(train(first, small, holdout=None).model_dir, batch_size=cfg.train.eval_batch_size)
+    matrix = evaluate(predictor, Labelled.from_split(data.splits["validation"], "validation")).metrics["confusion_matrix"]
+    shutil.rmtree(first.train.output_dir, ignore_errors=True)
+    return from_validation(matrix, data.labels, report_dir or Path(cfg.train.output_dir) / REPORT_DIR)
 
 
 def _run(cfg: Config, data: PreparedData, checkpoint: Path | None, resume: bool,
-         callbacks: Sequence[TrainerCallback], holdout: str | None) -> TrainResult:
+         callbacks: Sequence[TrainerCallback], holdout: str | None, hierarchy: Hierarchy | None) -> TrainResult:
     t, out, main = cfg.train, Path(cfg.train.output_dir), is_main_process()
     plan = imbalance.plan(t.imbalance, data.splits["train"]["label_id"].to_numpy(), len(data.labels),
-                          t.imbalance_threshold)
+                          t.imbalance_threshold, hierarchy.group_ids(data.labels) if hierarchy else None)
     summary = data.summary(cfg.data.data or DEMO_SOURCE)  # what the run, the model and its card say it learnt from
     tracker = make_tracker(cfg.tracking.tracking and main, cfg.tracking.tracking_uri, cfg.tracking.experiment,
                            local_dir=out, optional=cfg.tracking.tracking_optional)
@@ -146,7 +165,7 @@ def _run(cfg: Config, data: PreparedData, checkpoint: Path | None, resume: bool,
         tracker.start(cfg.tracking.run_name or run_name(cfg.model.model, plan.strategy), resume=resume,
                       description=run_description(cfg, summary, plan.strategy, plan.loss))
     with ended_run(tracker):
-        setup = _setup(cfg, data, plan, tracker)
+        setup = _setup(cfg, data, plan, tracker, hierarchy)
         trainer, seconds, examples = _fit(cfg, setup, tracker, checkpoint, callbacks)
         history = trainer.state.log_history
         if not main:
@@ -160,7 +179,7 @@ def _run(cfg: Config, data: PreparedData, checkpoint: Path | None, resume: bool,
                        history, tracker.failures_file)
 
 
-def _setup(cfg: Config, data: PreparedData, plan: imbalance.Plan, tracker) -> _Setup:
+def _setup(cfg: Config, data: PreparedData, plan: imbalance.Plan, tracker, hierarchy: Hierarchy | None) -> _Setup:
     """Model, token limit from the data profile, the imbalance plan, the tokenised splits; all logged."""
     t, out = cfg.train, Path(cfg.train.output_dir)
     if is_main_process():
@@ -180,7 +199,7 @@ def _setup(cfg: Config, data: PreparedData, plan: imbalance.Plan, tracker) -> _S
         setup = _Setup(tokenizer, model, prof, max_length, plan,
                        tokenize_split(data.splits["train"], tokenizer, max_length).select(rows),
                        tokenize_split(data.splits["validation"], tokenizer, max_length),
-                       resolve_precision(t.precision))
+                       resolve_precision(t.precision), hierarchy)
     log.info("training %s on %d texts (imbalance %s, ratio %.2f, loss %s), max_length %d, %s", cfg.model.model,
              len(setup.train_ds), plan.strategy, plan.imbalance_ratio, plan.loss, max_length, setup.precision)
     log_training_setup(tracker, cfg, data.splits, setup.resolved(), data.report.label_issues)
@@ -198,7 +217,8 @@ def _fit(cfg: Config, setup: _Setup, tracker, checkpoint: Path | None,
         data_collator=DataCollatorWithPadding(setup.tokenizer, pad_to_multiple_of=pad_multiple()),
         compute_metrics=compute_metrics,
         compute_loss_func=make_loss(setup.plan.loss, setup.plan.class_weights, t.focal_gamma, t.focal_alpha,
-                                    t.label_smoothing),
+                                    t.label_smoothing, setup.plan.group_ids,
+                                    t.hierarchy_weight, setup.plan.group_weights),
         layer_decay=t.layer_decay, callbacks=[EpochSummary(tracker), DivergenceCheck(), stop, *callbacks]
         + [EarlyStoppingAfterFloor(t.patience, min_steps=t.min_steps)] * t.early_stopping,
     )
@@ -218,6 +238,7 @@ def _evaluate(cfg: Config, data: PreparedData, summary: dict, setup: _Setup, tra
     meta = BundleMeta(labels=data.labels, preprocess=Preprocessor(cfg.preprocess).to_dict(),
                       max_length=setup.max_length, base_model=hub_id(cfg.model.model), config=cfg.to_dict(),
                       trained_at=now(), run_id=run_id, emoclf_version=__version__,
-                      data=summary, training={**setup.resolved(), **setup.steps})
+                      data=summary, training={**setup.resolved(), **setup.steps},
+                      hierarchy=setup.hierarchy.to_dict() if setup.hierarchy else None)
     staged = save_bundle(Path(cfg.train.output_dir) / STAGED_MODEL_DIR, trainer.model, setup.tokenizer, meta)
     return finish_model(cfg, data, staged, trainer.state.log_history, holdout, setup.steps)

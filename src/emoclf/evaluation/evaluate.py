@@ -29,7 +29,7 @@ from emoclf.checkpoints import MODEL_DIR, REPORT_DIR
 from emoclf.config import Config, DataConfig
 from emoclf.data import Labelled, PreparedData, load_labelled
 from emoclf.evaluation.context import log_evaluation, report_context
-from emoclf.evaluation.metrics import classification_metrics, model_metrics
+from emoclf.evaluation.metrics import classification_metrics, group_metrics, model_metrics
 from emoclf.evaluation.report import write_report
 from emoclf.inference import Predictor
 from emoclf.modelcard import write_meta_and_card
@@ -76,6 +76,8 @@ def evaluate(predictor, data: Labelled, out_dir: str | Path | None = None, histo
     raw = calibrated_probs(logits)
     probs = calibrated_probs(logits, meta.temperature, meta.class_bias)
     metrics = classification_metrics(data.y_true, probs.argmax(axis=1), predictor.labels)
+    if predictor.hierarchy is not None:  # flat metrics as they are, and the same predictions scored by group
+        metrics["groups"] = group_metrics(metrics["confusion_matrix"], predictor.labels, predictor.hierarchy.groups)
     metrics["calibration"] = {"temperature": meta.temperature, **(fitted or {}),
                               "ece_before": expected_calibration_error(raw, data.y_true),
                               "ece_after": expected_calibration_error(probs, data.y_true)}

@@ -38,15 +38,30 @@ def classification_metrics(y_true, y_pred, labels: list[str]) -> dict:
     }
 
 
+def group_metrics(confusion, labels: list[str], groups: dict[str, list[str]]) -> dict:
+    """Scores over groups of labels (a hierarchy), from the labels' confusion matrix: a prediction counts as right
+    when its label is in the true label's group. Macro-F1 averages the groups with rows, as ``macro_f1`` does."""
+    member = np.array([[lab in m for m in groups.values()] for lab in labels], dtype=np.int64)  # labels x groups
+    cm = member.T @ np.asarray(confusion, dtype=np.int64) @ member
+    tp, support, predicted = np.diag(cm), cm.sum(axis=1), cm.sum(axis=0)
+    f1 = 2 * tp / np.maximum(support + predicted, 1)
+    return {"groups": {g: list(m) for g, m in groups.items()},
+            "accuracy": float(tp.sum() / max(cm.sum(), 1)), "macro_f1": float(f1[support > 0].mean()),
+            "per_group": {g: {"f1": float(f1[j]), "support": int(support[j])} for j, g in enumerate(groups)},
+            "confusion_matrix": cm.tolist()}
+
+
 def model_metrics(metrics: dict) -> dict:
-    """What a model folder keeps of its test evaluation: the headline and each class's scores."""
+    """What a model folder keeps of its test evaluation: the headline, each class's scores (and the groups')."""
     return {**{k: metrics[k] for k in ("accuracy", "macro_f1", "weighted_f1", "n")},
-            "per_class": metrics["per_class"]}
+            "per_class": metrics["per_class"], **({"groups": metrics["groups"]} if "groups" in metrics else {})}
 
 
 def flat_metrics(metrics: dict, prefix: str = "test/") -> dict[str, float]:
     """Scalar metrics with per-class F1/precision/recall, as MLflow metric names."""
     out = {f"{prefix}{k}": metrics[k] for k in ("accuracy", "macro_f1", "weighted_f1")}
+    if "groups" in metrics:
+        out.update({f"{prefix}group_{k}": metrics["groups"][k] for k in ("accuracy", "macro_f1")})
     for lab, row in metrics["per_class"].items():
         for k in ("precision", "recall", "f1"):
             if row[k] is not None:  # a class absent from the split has no score to log

@@ -37,6 +37,13 @@ def markdown_table(metrics: dict) -> str:
     for lab, row in metrics["per_class"].items():
         lines.append(f"| {lab} | {score(row['precision'])} | {score(row['recall'])} | {score(row['f1'])} | "
                      f"{row['support']} |")
+    if "groups" in metrics:
+        g = metrics["groups"]
+        lines += ["", f"groups: accuracy **{g['accuracy']:.4f}**, macro-F1 **{g['macro_f1']:.4f}** "
+                  f"(a label counts as right when it is in the true label's group)", "",
+                  "| group | labels | F1 | support |", "|---|---|---:|---:|"]
+        lines += [f"| {name} | {', '.join(g['groups'][name])} | {row['f1']:.4f} | {row['support']} |"
+                  for name, row in g["per_group"].items()]
     if absent_note(metrics):
         lines += ["", absent_note(metrics)]
     if training_note(metrics):
