@@ -4,7 +4,8 @@
     python benchmarks/recipe_table.py ARM=FILE[,FILE...] [ARM=...]
 
 Each FILE holds the JSON line of one ``benchmarks/quality.py`` run (or of ``benchmarks/posthoc.py``,
-whose ``macro_f1_class_bias`` is then read). Prints a markdown table and one JSON line.
+whose ``macro_f1_class_bias`` is then read), or is the run's output folder (its ``report/metrics.json``:
+per-class precision and recall too). Prints a markdown table and one JSON line.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ import numpy as np
 
 
 def read(path: str) -> dict:
+    if Path(path).is_dir():
+        m = json.loads((Path(path) / "report" / "metrics.json").read_text())
+        return {"macro_f1": m["macro_f1"], **{f"per_class_{k}": {c: v[k] for c, v in m["per_class"].items()}
+                                               for k in ("f1", "precision", "recall")}}
     line = [l for l in Path(path).read_text().splitlines() if l.startswith("{")][-1]
     row = json.loads(line)
     if row.get("benchmark") == "posthoc":
@@ -30,8 +35,10 @@ def summary(rows: list[dict]) -> dict:
         return [round(float(values.mean()), 4), round(float(values.std(ddof=1)) if len(values) > 1 else 0.0, 4)]
 
     classes = sorted(rows[0]["per_class_f1"])
-    out = {"seeds": len(rows), "macro_f1": ms([r["macro_f1"] for r in rows]),
-           "per_class_f1": {c: ms([r["per_class_f1"][c] for r in rows]) for c in classes}}
+    out = {"seeds": len(rows), "macro_f1": ms([r["macro_f1"] for r in rows])}
+    for key in ("per_class_f1", "per_class_precision", "per_class_recall"):
+        if all(key in r for r in rows):
+            out[key] = {c: ms([r[key][c] for r in rows]) for c in classes}
     if all("train_seconds" in r for r in rows):
         out["train_seconds"] = ms([r["train_seconds"] for r in rows])
     return out
@@ -50,6 +57,12 @@ def main() -> None:
     for name, s in arms.items():
         cells = [f"{m:.4f} ± {sd:.4f}" for m, sd in [s["macro_f1"], *s["per_class_f1"].values()]]
         print(f"| {name} | {s['seeds']} | " + " | ".join(cells) + " |")
+    for name, s in arms.items():
+        if "per_class_precision" in s:
+            print(f"\n{name}: | class | precision | recall | F1 |\n| --- | --- | --- | --- |")
+            for c in classes:
+                print(f"| {c} | " + " | ".join(f"{s[k][c][0]:.3f} ± {s[k][c][1]:.3f}" for k in
+                                               ("per_class_precision", "per_class_recall", "per_class_f1")) + " |")
     print(json.dumps({"benchmark": "recipe_table", "arms": arms}))
 
 
