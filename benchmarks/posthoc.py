@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from emoclf import hardware
@@ -44,7 +43,6 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path)
     for run in parser.parse_args().runs:
         print(json.dumps(score(run)), flush=True)
-    sys.stdout.flush()
 
 
 if __name__ == "__main__":
