@@ -3,8 +3,8 @@
     python benchmarks/quality.py --seed 42 --imbalance logit-adjust > out/la-s42.json   # one line per run
     python benchmarks/recipe_table.py ARM=FILE[,FILE...] [ARM=...] [--groups "a=x,y;b=z"]
 
-Each FILE holds the JSON line of one ``benchmarks/quality.py`` run (or of ``benchmarks/posthoc.py``,
-whose ``macro_f1_class_bias`` is then read), or is the run's output folder (its ``report/metrics.json``:
+Each FILE holds the JSON line of one ``benchmarks/quality.py`` run (or of ``benchmarks/posthoc.py``:
+``FILE@class_bias``, the default, or ``FILE@averaged`` picks its arm), or is the run's output folder (its ``report/metrics.json``:
 per-class precision and recall too; with ``--groups``, each arm's group accuracy, a flat arm's included).
 Prints a markdown table and one JSON line.
 """
@@ -31,10 +31,12 @@ def read(path: str, groups: str | None = None) -> dict:
             row["group_accuracy"] = group_metrics(m["confusion_matrix"], labels,
                                                   Hierarchy.parse(groups, labels).groups)["accuracy"]
         return row
+    path, _, arm = path.partition("@")
     line = [l for l in Path(path).read_text().splitlines() if l.startswith("{")][-1]
     row = json.loads(line)
     if row.get("benchmark") == "posthoc":
-        row = {"macro_f1": row["macro_f1_class_bias"], "per_class_f1": row["per_class_f1_class_bias"]}
+        arm = arm or "class_bias"
+        row = {"macro_f1": row[f"macro_f1_{arm}"], "per_class_f1": row[f"per_class_f1_{arm}"]}
     return row
 
 

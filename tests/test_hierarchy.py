@@ -184,6 +184,9 @@ def test_training_saves_the_hierarchy_and_scores_the_groups(hierarchical):
     saved = json.loads((hierarchical.output_dir / "report" / "metrics.json").read_text())
     assert saved["groups"]["macro_f1"] == groups["macro_f1"] and meta["metrics"]["groups"] == groups
     assert "| positive | joy, love, surprise |" in (hierarchical.output_dir / "report" / "report.md").read_text()
+    card = (hierarchical.model_dir / "README.md").read_text()  # the model card names the groups and their scores
+    assert "## Hierarchy" in card and f"group accuracy **{groups['accuracy']:.4f}**" in card
+    assert "| positive | joy, love, surprise |" in card
 
 
 def test_every_prediction_path_returns_the_same_labels_probabilities_and_groups(hierarchical, tmp_path):

@@ -48,3 +48,18 @@ def test_the_card_says_whether_confidences_are_rescaled(temperature, said):
                                "per_class": {lab: {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 10}
                                              for lab in LABELS}})
     assert said in render(meta, "x")
+
+
+def test_a_hierarchical_models_card_lists_its_groups_and_their_scores():
+    groups = {"anger+sadness": ["anger", "sadness"], "fear+surprise": ["fear", "surprise"], "joy+love": ["joy", "love"]}
+    metrics = {"accuracy": 0.9, "macro_f1": 0.9, "weighted_f1": 0.9, "n": 60,
+               "per_class": {lab: {"precision": 0.9, "recall": 0.9, "f1": 0.9, "support": 10} for lab in LABELS},
+               "groups": {"groups": groups, "accuracy": 0.95, "macro_f1": 0.94,
+                          "per_group": {g: {"f1": 0.94, "support": 20} for g in groups}}}
+    meta = BundleMeta(labels=LABELS, preprocess={}, max_length=32, base_model="m", metrics=metrics,
+                      hierarchy={"groups": groups, "source": "auto"})
+    text = render(meta, "x")
+    assert "## Hierarchy" in text and "found from a first model's validation confusion" in text
+    assert "group accuracy **0.9500**, group macro-F1 **0.9400**" in text
+    assert f"| fear+surprise | fear, surprise | {score(0.94)} | 20 |" in text
+    assert "## Hierarchy" not in render(BundleMeta(labels=LABELS, preprocess={}, max_length=32, base_model="m"), "x")

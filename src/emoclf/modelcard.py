@@ -62,6 +62,22 @@ def _data(meta) -> str:
             + _table(["class", *splits], rows))
 
 
+def _hierarchy(meta) -> str:
+    """The groups a ``--hierarchy`` model was trained with (each prediction also names its group), and their scores."""
+    if not meta.hierarchy:
+        return ""
+    groups = meta.hierarchy["groups"]
+    found = "found from a first model's validation confusion" if meta.hierarchy.get("source") == "auto" else "given"
+    scored = (meta.metrics or {}).get("groups")
+    rows = [[g, ", ".join(m), *([score(scored["per_group"][g]["f1"]), scored["per_group"][g]["support"]]
+                                if scored else [])] for g, m in groups.items()]
+    header = ["group", "classes", *(["F1", "test texts"] if scored else [])]
+    head = (f" On the test split: group accuracy **{scored['accuracy']:.4f}**, group macro-F1 "
+            f"**{scored['macro_f1']:.4f}**." if scored else "")
+    return (f"\n\n## Hierarchy\n\nTrained with a hierarchy-aware loss over groups {found}; every prediction also "
+            f"names its group (the group of its label) and the group's probability.{head}\n\n" + _table(header, rows))
+
+
 def render(meta, name: str) -> str:
     """The card's text (front matter and Markdown) for the model described by ``meta``."""
     steps = ", ".join(f"{k} {v}" for k, v in meta.preprocess.items())
@@ -82,7 +98,7 @@ Trained {meta.trained_at or "at an unrecorded time"}{f" in MLflow run `{meta.run
 
 ## Evaluation
 
-{_evaluation(meta)}
+{_evaluation(meta)}{_hierarchy(meta)}
 
 ## Preprocessing
 
