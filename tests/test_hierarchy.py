@@ -16,7 +16,8 @@ from sklearn.metrics import accuracy_score, f1_score
 from emoclf.config import Config
 from emoclf.errors import ConfigError
 from emoclf.evaluation.metrics import group_metrics
-from emoclf.hierarchy import DENDROGRAM_PNG, Hierarchy, from_validation
+from emoclf.data import PreparedData
+from emoclf.hierarchy import DENDROGRAM_PNG, FOUND_JSON, Hierarchy, from_validation
 from emoclf.imbalance import plan
 from emoclf.inference import Predictor
 from emoclf.losses import HierarchicalLoss, WeightedCrossEntropy, make_loss
@@ -238,6 +239,23 @@ def test_auto_trains_a_first_model_and_logs_the_tree_it_found(tiny_model, tmp_pa
     hierarchy = Hierarchy.from_dict(meta["hierarchy"], LABELS)
     assert found == [f"hierarchy (auto, from validation confusion): {hierarchy.describe()}"]
     assert meta["training"]["hierarchy"] == hierarchy.describe() and "groups" in result.metrics
+    assert json.loads((tmp_path / "report" / FOUND_JSON).read_text()) == meta["hierarchy"]  # what --resume reads
+
+
+@pytest.mark.parametrize("recorded", [{"groups": {"a": ["anger", "sadness"], "b": ["fear", "joy", "love", "surprise"]},
+                                       "source": "auto"}, None])
+def test_a_resumed_auto_training_keeps_the_groups_it_started_with(recorded, tmp_path, monkeypatch, caplog):
+    from emoclf import training
+
+    (tmp_path / FOUND_JSON).write_text(json.dumps(recorded))
+    monkeypatch.setattr(training, "first_model", lambda *a: pytest.fail("a resumed training trained a first model"))
+    data = PreparedData({}, LABELS, None)
+    with caplog.at_level(logging.INFO, logger="emoclf"):
+        found = training.auto_hierarchy(Config().replace(hierarchy="auto"), data, tmp_path, resume=True)
+    assert (found.to_dict() if found else None) == recorded
+    said = "{anger, sadness} {fear, joy, love, surprise}" if recorded else "none, flat"
+    assert caplog.messages == [f"hierarchy auto: resuming with the groups found when this training started "
+                               f"({tmp_path / FOUND_JSON}): {said}"]
 
 
 def test_auto_without_groups_says_the_training_is_flat(tmp_path, caplog):

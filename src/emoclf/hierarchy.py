@@ -9,6 +9,7 @@ probability is the sum of its members' probabilities, so groups always agree wit
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 AUTO = "auto"
 FIRST_MODEL_DIR = "hierarchy-first-model"  # the auto hierarchy's first model, removed once it is read
 DENDROGRAM_PNG = "hierarchy_dendrogram.png"
+FOUND_JSON = "hierarchy.json"  # what auto found (or null: flat), read back by --resume instead of a new first model
 FIX = "put every label in exactly one group (a group may hold a single label)"
 
 
@@ -155,6 +157,19 @@ def _read_yaml(path: Path) -> dict[str, list[str]]:
     return {str(g): m for g, m in raw.items()}
 
 
+def recorded(report_dir: Path, labels: list[str]) -> tuple[bool, Hierarchy | None]:
+    """(True, what ``from_validation`` found for this run) when it is recorded in ``report_dir``, so that a resumed
+    training keeps the groups its checkpoints were trained with; (False, None) when nothing is recorded."""
+    path = report_dir / FOUND_JSON
+    if not path.is_file():
+        return False, None
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    found = Hierarchy.from_dict(raw, labels) if raw else None
+    log.info("hierarchy auto: resuming with the groups found when this training started (%s): %s", path,
+             found.describe() if found else "none, flat")
+    return True, found
+
+
 def group_probabilities(probs: np.ndarray, hierarchy: Hierarchy, labels: list[str]) -> np.ndarray:
     """Rows of group probabilities (sums of their members'), columns in ``hierarchy.names`` order."""
     return np.asarray(probs, dtype=np.float64) @ hierarchy.membership(labels)
@@ -196,6 +211,7 @@ def from_validation(matrix, labels: list[str], report_dir: Path) -> Hierarchy | 
     found, tree = Hierarchy.from_confusion(matrix, labels)
     report_dir.mkdir(parents=True, exist_ok=True)
     plot_dendrogram(tree, report_dir / DENDROGRAM_PNG)
+    (report_dir / FOUND_JSON).write_text(json.dumps(found.to_dict() if found else None), encoding="utf-8")
     if found is None:
         log.warning("hierarchy auto: no two classes are confused more than the mean pair (%.3f) on validation: "
                     "no groups found, this training is flat", tree["mean_rate"])

@@ -40,7 +40,7 @@ from emoclf.data.profile import profile, write_profile
 from emoclf.environment import record_run
 from emoclf.evaluation.context import now
 from emoclf.evaluation.evaluate import evaluate, finish_model
-from emoclf.hierarchy import AUTO, Hierarchy, first_model, from_validation
+from emoclf.hierarchy import AUTO, Hierarchy, first_model, from_validation, recorded
 from emoclf.inference import Predictor
 from emoclf.losses import make_loss
 from emoclf.modeling import BundleMeta, hub_id, load_for_training, model_max_length, save_bundle
@@ -138,19 +138,23 @@ def train(cfg: Config, data: PreparedData | None = None, resume: bool = False,
     checkpoint = (prepare_output(out, resume, cfg.train.overwrite) if main
                   else latest_checkpoint(out / CHECKPOINT_DIR) if resume else None)
     with console.log_file(out / LOG_FILE) if main else contextlib.nullcontext():
-        hierarchy = given or (auto_hierarchy(cfg, data) if spec == AUTO else None)
+        hierarchy = given or (auto_hierarchy(cfg, data, resume=checkpoint is not None) if spec == AUTO else None)
         return _run(cfg, data, checkpoint, resume, callbacks, holdout, hierarchy)
 
 
-def auto_hierarchy(cfg: Config, data: PreparedData, report_dir: Path | None = None) -> Hierarchy | None:
+def auto_hierarchy(cfg: Config, data: PreparedData, report_dir: Path | None = None,
+                   resume: bool = False) -> Hierarchy | None:
     """``--hierarchy auto``: the groups of the classes that a first, quick flat model (``hierarchy.first_model``)
     confuses on validation (never test), the tree drawn in ``report_dir`` (default: the run's report folder);
-    None, and a flat training, when it confuses none more than the mean."""
+    None, and a flat training, when it confuses none more than the mean. ``resume``: the groups recorded there."""
+    report_dir = report_dir or Path(cfg.train.output_dir) / REPORT_DIR
+    if resume and (found := recorded(report_dir, data.labels))[0]:
+        return found[1]
     first, small = first_model(cfg, data)
     predictor = Predictor.load(train(first, small, holdout=None).model_dir, batch_size=cfg.train.eval_batch_size)
     matrix = evaluate(predictor, Labelled.from_split(data.splits["validation"], "validation")).metrics["confusion_matrix"]
     shutil.rmtree(first.train.output_dir, ignore_errors=True)
-    return from_validation(matrix, data.labels, report_dir or Path(cfg.train.output_dir) / REPORT_DIR)
+    return from_validation(matrix, data.labels, report_dir)
 
 
 def _run(cfg: Config, data: PreparedData, checkpoint: Path | None, resume: bool,
