@@ -16,6 +16,7 @@ from types import SimpleNamespace
 
 import optuna
 import pytest
+import yaml
 from optuna.trial import TrialState
 
 from conftest import free_port
@@ -346,3 +347,30 @@ def test_ctrl_c_ends_the_trial_killed_and_the_same_command_resumes(tmp_path, tin
                                                               TrialState.COMPLETE]
     assert {r.info.run_name: r.info.status for r in runs_of(tmp_path)} == {
         "emoclf-tune": "FINISHED", "trial-0": "FINISHED", "trial-1": "KILLED", "trial-2": "FINISHED"}
+
+
+def test_auto_hierarchy_is_found_once_for_every_trial_and_kept_on_resume(tmp_path, tiny_model, monkeypatch):
+    firsts, trials = [], []
+    real_first, real_train = training.first_model, training.train
+
+    def spy_first(cfg, data):
+        firsts.append(cfg.train.output_dir)
+        return real_first(cfg, data)
+
+    def spy_train(cfg, data=None, *args, **kwargs):
+        trials.append((Path(cfg.train.output_dir).name, cfg.train.hierarchy))
+        return real_train(cfg, data, *args, **kwargs)
+
+    monkeypatch.setattr(training, "first_model", spy_first)
+    monkeypatch.setattr(training, "train", spy_train)
+    flags = tune_flags(tiny_model, tmp_path, "--max-samples", "120", "--no-tracking", "--hierarchy", "auto",
+                       "--min-steps", "30")
+    assert main([*flags, "--n-trials", "2"]) == 0
+    assert main([*flags, "--n-trials", "3"]) == 0  # resumed: one more trial, with the groups found the first time
+    out = tmp_path / "out"
+    assert firsts == [str(out)] and not (out / "hierarchy-first-model").exists()
+    pinned = str((out / "hierarchy.yaml").resolve())
+    assert [t for t in trials if t[0].startswith("trial-")] == [("trial-0000", pinned), ("trial-0001", pinned),
+                                                                ("trial-0002", pinned)]
+    groups = yaml.safe_load((out / "hierarchy.yaml").read_text())
+    assert json.loads((out / "hierarchy.json").read_text())["groups"] == groups

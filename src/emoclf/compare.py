@@ -33,7 +33,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 from matplotlib.figure import Figure
 
 from emoclf import training
@@ -43,7 +42,7 @@ from emoclf.data import load_data
 from emoclf.data.split import subsample
 from emoclf.errors import ConfigError
 from emoclf.evaluation.metrics import group_metrics
-from emoclf.hierarchy import AUTO, Hierarchy
+from emoclf.hierarchy import AUTO, Hierarchy, pin
 from emoclf.preprocess import Preprocessor
 from emoclf.tracking import ended_run, make_tracker
 
@@ -54,7 +53,6 @@ DEFAULT_STRATEGIES = tuple(s for s in IMBALANCE_STRATEGIES if s != "auto")
 QUICK_EVAL_ROWS = 500
 # Arms that compare the hierarchy-aware loss with the flat one (imbalance strategy: the config's).
 HIERARCHY_ARMS = ("flat", "hierarchical")
-HIERARCHY_YAML = "hierarchy.yaml"
 COMPARISON_DIR = "comparison"
 COMPARISON_MD = "comparison.md"
 COMPARISON_CSV = "comparison.csv"
@@ -187,9 +185,7 @@ def _hierarchy(cfg: Config, data, strategies: list[str], report_dir: Path) -> tu
     if found is None:
         raise ConfigError("--hierarchy auto found no groups (no two classes confused more than the mean pair on "
                           "validation), so a hierarchical arm would equal the flat one; give the groups instead")
-    path = report_dir / HIERARCHY_YAML
-    path.write_text(yaml.safe_dump(found.groups, sort_keys=False), encoding="utf-8")
-    return cfg.replace(hierarchy=str(path.resolve())), found
+    return pin(cfg, found, report_dir), found
 
 
 def _refuse_earlier_comparison(out: Path, strategies: list[str], seeds: range, overwrite: bool) -> None:

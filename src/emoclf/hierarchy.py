@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 AUTO = "auto"
 FIRST_MODEL_DIR = "hierarchy-first-model"  # the auto hierarchy's first model, removed once it is read
 DENDROGRAM_PNG = "hierarchy_dendrogram.png"
+GROUPS_YAML = "hierarchy.yaml"  # groups found once by compare/tune, given to every training they run
 FOUND_JSON = "hierarchy.json"  # what auto found (or null: flat), read back by --resume instead of a new first model
 FIX = "put every label in exactly one group (a group may hold a single label)"
 
@@ -155,6 +156,14 @@ def _read_yaml(path: Path) -> dict[str, list[str]]:
         raise ConfigError(f"hierarchy: {path} must map each group name to a list of labels, e.g. "
                           "'positive: [joy, love]'")
     return {str(g): m for g, m in raw.items()}
+
+
+def pin(cfg: Config, found: Hierarchy, folder: Path) -> Config:
+    """``cfg`` training with ``found``'s groups, written to ``folder/hierarchy.yaml``: what ``compare`` and ``tune`` give
+    every training they run, so that ``auto`` is found once and every arm or trial learns the same groups."""
+    path = folder / GROUPS_YAML
+    path.write_text(yaml.safe_dump(found.groups, sort_keys=False), encoding="utf-8")
+    return cfg.replace(hierarchy=str(path.resolve()))
 
 
 def recorded(report_dir: Path, labels: list[str]) -> tuple[bool, Hierarchy | None]:

@@ -3,7 +3,8 @@
 The data is loaded, checked and split once. Trials see only its training and validation splits
 (the test split is left out of what they are given), each trial is one ``training.train`` with
 the config plus the values it drew, scored by the validation macro-F1 of its best checkpoint, and
-each is an MLflow child run of the study's parent run. A callback reports every evaluation to the
+each is an MLflow child run of the study's parent run (``--hierarchy auto`` is found once, before the first
+trial, and every trial learns those groups). A callback reports every evaluation to the
 trial, and Optuna's median pruner stops hopeless trials between evaluations.
 
 The study lives in a database (default: SQLite beside the output), so a search cut short, by
@@ -39,6 +40,7 @@ from emoclf.data.profile import profile
 from emoclf.errors import ConfigError, RunStopped, TrainingDivergedError, TrainingInterrupted
 from emoclf.evaluation.evaluate import finish_model
 from emoclf.evaluation.metrics import flat_metrics
+from emoclf.hierarchy import AUTO, pin
 from emoclf.modeling import load_tokenizer
 from emoclf.preprocess import Preprocessor
 from emoclf.search_space import Param, load_space, space_dict
@@ -207,6 +209,7 @@ def tune(cfg: Config, opts: TuneOptions) -> TuneResult:
     base = _pin_max_length(cfg, search)
     out.mkdir(parents=True, exist_ok=True)
     with _folder_lock(out):
+        base = _auto_hierarchy_once(base, search, out)
         storage = opts.storage or f"sqlite:///{(out / STUDY_DB).resolve()}"
         study = _open_study(base, opts, storage, space, out)
         tracker = make_tracker(cfg.tracking.tracking, cfg.tracking.tracking_uri, cfg.tracking.experiment,
@@ -220,6 +223,15 @@ def tune(cfg: Config, opts: TuneOptions) -> TuneResult:
             result = _keep_best(study, base, data, opts, storage, out, tracker)
     result.run_id, result.tracking_failures = tracker.run_id, tracker.failures_file
     return result
+
+
+def _auto_hierarchy_once(base: Config, search: PreparedData, out: Path) -> Config:
+    """``--hierarchy auto`` found once, before the first trial (read back when the study resumes), so that every
+    trial learns the same groups and none trains a first model of its own; no groups found: flat trials."""
+    if base.train.hierarchy != AUTO:
+        return base
+    found = training.auto_hierarchy(base, search, out, resume=True)
+    return pin(base, found, out) if found else base.replace(hierarchy=None)
 
 
 def _check_options(opts: TuneOptions) -> None:
