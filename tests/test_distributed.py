@@ -89,3 +89,21 @@ def test_two_process_training_is_one_run_with_whole_split_metrics(launch, tiny_m
     assert len(val) == 46
     assert best.value == pytest.approx(f1_score(y, predicted, average="macro"), abs=1e-9)
     assert accuracy[best.step] == pytest.approx(float(np.mean(predicted == y)), abs=1e-9)
+
+
+def test_auto_hierarchy_under_torchrun_is_found_by_rank_0_and_read_by_the_others(tiny_model, tmp_path):
+    out = tmp_path / "run"
+    cmd = [*launcher("torchrun", free_port()), "-m", "emoclf.cli", "train", "--model", str(tiny_model),
+           "--epochs", "3", "--batch-size", str(BATCH), "--learning-rate", "3e-3", "--precision", "fp32",
+           "--min-steps", "0", "--output-dir", str(out), "--no-tracking", "--hierarchy", "auto"]
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "OMP_NUM_THREADS": "1"}
+    if sys.platform == "linux":
+        env["GLOO_SOCKET_IFNAME"] = "lo"
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    # Rank 1 once loaded the first model before rank 0 had saved it ("no such model folder").
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert "Could not locate the best model" not in proc.stderr  # every rank knows where the best checkpoint went
+    meta = json.loads((out / "model" / "emoclf.json").read_text())
+    assert meta["hierarchy"]["source"] == "auto"
+    assert json.loads((out / "report" / "hierarchy.json").read_text()) == meta["hierarchy"]
+    assert not (out / "hierarchy-first-model").exists()

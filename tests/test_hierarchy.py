@@ -254,8 +254,7 @@ def test_a_resumed_auto_training_keeps_the_groups_it_started_with(recorded, tmp_
         found = training.auto_hierarchy(Config().replace(hierarchy="auto"), data, tmp_path, resume=True)
     assert (found.to_dict() if found else None) == recorded
     said = "{anger, sadness} {fear, joy, love, surprise}" if recorded else "none, flat"
-    assert caplog.messages == [f"hierarchy auto: resuming with the groups found when this training started "
-                               f"({tmp_path / FOUND_JSON}): {said}"]
+    assert caplog.messages == [f"hierarchy auto: resuming with the groups found when this training started: {said}"]
 
 
 def test_auto_without_groups_says_the_training_is_flat(tmp_path, caplog):

@@ -167,16 +167,13 @@ def pin(cfg: Config, found: Hierarchy, folder: Path) -> Config:
 
 
 def recorded(report_dir: Path, labels: list[str]) -> tuple[bool, Hierarchy | None]:
-    """(True, what ``from_validation`` found for this run) when it is recorded in ``report_dir``, so that a resumed
-    training keeps the groups its checkpoints were trained with; (False, None) when nothing is recorded."""
+    """(True, what ``from_validation`` found for this run) when it is recorded in ``report_dir`` (a resumed training
+    keeps the groups its checkpoints learnt; other ranks read rank 0's); (False, None) when nothing is recorded."""
     path = report_dir / FOUND_JSON
     if not path.is_file():
         return False, None
     raw = json.loads(path.read_text(encoding="utf-8"))
-    found = Hierarchy.from_dict(raw, labels) if raw else None
-    log.info("hierarchy auto: resuming with the groups found when this training started (%s): %s", path,
-             found.describe() if found else "none, flat")
-    return True, found
+    return True, Hierarchy.from_dict(raw, labels) if raw else None
 
 
 def group_probabilities(probs: np.ndarray, hierarchy: Hierarchy, labels: list[str]) -> np.ndarray:

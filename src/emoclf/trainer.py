@@ -44,6 +44,13 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def wait_for_everyone() -> None:
+    """A barrier across the torchrun/accelerate ranks, so that what rank 0 wrote is there for the others; a single
+    process (or ranks whose process group is not started) goes straight on."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
 def resolve_precision(precision: str) -> str:
     """``auto``: bf16 on GPUs that have it (else fp16), bf16 on CPUs with bf16 instructions, else fp32."""
     if precision != "auto":
@@ -297,15 +304,17 @@ class EmoclfTrainer(Trainer):
         finally:
             self._staging = False
         self.accelerator.wait_for_everyone()  # every rank has written its RNG state into the staging folder
-        if not self.args.should_save:
-            return
         run_dir = self._get_output_dir(trial)
         name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
         staged, final = os.path.join(run_dir, STAGING_DIR, name), os.path.join(run_dir, name)
         if self.state.best_model_checkpoint == staged:
-            # The Trainer recorded where it wrote; the state, also the copy inside, must name where it will be.
+            # The Trainer recorded where it wrote; the state (every rank's, and the copy inside) must name where
+            # it will be, or the ranks but 0 would look for the best model in the staging folder at the end.
             self.state.best_model_checkpoint = final
-            self.state.save_to_json(os.path.join(staged, TRAINER_STATE_NAME))
+            if self.args.should_save:
+                self.state.save_to_json(os.path.join(staged, TRAINER_STATE_NAME))
+        if not self.args.should_save:
+            return
         os.replace(staged, final)
         os.rmdir(os.path.dirname(staged))
         rotate_checkpoints(run_dir, self.args.save_total_limit, self.state.best_model_checkpoint)

@@ -25,15 +25,8 @@ from transformers import DataCollatorWithPadding, TrainerCallback, set_seed
 from transformers.trainer import TRAINER_STATE_NAME, TrainerState
 
 from emoclf import __version__, console, imbalance
-from emoclf.checkpoints import (
-    CHECKPOINT_DIR,
-    LOG_FILE,
-    MODEL_DIR,
-    REPORT_DIR,
-    STAGED_MODEL_DIR,
-    latest_checkpoint,
-    prepare_output,
-)
+from emoclf.checkpoints import (CHECKPOINT_DIR, LOG_FILE, MODEL_DIR, REPORT_DIR, STAGED_MODEL_DIR, latest_checkpoint,
+                                prepare_output)
 from emoclf.config import Config
 from emoclf.data import DEMO_SOURCE, Labelled, PreparedData, load_data
 from emoclf.data.profile import profile, write_profile
@@ -60,6 +53,7 @@ from emoclf.trainer import (
     resolve_precision,
     run_training,
     tokenize_split,
+    wait_for_everyone,
 )
 
 log = logging.getLogger(__name__)
@@ -148,13 +142,19 @@ def auto_hierarchy(cfg: Config, data: PreparedData, report_dir: Path | None = No
     confuses on validation (never test), the tree drawn in ``report_dir`` (default: the run's report folder);
     None, and a flat training, when it confuses none more than the mean. ``resume``: the groups recorded there."""
     report_dir = report_dir or Path(cfg.train.output_dir) / REPORT_DIR
-    if resume and (found := recorded(report_dir, data.labels))[0]:
-        return found[1]
+    if resume and (kept := recorded(report_dir, data.labels))[0]:
+        log.info("hierarchy auto: resuming with the groups found when this training started: %s",
+                 kept[1].describe() if kept[1] else "none, flat")
+        return kept[1]
     first, small = first_model(cfg, data)
-    predictor = Predictor.load(train(first, small, holdout=None).model_dir, batch_size=cfg.train.eval_batch_size)
-    matrix = evaluate(predictor, Labelled.from_split(data.splits["validation"], "validation")).metrics["confusion_matrix"]
-    shutil.rmtree(first.train.output_dir, ignore_errors=True)
-    return from_validation(matrix, data.labels, report_dir)
+    model_dir = train(first, small, holdout=None).model_dir  # under torchrun, trained by every rank together
+    if is_main_process():  # rank 0 alone saved it: it finds and records the groups, the other ranks read them
+        predictor = Predictor.load(model_dir, batch_size=cfg.train.eval_batch_size)
+        matrix = evaluate(predictor, Labelled.from_split(data.splits["validation"], "validation")).metrics["confusion_matrix"]
+        shutil.rmtree(first.train.output_dir, ignore_errors=True)
+        from_validation(matrix, data.labels, report_dir)
+    wait_for_everyone()
+    return recorded(report_dir, data.labels)[1]
 
 
 def _run(cfg: Config, data: PreparedData, checkpoint: Path | None, resume: bool,
