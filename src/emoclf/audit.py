@@ -10,7 +10,8 @@ and split settings (validation and test carved out alike, duplicates and leaked 
 ``emoclf train --exclude-label-issues label_issues.csv`` finds every row the audit flagged.
 
 The probabilities come from ``linear`` (a logistic regression on the base model's frozen, mean-pooled
-embeddings, computed once: minutes on 2 cores) or ``finetune`` (``training.train`` on the other folds,
+embeddings, computed once: minutes on 2 cores), ``tfidf`` (a logistic regression on word 1-2-gram
+TF-IDF: seconds, and on hashtag-labelled data the stronger of the two fast ones) or ``finetune`` (``training.train`` on the other folds,
 validated and calibrated on the validation split, predicting the held-out fold: one fine-tuning per fold).
 """
 
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
@@ -48,6 +50,7 @@ ISSUES_CSV = "label_issues.csv"
 ISSUES_HTML = "label_issues.html"
 SUMMARY_JSON = "audit.json"
 FOLDS_DIR = "folds"  # the finetune audit's fold trainings, removed once each has predicted its fold
+TFIDF = "word 1-2-gram TF-IDF"  # what a tfidf audit's summary names as its model
 HTML_ROWS = 500  # the page lists the lowest-quality rows; the CSV has them all
 SECTIONS = {"summary": "Summary", "per-class": "Suspected errors per class", "issues": "Suspicious rows"}
 
@@ -87,6 +90,23 @@ def linear_probabilities(cfg: Config, data: PreparedData, folds: StratifiedKFold
     x = embed(train["text"].tolist(), cfg.model.model, cfg.train.eval_batch_size, cfg.model.max_length)
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     return cross_val_predict(clf, x, train["label_id"].to_numpy(), cv=folds, method="predict_proba")
+
+
+def scorer(cfg: Config, opts: AuditOptions) -> str:
+    """The model behind the probabilities, as the summary, the page and MLflow name it."""
+    return TFIDF if opts.audit_model == "tfidf" else hub_id(cfg.model.model)
+
+
+def tfidf_probabilities(data: PreparedData, folds: StratifiedKFold) -> np.ndarray:
+    """Out-of-fold probabilities of a logistic regression on word 1-2-gram TF-IDF (vocabulary fitted per fold).
+
+    C=10 (weak regularisation): on the emotion training split its out-of-fold accuracy is 0.86 against 0.79 at
+    sklearn's C=1, measured on the training rows only."""
+    train = data.splits["train"]
+    clf = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
+                        LogisticRegression(C=10.0, max_iter=2000))
+    return cross_val_predict(clf, train["text"].tolist(), train["label_id"].to_numpy(), cv=folds,
+                             method="predict_proba")
 
 
 def finetune_probabilities(cfg: Config, data: PreparedData, folds: StratifiedKFold, work: Path) -> np.ndarray:
@@ -141,7 +161,7 @@ def summarise(cfg: Config, opts: AuditOptions, data: PreparedData, probs: np.nda
             "per_class": per_class,
             "out_of_fold_accuracy": float((probs.argmax(axis=1) == train["label_id"].to_numpy()).mean()),
             "settings": {"audit_model": opts.audit_model, "folds": opts.folds, "filter_by": opts.filter_by,
-                         "model": hub_id(cfg.model.model), "seed": cfg.train.seed, "data": d.data or DEMO_SOURCE,
+                         "model": scorer(cfg, opts), "seed": cfg.train.seed, "data": d.data or DEMO_SOURCE,
                          "val_data": d.val_data, "test_data": d.test_data, "val_size": d.val_size,
                          "test_size": d.test_size, "split_seed": d.split_seed},
             "seconds": {k: round(v, 1) for k, v in seconds.items()}, "cpu": detect().to_dict(),
@@ -208,10 +228,13 @@ def audit(cfg: Config, opts: AuditOptions) -> AuditResult:
         settings = cfg.to_dict()
         tracker.log_params({"audit": {"audit_model": opts.audit_model, "folds": opts.folds,
                                       "filter_by": opts.filter_by}, "data": settings["data"],
-                            "preprocess": settings["preprocess"], "model": {"model": hub_id(cfg.model.model)}})
+                            "preprocess": settings["preprocess"],
+                            "model": {"model": scorer(cfg, opts)}})
         fitted = time.perf_counter()
         if opts.audit_model == "linear":
             probs = linear_probabilities(cfg, data, folds)
+        elif opts.audit_model == "tfidf":
+            probs = tfidf_probabilities(data, folds)
         else:
             probs = finetune_probabilities(cfg, data, folds, out / FOLDS_DIR)
         seconds = {"probabilities": time.perf_counter() - fitted}

@@ -153,7 +153,7 @@ COMMANDS = {
     "audit": Command("cmd_audit", "Find training rows whose label is likely wrong (cleanlab), log to MLflow.",
                      "Give every training row of DATA (the training split 'emoclf train' would use with the same "
                      "settings) class probabilities from a model that never saw it (--folds out of fold; "
-                     "--audit-model linear or finetune), find the likely label errors with cleanlab, and write them "
+                     "--audit-model linear, tfidf or finetune), find the likely label errors with cleanlab, and write them "
                      "ranked (label_issues.csv, label_issues.html) with per-class counts (audit.json) into --out. "
                      "'emoclf train --exclude-label-issues OUT/label_issues.csv' then drops or relabels them in the "
                      "training split only.", C.AuditOptions, ALL_SECTIONS, "?", "[DATA] [options]",

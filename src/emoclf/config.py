@@ -276,12 +276,12 @@ class TuneOptions:
 
 @dataclass
 class AuditOptions:
-    audit_model: Literal["linear", "finetune"] = _f("linear", "What gives the out-of-fold probabilities: linear (a "
-                                                              "logistic regression on the base model's frozen "
-                                                              "mean-pooled embeddings: one pass of the model over "
-                                                              "the texts) or finetune (one fine-tuning per fold with "
-                                                              "the train settings: about --folds trainings, sharper "
-                                                              "probabilities).")
+    audit_model: Literal["linear", "tfidf", "finetune"] = _f(
+        "linear", "What gives the out-of-fold probabilities: linear (a logistic regression on the base model's "
+                  "frozen mean-pooled embeddings: one pass of the model over the texts), tfidf (a logistic "
+                  "regression on the texts' word 1-2-gram TF-IDF: seconds, no model; strong where the labels follow "
+                  "words, as hashtag labels do) or finetune (one fine-tuning per fold with the train settings: about "
+                  "--folds trainings, sharper probabilities).")
     folds: int = _f(5, "Folds of the out-of-fold probabilities (stratified): each row is scored by a model that "
                        "never saw it.")
     filter_by: IssueFilter = _f("prune_by_noise_rate", "cleanlab's method for deciding which labels are issues "
