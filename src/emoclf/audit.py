@@ -11,8 +11,9 @@ and split settings (validation and test carved out alike, duplicates and leaked 
 
 The probabilities come from ``linear`` (a logistic regression on the base model's frozen, mean-pooled
 embeddings, computed once: minutes on 2 cores), ``tfidf`` (a logistic regression on word 1-2-gram
-TF-IDF: seconds, and on hashtag-labelled data the stronger of the two fast ones) or ``finetune`` (``training.train`` on the other folds,
-validated and calibrated on the validation split, predicting the held-out fold: one fine-tuning per fold).
+TF-IDF: seconds, and on hashtag-labelled data the stronger of the two fast ones) or ``finetune``
+(``training.train`` on the other folds, validated and calibrated on the validation split, predicting
+the held-out fold: one fine-tuning per fold).
 """
 
 from __future__ import annotations
@@ -228,8 +229,7 @@ def audit(cfg: Config, opts: AuditOptions) -> AuditResult:
         settings = cfg.to_dict()
         tracker.log_params({"audit": {"audit_model": opts.audit_model, "folds": opts.folds,
                                       "filter_by": opts.filter_by}, "data": settings["data"],
-                            "preprocess": settings["preprocess"],
-                            "model": {"model": scorer(cfg, opts)}})
+                            "preprocess": settings["preprocess"], "model": {"model": scorer(cfg, opts)}})
         fitted = time.perf_counter()
         if opts.audit_model == "linear":
             probs = linear_probabilities(cfg, data, folds)

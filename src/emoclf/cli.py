@@ -153,10 +153,10 @@ COMMANDS = {
     "audit": Command("cmd_audit", "Find training rows whose label is likely wrong (cleanlab), log to MLflow.",
                      "Give every training row of DATA (the training split 'emoclf train' would use with the same "
                      "settings) class probabilities from a model that never saw it (--folds out of fold; "
-                     "--audit-model linear, tfidf or finetune), find the likely label errors with cleanlab, and write them "
-                     "ranked (label_issues.csv, label_issues.html) with per-class counts (audit.json) into --out. "
-                     "'emoclf train --exclude-label-issues OUT/label_issues.csv' then drops or relabels them in the "
-                     "training split only.", C.AuditOptions, ALL_SECTIONS, "?", "[DATA] [options]",
+                     "--audit-model linear, tfidf or finetune), find the likely label errors with cleanlab, and "
+                     "write them ranked (label_issues.csv, label_issues.html) with per-class counts (audit.json) into "
+                     "--out. 'emoclf train --exclude-label-issues OUT/label_issues.csv' then drops or relabels them "
+                     "in the training split only.", C.AuditOptions, ALL_SECTIONS, "?", "[DATA] [options]",
                      names(*ALL_SECTIONS) - {"output_dir", "overwrite", "register_name"}),
     "inspect": Command("cmd_inspect", "Profile a data set: splits, class balance, duplicates, leakage, lengths.",
                        "Validate and profile DATA, print the profile as tables and write it as JSON plus a "
