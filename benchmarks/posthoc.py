@@ -6,8 +6,8 @@ For each training folder (e.g. from benchmarks/quality.py --output-dir ...): mac
 split as saved; with the weights of its two kept checkpoints (the last two epochs) averaged
 (checkpoint averaging, the cheap cousin of EMA/SWA); and with per-class logit offsets fitted on its
 own validation split (what ``--class-bias`` does at the end of training), which is post-hoc logit
-adjustment with one offset per class chosen for macro-F1. The validation split is rebuilt from the run's saved config, so the
-test data is never used to fit anything. Prints one JSON line per run.
+adjustment with one offset per class chosen for macro-F1. The validation split is rebuilt from the
+run's saved config, so the test data is never used to fit anything. Prints one JSON line per run.
 """
 
 from __future__ import annotations
