@@ -4,8 +4,9 @@
     python benchmarks/recipe_table.py ARM=FILE[,FILE...] [ARM=...] [--groups "a=x,y;b=z"]
 
 Each FILE holds the JSON line of one ``benchmarks/quality.py`` run (or of ``benchmarks/posthoc.py``:
-``FILE@class_bias``, the default, or ``FILE@averaged`` picks its arm), or is the run's output folder (its ``report/metrics.json``:
-per-class precision and recall too; with ``--groups``, each arm's group accuracy, a flat arm's included).
+``FILE@class_bias``, the default, or ``FILE@averaged`` picks its arm), or is the run's output folder
+(its ``report/metrics.json``: per-class precision and recall too; with ``--groups``, each arm's group
+accuracy, a flat arm's included).
 Prints a markdown table and one JSON line.
 """
 
