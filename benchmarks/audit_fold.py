@@ -11,10 +11,10 @@ import json
 import time
 from pathlib import Path
 
-from emoclf import training
-from emoclf.audit import stratified_folds
+from emoclf import hardware, training
+from emoclf.audit import fold_data, stratified_folds
 from emoclf.config import Config
-from emoclf.data import PreparedData, load_data
+from emoclf.data import load_data
 from emoclf.inference import Predictor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,16 +32,15 @@ def main() -> None:
     data = load_data(cfg.data)
     train = data.splits["train"]
     fit, held = next(stratified_folds(data, args.folds, cfg.train.seed).split(train, train["label_id"]))
-    fold = PreparedData({"train": train.iloc[fit].reset_index(drop=True), "validation": data.splits["validation"]},
-                        data.labels, data.report)
     started = time.perf_counter()
-    result = training.train(cfg, fold, holdout=None)
+    result = training.train(cfg, fold_data(data, fit), holdout=None)
     trained = time.perf_counter()
     Predictor.load(result.model_dir, batch_size=cfg.train.eval_batch_size).probabilities(
         train["text"].iloc[held].tolist(), progress=False)
-    print(json.dumps({"fit_rows": len(fit), "held_rows": len(held), "steps": args.steps,
+    print(json.dumps({"benchmark": "audit_fold", "fit_rows": len(fit), "held_rows": len(held), "steps": args.steps,
                       "train_seconds": round(result.train_seconds, 1), "fold_seconds": round(trained - started, 1),
-                      "predict_held_seconds": round(time.perf_counter() - trained, 1)}))
+                      "predict_held_seconds": round(time.perf_counter() - trained, 1),
+                      "cpu": hardware.detect().to_dict()}))
 
 
 if __name__ == "__main__":

@@ -110,6 +110,12 @@ def tfidf_probabilities(data: PreparedData, folds: StratifiedKFold) -> np.ndarra
                              method="predict_proba")
 
 
+def fold_data(data: PreparedData, fit: np.ndarray) -> PreparedData:
+    """What one fold of a finetune audit trains on: the training rows ``fit`` and the whole validation split."""
+    return PreparedData({"train": data.splits["train"].iloc[fit].reset_index(drop=True),
+                         "validation": data.splits["validation"]}, data.labels, data.report)
+
+
 def finetune_probabilities(cfg: Config, data: PreparedData, folds: StratifiedKFold, work: Path) -> np.ndarray:
     """Out-of-fold probabilities of one fine-tuning per fold (``training.train`` with the config's settings)."""
     train = data.splits["train"]
@@ -118,9 +124,7 @@ def finetune_probabilities(cfg: Config, data: PreparedData, folds: StratifiedKFo
         log.info("audit: fine-tuning fold %d of %d on %d rows", k + 1, folds.get_n_splits(), len(fit))
         fold_cfg = cfg.replace(output_dir=str(work / f"fold-{k + 1}"), overwrite=True, tracking=False,
                                register_name=None)
-        fold = PreparedData({"train": train.iloc[fit].reset_index(drop=True),
-                             "validation": data.splits["validation"]}, data.labels, data.report)
-        result = training.train(fold_cfg, fold, holdout=None)
+        result = training.train(fold_cfg, fold_data(data, fit), holdout=None)
         predictor = Predictor.load(result.model_dir, batch_size=cfg.train.eval_batch_size)
         probs[held] = predictor.probabilities(train["text"].iloc[held].tolist(), progress=False)
         shutil.rmtree(work / f"fold-{k + 1}")

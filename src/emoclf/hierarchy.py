@@ -166,14 +166,11 @@ def pin(cfg: Config, found: Hierarchy, folder: Path) -> Config:
     return cfg.replace(hierarchy=str(path.resolve()))
 
 
-def recorded(report_dir: Path, labels: list[str]) -> tuple[bool, Hierarchy | None]:
-    """(True, what ``from_validation`` found for this run) when it is recorded in ``report_dir`` (a resumed training
-    keeps the groups its checkpoints learnt; other ranks read rank 0's); (False, None) when nothing is recorded."""
-    path = report_dir / FOUND_JSON
-    if not path.is_file():
-        return False, None
-    raw = json.loads(path.read_text(encoding="utf-8"))
-    return True, Hierarchy.from_dict(raw, labels) if raw else None
+def read_found(report_dir: Path, labels: list[str]) -> Hierarchy | None:
+    """What ``from_validation`` recorded in ``report_dir`` (None: flat), so that a resumed training keeps the groups
+    its checkpoints learnt and the other ranks use rank 0's."""
+    raw = json.loads((report_dir / FOUND_JSON).read_text(encoding="utf-8"))
+    return Hierarchy.from_dict(raw, labels) if raw else None
 
 
 def group_probabilities(probs: np.ndarray, hierarchy: Hierarchy, labels: list[str]) -> np.ndarray:

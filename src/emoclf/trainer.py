@@ -44,13 +44,6 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def wait_for_everyone() -> None:
-    """A barrier across the torchrun/accelerate ranks, so that what rank 0 wrote is there for the others; a single
-    process (or ranks whose process group is not started) goes straight on."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()
-
-
 def resolve_precision(precision: str) -> str:
     """``auto``: bf16 on GPUs that have it (else fp16), bf16 on CPUs with bf16 instructions, else fp32."""
     if precision != "auto":
@@ -229,6 +222,7 @@ class GracefulStop(TrainerCallback):
 
 # The encoder layer a parameter belongs to, in BERT, RoBERTa (encoder.layer.N) and DistilBERT (transformer.layer.N).
 LAYER_INDEX = re.compile(r"\.layer\.(\d+)\.")
+
 
 def layer_groups(model, learning_rate: float, decay: float) -> list[tuple[float, list]]:
     """Trainable parameters by depth with their learning rates: embeddings at ``lr * decay^(L+1)``, encoder

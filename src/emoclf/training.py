@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+from accelerate import PartialState
 from transformers import DataCollatorWithPadding, TrainerCallback, set_seed
 from transformers.trainer import TRAINER_STATE_NAME, TrainerState
 
@@ -33,7 +34,7 @@ from emoclf.data.profile import profile, write_profile
 from emoclf.environment import record_run
 from emoclf.evaluation.context import now
 from emoclf.evaluation.evaluate import evaluate, finish_model
-from emoclf.hierarchy import AUTO, Hierarchy, first_model, from_validation, recorded
+from emoclf.hierarchy import AUTO, FOUND_JSON, Hierarchy, first_model, from_validation, read_found
 from emoclf.inference import Predictor
 from emoclf.losses import make_loss
 from emoclf.modeling import BundleMeta, hub_id, load_for_training, model_max_length, save_bundle
@@ -53,7 +54,6 @@ from emoclf.trainer import (
     resolve_precision,
     run_training,
     tokenize_split,
-    wait_for_everyone,
 )
 
 log = logging.getLogger(__name__)
@@ -142,10 +142,11 @@ def auto_hierarchy(cfg: Config, data: PreparedData, report_dir: Path | None = No
     confuses on validation (never test), the tree drawn in ``report_dir`` (default: the run's report folder);
     None, and a flat training, when it confuses none more than the mean. ``resume``: the groups recorded there."""
     report_dir = report_dir or Path(cfg.train.output_dir) / REPORT_DIR
-    if resume and (kept := recorded(report_dir, data.labels))[0]:
+    if resume and (report_dir / FOUND_JSON).is_file():
+        kept = read_found(report_dir, data.labels)
         log.info("hierarchy auto: resuming with the groups found when this training started: %s",
-                 kept[1].describe() if kept[1] else "none, flat")
-        return kept[1]
+                 kept.describe() if kept else "none, flat")
+        return kept
     first, small = first_model(cfg, data)
     model_dir = train(first, small, holdout=None).model_dir  # under torchrun, trained by every rank together
     if is_main_process():  # rank 0 alone saved it: it finds and records the groups, the other ranks read them
@@ -153,8 +154,8 @@ def auto_hierarchy(cfg: Config, data: PreparedData, report_dir: Path | None = No
         matrix = evaluate(predictor, Labelled.from_split(data.splits["validation"], "validation")).metrics["confusion_matrix"]
         shutil.rmtree(first.train.output_dir, ignore_errors=True)
         from_validation(matrix, data.labels, report_dir)
-    wait_for_everyone()
-    return recorded(report_dir, data.labels)[1]
+    PartialState().wait_for_everyone()
+    return read_found(report_dir, data.labels)
 
 
 def _run(cfg: Config, data: PreparedData, checkpoint: Path | None, resume: bool,

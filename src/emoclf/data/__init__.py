@@ -15,7 +15,7 @@ import pandas as pd
 
 from emoclf.config import DataConfig
 from emoclf.data.io import read_file, read_source
-from emoclf.data.issues import apply_label_issues
+from emoclf.data.issues import apply_label_issues, changed
 from emoclf.data.split import carve_missing, subsample
 from emoclf.data.validate import (
     MAX_LISTED,
@@ -175,8 +175,7 @@ def load_data(cfg: DataConfig, preprocessor: Preprocessor | None = None) -> Prep
     prepared = {split: _with_ids(splits[split], labels) for split in SPLITS}
     issues = report.label_issues
     log.info("data: %s: %s texts%s", cfg.data or DEMO_SOURCE, ", ".join(f"{k} {len(v)}" for k, v in prepared.items()),
-             f" ({issues['changed']} training rows {'dropped' if issues['action'] == 'drop' else 'relabelled'} "
-             f"as label issues)" if issues else "")
+             f" ({changed(issues)} as label issues)" if issues else "")
     return PreparedData(prepared, labels, report)
 
 

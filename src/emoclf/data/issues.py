@@ -24,6 +24,11 @@ class LabelIssuesMismatch(DataError):
     """An issues file none of whose rows is a training row: it was written for other data or settings."""
 
 
+def changed(counts: dict) -> str:
+    """``500 training rows dropped`` (or ``relabelled``), as the data line and the profile say it."""
+    return f"{counts['changed']} training rows {'dropped' if counts['action'] == 'drop' else 'relabelled'}"
+
+
 def read_label_issues(path: str | Path, top: int | None = None) -> pd.DataFrame:
     """The ``text``, ``given_label`` and ``suggested_label`` columns of an audit's ``label_issues.csv`` (its
     first ``top`` rows: the file is ranked, most likely errors first)."""

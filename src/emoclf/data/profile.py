@@ -11,6 +11,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from emoclf.data import PreparedData
+from emoclf.data.issues import changed
 
 log = logging.getLogger(__name__)
 
@@ -123,9 +124,8 @@ def format_profile(prof: dict) -> str:
     ])
     issues = v.get("label_issues")
     if issues:
-        lines.append(f"label issues ({issues['file']}): {issues['listed']} listed, {issues['changed']} training "
-                     f"rows {'dropped' if issues['action'] == 'drop' else 'relabelled'}, {issues['not_in_train']} "
-                     "not in the training split")
+        lines.append(f"label issues ({issues['file']}): {issues['listed']} listed, {changed(issues)}, "
+                     f"{issues['not_in_train']} not in the training split")
     lengths = [["words", *(f"{x:g}" for x in prof["word_length"].values())]]
     if "token_length" in prof:
         lengths.append(["tokens", *(f"{x:g}" for x in prof["token_length"].values())])
