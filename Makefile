@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The `cpu` extra pins the small CPU build of torch; GPU users: CPU= make test keeps your torch.
 CPU ?= cpu,
 
-.PHONY: demo test test-fast clean
+.PHONY: demo test test-fast lint format clean
 
 # One stamp per extras set: the demo needs no test tools (PySpark alone is ~450 MB).
 $(VENV)/.installed-%: pyproject.toml
@@ -23,6 +23,14 @@ test: $(VENV)/.installed-test  ## the whole suite, slow end-to-end tests include
 
 test-fast: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: $(VENV)/.installed-test  ## ruff: lint and formatting, as CI checks them
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.installed-test  ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 clean:
 	rm -rf runs inspect evaluation audit benchmarks/out mlflow.db mlruns mlartifacts

@@ -26,9 +26,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--folds", type=int, default=5)
     args = parser.parse_args()
-    cfg = Config().replace(data=str(args.data_dir / "train.txt"), test_data=str(args.data_dir / "val.txt"),
-                           tracking=False, max_steps=args.steps, min_steps=0, early_stopping=False, overwrite=True,
-                           output_dir=str(ROOT / "benchmarks" / "out" / "audit-fold"))
+    cfg = Config().replace(
+        data=str(args.data_dir / "train.txt"),
+        test_data=str(args.data_dir / "val.txt"),
+        tracking=False,
+        max_steps=args.steps,
+        min_steps=0,
+        early_stopping=False,
+        overwrite=True,
+        output_dir=str(ROOT / "benchmarks" / "out" / "audit-fold"),
+    )
     data = load_data(cfg.data)
     train = data.splits["train"]
     fit, held = next(stratified_folds(data, args.folds, cfg.train.seed).split(train, train["label_id"]))
@@ -36,11 +43,22 @@ def main() -> None:
     result = training.train(cfg, fold_data(data, fit), holdout=None)
     trained = time.perf_counter()
     Predictor.load(result.model_dir, batch_size=cfg.train.eval_batch_size).probabilities(
-        train["text"].iloc[held].tolist(), progress=False)
-    print(json.dumps({"benchmark": "audit_fold", "fit_rows": len(fit), "held_rows": len(held), "steps": args.steps,
-                      "train_seconds": round(result.train_seconds, 1), "fold_seconds": round(trained - started, 1),
-                      "predict_held_seconds": round(time.perf_counter() - trained, 1),
-                      "cpu": hardware.detect().to_dict()}))
+        train["text"].iloc[held].tolist(), progress=False
+    )
+    print(
+        json.dumps(
+            {
+                "benchmark": "audit_fold",
+                "fit_rows": len(fit),
+                "held_rows": len(held),
+                "steps": args.steps,
+                "train_seconds": round(result.train_seconds, 1),
+                "fold_seconds": round(trained - started, 1),
+                "predict_held_seconds": round(time.perf_counter() - trained, 1),
+                "cpu": hardware.detect().to_dict(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ The model is the one ``benchmarks/quality.py`` trains with the default config. E
 classifies the same texts (in file order) after a warm-up; each figure is the best of --repeats.
 Paths: the transformers ``pipeline`` (fp32, batch_size=32: what a user would write), emoclf's
 PyTorch path in fp32 (and bf16 weights on CPUs with AMX/AVX512-BF16), ONNX fp32 and ONNX int8
-exports (int8 weights chosen for this CPU by ``emoclf export``'s rule, recorded in the JSON). Then ``emoclf serve`` runs the int8 export and single-text requests measure p50/p99
+exports (int8 weights chosen for this CPU by ``emoclf export``'s rule, recorded in the JSON). Then
+``emoclf serve`` runs the int8 export and single-text requests measure p50/p99
 latency over HTTP (keep-alive connection, as a client library would use). Prints one JSON line.
 """
 
@@ -84,7 +85,7 @@ def bench_pipeline(model: Path, texts: list[str], y_true: np.ndarray, labels: li
 
 def bench_predictor(predictor: Predictor, data: Labelled, repeats: int) -> dict:
     """emoclf's own evaluation, run ``repeats`` times after a warm-up; the fastest run counts."""
-    predictor.predict_proba(data.texts[:predictor.batch_size])
+    predictor.predict_proba(data.texts[: predictor.batch_size])
     best = max((evaluate(predictor, data) for _ in range(repeats)), key=lambda r: r.texts_per_second)
     return {"texts_per_second": round(best.texts_per_second, 1), "macro_f1": round(best.metrics["macro_f1"], 4)}
 
@@ -122,9 +123,13 @@ def levers(export: Path, data: Labelled, repeats: int, cores: int) -> dict:
     tokenized = time.perf_counter()
     p.predict_proba(data.texts)
     total = time.perf_counter() - tokenized
-    out = {"time_shares": {"preprocessing": round((cleaned - started) / total, 3),
-                           "tokenisation": round((tokenized - cleaned) / total, 3),
-                           "model_and_rest": round(1 - (tokenized - started) / total, 3)}}
+    out = {
+        "time_shares": {
+            "preprocessing": round((cleaned - started) / total, 3),
+            "tokenisation": round((tokenized - cleaned) / total, 3),
+            "model_and_rest": round(1 - (tokenized - started) / total, 3),
+        }
+    }
     for threads in sorted({1, cores}):
         p = predictor(threads=threads)
         out[f"threads_{threads}"] = {**bench_predictor(p, data, repeats), "single_text": single_text_ms(p, data.texts)}
@@ -138,8 +143,11 @@ def levers(export: Path, data: Labelled, repeats: int, cores: int) -> dict:
 def http_latency(export: Path, texts: list[str], requests: int, log_file: Path) -> dict:
     """p50/p99 milliseconds of single-text POST /predict to a real ``emoclf serve`` process."""
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "emoclf.cli", "--quiet", "serve", "--model", str(export),
-                               "--port", str(port)], stdout=subprocess.DEVNULL, stderr=log_file.open("w"))
+    server = subprocess.Popen(
+        [sys.executable, "-m", "emoclf.cli", "--quiet", "serve", "--model", str(export), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=log_file.open("w"),
+    )
     try:
         wait_ready(port, server)
         conn = http.client.HTTPConnection("127.0.0.1", port)
@@ -159,38 +167,60 @@ def http_latency(export: Path, texts: list[str], requests: int, log_file: Path) 
         server.terminate()
         server.wait(timeout=30)
     ms = np.array(timings) * 1000
-    return {"p50_ms": round(float(np.percentile(ms, 50)), 2), "p99_ms": round(float(np.percentile(ms, 99)), 2),
-            "requests": requests}
+    return {
+        "p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "p99_ms": round(float(np.percentile(ms, 99)), 2),
+        "requests": requests,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=ROOT / "benchmarks" / "out" / "quality" / "model",
-                        help="Saved model folder (default: the one benchmarks/quality.py trains).")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=ROOT / "benchmarks" / "out" / "quality" / "model",
+        help="Saved model folder (default: the one benchmarks/quality.py trains).",
+    )
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "emotion" / "val.txt")
     parser.add_argument("--limit", type=int, help="Use only the first N texts (a quick check).")
     parser.add_argument("--batch-size", type=int, default=64, help="emoclf's batch size (default: 64).")
     parser.add_argument("--repeats", type=int, default=3, help="Timed runs per path; the best counts (default: 3).")
     parser.add_argument("--requests", type=int, default=500, help="Single-text HTTP requests (default: 500).")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "inference", help="Export folder.")
-    parser.add_argument("--levers", action="store_true",
-                        help="Also measure ONNX Runtime threads, graph optimisation levels and batch sizes on the int8 "
-                             "export, and single-text latency in process.")
+    parser.add_argument(
+        "--levers",
+        action="store_true",
+        help="Also measure ONNX Runtime threads, graph optimisation levels and batch sizes on the int8 "
+        "export, and single-text latency in process.",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
-    for noisy in ("transformers", "onnxruntime", "onnx_model", "onnx_model_bert", "fusion_base", "fusion_utils",
-                  "fusion_attention", "fusion_embedlayer", "fusion_skiplayernorm", "fusion_biasgelu"):
+    for noisy in (
+        "transformers",
+        "onnxruntime",
+        "onnx_model",
+        "onnx_model_bert",
+        "fusion_base",
+        "fusion_utils",
+        "fusion_attention",
+        "fusion_embedlayer",
+        "fusion_skiplayernorm",
+        "fusion_biasgelu",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if not (args.model / "emoclf.json").is_file():
-        sys.exit(f"{args.model}: no trained model; run `python benchmarks/quality.py` first (it writes "
-                 "benchmarks/out/quality/model), or pass --model")
+        sys.exit(
+            f"{args.model}: no trained model; run `python benchmarks/quality.py` first (it writes "
+            "benchmarks/out/quality/model), or pass --model"
+        )
 
     hw = hardware.detect()
     threads = hw.cores
     torch.set_num_threads(threads)
     reference = Predictor.load(args.model, batch_size=args.batch_size)
     full = load_labelled(DataConfig(data=str(args.data)), reference.labels, reference.preprocessor)
-    data = Labelled(full.texts[:args.limit], full.y_true[:args.limit], full.source, full.split)
+    data = Labelled(full.texts[: args.limit], full.y_true[: args.limit], full.source, full.split)
     texts, y_true, labels = data.texts, data.y_true, reference.labels
 
     paths = {"pipeline_fp32": bench_pipeline(args.model, texts, y_true, labels, args.repeats)}
@@ -198,37 +228,48 @@ def main() -> None:
     paths["pytorch_fp32"] = bench_predictor(reference, data, args.repeats)
     log.info("pytorch fp32: %s", paths["pytorch_fp32"])
     if hw.amx or hw.avx512_bf16:  # measured where the CPU has bf16 instructions, to show whether they pay
-        paths["pytorch_bf16"] = bench_predictor(Predictor.load(args.model, args.batch_size, precision="bf16"),
-                                                data, args.repeats)
+        paths["pytorch_bf16"] = bench_predictor(
+            Predictor.load(args.model, args.batch_size, precision="bf16"), data, args.repeats
+        )
         log.info("pytorch bf16: %s", paths["pytorch_bf16"])
     exports = {}
     for precision in ("fp32", "int8"):
         exports[precision] = convert(args.model, args.out / f"onnx-{precision}", precision)
-        paths[f"onnx_{precision}"] = bench_predictor(Predictor.load(exports[precision], args.batch_size),
-                                                     data, args.repeats)
+        paths[f"onnx_{precision}"] = bench_predictor(
+            Predictor.load(exports[precision], args.batch_size), data, args.repeats
+        )
         log.info("onnx %s: %s", precision, paths[f"onnx_{precision}"])
 
     fastest = max(paths, key=lambda k: paths[k]["texts_per_second"])
     base = paths["pipeline_fp32"]["texts_per_second"]
     latency = http_latency(exports["int8"], texts, args.requests, args.out / "serve.log")
     extra = {"levers": levers(exports["int8"], data, args.repeats, threads)} if args.levers else {}
-    print(json.dumps({
-        "benchmark": "inference",
-        "model": os.path.relpath(args.model, ROOT),
-        "data": args.data.name,
-        "texts": len(texts),
-        "threads": threads,
-        "batch_size": args.batch_size,
-        "paths": paths,
-        "fastest": fastest,
-        "speedup_vs_pipeline": round(paths[fastest]["texts_per_second"] / base, 2),
-        "macro_f1_lost_points": round(100 * (paths["pytorch_fp32"]["macro_f1"] - paths[fastest]["macro_f1"]), 2),
-        "http_single_text": {"model": "onnx_int8", **latency},
-        "int8_quantization": {k: v for k, v in BundleMeta.read(exports["int8"]).export["quantization"].items()
-                              if k in ("weight_bits", "chosen")},
-        **extra,
-        "cpu": hw.to_dict(),
-    }))
+    print(
+        json.dumps(
+            {
+                "benchmark": "inference",
+                "model": os.path.relpath(args.model, ROOT),
+                "data": args.data.name,
+                "texts": len(texts),
+                "threads": threads,
+                "batch_size": args.batch_size,
+                "paths": paths,
+                "fastest": fastest,
+                "speedup_vs_pipeline": round(paths[fastest]["texts_per_second"] / base, 2),
+                "macro_f1_lost_points": round(
+                    100 * (paths["pytorch_fp32"]["macro_f1"] - paths[fastest]["macro_f1"]), 2
+                ),
+                "http_single_text": {"model": "onnx_int8", **latency},
+                "int8_quantization": {
+                    k: v
+                    for k, v in BundleMeta.read(exports["int8"]).export["quantization"].items()
+                    if k in ("weight_bits", "chosen")
+                },
+                **extra,
+                "cpu": hw.to_dict(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

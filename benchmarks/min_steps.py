@@ -34,14 +34,33 @@ def main() -> None:
         for steps in (int(s) for s in args.steps.split(",")):
             scores = []
             for seed in range(args.seeds):
-                cfg = Config().replace(data=args.data, max_steps=steps, min_steps=0, early_stopping=False, seed=seed,
-                                       tracking=False, calibrate=False, output_dir=f"{tmp}/{steps}-{seed}")
+                cfg = Config().replace(
+                    data=args.data,
+                    max_steps=steps,
+                    min_steps=0,
+                    early_stopping=False,
+                    seed=seed,
+                    tracking=False,
+                    calibrate=False,
+                    output_dir=f"{tmp}/{steps}-{seed}",
+                )
                 result = train(cfg)
                 scores.append(max(h["eval_macro_f1"] for h in result.history if "eval_macro_f1" in h))
-            results[steps] = {"mean": round(statistics.mean(scores), 4),
-                              "std": round(statistics.stdev(scores), 4) if len(scores) > 1 else None}
-    print(json.dumps({"benchmark": "min_steps", "data": args.data or "demo", "validation_macro_f1": results,
-                      "seeds": args.seeds, "cpu": hardware.detect().describe()}))
+            results[steps] = {
+                "mean": round(statistics.mean(scores), 4),
+                "std": round(statistics.stdev(scores), 4) if len(scores) > 1 else None,
+            }
+    print(
+        json.dumps(
+            {
+                "benchmark": "min_steps",
+                "data": args.data or "demo",
+                "validation_macro_f1": results,
+                "seeds": args.seeds,
+                "cpu": hardware.detect().describe(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -50,14 +50,20 @@ def score(run: Path) -> dict:
     predictor = Predictor.load(run / "model", batch_size=cfg.train.eval_batch_size)
     calibrate(predictor, validation, temperature=True, class_bias=True)
     biased = evaluate(predictor, test).metrics
-    return {"benchmark": "posthoc", "run": str(run), "seed": cfg.train.seed, "test_rows": len(test.texts),
-            "macro_f1": round(saved["macro_f1"], 4),
-            "averaged": kept, "macro_f1_averaged": round(mean["macro_f1"], 4),
-            "per_class_f1_averaged": {k: round(v["f1"], 4) for k, v in mean["per_class"].items()},
-            "macro_f1_class_bias": round(biased["macro_f1"], 4),
-            "per_class_f1_class_bias": {k: round(v["f1"], 4) for k, v in biased["per_class"].items()},
-            "class_bias": [round(b, 3) for b in predictor.meta.class_bias],
-            "cpu": hardware.detect().to_dict()["cpu"]}
+    return {
+        "benchmark": "posthoc",
+        "run": str(run),
+        "seed": cfg.train.seed,
+        "test_rows": len(test.texts),
+        "macro_f1": round(saved["macro_f1"], 4),
+        "averaged": kept,
+        "macro_f1_averaged": round(mean["macro_f1"], 4),
+        "per_class_f1_averaged": {k: round(v["f1"], 4) for k, v in mean["per_class"].items()},
+        "macro_f1_class_bias": round(biased["macro_f1"], 4),
+        "per_class_f1_class_bias": {k: round(v["f1"], 4) for k, v in biased["per_class"].items()},
+        "class_bias": [round(b, 3) for b in predictor.meta.class_bias],
+        "cpu": hardware.detect().to_dict()["cpu"],
+    }
 
 
 def main() -> None:

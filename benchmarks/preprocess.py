@@ -54,21 +54,35 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name, opts in OPTIONS.items():
             for seed in range(args.seeds):
-                cfg = Config().replace(**opts, seed=seed, epochs=args.epochs, tracking=False,
-                                       output_dir=f"{tmp}/{name}-{seed}", calibrate=False)
+                cfg = Config().replace(
+                    **opts,
+                    seed=seed,
+                    epochs=args.epochs,
+                    tracking=False,
+                    output_dir=f"{tmp}/{name}-{seed}",
+                    calibrate=False,
+                )
                 result = train(cfg)
                 scores[name].append(max(h["eval_macro_f1"] for h in result.history if "eval_macro_f1" in h))
-    print(json.dumps({
-        "benchmark": "preprocess",
-        "default": asdict(PreprocessConfig()),
-        "emotion_train_texts_changed": changed,
-        "demo_validation_macro_f1": {k: {"mean": round(statistics.mean(v), 4),
-                                         "std": round(statistics.stdev(v), 4) if len(v) > 1 else None}
-                                     for k, v in scores.items()},
-        "seeds": args.seeds,
-        "epochs": args.epochs,
-        "cpu": hardware.detect().describe(),
-    }))
+    print(
+        json.dumps(
+            {
+                "benchmark": "preprocess",
+                "default": asdict(PreprocessConfig()),
+                "emotion_train_texts_changed": changed,
+                "demo_validation_macro_f1": {
+                    k: {
+                        "mean": round(statistics.mean(v), 4),
+                        "std": round(statistics.stdev(v), 4) if len(v) > 1 else None,
+                    }
+                    for k, v in scores.items()
+                },
+                "seeds": args.seeds,
+                "epochs": args.epochs,
+                "cpu": hardware.detect().describe(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

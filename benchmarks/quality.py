@@ -39,23 +39,36 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
     result = train(cfg)
     m = result.metrics
-    print(json.dumps({
-        "benchmark": "quality",
-        "model": cfg.model.model,
-        "test_set": "val.txt",
-        "accuracy": round(m["accuracy"], 4),
-        "macro_f1": round(m["macro_f1"], 4),
-        "weighted_f1": round(m["weighted_f1"], 4),
-        "per_class_f1": {k: round(v["f1"], 4) for k, v in m["per_class"].items()},
-        **({"hierarchy": m["groups"]["groups"], "group_accuracy": round(m["groups"]["accuracy"], 4),
-            "group_macro_f1": round(m["groups"]["macro_f1"], 4)} if "groups" in m else {}),
-        "best_validation_macro_f1": round(max(h["eval_macro_f1"] for h in result.history if "eval_macro_f1" in h), 4),
-        "epochs_run": round(result.history[-1].get("epoch", 0), 2) if result.history else None,
-        "train_seconds": round(result.train_seconds, 1),
-        "train_examples_per_second": round(result.train_examples_per_second, 1),
-        "precision": resolve_precision(cfg.train.precision),
-        "cpu": hardware.detect().to_dict(),
-    }))
+    print(
+        json.dumps(
+            {
+                "benchmark": "quality",
+                "model": cfg.model.model,
+                "test_set": "val.txt",
+                "accuracy": round(m["accuracy"], 4),
+                "macro_f1": round(m["macro_f1"], 4),
+                "weighted_f1": round(m["weighted_f1"], 4),
+                "per_class_f1": {k: round(v["f1"], 4) for k, v in m["per_class"].items()},
+                **(
+                    {
+                        "hierarchy": m["groups"]["groups"],
+                        "group_accuracy": round(m["groups"]["accuracy"], 4),
+                        "group_macro_f1": round(m["groups"]["macro_f1"], 4),
+                    }
+                    if "groups" in m
+                    else {}
+                ),
+                "best_validation_macro_f1": round(
+                    max(h["eval_macro_f1"] for h in result.history if "eval_macro_f1" in h), 4
+                ),
+                "epochs_run": round(result.history[-1].get("epoch", 0), 2) if result.history else None,
+                "train_seconds": round(result.train_seconds, 1),
+                "train_examples_per_second": round(result.train_examples_per_second, 1),
+                "precision": resolve_precision(cfg.train.precision),
+                "cpu": hardware.detect().to_dict(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -34,17 +34,26 @@ def main() -> None:
     full_runs = pd.read_csv(args.full / COMPARISON_DIR / RUNS_CSV)
     quick_runs = pd.read_csv(args.quick / COMPARISON_DIR / RUNS_CSV)
     full = ranking(full_runs)
-    result = {"benchmark": "rank_agreement", "full": {"dir": str(args.full), "seeds": int(full_runs["seed"].nunique()),
-                                                      "ranking": full.round(4).to_dict()}, "quick": []}
+    result = {
+        "benchmark": "rank_agreement",
+        "full": {"dir": str(args.full), "seeds": int(full_runs["seed"].nunique()), "ranking": full.round(4).to_dict()},
+        "quick": [],
+    }
     for n in range(1, quick_runs["seed"].nunique() + 1):
         seeds = sorted(quick_runs["seed"].unique())[:n]
         subset = quick_runs[quick_runs["seed"].isin(seeds)]
         quick = ranking(subset)
         tau = kendalltau(full.reindex(quick.index).to_numpy(), quick.to_numpy()).statistic
-        result["quick"].append({"seeds": n, "ranking": quick.round(4).to_dict(), "kendall_tau": round(float(tau), 3),
-                                "same_best": quick.index[0] == full.index[0],
-                                "lowest_macro_f1": round(float(quick.min()), 4),
-                                "train_seconds": round(float(subset["train_seconds"].sum()), 1)})
+        result["quick"].append(
+            {
+                "seeds": n,
+                "ranking": quick.round(4).to_dict(),
+                "kendall_tau": round(float(tau), 3),
+                "same_best": quick.index[0] == full.index[0],
+                "lowest_macro_f1": round(float(quick.min()), 4),
+                "train_seconds": round(float(subset["train_seconds"].sum()), 1),
+            }
+        )
     result["cpu"] = hardware.detect().describe()
     print(json.dumps(result))
 

@@ -25,15 +25,18 @@ from emoclf.hierarchy import Hierarchy
 def read(path: str, groups: str | None = None) -> dict:
     if Path(path).is_dir():
         m = json.loads((Path(path) / "report" / "metrics.json").read_text())
-        row = {"macro_f1": m["macro_f1"], **{f"per_class_{k}": {c: v[k] for c, v in m["per_class"].items()}
-                                              for k in ("f1", "precision", "recall")}}
+        row = {
+            "macro_f1": m["macro_f1"],
+            **{f"per_class_{k}": {c: v[k] for c, v in m["per_class"].items()} for k in ("f1", "precision", "recall")},
+        }
         if groups:
             labels = list(m["per_class"])
-            row["group_accuracy"] = group_metrics(m["confusion_matrix"], labels,
-                                                  Hierarchy.parse(groups, labels).groups)["accuracy"]
+            row["group_accuracy"] = group_metrics(
+                m["confusion_matrix"], labels, Hierarchy.parse(groups, labels).groups
+            )["accuracy"]
         return row
     path, _, arm = path.partition("@")
-    line = [l for l in Path(path).read_text().splitlines() if l.startswith("{")][-1]
+    line = [s for s in Path(path).read_text().splitlines() if s.startswith("{")][-1]
     row = json.loads(line)
     if row.get("benchmark") == "posthoc":
         arm = arm or "class_bias"
@@ -77,8 +80,14 @@ def main() -> None:
         if "per_class_precision" in s:
             print(f"\n{name}: | class | precision | recall | F1 |\n| --- | --- | --- | --- |")
             for c in classes:
-                print(f"| {c} | " + " | ".join(f"{s[k][c][0]:.3f} ± {s[k][c][1]:.3f}" for k in
-                                               ("per_class_precision", "per_class_recall", "per_class_f1")) + " |")
+                print(
+                    f"| {c} | "
+                    + " | ".join(
+                        f"{s[k][c][0]:.3f} ± {s[k][c][1]:.3f}"
+                        for k in ("per_class_precision", "per_class_recall", "per_class_f1")
+                    )
+                    + " |"
+                )
     print(json.dumps({"benchmark": "recipe_table", "arms": arms}))
 
 

@@ -87,8 +87,9 @@ class ReferenceDataset(torch.utils.data.Dataset):
         return len(self.texts)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        enc = self.tokenizer(self.texts[i], padding="max_length", truncation=True, max_length=REFERENCE_MAX_LENGTH,
-                             return_tensors="pt")
+        enc = self.tokenizer(
+            self.texts[i], padding="max_length", truncation=True, max_length=REFERENCE_MAX_LENGTH, return_tensors="pt"
+        )
         item = {k: v.squeeze(0) for k, v in enc.items()}
         item["labels"] = torch.tensor(self.labels[i])
         return item
@@ -121,8 +122,9 @@ def build_model(shape: str, labels: list[str], seed: int):
     if shape == "minilm":
         return load_for_training("minilm", labels)[1]
     id2label = dict(enumerate(labels))
-    return BertForSequenceClassification(BertConfig(num_labels=len(labels), id2label=id2label,
-                                                    label2id={v: k for k, v in id2label.items()}))
+    return BertForSequenceClassification(
+        BertConfig(num_labels=len(labels), id2label=id2label, label2id={v: k for k, v in id2label.items()})
+    )
 
 
 def non_embedding_params(model) -> int:
@@ -151,20 +153,37 @@ def cpu_peak(threads: int) -> dict:
     ghz = (hw.mhz or float("nan")) / 1000
     cores = min(threads, hw.cores)
     return {
-        "model": hw.cpu, "isa": hw.isa, "cores": cores, "ghz": ghz, "fp32_flops_per_cycle": fp32,
-        "bf16_flops_per_cycle": bf16, "fp32_peak_gflops": cores * ghz * fp32, "bf16_peak_gflops": cores * ghz * bf16,
+        "model": hw.cpu,
+        "isa": hw.isa,
+        "cores": cores,
+        "ghz": ghz,
+        "fp32_flops_per_cycle": fp32,
+        "bf16_flops_per_cycle": bf16,
+        "fp32_peak_gflops": cores * ghz * fp32,
+        "bf16_peak_gflops": cores * ghz * bf16,
         "assumptions": f"peak = cores * cpu MHz * FLOPs/cycle/core; fp32: {fp32_why}; bf16: {bf16_why}; "
-                       "vCPUs counted as cores; no turbo",
+        "vCPUs counted as cores; no turbo",
     }
 
 
 def reference_args(cfg: Config, out: Path, max_steps: int, warmup_steps: int) -> TrainingArguments:
     t = cfg.train
     return TrainingArguments(
-        output_dir=str(out / "reference"), per_device_train_batch_size=t.batch_size, max_steps=max_steps,
-        num_train_epochs=1, learning_rate=t.learning_rate, weight_decay=t.weight_decay, warmup_steps=warmup_steps,
-        lr_scheduler_type="linear", eval_strategy="no", save_strategy="no", logging_strategy="no",
-        report_to="none", disable_tqdm=True, use_cpu=not torch.cuda.is_available(), seed=t.seed,
+        output_dir=str(out / "reference"),
+        per_device_train_batch_size=t.batch_size,
+        max_steps=max_steps,
+        num_train_epochs=1,
+        learning_rate=t.learning_rate,
+        weight_decay=t.weight_decay,
+        warmup_steps=warmup_steps,
+        lr_scheduler_type="linear",
+        eval_strategy="no",
+        save_strategy="no",
+        logging_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=not torch.cuda.is_available(),
+        seed=t.seed,
         dataloader_drop_last=True,
     )
 
@@ -173,8 +192,15 @@ def emoclf_args(cfg: Config, precision: str, out: Path, max_steps: int, compile:
     """``emoclf train``'s arguments, less evaluation, checkpoints and logging (they are not training)."""
     args = build_training_args(cfg.replace(output_dir=str(out / "emoclf")), precision)
     return dataclasses.replace(
-        args, max_steps=max_steps, eval_strategy="no", save_strategy="no", load_best_model_at_end=False,
-        logging_strategy="no", disable_tqdm=True, dataloader_drop_last=True, torch_compile=compile,
+        args,
+        max_steps=max_steps,
+        eval_strategy="no",
+        save_strategy="no",
+        load_best_model_at_end=False,
+        logging_strategy="no",
+        disable_tqdm=True,
+        dataloader_drop_last=True,
+        torch_compile=compile,
     )
 
 
@@ -189,11 +215,15 @@ def run_arm(trainer: Trainer, clock: StepClock, recorder: ShapeRecorder, warmup:
     train_quietly(trainer)
     steps = len(clock.times) - warmup
     seconds = clock.times[-1] - clock.times[warmup - 1]
-    timed = recorder.shapes[warmup:warmup + steps]
+    timed = recorder.shapes[warmup : warmup + steps]
     examples = sum(b for b, _, _ in timed)
-    return {"examples_per_second": round(examples / seconds, 2), "timed_steps": steps, "seconds": round(seconds, 2),
-            "mean_padded_length": round(float(np.mean([s for _, s, _ in timed])), 1),
-            "mean_real_tokens": round(sum(r for _, _, r in timed) / examples, 1)}, timed
+    return {
+        "examples_per_second": round(examples / seconds, 2),
+        "timed_steps": steps,
+        "seconds": round(seconds, 2),
+        "mean_padded_length": round(float(np.mean([s for _, s, _ in timed])), 1),
+        "mean_real_tokens": round(sum(r for _, _, r in timed) / examples, 1),
+    }, timed
 
 
 def validation_macro_f1(model, val_ds, tokenizer, batch_size: int = 128) -> float:
@@ -207,14 +237,23 @@ def validation_macro_f1(model, val_ds, tokenizer, batch_size: int = 128) -> floa
     preds = np.empty(len(val_ds), dtype=np.int64)
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
+            rows = order[start : start + batch_size]
             batch = collate([features[int(i)] for i in rows])
             preds[rows] = model(**batch).logits.argmax(-1).numpy()
     return float(f1_score(val_ds["labels"], preds, average="macro"))
 
 
-def build_trainers(args, cfg: Config, data, tokenizer, max_length: int, precision: str, out: Path,
-                   train_rows: np.ndarray, max_steps: int):
+def build_trainers(
+    args,
+    cfg: Config,
+    data,
+    tokenizer,
+    max_length: int,
+    precision: str,
+    out: Path,
+    train_rows: np.ndarray,
+    max_steps: int,
+):
     """(name, trainer, clock, recorder) for both arms, over the same rows and the same initial weights."""
     t = cfg.train
     train_df = data.splits["train"].iloc[train_rows]
@@ -227,8 +266,13 @@ def build_trainers(args, cfg: Config, data, tokenizer, max_length: int, precisio
 
     recorder, clock = ShapeRecorder(default_data_collator), StepClock()
     dataset = ReferenceDataset(train_df["text"].tolist(), train_df["label_id"].tolist(), tokenizer)
-    trainer = Trainer(model=build_model(args.shape, data.labels, t.seed), args=reference_args(cfg, out, max_steps,
-                      warmup_steps), train_dataset=dataset, data_collator=recorder, callbacks=[clock])
+    trainer = Trainer(
+        model=build_model(args.shape, data.labels, t.seed),
+        args=reference_args(cfg, out, max_steps, warmup_steps),
+        train_dataset=dataset,
+        data_collator=recorder,
+        callbacks=[clock],
+    )
     arms.append(("reference", trainer, clock, recorder))
 
     pad = pad_multiple() if args.pad_to_multiple_of is None else (args.pad_to_multiple_of or None)
@@ -237,7 +281,10 @@ def build_trainers(args, cfg: Config, data, tokenizer, max_length: int, precisio
     trainer = EmoclfTrainer(
         model=build_model(args.shape, data.labels, t.seed),
         args=emoclf_args(cfg.replace(epochs=1.0), precision, out, max_steps, args.compile),
-        train_dataset=train_ds, processing_class=tokenizer, data_collator=recorder, callbacks=[clock],
+        train_dataset=train_ds,
+        processing_class=tokenizer,
+        data_collator=recorder,
+        callbacks=[clock],
         compute_loss_func=make_loss(plan.loss, plan.class_weights, t.focal_gamma, t.focal_alpha),
     )
     arms.append(("emoclf", trainer, clock, recorder))
@@ -247,23 +294,43 @@ def build_trainers(args, cfg: Config, data, tokenizer, max_length: int, precisio
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "emotion" / "train.txt")
-    parser.add_argument("--shape", choices=SHAPES, default="minilm",
-                        help="minilm: the default pretrained model; bert-base: BertConfig() defaults, random weights.")
-    parser.add_argument("--steps", type=int, default=50,
-                        help="Timed optimizer steps per arm; a multiple of 50 (the length-grouped sampler's megabatch "
-                             "of 50 batches) times every length rank equally often.")
+    parser.add_argument(
+        "--shape",
+        choices=SHAPES,
+        default="minilm",
+        help="minilm: the default pretrained model; bert-base: BertConfig() defaults, random weights.",
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=50,
+        help="Timed optimizer steps per arm; a multiple of 50 (the length-grouped sampler's megabatch "
+        "of 50 batches) times every length rank equally often.",
+    )
     parser.add_argument("--warmup", type=int, default=5, help="Untimed optimizer steps before timing (at least 1).")
     parser.add_argument("--batch-size", type=int, default=32, help="Training batch size, both arms.")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice).")
-    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                        help="emoclf arm only (the reference is fp32); auto: bf16 where the CPU has AMX/AVX512-BF16.")
-    parser.add_argument("--compile", action="store_true",
-                        help="emoclf arm: torch.compile the model (TrainingArguments.torch_compile). The first batches "
-                             "of new padded lengths recompile: give --warmup 20 or more to keep compiling out of the timing.")
-    parser.add_argument("--pad-to-multiple-of", type=int,
-                        help="emoclf arm: pad each batch to a multiple of N tokens (0: no rounding); "
-                             "default: emoclf's choice, 8 on GPUs and none on CPUs.")
-    parser.add_argument("--quality", action="store_true", help="Also train one epoch per arm and compare validation macro-F1 (slow).")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="emoclf arm only (the reference is fp32); auto: bf16 where the CPU has AMX/AVX512-BF16.",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="emoclf arm: torch.compile the model (TrainingArguments.torch_compile). The first batches "
+        "of new padded lengths recompile: give --warmup 20 or more to keep compiling out of the timing.",
+    )
+    parser.add_argument(
+        "--pad-to-multiple-of",
+        type=int,
+        help="emoclf arm: pad each batch to a multiple of N tokens (0: no rounding); "
+        "default: emoclf's choice, 8 on GPUs and none on CPUs.",
+    )
+    parser.add_argument(
+        "--quality", action="store_true", help="Also train one epoch per arm and compare validation macro-F1 (slow)."
+    )
     parser.add_argument("--quality-rows", type=int, default=2000, help="Training rows for --quality.")
     args = parser.parse_args()
     if args.warmup < 1 or args.steps < 1:
@@ -283,12 +350,20 @@ def main() -> None:
     n_train = len(data.splits["train"])
     peak = cpu_peak(torch.get_num_threads())
 
-    result = {"benchmark": "train_throughput", "shape": args.shape, "batch_size": args.batch_size,
-              "threads": torch.get_num_threads(), "timed_steps": args.steps, "warmup_steps": args.warmup,
-              "train_rows": n_train, "load_average_at_start": round(load_average, 2)}
+    result = {
+        "benchmark": "train_throughput",
+        "shape": args.shape,
+        "batch_size": args.batch_size,
+        "threads": torch.get_num_threads(),
+        "timed_steps": args.steps,
+        "warmup_steps": args.warmup,
+        "train_rows": n_train,
+        "load_average_at_start": round(load_average, 2),
+    }
     with tempfile.TemporaryDirectory(prefix="emoclf-throughput-") as tmp:
-        arms = build_trainers(args, cfg, data, tokenizer, max_length, precision, Path(tmp), np.arange(n_train),
-                              args.warmup + args.steps)
+        arms = build_trainers(
+            args, cfg, data, tokenizer, max_length, precision, Path(tmp), np.arange(n_train), args.warmup + args.steps
+        )
         model = arms[0][1].model
         layers, hidden, n_params = model.config.num_hidden_layers, model.config.hidden_size, non_embedding_params(model)
         result["params_non_embedding"] = n_params
@@ -298,21 +373,27 @@ def main() -> None:
             arm_precision = "fp32" if name == "reference" else precision
             flops_per_example = train_flops(timed, n_params, layers, hidden) / sum(b for b, _, _ in timed)
             gflops = flops_per_example * arm["examples_per_second"] / 1e9
-            arm.update(precision=arm_precision, gflops_per_second=round(gflops, 1),
-                       pad_to_multiple_of=None if name == "reference" else recorder.collate.pad_to_multiple_of,
-                       percent_of_peak=round(100 * gflops / peak[f"{arm_precision}_peak_gflops"], 2),
-                       max_length=REFERENCE_MAX_LENGTH if name == "reference" else max_length,
-                       sampler="random" if name == "reference" else trainer.args.train_sampling_strategy)
+            arm.update(
+                precision=arm_precision,
+                gflops_per_second=round(gflops, 1),
+                pad_to_multiple_of=None if name == "reference" else recorder.collate.pad_to_multiple_of,
+                percent_of_peak=round(100 * gflops / peak[f"{arm_precision}_peak_gflops"], 2),
+                max_length=REFERENCE_MAX_LENGTH if name == "reference" else max_length,
+                sampler="random" if name == "reference" else trainer.args.train_sampling_strategy,
+            )
             result[name] = arm
-        result["speedup"] = round(result["emoclf"]["examples_per_second"] / result["reference"]["examples_per_second"], 2)
+        result["speedup"] = round(
+            result["emoclf"]["examples_per_second"] / result["reference"]["examples_per_second"], 2
+        )
 
         if args.quality:
             rng = np.random.default_rng(cfg.train.seed)
             rows = np.sort(rng.choice(n_train, size=min(args.quality_rows, n_train), replace=False))
             val_ds = tokenize_split(data.splits["validation"], tokenizer, EVAL_MAX_LENGTH)
             quality = {"train_rows": len(rows), "epochs": 1, "validation_rows": len(val_ds)}
-            for name, trainer, _, _ in build_trainers(args, cfg, data, tokenizer, max_length, precision,
-                                                      Path(tmp), rows, -1):
+            for name, trainer, _, _ in build_trainers(
+                args, cfg, data, tokenizer, max_length, precision, Path(tmp), rows, -1
+            ):
                 log.info("quality: one epoch of %s on %d rows", name, len(rows))
                 train_quietly(trainer)
                 quality[f"{name}_val_macro_f1"] = round(validation_macro_f1(trainer.model, val_ds, tokenizer), 4)

@@ -36,8 +36,12 @@ def build_tiny_model(folder: Path) -> Path:
     tokenizer = BertTokenizer(vocab={tok: i for i, tok in enumerate(vocab)}, do_lower_case=True, model_max_length=128)
     assert len(tokenizer) == len(vocab)
     config = BertConfig(
-        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=128,
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
     )
     torch.manual_seed(0)  # the same tiny model every session, so learning thresholds are stable
     BertModel(config).save_pretrained(folder)
@@ -57,8 +61,15 @@ def trained(tmp_path_factory, tiny_model):
     from emoclf.training import train
 
     out = tmp_path_factory.mktemp("trained")
-    cfg = Config().replace(model=str(tiny_model), epochs=8.0, learning_rate=3e-3, output_dir=str(out),
-                           tracking=False, batch_size=16, patience=4)
+    cfg = Config().replace(
+        model=str(tiny_model),
+        epochs=8.0,
+        learning_rate=3e-3,
+        output_dir=str(out),
+        tracking=False,
+        batch_size=16,
+        patience=4,
+    )
     return train(cfg)
 
 
@@ -93,10 +104,25 @@ class MlflowServer:
 
     def start(self) -> MlflowServer:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
-             "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
-             "--artifacts-destination", str(self.root / "artifacts"), "--workers", "1"],
-            stdout=subprocess.DEVNULL, stderr=(self.root / "server.log").open("a"), start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--backend-store-uri",
+                f"sqlite:///{self.root / 'mlflow.db'}",
+                "--artifacts-destination",
+                str(self.root / "artifacts"),
+                "--workers",
+                "1",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=(self.root / "server.log").open("a"),
+            start_new_session=True,
         )
         wait_http(f"{self.uri}/health", timeout=120, proc=self.proc)
         return self

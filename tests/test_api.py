@@ -21,8 +21,16 @@ def test_the_four_names_import_from_the_package_with_docstrings():
 
     assert (Predictor, train, evaluate) == (InferencePredictor, training_train, evaluate_model)
     assert {"Config", "Predictor", "evaluate", "train"} <= set(emoclf.__all__) <= set(dir(emoclf))
-    for thing in (Config, Predictor, Predictor.load, Predictor.predict, Predictor.predict_proba, Predictor.logits,
-                  train, evaluate):
+    for thing in (
+        Config,
+        Predictor,
+        Predictor.load,
+        Predictor.predict,
+        Predictor.predict_proba,
+        Predictor.logits,
+        train,
+        evaluate,
+    ):
         assert thing.__doc__ and len(thing.__doc__.split()) > 10, thing
     with pytest.raises(AttributeError, match="has no attribute 'nope'"):
         emoclf.nope  # noqa: B018
@@ -46,9 +54,9 @@ def test_the_readme_example_runs_as_written(tiny_model, tmp_path, monkeypatch, c
     code = readme_example()
     assert len(code.strip().splitlines()) == 5
     monkeypatch.chdir(tmp_path)
-    code = (code.replace("Config()", f"Config().replace(model={str(tiny_model)!r}, tracking=False, "
-                                     "learning_rate=3e-3, batch_size=16)")
-                .replace('"data/test.csv"', repr(str(demo_path()))))
+    code = code.replace(
+        "Config()", f"Config().replace(model={str(tiny_model)!r}, tracking=False, learning_rate=3e-3, batch_size=16)"
+    ).replace('"data/test.csv"', repr(str(demo_path())))
     exec(compile(code, "README.md", "exec"), {})
     label, macro_f1 = capsys.readouterr().out.split()
     assert label in {"anger", "fear", "joy", "love", "sadness", "surprise"}

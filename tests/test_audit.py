@@ -15,13 +15,26 @@ from emoclf.data import load_data
 from emoclf.errors import DataError
 
 # Each class has its own words (all in the tiny model's vocabulary); a text is 3 of them and 3 shared fillers.
-CLASS_WORDS = {"joy": "happy delighted cheerful glad thrilled", "sadness": "sad lonely miserable gloomy heartbroken",
-               "anger": "angry furious annoyed irritated outraged", "fear": "afraid scared terrified nervous anxious",
-               "love": "love adore caring affection tender",
-               "surprise": "surprised shocked amazed astonished stunned"}
+CLASS_WORDS = {
+    "joy": "happy delighted cheerful glad thrilled",
+    "sadness": "sad lonely miserable gloomy heartbroken",
+    "anger": "angry furious annoyed irritated outraged",
+    "fear": "afraid scared terrified nervous anxious",
+    "love": "love adore caring affection tender",
+    "surprise": "surprised shocked amazed astonished stunned",
+}
 FILLER = "the my day work home friend today week family night morning school dog car city".split()
-COLUMNS = ["rank", "row", "text", "raw_text", "given_label", "suggested_label", "label_quality", "prob_given",
-           "prob_suggested"]
+COLUMNS = [
+    "rank",
+    "row",
+    "text",
+    "raw_text",
+    "given_label",
+    "suggested_label",
+    "label_quality",
+    "prob_given",
+    "prob_suggested",
+]
 
 
 def synthetic(path, per_class: int = 100, flip: float = 0.1, seed: int = 2) -> set[str]:
@@ -98,9 +111,8 @@ def test_audit_summary_and_page_count_per_class(audited):
     assert summary["cpu"]["cores"] >= 1 and summary["seconds"]["total"] > 0
     html = result.paths["html"].read_text()
     first = result.issues.iloc[0]
-    assert f"<td class=\"text\">{first.raw_text}</td><td>{first.given_label}</td><td>{first.suggested_label}</td>" \
-           in html
-    assert f"<td>joy</td><td class=\"num\">{per_class['joy']['rows']}</td>" in html
+    assert f'<td class="text">{first.raw_text}</td><td>{first.given_label}</td><td>{first.suggested_label}</td>' in html
+    assert f'<td>joy</td><td class="num">{per_class["joy"]["rows"]}</td>' in html
 
 
 def test_cli_audit_logs_counts_and_files_to_mlflow(tmp_path, tiny_model, capsys):
@@ -108,8 +120,22 @@ def test_cli_audit_logs_counts_and_files_to_mlflow(tmp_path, tiny_model, capsys)
 
     synthetic(tmp_path / "synthetic.csv", per_class=30)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    code = main(["audit", str(tmp_path / "synthetic.csv"), "--model", str(tiny_model), "--folds", "3",
-                 "--out", str(tmp_path / "out"), "--tracking-uri", uri, "--experiment", "audit"])
+    code = main(
+        [
+            "audit",
+            str(tmp_path / "synthetic.csv"),
+            "--model",
+            str(tiny_model),
+            "--folds",
+            "3",
+            "--out",
+            str(tmp_path / "out"),
+            "--tracking-uri",
+            uri,
+            "--experiment",
+            "audit",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     issues = pd.read_csv(tmp_path / "out" / "label_issues.csv")
@@ -123,16 +149,27 @@ def test_cli_audit_logs_counts_and_files_to_mlflow(tmp_path, tiny_model, capsys)
 
 def test_too_many_folds_for_a_class_is_refused(tmp_path, tiny_model):
     cfg = Config().replace(model=str(tiny_model), tracking=False)
-    with pytest.raises(DataError, match=r"^--folds 70: every class needs at least that many training rows and k at "
-                                        r"least 2 \('surprise' has 48\); give --folds between 2 and 48$"):
+    with pytest.raises(
+        DataError,
+        match=r"^--folds 70: every class needs at least that many training rows and k at "
+        r"least 2 \('surprise' has 48\); give --folds between 2 and 48$",
+    ):
         audit(cfg, AuditOptions(folds=70, out=str(tmp_path)))
 
 
 @pytest.mark.slow
 def test_finetune_audit_trains_one_model_per_fold(tmp_path, tiny_model):
     synthetic(tmp_path / "synthetic.csv", per_class=30)
-    cfg = Config().replace(data=str(tmp_path / "synthetic.csv"), model=str(tiny_model), tracking=False,
-                           max_steps=10, min_steps=0, learning_rate=3e-3, batch_size=16, num_threads=1)
+    cfg = Config().replace(
+        data=str(tmp_path / "synthetic.csv"),
+        model=str(tiny_model),
+        tracking=False,
+        max_steps=10,
+        min_steps=0,
+        learning_rate=3e-3,
+        batch_size=16,
+        num_threads=1,
+    )
     result = audit(cfg, AuditOptions(audit_model="finetune", folds=2, out=str(tmp_path / "out")))
     assert result.summary["rows_audited"] == 144 and result.summary["settings"]["audit_model"] == "finetune"
     assert not (tmp_path / "out" / "folds").exists()  # the fold models are removed

@@ -57,8 +57,7 @@ def test_flags_override_yaml(tmp_path):
 
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text("train:\n  epochs: 5\n  batch_size: 8\n")
-    args = build_parser().parse_args(["train", "data.csv", "--config", str(cfg_file), "--epochs", "2",
-                                      "--no-tracking"])
+    args = build_parser().parse_args(["train", "data.csv", "--config", str(cfg_file), "--epochs", "2", "--no-tracking"])
     cfg = config_from_args(args, args.sections)
     assert (cfg.train.epochs, cfg.train.batch_size, cfg.tracking.tracking, cfg.data.data) == (2.0, 8, False, "data.csv")
 
@@ -75,8 +74,9 @@ def test_data_error_is_one_line_without_traceback(tmp_path):
 def test_debug_shows_traceback(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("")
-    proc = subprocess.run([sys.executable, "-m", "emoclf.cli", "--debug", "inspect", str(bad)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "emoclf.cli", "--debug", "inspect", str(bad)], capture_output=True, text=True
+    )
     assert proc.returncode != 0
     assert "Traceback" in proc.stderr and "the file is empty" in proc.stderr
 
@@ -109,8 +109,14 @@ def test_predict_texts_and_files(trained, tmp_path, capsys):
 
 def test_predict_keeps_every_input_column_and_row_and_never_overwrites_labels(trained, tmp_path):
     src = tmp_path / "in.csv"
-    rows = pd.DataFrame({"id": [7, 3, 9, 1], "text": ["i am so happy", "😡😡😡", "i am scared", "what a surprise"],
-                         "label": ["joy", "anger", "fear", "surprise"], "note": ["a", "b", "c", "d"]})
+    rows = pd.DataFrame(
+        {
+            "id": [7, 3, 9, 1],
+            "text": ["i am so happy", "😡😡😡", "i am scared", "what a surprise"],
+            "label": ["joy", "anger", "fear", "surprise"],
+            "note": ["a", "b", "c", "d"],
+        }
+    )
     rows.to_csv(src, index=False)
     dst = tmp_path / "out.csv"
     assert main(["predict", "--model", str(trained.model_dir), "--input", str(src), "--output", str(dst)]) == 0
@@ -134,15 +140,20 @@ def test_predict_refuses_what_it_cannot_do_before_predicting(trained, tmp_path, 
     pd.DataFrame({"text": ["hi"], "predicted_label": ["mine"]}).to_csv(src, index=False)
     model = ["predict", "--model", str(trained.model_dir)]
     assert main([*model, "--input", str(src), "--output", str(tmp_path / "out.xlsx")]) == 2
-    assert capsys.readouterr().err.strip() == (f"emoclf: error: --output {tmp_path / 'out.xlsx'}: cannot write "
-                                               "'.xlsx'; use one of .csv, .tsv, .jsonl, .json, .parquet")
+    assert capsys.readouterr().err.strip() == (
+        f"emoclf: error: --output {tmp_path / 'out.xlsx'}: cannot write "
+        "'.xlsx'; use one of .csv, .tsv, .jsonl, .json, .parquet"
+    )
     assert not (tmp_path / "out.xlsx").exists()
     assert main([*model, "--input", str(src)]) == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1] == (f"emoclf: error: {src}: has column(s) 'predicted_label', which the "
-                                               "predictions would overwrite; rename them")
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"emoclf: error: {src}: has column(s) 'predicted_label', which the predictions would overwrite; rename them"
+    )
     assert main([*model, "--input", str(src), "--text-column", "body"]) == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1] == (f"emoclf: error: {src}: missing column(s) 'body'; expected text "
-                                               "column 'body', found 'text', 'predicted_label'; use --text-column")
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"emoclf: error: {src}: missing column(s) 'body'; expected text "
+        "column 'body', found 'text', 'predicted_label'; use --text-column"
+    )
     assert main([*model, "i am happy", "😡😡😡"]) == 2
     assert "1 text(s) are empty after preprocessing (texts[1] '😡😡😡')" in capsys.readouterr().err
 
@@ -174,23 +185,30 @@ def test_a_wrong_flag_gets_the_subcommands_usage_and_a_guess(capsys):
         main(["train", "--lr", "0.1"])
     assert exit_.value.code == 2
     err = capsys.readouterr().err.splitlines()
-    assert err == ["usage: emoclf train [DATA] [options]",
-                   "emoclf train: error: unrecognized argument --lr; did you mean --learning-rate?",
-                   "Run 'emoclf train --help' for every option."]
+    assert err == [
+        "usage: emoclf train [DATA] [options]",
+        "emoclf train: error: unrecognized argument --lr; did you mean --learning-rate?",
+        "Run 'emoclf train --help' for every option.",
+    ]
     with pytest.raises(SystemExit):
         main(["predict", "--modle", "x", "hi"])
     err = capsys.readouterr().err
     assert err.startswith("usage: emoclf predict --model MODEL") and "did you mean --model?" in err
 
 
-@pytest.mark.parametrize("command", ["train", "compare", "audit", "inspect", "evaluate", "report", "predict", "export",
-                                     "serve"])
+@pytest.mark.parametrize(
+    "command", ["train", "compare", "audit", "inspect", "evaluate", "report", "predict", "export", "serve"]
+)
 def test_every_flag_says_its_default(command, capsys):
     parser = build_parser()
     sub = parser._subparsers._group_actions[0].choices[command]
     for action in sub._actions:
-        if action.option_strings and not action.required and action.help != argparse.SUPPRESS \
-                and action.dest not in ("help", "config"):
+        if (
+            action.option_strings
+            and not action.required
+            and action.help != argparse.SUPPRESS
+            and action.dest not in ("help", "config")
+        ):
             assert "default" in action.help.lower(), (command, action.dest)
 
 
@@ -199,8 +217,16 @@ def test_commands_offer_only_the_settings_they_read(capsys):
         main(["evaluate", "--help"])
     out = capsys.readouterr().out
     assert "--text-column" in out and "--strict" in out
-    for train_only in ("--epochs", "--val-size", "--test-size", "--split-seed", "--max-samples", "--drop-leakage",
-                       "--val-data", "--imbalance"):
+    for train_only in (
+        "--epochs",
+        "--val-size",
+        "--test-size",
+        "--split-seed",
+        "--max-samples",
+        "--drop-leakage",
+        "--val-data",
+        "--imbalance",
+    ):
         assert train_only not in out, train_only
     with pytest.raises(SystemExit):
         main(["inspect", "--help"])
@@ -209,9 +235,11 @@ def test_commands_offer_only_the_settings_they_read(capsys):
 
 
 def test_help_and_argument_errors_come_before_heavy_imports():
-    code = ("import sys\nfrom emoclf.cli import main\nfor argv in (['train', '--help'], ['train', '--lr', '1']):\n"
-            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
-            "print(sorted({'torch', 'transformers', 'mlflow', 'pandas'} & set(sys.modules)), file=sys.stderr)")
+    code = (
+        "import sys\nfrom emoclf.cli import main\nfor argv in (['train', '--help'], ['train', '--lr', '1']):\n"
+        "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+        "print(sorted({'torch', 'transformers', 'mlflow', 'pandas'} & set(sys.modules)), file=sys.stderr)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.stderr.strip().splitlines()[-1] == "[]"
 
@@ -233,11 +261,30 @@ def test_terminal_output_of_a_tiny_training_and_of_predict(tiny_model, tmp_path)
 
     cli = [sys.executable, "-m", "emoclf.cli"]
     # The emoclf under test, also where PYTHONPATH is relative (it runs in tmp_path).
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(emoclf.__file__).parents[1]),
-                                                       os.environ.get("PYTHONPATH", "")])}
-    train = subprocess.run([*cli, "train", "--model", str(tiny_model), "--epochs", "1", "--max-samples", "120",
-                            "--output-dir", str(tmp_path / "run"), "--tracking-uri", f"sqlite:///{tmp_path}/m.db"],
-                           capture_output=True, text=True, cwd=tmp_path, env=env)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(emoclf.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
+    }
+    train = subprocess.run(
+        [
+            *cli,
+            "train",
+            "--model",
+            str(tiny_model),
+            "--epochs",
+            "1",
+            "--max-samples",
+            "120",
+            "--output-dir",
+            str(tmp_path / "run"),
+            "--tracking-uri",
+            f"sqlite:///{tmp_path}/m.db",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
     assert train.returncode == 0, train.stderr
     lines = (train.stdout + train.stderr).splitlines()
     assert len(lines) <= 12, lines
@@ -245,8 +292,13 @@ def test_terminal_output_of_a_tiny_training_and_of_predict(tiny_model, tmp_path)
         assert noise not in train.stdout + train.stderr, noise
     assert train.stdout.splitlines()[0].startswith("test accuracy ")
     texts = ["i am so happy today", "why would you do that to me", "i feel scared", "wow"]
-    predict = subprocess.run([*cli, "predict", "--model", str(tmp_path / "run" / "model"), *texts],
-                             capture_output=True, text=True, cwd=tmp_path, env=env)
+    predict = subprocess.run(
+        [*cli, "predict", "--model", str(tmp_path / "run" / "model"), *texts],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
     assert predict.returncode == 0 and predict.stderr == ""
     assert [line.split("\t")[2] for line in predict.stdout.splitlines()] == texts
     log = (tmp_path / "run" / "train.log").read_text()  # the whole story is in the run's log file

@@ -22,9 +22,22 @@ PM = re.compile(r"\d\.\d{4} ± \d\.\d{4}")
 
 
 def table_of(rows: list[tuple[str, int, float]]) -> pd.DataFrame:
-    runs = pd.DataFrame([{"strategy": s, "seed": seed, "accuracy": f, "macro_f1": f, "weighted_f1": f,
-                          "train_seconds": 1.0, "optimizer_steps": 120, "examples_seen": 1920, "run_id": None}
-                         for s, seed, f in rows])
+    runs = pd.DataFrame(
+        [
+            {
+                "strategy": s,
+                "seed": seed,
+                "accuracy": f,
+                "macro_f1": f,
+                "weighted_f1": f,
+                "train_seconds": 1.0,
+                "optimizer_steps": 120,
+                "examples_seen": 1920,
+                "run_id": None,
+            }
+            for s, seed, f in rows
+        ]
+    )
     return summarise(runs, list(dict.fromkeys(runs["strategy"])))
 
 
@@ -68,20 +81,30 @@ def test_unknown_or_repeated_strategies_are_refused():
 def test_quick_cuts_budget_and_evaluation_rows_alike_for_every_strategy(tmp_path, monkeypatch):
     from pathlib import Path
 
-    from emoclf import compare as compare_module, training
+    from emoclf import compare as compare_module
+    from emoclf import training
     from emoclf.evaluation.metrics import classification_metrics
 
     seen, evaluated_every = [], []
 
     def fake_train(variant, data):  # no model: this checks what every strategy is given
-        seen.append((variant.train.imbalance, (variant.train.epochs, variant.train.batch_size), variant.data.max_samples,
-                     {s: df.copy() for s, df in data.splits.items()}))
+        seen.append(
+            (
+                variant.train.imbalance,
+                (variant.train.epochs, variant.train.batch_size),
+                variant.data.max_samples,
+                {s: df.copy() for s, df in data.splits.items()},
+            )
+        )
         evaluated_every.append(variant.train.checkpoint_steps)
         y = data.splits["test"]["label_id"]
-        metrics = {**classification_metrics(y, y, data.labels),
-                   "training": {"optimizer_steps": variant.train.max_steps, "examples_seen": 1}}
-        return training.TrainResult(Path(variant.train.output_dir), Path(variant.train.output_dir) / "model",
-                                    metrics, {}, None, 1.0, 1.0)
+        metrics = {
+            **classification_metrics(y, y, data.labels),
+            "training": {"optimizer_steps": variant.train.max_steps, "examples_seen": 1},
+        }
+        return training.TrainResult(
+            Path(variant.train.output_dir), Path(variant.train.output_dir) / "model", metrics, {}, None, 1.0, 1.0
+        )
 
     monkeypatch.setattr(compare_module, "QUICK_EVAL_ROWS", 30)
     monkeypatch.setattr(training, "train", fake_train)
@@ -107,14 +130,26 @@ def test_compare_quick_without_tracking(tiny_model, tmp_path, capsys):
     assert main([*QUICK, "--model", str(tiny_model), "--output-dir", str(out), "--no-tracking"]) == 0
     printed = capsys.readouterr().out
     folder = out / "comparison"
-    for name in ("comparison.md", "comparison.csv", "comparison_runs.csv", "comparison.json",
-                 "per_class_f1_by_strategy.png"):
+    for name in (
+        "comparison.md",
+        "comparison.csv",
+        "comparison_runs.csv",
+        "comparison.json",
+        "per_class_f1_by_strategy.png",
+    ):
         assert (folder / name).is_file(), name
     strategies = ["none", "oversample", "undersample", "class-weight", "focal", "logit-adjust"]
     table = pd.read_csv(folder / "comparison.csv")
     assert table["strategy"].tolist() == strategies
-    metric_cols = ["accuracy", "macro_f1", "weighted_f1", *(f"f1_{lab}" for lab in LABELS), "optimizer_steps",
-                   "examples_seen", "train_seconds"]
+    metric_cols = [
+        "accuracy",
+        "macro_f1",
+        "weighted_f1",
+        *(f"f1_{lab}" for lab in LABELS),
+        "optimizer_steps",
+        "examples_seen",
+        "train_seconds",
+    ]
     expected = ["strategy", "n_seeds", *(f"{m}_{stat}" for m in metric_cols for stat in ("mean", "std"))]
     assert table.columns.tolist() == expected
     assert table["n_seeds"].eq(1).all() and table["macro_f1_std"].isna().all()  # one seed: no spread
@@ -132,7 +167,8 @@ def test_compare_quick_without_tracking(tiny_model, tmp_path, capsys):
     assert main([*QUICK, "--model", str(tiny_model), "--output-dir", str(out), "--no-tracking"]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"emoclf: error: {out} holds an earlier comparison (none-seed42, oversample-seed42, undersample-seed42, ...); "
-        "pass --overwrite to replace it, or choose another --output-dir")
+        "pass --overwrite to replace it, or choose another --output-dir"
+    )
 
 
 @pytest.mark.slow
@@ -140,8 +176,24 @@ def test_compare_logs_parent_with_child_runs(mlflow_server, tiny_model, tmp_path
     from mlflow.tracking import MlflowClient
 
     out = tmp_path / "cmp"
-    assert main([*QUICK, "--model", str(tiny_model), "--output-dir", str(out), "--strategies", "none,oversample",
-                 "--tracking-uri", mlflow_server, "--experiment", "cmp"]) == 0
+    assert (
+        main(
+            [
+                *QUICK,
+                "--model",
+                str(tiny_model),
+                "--output-dir",
+                str(out),
+                "--strategies",
+                "none,oversample",
+                "--tracking-uri",
+                mlflow_server,
+                "--experiment",
+                "cmp",
+            ]
+        )
+        == 0
+    )
     client = MlflowClient(mlflow_server)
     runs = client.search_runs([client.get_experiment_by_name("cmp").experiment_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
@@ -155,8 +207,12 @@ def test_compare_logs_parent_with_child_runs(mlflow_server, tiny_model, tmp_path
     assert f"MLflow parent run: {parent.info.run_id}" in capsys.readouterr().out
 
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "comparison")}
-    assert {"comparison/comparison.md", "comparison/comparison.csv", "comparison/comparison.json",
-            "comparison/per_class_f1_by_strategy.png"} <= artifacts
+    assert {
+        "comparison/comparison.md",
+        "comparison/comparison.csv",
+        "comparison/comparison.json",
+        "comparison/per_class_f1_by_strategy.png",
+    } <= artifacts
     assert parent.data.params["compare.strategies"] == "none,oversample"
     assert {"none.macro_f1_mean", "oversample.f1_joy_mean"} <= set(parent.data.metrics)
     assert parent.data.tags["emoclf.best_strategy"] in {"none", "oversample"}
@@ -169,8 +225,14 @@ def test_no_strategy_sees_resampled_validation_or_test_rows(tiny_model, tmp_path
     from emoclf.data import load_data
     from emoclf.preprocess import Preprocessor
 
-    cfg = Config().replace(model=str(tiny_model), output_dir=str(tmp_path), tracking=False, learning_rate=3e-3,
-                           batch_size=16, num_threads=1)
+    cfg = Config().replace(
+        model=str(tiny_model),
+        output_dir=str(tmp_path),
+        tracking=False,
+        learning_rate=3e-3,
+        batch_size=16,
+        num_threads=1,
+    )
     original = load_data(cfg.data, Preprocessor(cfg.preprocess))
     trained_on, resampled = [], []
     real_train, real_resample = training.train, imbalance.resample_indices
@@ -209,8 +271,16 @@ def test_no_strategy_sees_resampled_validation_or_test_rows(tiny_model, tmp_path
 @pytest.mark.slow
 def test_budget_steps_gives_every_strategy_the_same_optimizer_steps(tiny_model, tmp_path):
     """Without a matched budget, over-sampling trains more steps per epoch and under-sampling fewer."""
-    cfg = Config().replace(model=str(tiny_model), tracking=False, learning_rate=3e-3, batch_size=16, num_threads=1,
-                           max_samples=120, epochs=2.0, min_steps=0)
+    cfg = Config().replace(
+        model=str(tiny_model),
+        tracking=False,
+        learning_rate=3e-3,
+        batch_size=16,
+        num_threads=1,
+        max_samples=120,
+        epochs=2.0,
+        min_steps=0,
+    )
     strategies = ["none", "oversample", "undersample"]
     matched = compare(cfg.replace(output_dir=str(tmp_path / "steps")), strategies)
     expected = int(np.ceil(120 / 16)) * 2  # whole batches per epoch, as the Trainer counts
@@ -220,8 +290,9 @@ def test_budget_steps_gives_every_strategy_the_same_optimizer_steps(tiny_model, 
         assert metrics["training"]["optimizer_steps"] == expected
     assert matched.verdict.text.startswith(f"Budget: {expected} optimizer steps each, without early stopping")
     assert json.loads(matched.paths["json"].read_text())["budget"] == "steps"
-    by_epochs = compare(cfg.replace(output_dir=str(tmp_path / "epochs"), early_stopping=False), strategies,
-                        budget="epochs")
+    by_epochs = compare(
+        cfg.replace(output_dir=str(tmp_path / "epochs"), early_stopping=False), strategies, budget="epochs"
+    )
     steps = dict(zip(by_epochs.runs["strategy"], by_epochs.runs["optimizer_steps"]))
     assert steps["undersample"] < steps["none"] == expected < steps["oversample"]
     assert by_epochs.verdict.text.startswith("Budget: 2 epoch(s) each, so resampling changes the number of steps")
@@ -231,8 +302,10 @@ def test_the_hierarchical_arm_needs_a_hierarchy(tmp_path):
     cfg = Config().replace(output_dir=str(tmp_path), tracking=False)
     with pytest.raises(ConfigError) as e:
         compare(cfg, ["flat", "hierarchical"], quick=True)
-    assert str(e.value) == ("the hierarchical arm needs --hierarchy (groups such as 'positive=joy,love;negative=anger,"
-                            "fear', a YAML file, or auto)")
+    assert str(e.value) == (
+        "the hierarchical arm needs --hierarchy (groups such as 'positive=joy,love;negative=anger,"
+        "fear', a YAML file, or auto)"
+    )
     assert check_strategies(["flat", "hierarchical", "focal"]) == ["flat", "hierarchical", "focal"]
 
 
@@ -241,8 +314,17 @@ def test_compare_flat_and_hierarchical_with_auto_groups(tiny_model, tmp_path):
     """auto is found once (the same groups for every seed), and both arms are scored by group."""
     from emoclf.hierarchy import Hierarchy
 
-    cfg = Config().replace(model=str(tiny_model), tracking=False, learning_rate=3e-3, batch_size=16, num_threads=1,
-                           output_dir=str(tmp_path), min_steps=40, hierarchy="auto", imbalance="class-weight")
+    cfg = Config().replace(
+        model=str(tiny_model),
+        tracking=False,
+        learning_rate=3e-3,
+        batch_size=16,
+        num_threads=1,
+        output_dir=str(tmp_path),
+        min_steps=40,
+        hierarchy="auto",
+        imbalance="class-weight",
+    )
     result = compare(cfg, ["flat", "hierarchical"], seeds=2)
     saved = tmp_path / "comparison" / "hierarchy.yaml"
     groups = Hierarchy.parse(str(saved), LABELS).groups

@@ -64,9 +64,20 @@ def test_yaml_round_trip_defaults(tmp_path):
 
 def test_yaml_round_trip_non_defaults(tmp_path):
     cfg = Config().replace(
-        data="some/folder", max_samples=100, strict=True, urls="remove", users="keep",
-        strip_non_word=True, max_length=64, epochs=0.5, learning_rate=3e-5, imbalance="focal",
-        focal_gamma=1.5, tracking=False, run_name="r1", num_threads=2,
+        data="some/folder",
+        max_samples=100,
+        strict=True,
+        urls="remove",
+        users="keep",
+        strip_non_word=True,
+        max_length=64,
+        epochs=0.5,
+        learning_rate=3e-5,
+        imbalance="focal",
+        focal_gamma=1.5,
+        tracking=False,
+        run_name="r1",
+        num_threads=2,
     )
     path = cfg.save_yaml(tmp_path / "cfg.yaml")
     back = Config.from_yaml(path)
@@ -105,9 +116,7 @@ def test_replace_validates():
 
 
 def test_int_to_float_coercion():
-    cfg = Config.from_dict(
-        {"train": {"epochs": 2, "learning_rate": 1, "weight_decay": 0, "imbalance_threshold": 5}}
-    )
+    cfg = Config.from_dict({"train": {"epochs": 2, "learning_rate": 1, "weight_decay": 0, "imbalance_threshold": 5}})
     for name, want in (("epochs", 2.0), ("learning_rate", 1.0), ("weight_decay", 0.0), ("imbalance_threshold", 5.0)):
         value = getattr(cfg.train, name)
         assert value == want and type(value) is float
@@ -176,7 +185,8 @@ def test_null_for_required_field_is_refused():
         ({"train": {"precision": "fp8"}}, "precision must be one of auto, fp32, bf16, fp16; got 'fp8'"),
         (
             {"train": {"imbalance": "smote"}},
-            "imbalance must be one of auto, none, oversample, undersample, class-weight, focal, logit-adjust; got 'smote'",
+            "imbalance must be one of auto, none, oversample, undersample, class-weight, focal, logit-adjust; "
+            "got 'smote'",
         ),
         ({"preprocess": {"urls": "drop"}}, "urls must be one of keep, remove, token; got 'drop'"),
         ({"preprocess": {"users": "Token"}}, "users must be one of keep, remove, token; got 'Token'"),
@@ -187,8 +197,9 @@ def test_out_of_range(raw, message):
 
 
 def test_boundary_values_accepted():
-    cfg = Config.from_dict({"data": {"val_size": 0.49, "test_size": 0.5}, "model": {"max_length": 8},
-                            "train": {"patience": 1}})
+    cfg = Config.from_dict(
+        {"data": {"val_size": 0.49, "test_size": 0.5}, "model": {"max_length": 8}, "train": {"patience": 1}}
+    )
     assert cfg.model.max_length == 8 and cfg.train.patience == 1
 
 
@@ -243,7 +254,6 @@ def test_label_smoothing_and_max_val_samples_are_checked():
         Config().replace(label_smoothing=1.0)
     with pytest.raises(ConfigError, match="max_val_samples must be at least 1, got 0"):
         Config().replace(max_val_samples=0)
-
 
 
 def test_layer_decay_is_checked():

@@ -19,23 +19,36 @@ def emit_everything() -> None:
     logging.getLogger("mlflow.store").error("the store is gone")
     with warnings.catch_warnings():
         warnings.simplefilter("always")
-        warnings.warn("Add type hints to the `predict` method", UserWarning)
+        warnings.warn("Add type hints to the `predict` method", UserWarning, stacklevel=1)
 
 
-@pytest.mark.parametrize("verbosity,shown", [
-    (console.QUIET, ["error: the store is gone"]),
-    (console.NORMAL, ["training minilm", "warning: temperature not applied", "error: the store is gone"]),
-    (console.VERBOSE, ["training minilm", "epoch 1.00: validation macro-F1 0.5", "warning: temperature not applied",
-                       "warning: LOAD REPORT", "error: the store is gone", "warning: "]),
-])
+@pytest.mark.parametrize(
+    "verbosity,shown",
+    [
+        (console.QUIET, ["error: the store is gone"]),
+        (console.NORMAL, ["training minilm", "warning: temperature not applied", "error: the store is gone"]),
+        (
+            console.VERBOSE,
+            [
+                "training minilm",
+                "epoch 1.00: validation macro-F1 0.5",
+                "warning: temperature not applied",
+                "warning: LOAD REPORT",
+                "error: the store is gone",
+                "warning: ",
+            ],
+        ),
+    ],
+)
 def test_each_verbosity_shows_what_it_promises(verbosity, shown, capsys):
     console.configure(verbosity)
     emit_everything()
     out, err = capsys.readouterr()
     lines = err.splitlines()
     assert out == ""
-    assert [line for line in lines if line.strip() and not line.startswith(("warning: ", "  "))] == \
-        [s for s in shown if not s.startswith("warning: ")]
+    assert [line for line in lines if line.strip() and not line.startswith(("warning: ", "  "))] == [
+        s for s in shown if not s.startswith("warning: ")
+    ]
     for expected in shown:
         assert any(line.startswith(expected) for line in lines), expected
     if verbosity < console.VERBOSE:
@@ -75,10 +88,15 @@ def test_the_log_file_keeps_emoclf_info_and_library_warnings(tmp_path, capsys):
     with console.log_file(tmp_path / "train.log") as path:
         emit_everything()
     text = path.read_text()
-    for expected in ("INFO emoclf.training: training minilm", "INFO emoclf.trainer: epoch 1.00: validation",
-                     "WARNING emoclf.calibration: temperature not applied",
-                     "WARNING transformers.modeling_utils: LOAD REPORT", "ERROR mlflow.store: the store is gone",
-                     "WARNING py.warnings:", "Add type hints"):
+    for expected in (
+        "INFO emoclf.training: training minilm",
+        "INFO emoclf.trainer: epoch 1.00: validation",
+        "WARNING emoclf.calibration: temperature not applied",
+        "WARNING transformers.modeling_utils: LOAD REPORT",
+        "ERROR mlflow.store: the store is gone",
+        "WARNING py.warnings:",
+        "Add type hints",
+    ):
         assert expected in text, expected
     assert capsys.readouterr().err == "error: the store is gone\n"
     logging.getLogger("emoclf.training").info("after the block")

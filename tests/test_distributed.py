@@ -15,8 +15,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import free_port
+
 from emoclf.config import DataConfig, PreprocessConfig
 from emoclf.data import load_data
 from emoclf.inference import Predictor
@@ -30,13 +30,37 @@ EPOCHS = 4
 
 def launcher(name: str, port: int) -> list[str]:
     if name == "torchrun":
-        return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(WORLD),
-                "--master-addr", "127.0.0.1", "--master-port", str(port)]
+        return [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            str(WORLD),
+            "--master-addr",
+            "127.0.0.1",
+            "--master-port",
+            str(port),
+        ]
     # --multi_gpu selects accelerate's torchrun launcher; the Trainer still runs on CPU with gloo.
     # (--cpu with --num_processes would start one process: accelerate's multi-CPU path needs MPI.)
-    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(WORLD),
-            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-            "--main_process_ip", "127.0.0.1", "--main_process_port", str(port)]
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        str(WORLD),
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_ip",
+        "127.0.0.1",
+        "--main_process_port",
+        str(port),
+    ]
 
 
 @pytest.mark.parametrize("launch", ["torchrun", "accelerate"])
@@ -44,10 +68,36 @@ def test_two_process_training_is_one_run_with_whole_split_metrics(launch, tiny_m
     from mlflow.tracking import MlflowClient
 
     out, store = tmp_path / "run", f"sqlite:///{tmp_path / 'mlflow.db'}"
-    cmd = [*launcher(launch, free_port()), "-m", "emoclf.cli", "train", "--model", str(tiny_model),
-           "--epochs", str(EPOCHS), "--batch-size", str(BATCH), "--eval-batch-size", "8", "--learning-rate", "3e-3",
-           "--patience", str(EPOCHS), "--imbalance", "oversample", "--precision", "fp32", "--min-steps", "0",
-           "--output-dir", str(out), "--tracking-uri", store, "--experiment", "ddp"]
+    cmd = [
+        *launcher(launch, free_port()),
+        "-m",
+        "emoclf.cli",
+        "train",
+        "--model",
+        str(tiny_model),
+        "--epochs",
+        str(EPOCHS),
+        "--batch-size",
+        str(BATCH),
+        "--eval-batch-size",
+        "8",
+        "--learning-rate",
+        "3e-3",
+        "--patience",
+        str(EPOCHS),
+        "--imbalance",
+        "oversample",
+        "--precision",
+        "fp32",
+        "--min-steps",
+        "0",
+        "--output-dir",
+        str(out),
+        "--tracking-uri",
+        store,
+        "--experiment",
+        "ddp",
+    ]
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env.update(MASTER_ADDR="127.0.0.1", OMP_NUM_THREADS="1")
     if sys.platform == "linux":
@@ -93,9 +143,29 @@ def test_two_process_training_is_one_run_with_whole_split_metrics(launch, tiny_m
 
 def test_auto_hierarchy_under_torchrun_is_found_by_rank_0_and_read_by_the_others(tiny_model, tmp_path):
     out = tmp_path / "run"
-    cmd = [*launcher("torchrun", free_port()), "-m", "emoclf.cli", "train", "--model", str(tiny_model),
-           "--epochs", "3", "--batch-size", str(BATCH), "--learning-rate", "3e-3", "--precision", "fp32",
-           "--min-steps", "0", "--output-dir", str(out), "--no-tracking", "--hierarchy", "auto"]
+    cmd = [
+        *launcher("torchrun", free_port()),
+        "-m",
+        "emoclf.cli",
+        "train",
+        "--model",
+        str(tiny_model),
+        "--epochs",
+        "3",
+        "--batch-size",
+        str(BATCH),
+        "--learning-rate",
+        "3e-3",
+        "--precision",
+        "fp32",
+        "--min-steps",
+        "0",
+        "--output-dir",
+        str(out),
+        "--no-tracking",
+        "--hierarchy",
+        "auto",
+    ]
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "OMP_NUM_THREADS": "1"}
     if sys.platform == "linux":
         env["GLOO_SOCKET_IFNAME"] = "lo"

@@ -30,9 +30,18 @@ EMULATED_LOAD = Path(__file__).with_name("emulated_load.py")
 
 LABELS = ["anger", "fear", "joy", "love", "sadness", "surprise"]
 # Lengths from one token to past max_length, so batches of 3 run at many sequence lengths.
-TEXTS = ["hi", "i am so happy today", "why would you do that to me", "i feel scared and alone tonight",
-         "what a lovely surprise", "@someone look at https://example.com now", "i " * 200, "no", "angry!!!",
-         "i love you so much, more than words can say, more than anything"]
+TEXTS = [
+    "hi",
+    "i am so happy today",
+    "why would you do that to me",
+    "i feel scared and alone tonight",
+    "what a lovely surprise",
+    "@someone look at https://example.com now",
+    "i " * 200,
+    "no",
+    "angry!!!",
+    "i love you so much, more than words can say, more than anything",
+]
 
 
 @pytest.fixture(scope="module")
@@ -127,8 +136,9 @@ def test_every_export_carries_its_check_and_is_refused_where_it_computes_differe
     check = meta.export["check"]
     assert check["texts"] == list(CHECK_TEXTS) and check["tolerance"] == CHECK_TOLERANCE
     assert check["provider"] == "CPUExecutionProvider" and check["hardware"] == hardware.detect().describe()
-    np.testing.assert_allclose(Predictor.load(fp32.folder).predict_proba(check["texts"]), check["probabilities"],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        Predictor.load(fp32.folder).predict_proba(check["texts"]), check["probabilities"], atol=1e-6
+    )
     # What another CPU would see if its kernels computed differently: stored and computed values disagree.
     moved = shutil.copytree(fp32.folder, tmp_path / "moved")
     probs = np.asarray(check["probabilities"])
@@ -136,10 +146,12 @@ def test_every_export_carries_its_check_and_is_refused_where_it_computes_differe
     meta.export["check"]["hardware"] = "Some Other CPU (x86_64, 8 cores, AVX2)"
     write_meta(moved, meta)
     difference = np.abs(np.roll(probs, 1, axis=1) - probs).max()
-    message = re.escape(f"{moved}: this export computes different probabilities here ({hardware.detect().describe()}) "
-                        "than where it was exported (Some Other CPU (x86_64, 8 cores, AVX2)): max difference "
-                        f"{difference:.4g} on its 16 check texts, tolerance 0.001. Export it again (emoclf export "
-                        f"--model {trained.model_dir} ...) and load that instead")
+    message = re.escape(
+        f"{moved}: this export computes different probabilities here ({hardware.detect().describe()}) "
+        "than where it was exported (Some Other CPU (x86_64, 8 cores, AVX2)): max difference "
+        f"{difference:.4g} on its 16 check texts, tolerance 0.001. Export it again (emoclf export "
+        f"--model {trained.model_dir} ...) and load that instead"
+    )
     with pytest.raises(ModelLoadError, match=message):
         Predictor.load(moved)
     meta.export["check"]["probabilities"] = np.full_like(probs, np.nan).tolist()  # NaN never passes a check
@@ -152,8 +164,12 @@ def _load_emulated(folders: list[Path], tmp_path: Path) -> dict:
     """Each folder loaded and run as an AVX2-only CPU (no AVX-512, no VNNI) would: qemu's Haswell model."""
     texts = tmp_path / "texts.json"
     texts.write_text(json.dumps(TEXTS))
-    proc = subprocess.run([QEMU, "-cpu", "Haswell", sys.executable, str(EMULATED_LOAD), str(texts),
-                           *map(str, folders)], capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [QEMU, "-cpu", "Haswell", sys.executable, str(EMULATED_LOAD), str(texts), *map(str, folders)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout)
     assert out["hardware"]["isa"] == ["AVX2"]
@@ -177,15 +193,19 @@ def test_int8_export_is_identical_on_an_emulated_avx2_cpu(trained, tmp_path):
 
 @pytest.mark.slow
 @EMULATOR
-@pytest.mark.skipif(not hardware.detect().int8_full_range_exact,
-                    reason="only a CPU with VNNI or AMX makes 8-bit int8 exports; this one makes 7-bit ones")
+@pytest.mark.skipif(
+    not hardware.detect().int8_full_range_exact,
+    reason="only a CPU with VNNI or AMX makes 8-bit int8 exports; this one makes 7-bit ones",
+)
 def test_8_bit_export_refuses_to_load_on_an_emulated_avx2_cpu(trained, tmp_path):
     full = convert(trained.model_dir, tmp_path / "full", precision="int8")
     assert BundleMeta.read(full).export["quantization"]["weight_bits"] == 8
     error = _load_emulated([full], tmp_path)[str(full)]["error"]
     assert error.startswith(f"{full}: this export computes different probabilities here (")
-    assert "Its 8-bit int8 weights need VNNI or AMX: this CPU adds pairs of int8 products in 16 bits, which " \
-           "saturate; --portable exports 7-bit weights that are exact on every CPU." in error
+    assert (
+        "Its 8-bit int8 weights need VNNI or AMX: this CPU adds pairs of int8 products in 16 bits, which "
+        "saturate; --portable exports 7-bit weights that are exact on every CPU." in error
+    )
 
 
 def test_fp16_runs_and_keeps_float32_io(trained, tmp_path):
@@ -230,8 +250,10 @@ def test_export_losing_quality_fails_loudly_and_keeps_the_report(trained, tmp_pa
         return out
 
     monkeypatch.setattr(export, "convert", corrupted)
-    message = (r"export lost \d+\.\d\d points of macro-F1 on .*own\.csv \(\d\.\d{4} -> 0\.0000\), "
-               r"more than the allowed 1; the folder .* is kept for inspection \(see export_report\.json\)")
+    message = (
+        r"export lost \d+\.\d\d points of macro-F1 on .*own\.csv \(\d\.\d{4} -> 0\.0000\), "
+        r"more than the allowed 1; the folder .* is kept for inspection \(see export_report\.json\)"
+    )
     with pytest.raises(ExportError, match=message):
         export_model(trained.model_dir, tmp_path / "bad", DataConfig(data=str(data)), tracking=False)
     report = json.loads((tmp_path / "bad" / REPORT_FILE).read_text())
@@ -258,8 +280,25 @@ def test_threshold_and_precision_are_checked(trained, demo, fp32, tmp_path):
 
 def test_cli_export_then_predict(trained, tmp_path, capsys):
     out = tmp_path / "onnx-int8"
-    assert main(["export", "--model", str(trained.model_dir), "--format", "onnx", "--quantize", "int8",
-                 "--data", str(demo_path()), "--out", str(out), "--no-tracking"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--model",
+                str(trained.model_dir),
+                "--format",
+                "onnx",
+                "--quantize",
+                "int8",
+                "--data",
+                str(demo_path()),
+                "--out",
+                str(out),
+                "--no-tracking",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].startswith("onnx int8: macro-F1 ") and printed[0].endswith(" on 460 texts")
     assert printed[1] == f"export: {out}"
@@ -272,8 +311,21 @@ def test_cli_export_then_predict(trained, tmp_path, capsys):
 def test_cli_export_refuses_unknown_labels(trained, tmp_path, capsys):
     data = tmp_path / "other.csv"
     data.write_text("text,label\nhello,joy\nbye,boredom\n")
-    assert main(["export", "--model", str(trained.model_dir), "--data", str(data), "--out", str(tmp_path / "x"),
-                 "--no-tracking"]) == 2
+    assert (
+        main(
+            [
+                "export",
+                "--model",
+                str(trained.model_dir),
+                "--data",
+                str(data),
+                "--out",
+                str(tmp_path / "x"),
+                "--no-tracking",
+            ]
+        )
+        == 2
+    )
     assert "label(s) 'boredom' are not among the model's labels" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
@@ -294,8 +346,9 @@ def test_report_is_logged_to_the_models_mlflow_run(trained, demo, tmp_path):
         mlflow.set_tracking_uri(previous)
     assert result.run_id == run.info.run_id
     client = mlflow.MlflowClient(store)
-    assert [a.path for a in client.list_artifacts(run.info.run_id, "exports/onnx_fp32")] == \
-           [f"exports/onnx_fp32/{REPORT_FILE}"]
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "exports/onnx_fp32")] == [
+        f"exports/onnx_fp32/{REPORT_FILE}"
+    ]
     metrics = client.get_run(run.info.run_id).data.metrics
     assert metrics["export/onnx_fp32/agreement"] == 1.0
     assert metrics["export/onnx_fp32/macro_f1"] == pytest.approx(result.report["after"]["macro_f1"])

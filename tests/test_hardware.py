@@ -20,10 +20,21 @@ from emoclf.trainer import resolve_precision
 QEMU = shutil.which("qemu-x86_64")
 X86 = platform.machine().lower() in ("x86_64", "amd64")
 
-AVX2_ONLY = hardware.Hardware(arch="x86_64", cpu="AMD EPYC 7B13", cores=2, mhz=2450.0, avx2=True, avx512=False,
-                              vnni=False, avx512_bf16=False, amx=False, gpus=())
-SAPPHIRE_RAPIDS = dataclasses.replace(AVX2_ONLY, cpu="Intel(R) Xeon(R) Platinum 8481C", avx512=True, vnni=True,
-                                      avx512_bf16=True, amx=True)
+AVX2_ONLY = hardware.Hardware(
+    arch="x86_64",
+    cpu="AMD EPYC 7B13",
+    cores=2,
+    mhz=2450.0,
+    avx2=True,
+    avx512=False,
+    vnni=False,
+    avx512_bf16=False,
+    amx=False,
+    gpus=(),
+)
+SAPPHIRE_RAPIDS = dataclasses.replace(
+    AVX2_ONLY, cpu="Intel(R) Xeon(R) Platinum 8481C", avx512=True, vnni=True, avx512_bf16=True, amx=True
+)
 ARM = dataclasses.replace(AVX2_ONLY, arch="aarch64", cpu="Neoverse-V1", avx2=False)
 
 
@@ -38,13 +49,20 @@ def test_choices_follow_the_instruction_sets():
     assert not dataclasses.replace(AVX2_ONLY, avx512=True, vnni=True, avx512_bf16=True).bf16_fast
     assert ARM.int8_full_range_exact and not ARM.x86
     assert AVX2_ONLY.describe() == "AMD EPYC 7B13 (x86_64, 2 cores, AVX2)"
-    assert dataclasses.replace(ARM, gpus=("NVIDIA H100",)).describe() == \
-        "Neoverse-V1 (aarch64, 2 cores, no AVX2), GPU NVIDIA H100"
+    assert (
+        dataclasses.replace(ARM, gpus=("NVIDIA H100",)).describe()
+        == "Neoverse-V1 (aarch64, 2 cores, no AVX2), GPU NVIDIA H100"
+    )
 
 
 def test_int8_weights_are_7_bit_without_vnni_and_8_bit_with_it():
     avx2 = int8_settings(AVX2_ONLY)
-    assert (avx2["weight_bits"], avx2["reduce_range"], avx2["chosen"], avx2["exact_on"]) == (7, True, "auto", "every CPU")
+    assert (avx2["weight_bits"], avx2["reduce_range"], avx2["chosen"], avx2["exact_on"]) == (
+        7,
+        True,
+        "auto",
+        "every CPU",
+    )
     assert avx2["exported_on"] == AVX2_ONLY.describe()
     vnni = int8_settings(SAPPHIRE_RAPIDS)
     assert (vnni["weight_bits"], vnni["reduce_range"], vnni["chosen"]) == (8, False, "auto")
@@ -59,8 +77,11 @@ def test_detect_agrees_with_the_kernel_and_feeds_precision_auto():
     assert hw.cores == len(os.sched_getaffinity(0)) and hw.cores >= 1
     assert hw.arch == platform.machine().lower()
     if X86 and Path("/proc/cpuinfo").is_file():
-        flags = set(next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
-                         if line.startswith("flags")).split(":")[1].split())
+        flags = set(
+            next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+            .split(":")[1]
+            .split()
+        )
         assert hw.avx2 == ("avx2" in flags)
         assert hw.vnni == ("avx512_vnni" in flags)
         assert hw.avx512_bf16 == ("avx512_bf16" in flags)
@@ -76,8 +97,9 @@ def test_an_emulated_avx2_cpu_is_seen_as_one():
     """The probe reads CPUID, so an emulated Haswell (AVX2, no AVX-512, no VNNI) is seen as such:
     what the emulation tests in test_export rely on."""
     code = "import json; from emoclf import hardware; print(json.dumps(hardware.detect().to_dict()))"
-    proc = subprocess.run([QEMU, "-cpu", "Haswell", sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        [QEMU, "-cpu", "Haswell", sys.executable, "-c", code], capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     seen = json.loads(proc.stdout)
     assert seen["isa"] == ["AVX2"] and seen["int8_full_range_exact"] is False and seen["bf16_fast"] is False

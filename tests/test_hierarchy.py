@@ -14,9 +14,9 @@ from fastapi.testclient import TestClient
 from sklearn.metrics import accuracy_score, f1_score
 
 from emoclf.config import Config
+from emoclf.data import PreparedData
 from emoclf.errors import ConfigError
 from emoclf.evaluation.metrics import group_metrics
-from emoclf.data import PreparedData
 from emoclf.hierarchy import DENDROGRAM_PNG, FOUND_JSON, Hierarchy, from_validation
 from emoclf.imbalance import plan
 from emoclf.inference import Predictor
@@ -40,24 +40,41 @@ def test_inline_and_yaml_specs_give_the_same_groups_in_label_order(tmp_path):
     assert inline.describe() == "positive: {joy, love, surprise} negative: {anger, fear, sadness}"
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("positive=joy,love,surprize;negative=sadness,anger,fear",
-     "hierarchy: unknown label 'surprize' in group 'positive'; the labels are anger, fear, joy, love, sadness, surprise"),
-    ("positive=joy,love,surprise;negative=sadness,anger,fear,joy",
-     "hierarchy: label 'joy' is in two groups ('positive' and 'negative'); put every label in exactly one group "
-     "(a group may hold a single label)"),
-    ("positive=joy,love;negative=sadness,anger",
-     "hierarchy: label(s) 'fear', 'surprise' in no group; put every label in exactly one group (a group may hold a "
-     "single label)"),
-    ("all=" + ",".join(LABELS),
-     "hierarchy: one group holds every label, so it adds nothing to the flat loss; give two or more groups"),
-    ("positive=joy;love", "hierarchy: cannot read 'love'; write groups as name=label,label;name=label, give a "
-                          "YAML file or 'auto'"),
-    ("a=joy;a=love", "hierarchy: group 'a' is given twice; give each group once"),
-    ("a=;b=" + ",".join(LABELS), "hierarchy: group 'a' has no labels; put every label in exactly one group (a group "
-                                 "may hold a single label)"),
-    ("missing.yaml", "hierarchy: file not found: missing.yaml; give a YAML file, name=label,label;... or 'auto'"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        (
+            "positive=joy,love,surprize;negative=sadness,anger,fear",
+            "hierarchy: unknown label 'surprize' in group 'positive'; the labels are anger, fear, joy, love, sadness, "
+            "surprise",
+        ),
+        (
+            "positive=joy,love,surprise;negative=sadness,anger,fear,joy",
+            "hierarchy: label 'joy' is in two groups ('positive' and 'negative'); put every label in exactly one group "
+            "(a group may hold a single label)",
+        ),
+        (
+            "positive=joy,love;negative=sadness,anger",
+            "hierarchy: label(s) 'fear', 'surprise' in no group; put every label in exactly one group (a group may "
+            "hold a single label)",
+        ),
+        (
+            "all=" + ",".join(LABELS),
+            "hierarchy: one group holds every label, so it adds nothing to the flat loss; give two or more groups",
+        ),
+        (
+            "positive=joy;love",
+            "hierarchy: cannot read 'love'; write groups as name=label,label;name=label, give a YAML file or 'auto'",
+        ),
+        ("a=joy;a=love", "hierarchy: group 'a' is given twice; give each group once"),
+        (
+            "a=;b=" + ",".join(LABELS),
+            "hierarchy: group 'a' has no labels; put every label in exactly one group (a group "
+            "may hold a single label)",
+        ),
+        ("missing.yaml", "hierarchy: file not found: missing.yaml; give a YAML file, name=label,label;... or 'auto'"),
+    ],
+)
 def test_every_wrong_spec_is_one_line_saying_what_to_do(spec, message):
     with pytest.raises(ConfigError) as e:
         Hierarchy.parse(spec, LABELS)
@@ -69,8 +86,9 @@ def test_a_yaml_file_of_the_wrong_shape_is_refused(tmp_path):
     path.write_text("- joy\n- love\n")
     with pytest.raises(ConfigError) as e:
         Hierarchy.parse(str(path), LABELS)
-    assert str(e.value) == (f"hierarchy: {path} must map each group name to a list of labels, e.g. "
-                            "'positive: [joy, love]'")
+    assert str(e.value) == (
+        f"hierarchy: {path} must map each group name to a list of labels, e.g. 'positive: [joy, love]'"
+    )
 
 
 def test_hierarchy_weight_must_not_be_negative():
@@ -115,10 +133,15 @@ def test_group_weights_follow_the_imbalance_plan():
     weighted = plan("class-weight", y, 6, 3.0, ids)
     assert weighted.group_weights == [5.0, pytest.approx(0.555556)]  # 10 of 100 rows vs 90: "balanced" weights
     assert plan("none", y, 6, 3.0, ids).group_weights is None
-    assert make_loss("weighted-ce", weighted.class_weights, group_ids=ids,
-                     group_weights=weighted.group_weights).group_weights is not None
-    focal_without_alpha = make_loss("focal", weighted.class_weights, focal_alpha=False, group_ids=ids,
-                                    group_weights=weighted.group_weights)
+    assert (
+        make_loss(
+            "weighted-ce", weighted.class_weights, group_ids=ids, group_weights=weighted.group_weights
+        ).group_weights
+        is not None
+    )
+    focal_without_alpha = make_loss(
+        "focal", weighted.class_weights, focal_alpha=False, group_ids=ids, group_weights=weighted.group_weights
+    )
     assert focal_without_alpha.group_weights is None  # unweighted fine loss, unweighted group term
 
 
@@ -132,11 +155,23 @@ def _confusion(pairs: dict[tuple[str, str], int]) -> np.ndarray:
 
 
 def test_auto_groups_the_classes_confused_more_than_the_mean_pair():
-    cm = _confusion({("joy", "love"): 20, ("love", "joy"): 25, ("fear", "surprise"): 15, ("surprise", "fear"): 10,
-                     ("anger", "sadness"): 2, ("sadness", "fear"): 1})
+    cm = _confusion(
+        {
+            ("joy", "love"): 20,
+            ("love", "joy"): 25,
+            ("fear", "surprise"): 15,
+            ("surprise", "fear"): 10,
+            ("anger", "sadness"): 2,
+            ("sadness", "fear"): 1,
+        }
+    )
     found, tree = Hierarchy.from_confusion(cm, LABELS)
-    assert found.groups == {"anger": ["anger"], "fear+surprise": ["fear", "surprise"], "joy+love": ["joy", "love"],
-                            "sadness": ["sadness"]}
+    assert found.groups == {
+        "anger": ["anger"],
+        "fear+surprise": ["fear", "surprise"],
+        "joy+love": ["joy", "love"],
+        "sadness": ["sadness"],
+    }
     assert found.source == "auto" and found.describe() == "{anger} {fear, surprise} {joy, love} {sadness}"
     assert tree["cut"] == pytest.approx(1 - tree["mean_rate"] / 0.225)
 
@@ -170,18 +205,30 @@ def hierarchical(tiny_model, tmp_path_factory):
     from emoclf.training import train
 
     out = tmp_path_factory.mktemp("hierarchical")
-    cfg = Config().replace(model=str(tiny_model), epochs=8.0, learning_rate=3e-3, output_dir=str(out), tracking=False,
-                           batch_size=16, patience=4, hierarchy=SPEC)
+    cfg = Config().replace(
+        model=str(tiny_model),
+        epochs=8.0,
+        learning_rate=3e-3,
+        output_dir=str(out),
+        tracking=False,
+        batch_size=16,
+        patience=4,
+        hierarchy=SPEC,
+    )
     return train(cfg)
 
 
 def test_training_saves_the_hierarchy_and_scores_the_groups(hierarchical):
     meta = json.loads((hierarchical.model_dir / META_FILE).read_text())
-    assert meta["hierarchy"] == {"groups": {"positive": ["joy", "love", "surprise"],
-                                            "negative": ["anger", "fear", "sadness"]}, "source": "given"}
+    assert meta["hierarchy"] == {
+        "groups": {"positive": ["joy", "love", "surprise"], "negative": ["anger", "fear", "sadness"]},
+        "source": "given",
+    }
     assert meta["training"]["hierarchy"] == "positive: {joy, love, surprise} negative: {anger, fear, sadness}"
     groups = hierarchical.metrics["groups"]
-    assert set(groups["per_group"]) == {"positive", "negative"} and groups["accuracy"] >= hierarchical.metrics["accuracy"]
+    assert (
+        set(groups["per_group"]) == {"positive", "negative"} and groups["accuracy"] >= hierarchical.metrics["accuracy"]
+    )
     saved = json.loads((hierarchical.output_dir / "report" / "metrics.json").read_text())
     assert saved["groups"]["macro_f1"] == groups["macro_f1"] and meta["metrics"]["groups"] == groups
     assert "| positive | joy, love, surprise |" in (hierarchical.output_dir / "report" / "report.md").read_text()
@@ -202,9 +249,16 @@ def test_every_prediction_path_returns_the_same_labels_probabilities_and_groups(
     group_of = {lab: g for g, m in folder.hierarchy.groups.items() for lab in m}
     for p in expected:
         assert p.group == group_of[p.label]
-        assert p.group_probability == pytest.approx(sum(p.probabilities[lab] for lab in folder.hierarchy.groups[p.group]))
+        assert p.group_probability == pytest.approx(
+            sum(p.probabilities[lab] for lab in folder.hierarchy.groups[p.group])
+        )
     frame = predictions_frame(folder, TEXTS)
-    assert list(frame.columns[:4]) == ["predicted_label", "predicted_probability", "predicted_group", "group_probability"]
+    assert list(frame.columns[:4]) == [
+        "predicted_label",
+        "predicted_probability",
+        "predicted_group",
+        "group_probability",
+    ]
     onnx = Predictor.load(convert(hierarchical.model_dir, tmp_path / "onnx", precision="fp32"))
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     with mlflow.start_run():
@@ -216,8 +270,9 @@ def test_every_prediction_path_returns_the_same_labels_probabilities_and_groups(
     assert set(served[0]) == {"label", "probability", "probabilities", "group", "group_probability"}
     for got in (onnx.predict(TEXTS), [Predictor.load(uri).predict([t])[0] for t in TEXTS]):
         assert [(p.label, p.group) for p in got] == [(p.label, p.group) for p in expected]
-        np.testing.assert_allclose([p.group_probability for p in got], [p.group_probability for p in expected],
-                                   atol=1e-5)
+        np.testing.assert_allclose(
+            [p.group_probability for p in got], [p.group_probability for p in expected], atol=1e-5
+        )
     assert pyfunc[["predicted_label", "predicted_group"]].values.tolist() == [[p.label, p.group] for p in expected]
     np.testing.assert_allclose(pyfunc["group_probability"], frame["group_probability"], atol=1e-6)
     assert [(s["label"], s["group"]) for s in served] == [(p.label, p.group) for p in expected]
@@ -227,8 +282,16 @@ def test_every_prediction_path_returns_the_same_labels_probabilities_and_groups(
 def test_auto_trains_a_first_model_and_logs_the_tree_it_found(tiny_model, tmp_path, caplog):
     from emoclf.training import train
 
-    cfg = Config().replace(model=str(tiny_model), epochs=2.0, learning_rate=3e-3, output_dir=str(tmp_path),
-                           tracking=False, batch_size=16, min_steps=30, hierarchy="auto")
+    cfg = Config().replace(
+        model=str(tiny_model),
+        epochs=2.0,
+        learning_rate=3e-3,
+        output_dir=str(tmp_path),
+        tracking=False,
+        batch_size=16,
+        min_steps=30,
+        hierarchy="auto",
+    )
     with caplog.at_level(logging.INFO, logger="emoclf"):
         result = train(cfg)
     meta = json.loads((result.model_dir / META_FILE).read_text())
@@ -242,8 +305,10 @@ def test_auto_trains_a_first_model_and_logs_the_tree_it_found(tiny_model, tmp_pa
     assert json.loads((tmp_path / "report" / FOUND_JSON).read_text()) == meta["hierarchy"]  # what --resume reads
 
 
-@pytest.mark.parametrize("recorded", [{"groups": {"a": ["anger", "sadness"], "b": ["fear", "joy", "love", "surprise"]},
-                                       "source": "auto"}, None])
+@pytest.mark.parametrize(
+    "recorded",
+    [{"groups": {"a": ["anger", "sadness"], "b": ["fear", "joy", "love", "surprise"]}, "source": "auto"}, None],
+)
 def test_a_resumed_auto_training_keeps_the_groups_it_started_with(recorded, tmp_path, monkeypatch, caplog):
     from emoclf import training
 
@@ -260,6 +325,8 @@ def test_a_resumed_auto_training_keeps_the_groups_it_started_with(recorded, tmp_
 def test_auto_without_groups_says_the_training_is_flat(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="emoclf"):
         assert from_validation(np.diag([20] * 6), LABELS, tmp_path) is None
-    assert caplog.messages == ["hierarchy auto: no two classes are confused more than the mean pair (0.000) on "
-                               "validation: no groups found, this training is flat"]
+    assert caplog.messages == [
+        "hierarchy auto: no two classes are confused more than the mean pair (0.000) on "
+        "validation: no groups found, this training is flat"
+    ]
     assert not (tmp_path / DENDROGRAM_PNG).exists()

@@ -58,8 +58,14 @@ def test_plan_auto_above_threshold_is_documented_choice():
 
 @pytest.mark.parametrize(
     ("strategy", "loss", "weighted"),
-    [("none", "ce", False), ("oversample", "ce", False), ("undersample", "ce", False),
-     ("class-weight", "weighted-ce", True), ("focal", "focal", True), ("logit-adjust", "logit-adjusted", True)],
+    [
+        ("none", "ce", False),
+        ("oversample", "ce", False),
+        ("undersample", "ce", False),
+        ("class-weight", "weighted-ce", True),
+        ("focal", "focal", True),
+        ("logit-adjust", "logit-adjusted", True),
+    ],
 )
 def test_plan_explicit_strategies(strategy, loss, weighted):
     p = plan(strategy, LABELS, 3, threshold=100.0)

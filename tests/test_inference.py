@@ -35,8 +35,11 @@ def test_texts_that_preprocessing_empties_get_no_label(predictor, text):
 def test_batch_frame_keeps_every_row_in_order_and_marks_the_skipped(predictor):
     texts = ["i am so happy", EMPTIED[0], "why would you do that", "", EMPTIED[3], "i feel scared"]
     frame = predictions_frame(predictor, texts)
-    assert list(frame.columns) == prediction_columns(LABELS) == [
-        "predicted_label", "predicted_probability", *(f"prob_{lab}" for lab in LABELS), "skipped"]
+    assert (
+        list(frame.columns)
+        == prediction_columns(LABELS)
+        == ["predicted_label", "predicted_probability", *(f"prob_{lab}" for lab in LABELS), "skipped"]
+    )
     assert len(frame) == len(texts)
     skipped = [1, 3, 4]
     assert frame["skipped"].tolist() == [SKIPPED_EMPTY if i in skipped else "" for i in range(len(texts))]
@@ -50,8 +53,11 @@ def test_batch_frame_keeps_every_row_in_order_and_marks_the_skipped(predictor):
 
 
 def test_a_single_string_is_refused_not_read_letter_by_letter(predictor):
-    with pytest.raises(TypeError, match=r"^texts must be a list of strings, got one str; pass \[text\] to classify "
-                                        r"a single text$"):
+    with pytest.raises(
+        TypeError,
+        match=r"^texts must be a list of strings, got one str; pass \[text\] to classify "
+        r"a single text$",
+    ):
         predictor.predict("i feel great")
     with pytest.raises(TypeError, match=r"^texts\[1\] is int 5, not str$"):
         predictor.predict_proba(["fine", 5])
@@ -76,7 +82,10 @@ def test_an_mlflow_uri_never_creates_an_empty_store(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setattr(utils, "_tracking_uri", None)  # as in a fresh process: MLflow's default store
-    with pytest.raises(ModelLoadError, match=f"^cannot load runs:/abc/model: no MLflow store at {tmp_path}/mlflow.db "
-                                             r"\(tracking URI sqlite:///"):
+    with pytest.raises(
+        ModelLoadError,
+        match=f"^cannot load runs:/abc/model: no MLflow store at {tmp_path}/mlflow.db "
+        r"\(tracking URI sqlite:///",
+    ):
         Predictor.load("runs:/abc/model")
     assert os.listdir(tmp_path) == []

@@ -34,7 +34,7 @@ def test_focal_matches_formula():
     out, y = _batch(2)
     gamma = 2.0
     p = F.softmax(out["logits"], dim=-1)[torch.arange(len(y)), y]
-    expected = (-(1 - p) ** gamma * torch.log(p)).mean()
+    expected = (-((1 - p) ** gamma) * torch.log(p)).mean()
     assert torch.allclose(FocalLoss(gamma=gamma)(out, y), expected, atol=1e-6)
 
 
@@ -78,7 +78,9 @@ def test_gradient_accumulation_equivalence():
     out, y = _batch(7, n=12)
     loss_fn = WeightedCrossEntropy([1.0, 2.0, 3.0, 4.0])
     whole = loss_fn(out, y)
-    halves = sum(loss_fn({"logits": out["logits"][s]}, y[s], num_items_in_batch=12) for s in (slice(0, 5), slice(5, 12)))
+    halves = sum(
+        loss_fn({"logits": out["logits"][s]}, y[s], num_items_in_batch=12) for s in (slice(0, 5), slice(5, 12))
+    )
     assert torch.allclose(whole, halves, atol=1e-6)
 
 
@@ -130,8 +132,11 @@ def test_label_smoothing_matches_torch_for_plain_and_weighted_cross_entropy():
 def test_focal_with_label_smoothing_follows_the_formula_and_is_ce_at_gamma0():
     out, y = _batch(8)
     eps, gamma, k = 0.2, 2.0, out["logits"].shape[1]
-    assert torch.allclose(FocalLoss(gamma=0.0, label_smoothing=eps)(out, y),
-                          F.cross_entropy(out["logits"], y, label_smoothing=eps), atol=1e-6)
+    assert torch.allclose(
+        FocalLoss(gamma=0.0, label_smoothing=eps)(out, y),
+        F.cross_entropy(out["logits"], y, label_smoothing=eps),
+        atol=1e-6,
+    )
     p = F.softmax(out["logits"], dim=-1)
     q = F.one_hot(y, k) * (1 - eps) + eps / k
     alpha = torch.tensor([0.5, 1.0, 2.0, 4.0])
@@ -181,5 +186,8 @@ def test_hierarchy_wraps_the_logit_adjusted_loss_with_an_unweighted_group_term()
     loss = make_loss("logit-adjusted", weights, group_ids=[0, 0, 1, 1], hierarchy_weight=0.5, group_weights=[1.0, 2.0])
     assert isinstance(loss, HierarchicalLoss) and isinstance(loss.fine, LogitAdjustedCrossEntropy)
     assert loss.group_weights is None  # the adjustment is not a class weighting; the group term stays plain
-    assert torch.allclose(loss(out, y), LogitAdjustedCrossEntropy(weights)(out, y)
-                          + 0.5 * F.nll_loss(loss.group_log_probs(out["logits"]), torch.tensor([0, 0, 1, 1])[y]))
+    assert torch.allclose(
+        loss(out, y),
+        LogitAdjustedCrossEntropy(weights)(out, y)
+        + 0.5 * F.nll_loss(loss.group_log_probs(out["logits"]), torch.tensor([0, 0, 1, 1])[y]),
+    )

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import WritesMarker
+
 from emoclf.config import PreprocessConfig
 from emoclf.errors import ModelLoadError
 from emoclf.inference import Predictor
@@ -26,8 +26,9 @@ def new_bundle(tiny_model: Path, folder: Path, seed: int = 0) -> Path:
     """A model folder as training writes it, without training (the classifier head is random)."""
     torch.manual_seed(seed)
     tokenizer, model = load_for_training(str(tiny_model), LABELS)
-    meta = BundleMeta(labels=LABELS, preprocess=Preprocessor(PreprocessConfig()).to_dict(), max_length=32,
-                      base_model=str(tiny_model))
+    meta = BundleMeta(
+        labels=LABELS, preprocess=Preprocessor(PreprocessConfig()).to_dict(), max_length=32, base_model=str(tiny_model)
+    )
     return save_bundle(folder, model, tokenizer, meta)
 
 
@@ -61,12 +62,14 @@ def test_enospc_while_saving_keeps_the_previous_model(bundle, tiny_model):
 def test_kernel_refusing_writes_keeps_the_previous_model(bundle):
     """A real write failure: the kernel stops the saving process at a 64 KiB file size (EFBIG)."""
     before = Predictor.load(bundle).predict_proba(TEXTS)
-    script = ("import resource, signal, sys\n"
-              "from emoclf.modeling import load_bundle, save_bundle\n"
-              "model, tokenizer, meta = load_bundle(sys.argv[1])\n"
-              "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write() instead of killing the process\n"
-              "resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))\n"
-              "save_bundle(sys.argv[1], model, tokenizer, meta)\n")
+    script = (
+        "import resource, signal, sys\n"
+        "from emoclf.modeling import load_bundle, save_bundle\n"
+        "model, tokenizer, meta = load_bundle(sys.argv[1])\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write() instead of killing the process\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))\n"
+        "save_bundle(sys.argv[1], model, tokenizer, meta)\n"
+    )
     proc = subprocess.run([sys.executable, "-c", script, str(bundle)], capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert (bundle / WEIGHTS_FILE).stat().st_size > 65536  # the limit really cut the weights short
@@ -101,18 +104,31 @@ def _grow_vocabulary(folder: Path) -> None:
     tokenizer.save_pretrained(folder)
 
 
-@pytest.mark.parametrize("damage,message", [
-    (lambda f: (f / WEIGHTS_FILE).unlink(), r"weights missing \(model.safetensors\)"),
-    (lambda f: _truncate(f / WEIGHTS_FILE), "truncated or damaged"),
-    (lambda f: (f / "config.json").unlink(), "truncated or damaged"),
-    (lambda f: _truncate(f / "tokenizer.json"), "truncated or damaged"),
-    (lambda f: (f / META_FILE).unlink(), "not an emoclf model folder"),
-    (lambda f: _edit_meta(f, labels=[]), "no labels saved"),
-    (lambda f: _edit_meta(f, labels=None), "unreadable or incomplete"),
-    (lambda f: _edit_meta(f, labels=LABELS[:5]), "the model has 6 outputs but 5 labels are saved"),
-    (_grow_vocabulary, r"tokenizer has \d+ tokens but the embeddings only \d+"),
-], ids=["no-weights", "truncated-weights", "no-config", "truncated-tokenizer", "no-meta", "empty-labels",
-        "no-labels", "label-count", "vocab-size"])
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        (lambda f: (f / WEIGHTS_FILE).unlink(), r"weights missing \(model.safetensors\)"),
+        (lambda f: _truncate(f / WEIGHTS_FILE), "truncated or damaged"),
+        (lambda f: (f / "config.json").unlink(), "truncated or damaged"),
+        (lambda f: _truncate(f / "tokenizer.json"), "truncated or damaged"),
+        (lambda f: (f / META_FILE).unlink(), "not an emoclf model folder"),
+        (lambda f: _edit_meta(f, labels=[]), "no labels saved"),
+        (lambda f: _edit_meta(f, labels=None), "unreadable or incomplete"),
+        (lambda f: _edit_meta(f, labels=LABELS[:5]), "the model has 6 outputs but 5 labels are saved"),
+        (_grow_vocabulary, r"tokenizer has \d+ tokens but the embeddings only \d+"),
+    ],
+    ids=[
+        "no-weights",
+        "truncated-weights",
+        "no-config",
+        "truncated-tokenizer",
+        "no-meta",
+        "empty-labels",
+        "no-labels",
+        "label-count",
+        "vocab-size",
+    ],
+)
 def test_damaged_folder_is_refused_before_any_prediction(bundle, damage, message):
     damage(bundle)
     with pytest.raises(ModelLoadError, match=message):
@@ -149,9 +165,12 @@ def test_non_finite_weights_or_temperature_are_refused(bundle, tmp_path):
     key = next(k for k in tensors if k.endswith("classifier.weight"))
     tensors[key][0, 0] = float("nan")
     save_file(tensors, nan_weights / WEIGHTS_FILE, metadata={"format": "pt"})
-    with pytest.raises(ModelLoadError, match=rf"^{nan_weights}: 1 weight tensor\(s\) hold NaN or infinity \(first: "
-                                             r"classifier\.weight\); the training that wrote them diverged: retrain "
-                                             r"with a lower --learning-rate$"):
+    with pytest.raises(
+        ModelLoadError,
+        match=rf"^{nan_weights}: 1 weight tensor\(s\) hold NaN or infinity \(first: "
+        r"classifier\.weight\); the training that wrote them diverged: retrain "
+        r"with a lower --learning-rate$",
+    ):
         Predictor.load(nan_weights)
     for bad in (float("nan"), float("inf"), 0.0):
         folder = shutil.copytree(bundle, tmp_path / f"t-{bad}", dirs_exist_ok=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import tomllib
 from importlib import metadata
 from pathlib import Path
 
+import tomllib
 from packaging.requirements import Requirement
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"

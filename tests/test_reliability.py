@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import MlflowServer, WritesMarker, free_port
+
+from emoclf.checkpoints import STAGING_DIR, latest_checkpoint
 from emoclf.cli import EXIT_TRACKING_DEGRADED, main
 from emoclf.config import Config, DataConfig, PreprocessConfig
-from emoclf.errors import ModelLoadError
-from emoclf.checkpoints import STAGING_DIR, latest_checkpoint
 from emoclf.environment import run_environment
+from emoclf.errors import ModelLoadError
 from emoclf.trainer import EmoclfTrainer as CheckpointingTrainer
 from emoclf.training import train
 
@@ -32,14 +32,41 @@ DRIVER = Path(__file__).with_name("fault_driver.py")
 
 
 def train_flags(tiny_model: Path, out: Path, uri: str, experiment: str, *extra: str) -> list[str]:
-    return ["train", "--model", str(tiny_model), "--output-dir", str(out), "--tracking-uri", uri,
-            "--experiment", experiment, "--epochs", "2", "--batch-size", "16", "--learning-rate", "3e-3",
-            "--max-samples", "160", "--precision", "fp32", "--num-threads", "1", "--min-steps", "0", *extra]
+    return [
+        "train",
+        "--model",
+        str(tiny_model),
+        "--output-dir",
+        str(out),
+        "--tracking-uri",
+        uri,
+        "--experiment",
+        experiment,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--learning-rate",
+        "3e-3",
+        "--max-samples",
+        "160",
+        "--precision",
+        "fp32",
+        "--num-threads",
+        "1",
+        "--min-steps",
+        "0",
+        *extra,
+    ]
 
 
 def launch(fault: str, ready: Path, args: list[str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(DRIVER), fault, str(ready), *args],
-                            stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=log.parent)
+    return subprocess.Popen(
+        [sys.executable, str(DRIVER), fault, str(ready), *args],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        cwd=log.parent,
+    )
 
 
 def finish(proc: subprocess.Popen, log: Path, timeout: float = 300) -> int:
@@ -86,8 +113,12 @@ def references(tmp_path_factory, tiny_model):
     """
     root = tmp_path_factory.mktemp("reference")
     uri = f"sqlite:///{root / 'shared.db'}"  # new: both also race to create the schema
-    procs = {name: launch("none", root / f"{name}.ready", train_flags(tiny_model, root / name, uri, "reference"),
-                          root / f"{name}.log") for name in ("a", "b")}
+    procs = {
+        name: launch(
+            "none", root / f"{name}.ready", train_flags(tiny_model, root / name, uri, "reference"), root / f"{name}.log"
+        )
+        for name in ("a", "b")
+    }
 
     def done() -> tuple[Path, str]:
         for name, proc in procs.items():
@@ -127,7 +158,12 @@ def test_newest_complete_checkpoint_skips_half_written_ones(tmp_path):
 def test_kill_9_mid_save_then_resume_matches_uninterrupted(tmp_path, tiny_model, references, capsys):
     from mlflow.tracking import MlflowClient
 
-    run, uri, log, ready = tmp_path / "run", f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "run.log", tmp_path / "ready"
+    run, uri, log, ready = (
+        tmp_path / "run",
+        f"sqlite:///{tmp_path / 'mlflow.db'}",
+        tmp_path / "run.log",
+        tmp_path / "ready",
+    )
     proc = launch("hang-in-second-save", ready, train_flags(tiny_model, run, uri, "resumed"), log)
     wait_until_ready(ready, proc, log)
     proc.send_signal(signal.SIGKILL)
@@ -171,7 +207,12 @@ def test_kill_9_mid_save_then_resume_matches_uninterrupted(tmp_path, tiny_model,
 def test_sigterm_checkpoints_marks_killed_and_resumes_exactly(tmp_path, tiny_model, references):
     from mlflow.tracking import MlflowClient
 
-    run, uri, log, ready = tmp_path / "run", f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "run.log", tmp_path / "ready"
+    run, uri, log, ready = (
+        tmp_path / "run",
+        f"sqlite:///{tmp_path / 'mlflow.db'}",
+        tmp_path / "run.log",
+        tmp_path / "ready",
+    )
     proc = launch("slow-after-first-save", ready, train_flags(tiny_model, run, uri, "sigterm"), log)
     wait_until_ready(ready, proc, log)
     proc.send_signal(signal.SIGTERM)
@@ -179,8 +220,11 @@ def test_sigterm_checkpoints_marks_killed_and_resumes_exactly(tmp_path, tiny_mod
     assert "stopping after this step with a checkpoint" in log.read_text()
     # The last line says where the work is and how to continue it.
     last = log.read_text().strip().splitlines()[-1]
-    assert re.fullmatch(rf"emoclf: interrupted: SIGTERM at step \d+; checkpoint {run}/checkpoints/checkpoint-\d+; "
-                        rf"continue with: emoclf train --resume {run}", last), last
+    assert re.fullmatch(
+        rf"emoclf: interrupted: SIGTERM at step \d+; checkpoint {run}/checkpoints/checkpoint-\d+; "
+        rf"continue with: emoclf train --resume {run}",
+        last,
+    ), last
 
     steps = sorted(int(p.name[11:]) for p in (run / "checkpoints").glob("checkpoint-*"))
     per_epoch = steps[0]
@@ -220,8 +264,15 @@ def test_exception_marks_run_failed_and_keeps_checkpoints(tmp_path, tiny_model, 
 def test_resume_refuses_a_planted_pickle_in_a_checkpoint(tmp_path, tiny_model):
     import torch
 
-    cfg = Config().replace(model=str(tiny_model), output_dir=str(tmp_path / "run"), tracking=False, epochs=1.0,
-                           max_samples=32, batch_size=16, num_threads=1)
+    cfg = Config().replace(
+        model=str(tiny_model),
+        output_dir=str(tmp_path / "run"),
+        tracking=False,
+        epochs=1.0,
+        max_samples=32,
+        batch_size=16,
+        num_threads=1,
+    )
     train(cfg)
     checkpoint = latest_checkpoint(tmp_path / "run" / "checkpoints")
     marker = tmp_path / "pwned"
@@ -252,7 +303,9 @@ def test_tracking_optional_trains_and_says_where_results_are(tmp_path, tiny_mode
 
     uri = f"http://127.0.0.1:{free_port()}"
     run = tmp_path / "run"
-    assert main(train_flags(tiny_model, run, uri, "x", "--epochs", "1", "--tracking-optional")) == EXIT_TRACKING_DEGRADED
+    assert (
+        main(train_flags(tiny_model, run, uri, "x", "--epochs", "1", "--tracking-optional")) == EXIT_TRACKING_DEGRADED
+    )
     assert f"listed in {run / 'tracking_failures.json'}" in capsys.readouterr().err
     failures = json.loads((run / "tracking_failures.json").read_text())
     assert failures["kept_locally"] == str(run.resolve()) and failures["run_id"] is None
@@ -295,9 +348,19 @@ def test_server_killed_mid_run_and_restarted_loses_nothing(tmp_path, tiny_model,
     from mlflow.tracking import MlflowClient
 
     kill_server_after_first_checkpoint(monkeypatch, server, restart_after_steps=4)
-    cfg = Config().replace(model=str(tiny_model), output_dir=str(tmp_path / "run"), tracking_uri=server.uri,
-                           experiment="outage", epochs=2.0, min_steps=0, batch_size=16, learning_rate=3e-3, max_samples=160,
-                           precision="fp32", num_threads=1)
+    cfg = Config().replace(
+        model=str(tiny_model),
+        output_dir=str(tmp_path / "run"),
+        tracking_uri=server.uri,
+        experiment="outage",
+        epochs=2.0,
+        min_steps=0,
+        batch_size=16,
+        learning_rate=3e-3,
+        max_samples=160,
+        precision="fp32",
+        num_threads=1,
+    )
     with caplog.at_level("WARNING", logger="emoclf.tracking"):
         result = train(cfg)
     assert "queued for retry" in caplog.text and "reachable again" in caplog.text
@@ -308,8 +371,9 @@ def test_server_killed_mid_run_and_restarted_loses_nothing(tmp_path, tiny_model,
     logged = [s for s, _ in history(client, result.run_id, "train/loss")]
     trained = [h["step"] for h in result.history if "loss" in h]
     assert logged == trained  # the steps logged while the server was down arrived after it came back
-    assert [s for s, _ in history(client, result.run_id, "val/macro_f1")] == [h["step"] for h in result.history
-                                                                               if "eval_macro_f1" in h]
+    assert [s for s, _ in history(client, result.run_id, "val/macro_f1")] == [
+        h["step"] for h in result.history if "eval_macro_f1" in h
+    ]
     assert run.data.metrics["test/macro_f1"] == pytest.approx(result.metrics["macro_f1"])
     assert run.outputs.model_outputs  # the model, logged after the outage
 
@@ -377,13 +441,24 @@ def test_environment_names_versions_commit_and_hardware():
     assert env["git"]["commit"] == (head.stdout.strip() if head.returncode == 0 else None)
 
 
-def test_resume_from_a_mid_epoch_checkpoint_matches_uninterrupted_with_length_grouping(tmp_path, tiny_model,
-                                                                                         monkeypatch):
+def test_resume_from_a_mid_epoch_checkpoint_matches_uninterrupted_with_length_grouping(
+    tmp_path, tiny_model, monkeypatch
+):
     """The default sampler groups batches by length in a random order; resumed mid-epoch (here in the
     second of three epochs), the run must train on the same batches as one never interrupted."""
-    cfg = Config().replace(model=str(tiny_model), tracking=False, epochs=3.0, max_samples=160, batch_size=16,
-                           learning_rate=3e-3, checkpoint_steps=4, num_threads=1, precision="fp32", patience=100,
-                           min_steps=0)
+    cfg = Config().replace(
+        model=str(tiny_model),
+        tracking=False,
+        epochs=3.0,
+        max_samples=160,
+        batch_size=16,
+        learning_rate=3e-3,
+        checkpoint_steps=4,
+        num_threads=1,
+        precision="fp32",
+        patience=100,
+        min_steps=0,
+    )
     assert cfg.train.group_by_length
     train(cfg.replace(output_dir=str(tmp_path / "whole")))
 

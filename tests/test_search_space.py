@@ -18,8 +18,16 @@ def write(tmp_path, text: str):
 
 def test_the_default_space_covers_what_fine_tuning_needs():
     space = space_dict(load_space(None, Config()))
-    assert list(space) == ["learning_rate", "epochs", "batch_size", "warmup_ratio", "weight_decay", "imbalance",
-                           "focal_gamma", "label_smoothing"]
+    assert list(space) == [
+        "learning_rate",
+        "epochs",
+        "batch_size",
+        "warmup_ratio",
+        "weight_decay",
+        "imbalance",
+        "focal_gamma",
+        "label_smoothing",
+    ]
     assert space["learning_rate"] == {"type": "float", "low": 1e-5, "high": 3e-4, "log": True}
     assert space["imbalance"]["choices"] == ["none", "class-weight", "oversample", "undersample", "focal"]
     assert space["focal_gamma"]["when"] == {"imbalance": ["focal"]}
@@ -43,39 +51,66 @@ def test_focal_gamma_is_drawn_only_in_trials_that_draw_focal():
 
 
 def test_a_user_space_replaces_the_default_and_reads_1e_minus_5_as_a_number(tmp_path):
-    path = write(tmp_path, "learning_rate: {type: float, low: 1e-5, high: 1e-4, log: true}\n"
-                           "batch_size: {type: int, low: 8, high: 32, step: 8}\n")
+    path = write(
+        tmp_path,
+        "learning_rate: {type: float, low: 1e-5, high: 1e-4, log: true}\n"
+        "batch_size: {type: int, low: 8, high: 32, step: 8}\n",
+    )
     assert space_dict(load_space(path, Config())) == {
         "learning_rate": {"type": "float", "low": 1e-5, "high": 1e-4, "log": True},
-        "batch_size": {"type": "int", "low": 8, "high": 32, "log": False, "step": 8}}
+        "batch_size": {"type": "int", "low": 8, "high": 32, "log": False, "step": 8},
+    }
 
 
-@pytest.mark.parametrize("text, message", [
-    ("lr: {type: float, low: 0.1, high: 0.2}", "lr: unknown training setting; use names from 'emoclf train --help' "
-                                               "with underscores, such as learning_rate or batch_size"),
-    ("max_samples: {type: int, low: 10, high: 20}", "max_samples: cannot be searched (every trial must train on the "
-                                                    "same rows and write where the study says); set it with a flag "
-                                                    "instead"),
-    ("experiment: {type: categorical, choices: [a]}", "experiment: unknown training setting"),
-    ("epochs: [1, 2]", "epochs: expected a mapping with type: float | int | categorical, got [1, 2]"),
-    ("epochs: {type: int, low: 3, high: 1}", "epochs: low must be below high, got low 3 and high 1"),
-    ("epochs: {type: int, low: 1, high: 3, steps: 1}", "epochs: unknown key(s) steps for type int; known: high, "
-                                                       "log, low, step, when"),
-    ("learning_rate: {type: float, low: 0.0, high: 0.1, log: true}", "learning_rate: a log scale needs low above 0 "
-                                                                     "and no step, got low 0.0, step None"),
-    ("epochs: {type: int, low: 1.5, high: 3}", "epochs: an int range needs whole numbers"),
-    ("warmup_ratio: {type: float, low: one, high: 0.1}", "warmup_ratio: low must be a number, got 'one'"),
-    ("imbalance: {type: categorical, choices: []}", "imbalance: choices must be a non-empty list of distinct values"),
-    ("imbalance: {type: categorical, choices: [none, smote]}", "imbalance: 'smote' is not a valid value: imbalance "
-                                                               "must be one of auto, none, oversample, undersample, "
-                                                               "class-weight, focal, logit-adjust; got 'smote'"),
-    ("warmup_ratio: {type: float, low: 0.0, high: 1.5}", "warmup_ratio: 1.5 is not a valid value: warmup_ratio must "
-                                                         "be at least 0 and below 1, got 1.5"),
-    ("focal_gamma: {type: float, low: 1, high: 2, when: {imbalance: focal}}\n"
-     "imbalance: {type: categorical, choices: [focal]}", "focal_gamma: when names 'imbalance', which is not an "
-                                                         "earlier entry of the space"),
-    ("", "expected a mapping of settings to ranges (see the README), got None"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "lr: {type: float, low: 0.1, high: 0.2}",
+            "lr: unknown training setting; use names from 'emoclf train --help' "
+            "with underscores, such as learning_rate or batch_size",
+        ),
+        (
+            "max_samples: {type: int, low: 10, high: 20}",
+            "max_samples: cannot be searched (every trial must train on the "
+            "same rows and write where the study says); set it with a flag "
+            "instead",
+        ),
+        ("experiment: {type: categorical, choices: [a]}", "experiment: unknown training setting"),
+        ("epochs: [1, 2]", "epochs: expected a mapping with type: float | int | categorical, got [1, 2]"),
+        ("epochs: {type: int, low: 3, high: 1}", "epochs: low must be below high, got low 3 and high 1"),
+        (
+            "epochs: {type: int, low: 1, high: 3, steps: 1}",
+            "epochs: unknown key(s) steps for type int; known: high, log, low, step, when",
+        ),
+        (
+            "learning_rate: {type: float, low: 0.0, high: 0.1, log: true}",
+            "learning_rate: a log scale needs low above 0 and no step, got low 0.0, step None",
+        ),
+        ("epochs: {type: int, low: 1.5, high: 3}", "epochs: an int range needs whole numbers"),
+        ("warmup_ratio: {type: float, low: one, high: 0.1}", "warmup_ratio: low must be a number, got 'one'"),
+        (
+            "imbalance: {type: categorical, choices: []}",
+            "imbalance: choices must be a non-empty list of distinct values",
+        ),
+        (
+            "imbalance: {type: categorical, choices: [none, smote]}",
+            "imbalance: 'smote' is not a valid value: imbalance "
+            "must be one of auto, none, oversample, undersample, "
+            "class-weight, focal, logit-adjust; got 'smote'",
+        ),
+        (
+            "warmup_ratio: {type: float, low: 0.0, high: 1.5}",
+            "warmup_ratio: 1.5 is not a valid value: warmup_ratio must be at least 0 and below 1, got 1.5",
+        ),
+        (
+            "focal_gamma: {type: float, low: 1, high: 2, when: {imbalance: focal}}\n"
+            "imbalance: {type: categorical, choices: [focal]}",
+            "focal_gamma: when names 'imbalance', which is not an earlier entry of the space",
+        ),
+        ("", "expected a mapping of settings to ranges (see the README), got None"),
+    ],
+)
 def test_mistakes_in_a_space_are_refused_naming_file_entry_and_fix(tmp_path, text, message):
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as e:
@@ -84,16 +119,21 @@ def test_mistakes_in_a_space_are_refused_naming_file_entry_and_fix(tmp_path, tex
     assert message in str(e.value)
 
 
-@pytest.mark.parametrize("text, base", [
-    ("epochs: {type: int, low: 1, high: 3}", Config().replace(max_steps=100)),
-    ("max_steps: {type: int, low: 50, high: 200}\nepochs: {type: int, low: 1, high: 3}", Config()),
-])
+@pytest.mark.parametrize(
+    "text, base",
+    [
+        ("epochs: {type: int, low: 1, high: 3}", Config().replace(max_steps=100)),
+        ("max_steps: {type: int, low: 50, high: 200}\nepochs: {type: int, low: 1, high: 3}", Config()),
+    ],
+)
 def test_epochs_are_not_searched_when_max_steps_sets_the_steps(tmp_path, text, base):
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as e:
         load_space(path, base)
-    assert str(e.value) == (f"{path}: epochs is drawn, but max_steps sets every trial's steps, so the epochs drawn "
-                            "would change nothing; drop the epochs entry or --max-steps")
+    assert str(e.value) == (
+        f"{path}: epochs is drawn, but max_steps sets every trial's steps, so the epochs drawn "
+        "would change nothing; drop the epochs entry or --max-steps"
+    )
     assert [p.name for p in load_space(write(tmp_path, "epochs: {type: int, low: 1, high: 3}"), Config())] == ["epochs"]
 
 

@@ -11,9 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import numpy as np
 import pytest
+from conftest import free_port, wait_http
 from fastapi.testclient import TestClient
 
-from conftest import free_port, wait_http
 from emoclf.errors import ConfigError
 from emoclf.export import convert
 from emoclf.inference import Predictor
@@ -68,33 +68,56 @@ def test_health_metadata_and_docs(client, trained):
     assert set(paths["/predict"]["post"]["responses"]) == {"200", "400", "413", "422", "500"}
 
 
-@pytest.mark.parametrize("request_kwargs,status,detail", [
-    (dict(content=b'{"texts": ["a",]}', headers=JSON), 400,
-     "malformed JSON body at character 15: Expecting value"),
-    (dict(content=b"{texts", headers=JSON), 400,
-     "malformed JSON body at character 1: Expecting property name enclosed in double quotes"),
-    (dict(json={"texts": "i am happy"}), 422, "texts: Input should be a valid list"),
-    (dict(json={"texts": ["fine", 42]}), 422, "texts[1]: Input should be a valid string"),
-    (dict(json={"text": ["a"]}), 422, "texts: Field required; text: Extra inputs are not permitted"),
-    (dict(json=["a", "b"]), 422, 'body: expected a JSON object {"texts": [...]} sent as application/json'),
-    (dict(content=b'{"texts": ["a"]}', headers={"content-type": "text/plain"}), 422,
-     'body: expected a JSON object {"texts": [...]} sent as application/json'),
-    (dict(json={"texts": []}), 422, "texts: the list is empty; send at least one text"),
-    (dict(json={"texts": ["ok", "", "  \n"]}), 422, "texts[1]: empty text (2 empty in all); send non-blank texts"),
-    (dict(content=b'{"texts": ["fine", "\\ud800 half an emoji"]}', headers=JSON), 422,
-     "texts[1]: not valid Unicode (a lone surrogate); send UTF-8 text"),
-    (dict(content=b'{"texts": ["fine", "caf\xe9"]}', headers=JSON), 422,
-     "body: not valid UTF-8 at byte 23; send UTF-8 text"),
-    (dict(json={"texts": ["i am happy", "\U0001f621\U0001f621", "!!!"]}), 422,
-     "texts[1]: empty after preprocessing (2 in all): only emoji, punctuation or invisible characters, which the "
-     "model's preprocessing removes; send words"),
-    (dict(json={"texts": ["a"] * 9}), 413,
-     "texts: 9 texts, the limit is 8 per request; split them over several requests"),
-    (dict(json={"texts": ["a" * 3_000]}), 413, "request body too large: 3014 bytes, the limit is 2000"),
-    # No Content-Length: the body is counted as it streams in.
-    (dict(content=iter([b'{"texts": ["', b"a" * 3_000, b'"]}']), headers=JSON), 413,
-     "request body too large: at least 3015 bytes, the limit is 2000"),
-])
+@pytest.mark.parametrize(
+    "request_kwargs,status,detail",
+    [
+        (dict(content=b'{"texts": ["a",]}', headers=JSON), 400, "malformed JSON body at character 15: Expecting value"),
+        (
+            dict(content=b"{texts", headers=JSON),
+            400,
+            "malformed JSON body at character 1: Expecting property name enclosed in double quotes",
+        ),
+        (dict(json={"texts": "i am happy"}), 422, "texts: Input should be a valid list"),
+        (dict(json={"texts": ["fine", 42]}), 422, "texts[1]: Input should be a valid string"),
+        (dict(json={"text": ["a"]}), 422, "texts: Field required; text: Extra inputs are not permitted"),
+        (dict(json=["a", "b"]), 422, 'body: expected a JSON object {"texts": [...]} sent as application/json'),
+        (
+            dict(content=b'{"texts": ["a"]}', headers={"content-type": "text/plain"}),
+            422,
+            'body: expected a JSON object {"texts": [...]} sent as application/json',
+        ),
+        (dict(json={"texts": []}), 422, "texts: the list is empty; send at least one text"),
+        (dict(json={"texts": ["ok", "", "  \n"]}), 422, "texts[1]: empty text (2 empty in all); send non-blank texts"),
+        (
+            dict(content=b'{"texts": ["fine", "\\ud800 half an emoji"]}', headers=JSON),
+            422,
+            "texts[1]: not valid Unicode (a lone surrogate); send UTF-8 text",
+        ),
+        (
+            dict(content=b'{"texts": ["fine", "caf\xe9"]}', headers=JSON),
+            422,
+            "body: not valid UTF-8 at byte 23; send UTF-8 text",
+        ),
+        (
+            dict(json={"texts": ["i am happy", "\U0001f621\U0001f621", "!!!"]}),
+            422,
+            "texts[1]: empty after preprocessing (2 in all): only emoji, punctuation or invisible characters, which "
+            "the model's preprocessing removes; send words",
+        ),
+        (
+            dict(json={"texts": ["a"] * 9}),
+            413,
+            "texts: 9 texts, the limit is 8 per request; split them over several requests",
+        ),
+        (dict(json={"texts": ["a" * 3_000]}), 413, "request body too large: 3014 bytes, the limit is 2000"),
+        # No Content-Length: the body is counted as it streams in.
+        (
+            dict(content=iter([b'{"texts": ["', b"a" * 3_000, b'"]}']), headers=JSON),
+            413,
+            "request body too large: at least 3015 bytes, the limit is 2000",
+        ),
+    ],
+)
 def test_bad_input_is_a_clear_4xx(client, request_kwargs, status, detail):
     response = client.post("/predict", **request_kwargs)
     assert (response.status_code, response.json()) == (status, {"detail": detail})
@@ -102,12 +125,17 @@ def test_bad_input_is_a_clear_4xx(client, request_kwargs, status, detail):
 
 def test_a_model_that_computes_nan_answers_500_never_null(predictor, monkeypatch):
     client = TestClient(create_app(predictor))
-    monkeypatch.setattr(type(predictor.backend), "__call__", lambda self, batch: np.full(
-        (len(batch["input_ids"]), len(LABELS)), np.nan, dtype=np.float32))
+    monkeypatch.setattr(
+        type(predictor.backend),
+        "__call__",
+        lambda self, batch: np.full((len(batch["input_ids"]), len(LABELS)), np.nan, dtype=np.float32),
+    )
     response = client.post("/predict", json={"texts": ["i am happy"]})
     assert response.status_code == 500
-    assert response.json() == {"detail": "the model computed non-finite probabilities for 1 of 1 text(s) (first: "
-                                         "texts[0]); it is broken: retrain or re-export it"}
+    assert response.json() == {
+        "detail": "the model computed non-finite probabilities for 1 of 1 text(s) (first: "
+        "texts[0]); it is broken: retrain or re-export it"
+    }
 
 
 def test_limits_are_checked():
@@ -116,7 +144,7 @@ def test_limits_are_checked():
 
 
 def test_concurrent_requests_give_the_serial_answers(client):
-    requests = [{"texts": TEXTS[i % len(TEXTS):] + TEXTS[:i % 3]} for i in range(24)]
+    requests = [{"texts": TEXTS[i % len(TEXTS) :] + TEXTS[: i % 3]} for i in range(24)]
     serial = [client.post("/predict", json=r).json() for r in requests]
     with ThreadPoolExecutor(max_workers=8) as pool:
         parallel = list(pool.map(lambda r: client.post("/predict", json=r).json(), requests))
@@ -145,9 +173,22 @@ def _stop(proc: subprocess.Popen) -> int:
 def test_emoclf_serve_as_a_real_uvicorn_process(int8_export, tmp_path):
     port = free_port()
     log = tmp_path / "serve.log"
-    proc = subprocess.Popen([sys.executable, "-m", "emoclf.cli", "serve", "--model", str(int8_export),
-                             "--port", str(port), "--max-texts", "4"],
-                            stdout=subprocess.DEVNULL, stderr=log.open("w"))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "emoclf.cli",
+            "serve",
+            "--model",
+            str(int8_export),
+            "--port",
+            str(port),
+            "--max-texts",
+            "4",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("w"),
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{url}/health", timeout=60, proc=proc)
@@ -186,18 +227,37 @@ def test_mlflow_model_serves_with_mlflow_and_with_emoclf(trained, predictor, tmp
         mlflow.set_tracking_uri(previous)
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m", uri, "--env-manager", "local",
-         "--host", "127.0.0.1", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            uri,
+            "--env-manager",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
         # MLflow execs `uvicorn` by name: this interpreter's scripts must be on PATH even without an activated venv.
-        env={**os.environ, "MLFLOW_TRACKING_URI": store,
-             "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])},
+        env={
+            **os.environ,
+            "MLFLOW_TRACKING_URI": store,
+            "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]),
+        },
         stdout=subprocess.DEVNULL,
         stderr=(tmp_path / "mlflow-serve.log").open("w"),
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/ping", timeout=120, proc=proc)
-        response = httpx.post(f"http://127.0.0.1:{port}/invocations", timeout=30,
-                              json={"dataframe_split": {"columns": ["text"], "data": [[t] for t in TEXTS]}})
+        response = httpx.post(
+            f"http://127.0.0.1:{port}/invocations",
+            timeout=30,
+            json={"dataframe_split": {"columns": ["text"], "data": [[t] for t in TEXTS]}},
+        )
     finally:
         _stop(proc)
     assert response.status_code == 200, response.text

@@ -10,14 +10,20 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from conftest import free_port, wait_http
+
 from emoclf.inference import Predictor
 from emoclf.serving import Limits, create_app, display_name
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 LABELS = ["anger", "fear", "joy", "love", "sadness", "surprise"]
 
 
@@ -100,8 +106,9 @@ def test_the_page_shows_the_servers_error_in_one_line(server, browser):
     assert error.text_content() == "texts: 9 texts, the limit is 8 per request; split them over several requests"
 
 
-@pytest.mark.parametrize("path,rendered", [("/docs", ".swagger-ui .opblock-summary-path"),
-                                           ("/redoc", "[data-section-id]")])
+@pytest.mark.parametrize(
+    "path,rendered", [("/docs", ".swagger-ui .opblock-summary-path"), ("/redoc", "[data-section-id]")]
+)
 def test_api_docs_render_from_this_server_alone(server, browser, path, rendered):
     page, requests = open_page(browser, server + path)
     page.locator(rendered).first.wait_for(timeout=30_000)

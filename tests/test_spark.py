@@ -29,7 +29,8 @@ def spark():
     # Workers must run this interpreter: it is the one with emoclf, torch and MLflow installed.
     os.environ["PYSPARK_PYTHON"] = os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
     session = (
-        SparkSession.builder.master("local[2]").appName("emoclf-test")
+        SparkSession.builder.master("local[2]")
+        .appName("emoclf-test")
         .config("spark.driver.host", "127.0.0.1")
         .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.ui.enabled", "false")
@@ -62,12 +63,29 @@ def test_spark_udf_scores_like_emoclf_predict(spark, trained, tmp_path, monkeypa
         # No result_type: the logged signature makes it a struct of the prediction columns.
         score = mlflow.pyfunc.spark_udf(spark, uri, env_manager="local")
         rows = spark.createDataFrame(pd.DataFrame({"id": range(len(texts)), "text": texts})).repartition(2)
-        spark_out = (rows.withColumn("p", score(struct("text"))).select("id", "p.*").toPandas()
-                     .sort_values("id").reset_index(drop=True))
+        spark_out = (
+            rows.withColumn("p", score(struct("text")))
+            .select("id", "p.*")
+            .toPandas()
+            .sort_values("id")
+            .reset_index(drop=True)
+        )
 
         pd.DataFrame({"text": texts}).to_csv(tmp_path / "in.csv", index=False)
-        assert main(["predict", "--model", uri, "--input", str(tmp_path / "in.csv"),
-                     "--output", str(tmp_path / "out.parquet")]) == 0
+        assert (
+            main(
+                [
+                    "predict",
+                    "--model",
+                    uri,
+                    "--input",
+                    str(tmp_path / "in.csv"),
+                    "--output",
+                    str(tmp_path / "out.parquet"),
+                ]
+            )
+            == 0
+        )
     finally:
         mlflow.set_tracking_uri(previous)
     cli_out = pd.read_parquet(tmp_path / "out.parquet")
@@ -78,5 +96,6 @@ def test_spark_udf_scores_like_emoclf_predict(spark, trained, tmp_path, monkeypa
     assert len(spark_out) == len(cli_out) == N_ROWS
     assert spark_out["predicted_label"].tolist() == cli_out["predicted_label"].tolist()
     numbers = ["predicted_probability", *prob_columns]
-    pd.testing.assert_frame_equal(spark_out[numbers], cli_out[numbers],
-                                  check_dtype=False, check_exact=False, atol=1e-5, rtol=0)
+    pd.testing.assert_frame_equal(
+        spark_out[numbers], cli_out[numbers], check_dtype=False, check_exact=False, atol=1e-5, rtol=0
+    )

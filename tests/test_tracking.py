@@ -34,13 +34,30 @@ def test_tracking_uri_precedence_and_local_stores_made_absolute(monkeypatch, tmp
 
 def test_trainer_logs_are_tracked_under_grouped_names_without_bookkeeping():
     step = {"loss": 1.2, "grad_norm": 3.0, "learning_rate": 1e-4, "epoch": 0.25}
-    evaluation = {"eval_loss": 1.1, "eval_macro_f1": 0.4, "eval_accuracy": 0.5, "eval_runtime": 2.0,
-                  "eval_samples_per_second": 23.0, "eval_steps_per_second": 1.0, "epoch": 1.0}
-    end = {"train_runtime": 10.0, "train_samples_per_second": 36.0, "train_steps_per_second": 1.2,
-           "total_flos": 1e12, "train_loss": 1.3, "epoch": 1.0}
+    evaluation = {
+        "eval_loss": 1.1,
+        "eval_macro_f1": 0.4,
+        "eval_accuracy": 0.5,
+        "eval_runtime": 2.0,
+        "eval_samples_per_second": 23.0,
+        "eval_steps_per_second": 1.0,
+        "epoch": 1.0,
+    }
+    end = {
+        "train_runtime": 10.0,
+        "train_samples_per_second": 36.0,
+        "train_steps_per_second": 1.2,
+        "total_flos": 1e12,
+        "train_loss": 1.3,
+        "epoch": 1.0,
+    }
     assert tracked_metrics(step) == {"train/loss": 1.2, "train/grad_norm": 3.0, "train/learning_rate": 1e-4}
-    assert tracked_metrics(evaluation) == {"val/loss": 1.1, "val/macro_f1": 0.4, "val/accuracy": 0.5,
-                                           "system/val_seconds": 2.0}
+    assert tracked_metrics(evaluation) == {
+        "val/loss": 1.1,
+        "val/macro_f1": 0.4,
+        "val/accuracy": 0.5,
+        "system/val_seconds": 2.0,
+    }
     assert tracked_metrics(end) == {}  # train_seconds is logged once, by emoclf
 
 
@@ -54,7 +71,8 @@ def test_default_run_name_and_description_say_what_ran():
     assert run_description(cfg, summary, "none", "ce").startswith(
         "Fine-tunes sentence-transformers/all-MiniLM-L6-v2 to classify texts as anger, fear, joy, love, sadness, "
         "surprise, on the embedded demo set (368 train, 46 validation, 46 test texts), imbalance handling none "
-        "(loss ce), up to 3 epochs (at least 120 steps).")
+        "(loss ce), up to 3 epochs (at least 120 steps)."
+    )
     assert "(loss ce), 200 optimizer steps." in run_description(cfg.replace(max_steps=200), summary, "none", "ce")
 
 
@@ -90,8 +108,15 @@ def test_train_against_real_server(mlflow_server, tmp_path, tiny_model):
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    cfg = Config().replace(model=str(tiny_model), epochs=1.0, min_steps=0, output_dir=str(tmp_path / "run"),
-                           tracking_uri=mlflow_server, experiment="ci", register_name="emoclf-tiny")
+    cfg = Config().replace(
+        model=str(tiny_model),
+        epochs=1.0,
+        min_steps=0,
+        output_dir=str(tmp_path / "run"),
+        tracking_uri=mlflow_server,
+        experiment="ci",
+        register_name="emoclf-tiny",
+    )
     result = train(cfg)
     client = MlflowClient(mlflow_server)
     run = client.get_run(result.run_id)
@@ -102,18 +127,39 @@ def test_train_against_real_server(mlflow_server, tmp_path, tiny_model):
     assert "test/f1_surprise" in run.data.metrics
     assert len(client.get_metric_history(result.run_id, "val/macro_f1")) == 1
     artifacts = {a.path for a in client.list_artifacts(result.run_id, "report")}
-    assert {"report/confusion_matrix.png", "report/metrics.json", "report/misclassified.csv",
-            "report/training_curves.png", "report/data_profile.json"} <= artifacts
+    assert {
+        "report/confusion_matrix.png",
+        "report/metrics.json",
+        "report/misclassified.csv",
+        "report/training_curves.png",
+        "report/data_profile.json",
+    } <= artifacts
     assert {i.dataset.name for i in run.inputs.dataset_inputs} == {"train", "validation", "test"}
     # Tidy: a name and a description that say what ran, metrics grouped by prefix, no Trainer bookkeeping.
     assert re.fullmatch(rf"{tiny_model.name}-none-\d{{8}}-\d{{4}}", run.info.run_name), run.info.run_name
     assert run.data.tags["mlflow.note.content"].startswith(f"Fine-tunes {tiny_model} to classify texts as anger, ")
     assert {key.split("/")[0] for key in run.data.metrics} == {"train", "val", "test", "calibration", "system"}
-    assert not {"total_flos", "eval_runtime", "train_runtime", "train_samples_per_second", "eval_steps_per_second",
-                "epoch", "test_macro_f1", "eval_macro_f1"} & set(run.data.metrics)
-    assert {"train/loss", "train/learning_rate", "val/loss", "val/accuracy", "system/train_seconds",
-            "test/ece_after", "test/recall_joy", "train/optimizer_steps", "train/examples_seen"} \
-        <= set(run.data.metrics)
+    assert not {
+        "total_flos",
+        "eval_runtime",
+        "train_runtime",
+        "train_samples_per_second",
+        "eval_steps_per_second",
+        "epoch",
+        "test_macro_f1",
+        "eval_macro_f1",
+    } & set(run.data.metrics)
+    assert {
+        "train/loss",
+        "train/learning_rate",
+        "val/loss",
+        "val/accuracy",
+        "system/train_seconds",
+        "test/ece_after",
+        "test/recall_joy",
+        "train/optimizer_steps",
+        "train/examples_seen",
+    } <= set(run.data.metrics)
     assert run.data.params["model.model"] == str(tiny_model)
     root = {a.path for a in client.list_artifacts(result.run_id)}
     assert "README.md" in root and "data_profile.json" not in root  # the profile once, in report/
@@ -122,8 +168,15 @@ def test_train_against_real_server(mlflow_server, tmp_path, tiny_model):
     assert [m.name for m in logged] == ["ci"]
     linked = {(m.key, m.dataset_name) for m in client.get_logged_model(logged[0].model_id).metrics}
     assert {("test/macro_f1", "test"), ("test/f1_joy", "test")} <= linked
-    requirements = Path(mlflow.artifacts.download_artifacts(f"runs:/{result.run_id}/ci/requirements.txt",
-                                                            tracking_uri=mlflow_server)).read_text().split()
+    requirements = (
+        Path(
+            mlflow.artifacts.download_artifacts(
+                f"runs:/{result.run_id}/ci/requirements.txt", tracking_uri=mlflow_server
+            )
+        )
+        .read_text()
+        .split()
+    )
     assert not [r for r in requirements if "+" in r or r.startswith("emoclf")]  # an index serves every line
     assert any(r.startswith("torch==") for r in requirements)
 
@@ -150,8 +203,9 @@ def test_failed_run_is_marked_failed(mlflow_server, tmp_path, tiny_model, monkey
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(training, "save_bundle", boom)
-    cfg = Config().replace(model=str(tiny_model), epochs=1.0, output_dir=str(tmp_path), tracking_uri=mlflow_server,
-                           experiment="fail")
+    cfg = Config().replace(
+        model=str(tiny_model), epochs=1.0, output_dir=str(tmp_path), tracking_uri=mlflow_server, experiment="fail"
+    )
     with pytest.raises(RuntimeError, match="disk on fire"):
         train(cfg)
     client = MlflowClient(mlflow_server)

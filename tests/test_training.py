@@ -22,10 +22,20 @@ LABELS = ["anger", "fear", "joy", "love", "sadness", "surprise"]
 
 def test_train_writes_model_and_every_report(trained):
     out = trained.output_dir
-    for name in ("config.yaml", "model/model.safetensors", "model/config.json", "model/emoclf.json",
-                 "report/metrics.json", "report/report.md", "report/confusion_matrix.png", "report/per_class_f1.png",
-                 "report/training_curves.png", "report/misclassified.csv", "report/data_profile.json",
-                 "report/class_distribution.png"):
+    for name in (
+        "config.yaml",
+        "model/model.safetensors",
+        "model/config.json",
+        "model/emoclf.json",
+        "report/metrics.json",
+        "report/report.md",
+        "report/confusion_matrix.png",
+        "report/per_class_f1.png",
+        "report/training_curves.png",
+        "report/misclassified.csv",
+        "report/data_profile.json",
+        "report/class_distribution.png",
+    ):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "report/metrics.json").read_text())
     assert set(metrics["per_class"]) == set(LABELS)
@@ -92,8 +102,9 @@ def test_strategies_train_without_touching_eval_splits(tmp_path, tiny_model, str
     from emoclf.data import load_data
     from emoclf.preprocess import Preprocessor
 
-    cfg = Config().replace(model=str(tiny_model), epochs=1.0, output_dir=str(tmp_path), tracking=False,
-                           imbalance=strategy)
+    cfg = Config().replace(
+        model=str(tiny_model), epochs=1.0, output_dir=str(tmp_path), tracking=False, imbalance=strategy
+    )
     data = load_data(cfg.data, Preprocessor(cfg.preprocess))
     before = {s: data.splits[s].copy() for s in ("validation", "test")}
     result = train(cfg, data)
@@ -105,28 +116,60 @@ def test_strategies_train_without_touching_eval_splits(tmp_path, tiny_model, str
 def test_same_seed_same_metrics(tmp_path, tiny_model):
     runs = []
     for name in ("a", "b"):
-        cfg = Config().replace(model=str(tiny_model), epochs=1.0, output_dir=str(tmp_path / name), tracking=False,
-                               precision="fp32")
+        cfg = Config().replace(
+            model=str(tiny_model), epochs=1.0, output_dir=str(tmp_path / name), tracking=False, precision="fp32"
+        )
         runs.append(train(cfg).metrics)
     assert runs[0]["macro_f1"] == pytest.approx(runs[1]["macro_f1"], abs=1e-6)
     assert np.array_equal(runs[0]["confusion_matrix"], runs[1]["confusion_matrix"])
 
 
 def _tiny(tiny_model, out, **kw) -> Config:
-    return Config().replace(model=str(tiny_model), output_dir=str(out), tracking=False, epochs=1.0, max_samples=64,
-                            batch_size=16, num_threads=1, **kw)
+    return Config().replace(
+        model=str(tiny_model),
+        output_dir=str(out),
+        tracking=False,
+        epochs=1.0,
+        max_samples=64,
+        batch_size=16,
+        num_threads=1,
+        **kw,
+    )
 
 
 def test_diverged_training_stops_naming_the_step_saves_nothing_and_fails_the_run(tmp_path, tiny_model, capsys):
     from mlflow.tracking import MlflowClient
 
     out, uri = tmp_path / "run", f"sqlite:///{tmp_path / 'mlflow.db'}"
-    assert main(["train", "--model", str(tiny_model), "--output-dir", str(out), "--tracking-uri", uri,
-                 "--learning-rate", "1e8", "--epochs", "2", "--max-samples", "64", "--batch-size", "16"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                str(tiny_model),
+                "--output-dir",
+                str(out),
+                "--tracking-uri",
+                uri,
+                "--learning-rate",
+                "1e8",
+                "--epochs",
+                "2",
+                "--max-samples",
+                "64",
+                "--batch-size",
+                "16",
+            ]
+        )
+        == 2
+    )
     err = next(line for line in capsys.readouterr().err.splitlines() if line.startswith("emoclf: error"))
-    assert re.fullmatch(r"emoclf: error: training diverged: the (training loss|gradient norm|validation loss) is "
-                        r"(nan|inf|-inf) at step \d+; nothing was saved\. Lower --learning-rate \(now 1e\+08\), or try "
-                        r"--precision fp32", err), err
+    assert re.fullmatch(
+        r"emoclf: error: training diverged: the (training loss|gradient norm|validation loss) is "
+        r"(nan|inf|-inf) at step \d+; nothing was saved\. Lower --learning-rate \(now 1e\+08\), or try "
+        r"--precision fp32",
+        err,
+    ), err
     assert not (out / "model").exists() and not (out / "checkpoints").exists()
     run_id = json.loads((out / "run_info.json").read_text())["run_id"]
     assert MlflowClient(uri).get_run(run_id).info.status == "FAILED"
@@ -163,12 +206,21 @@ def test_a_finished_training_is_replaced_only_with_overwrite(tmp_path, tiny_mode
     first = train(cfg)
     info = json.loads((out / "run_info.json").read_text())
     # Stored absolute: runs:/ URIs resolve from any folder.
-    assert info == {"run_id": first.run_id, "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
-                    "experiment": "emoclf"}
+    assert info == {
+        "run_id": first.run_id,
+        "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "experiment": "emoclf",
+    }
     weights = (out / "model" / "model.safetensors").read_bytes()
-    with pytest.raises(ConfigError, match="^" + re.escape(
+    with pytest.raises(
+        ConfigError,
+        match="^"
+        + re.escape(
             f"{out} holds a finished training (model/, MLflow run {first.run_id}); pass --overwrite to replace it, "
-            "or choose another --output-dir") + "$"):
+            "or choose another --output-dir"
+        )
+        + "$",
+    ):
         train(cfg.replace(seed=7))
     assert (out / "model" / "model.safetensors").read_bytes() == weights
     second = train(cfg.replace(seed=7, overwrite=True))
@@ -208,15 +260,16 @@ def test_layer_decay_gives_each_depth_its_learning_rate(tiny_model, tmp_path):
     from emoclf.trainer import EmoclfTrainer
 
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=3)
-    args = TrainingArguments(output_dir=str(tmp_path), learning_rate=1e-3, weight_decay=0.01, use_cpu=True,
-                             report_to=[])
+    args = TrainingArguments(
+        output_dir=str(tmp_path), learning_rate=1e-3, weight_decay=0.01, use_cpu=True, report_to=[]
+    )
     rates = {}
     for group in EmoclfTrainer(model=model, args=args, layer_decay=0.5).create_optimizer().param_groups:
         for p in group["params"]:
             rates[p.data_ptr()] = (group["lr"], group["weight_decay"])
     named = dict(model.named_parameters())
-    assert rates[named["bert.embeddings.word_embeddings.weight"].data_ptr()] == (1e-3 * 0.5 ** 3, 0.01)
-    assert rates[named["bert.encoder.layer.0.attention.self.query.weight"].data_ptr()] == (1e-3 * 0.5 ** 2, 0.01)
+    assert rates[named["bert.embeddings.word_embeddings.weight"].data_ptr()] == (1e-3 * 0.5**3, 0.01)
+    assert rates[named["bert.encoder.layer.0.attention.self.query.weight"].data_ptr()] == (1e-3 * 0.5**2, 0.01)
     assert rates[named["bert.encoder.layer.1.output.LayerNorm.weight"].data_ptr()] == (1e-3 * 0.5, 0.0)
     assert rates[named["classifier.weight"].data_ptr()] == (1e-3, 0.01)
     assert len(rates) == len(named)  # every parameter in exactly one group

@@ -17,16 +17,16 @@ from types import SimpleNamespace
 import optuna
 import pytest
 import yaml
+from conftest import free_port
 from optuna.trial import TrialState
 
-from conftest import free_port
 from emoclf import training
 from emoclf import tune as tune_module
 from emoclf.cli import main
 from emoclf.config import Config, DataConfig, TuneOptions
-from emoclf.evaluation import evaluate as evaluation
 from emoclf.data import load_data
 from emoclf.errors import ConfigError, TrainingInterrupted
+from emoclf.evaluation import evaluate as evaluation
 from emoclf.inference import Predictor
 from emoclf.tune import best_validation_f1
 
@@ -44,9 +44,28 @@ PLOTS = ("optimization_history.png", "param_importances.png", "parallel_coordina
 def tune_flags(tiny_model: Path, root: Path, *extra: str) -> list[str]:
     space = root / "space.yaml"
     space.write_text(SPACE)
-    return ["tune", "--model", str(tiny_model), "--output-dir", str(root / "out"), "--space", str(space),
-            "--tracking-uri", f"sqlite:///{root / 'mlflow.db'}", "--experiment", "tune", "--batch-size", "16",
-            "--precision", "fp32", "--num-threads", "1", "--min-steps", "0", *extra]
+    return [
+        "tune",
+        "--model",
+        str(tiny_model),
+        "--output-dir",
+        str(root / "out"),
+        "--space",
+        str(space),
+        "--tracking-uri",
+        f"sqlite:///{root / 'mlflow.db'}",
+        "--experiment",
+        "tune",
+        "--batch-size",
+        "16",
+        "--precision",
+        "fp32",
+        "--num-threads",
+        "1",
+        "--min-steps",
+        "0",
+        *extra,
+    ]
 
 
 def runs_of(root: Path) -> list:
@@ -107,8 +126,9 @@ def study(tmp_path_factory, tiny_model):
             rc = main(tune_flags(tiny_model, root, "--n-trials", "3"))
     finally:
         logging.getLogger("emoclf").removeHandler(records)
-    return SimpleNamespace(root=root, out=root / "out", rc=rc, calls=calls, log=records.lines,
-                           printed=printed.getvalue())
+    return SimpleNamespace(
+        root=root, out=root / "out", rc=rc, calls=calls, log=records.lines, printed=printed.getvalue()
+    )
 
 
 @pytest.mark.slow
@@ -117,8 +137,17 @@ def test_a_three_trial_study_writes_its_files_and_one_parent_with_three_child_ru
 
     assert study.rc == 0
     out = study.out
-    for name in ("study.db", "best.yaml", "tune.json", "run_info.json", "model/model.safetensors",
-                 "report/report.html", "report/metrics.json", "study/trials.csv", *(f"study/{p}" for p in PLOTS)):
+    for name in (
+        "study.db",
+        "best.yaml",
+        "tune.json",
+        "run_info.json",
+        "model/model.safetensors",
+        "report/report.html",
+        "report/metrics.json",
+        "study/trials.csv",
+        *(f"study/{p}" for p in PLOTS),
+    ):
         assert (out / name).is_file(), name
     trials = load_study(study.root).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.COMPLETE]
@@ -150,7 +179,8 @@ def test_a_three_trial_study_writes_its_files_and_one_parent_with_three_child_ru
         assert params["train.imbalance"] == t.params["imbalance"]
         epochs = client.get_metric_history(children[f"trial-{t.number}"].info.run_id, "val/macro_f1")
         assert [m.value for m in sorted(epochs, key=lambda m: m.step)] == pytest.approx(
-            [t.intermediate_values[k] for k in sorted(t.intermediate_values)])
+            [t.intermediate_values[k] for k in sorted(t.intermediate_values)]
+        )
     assert parent.data.metrics["best_value"] == pytest.approx(best.value)
     assert parent.data.metrics["test/macro_f1"] == pytest.approx(report["macro_f1"])
     assert parent.data.params["best.learning_rate"] == str(best.params["learning_rate"])
@@ -197,9 +227,9 @@ def test_the_search_never_looks_at_the_test_split(study):
     assert [study.calls[i] for i in evaluations] == [("evaluate", "test")]  # once: the kept model, at the end
     last_training = max(i for i, c in enumerate(study.calls) if c[0] == "train")
     assert evaluations[0] > last_training
-    scored_before = {t for c in study.calls[:evaluations[0]] if c[0] == "logits" for t in c[1]}
+    scored_before = {t for c in study.calls[: evaluations[0]] if c[0] == "logits" for t in c[1]}
     assert scored_before and not scored_before & test_texts
-    assert test_texts <= set(next(c[1] for c in study.calls[evaluations[0]:] if c[0] == "logits"))
+    assert test_texts <= set(next(c[1] for c in study.calls[evaluations[0] :] if c[0] == "logits"))
 
 
 @pytest.mark.slow
@@ -226,8 +256,24 @@ def test_refit_trains_the_best_config_again_on_all_the_training_rows(tmp_path, t
     records = Records()
     logging.getLogger("emoclf").addHandler(records)
     try:  # 60 rows at batch 16 are 4 steps an epoch: the floor of 40 outweighs the 5 to 7 epochs drawn
-        assert main(tune_flags(tiny_model, tmp_path, "--n-trials", "1", "--max-samples", "60", "--refit",
-                               "--no-tracking", "--min-steps", "40", "--no-early-stopping")) == 0
+        assert (
+            main(
+                tune_flags(
+                    tiny_model,
+                    tmp_path,
+                    "--n-trials",
+                    "1",
+                    "--max-samples",
+                    "60",
+                    "--refit",
+                    "--no-tracking",
+                    "--min-steps",
+                    "40",
+                    "--no-early-stopping",
+                )
+            )
+            == 0
+        )
     finally:
         logging.getLogger("emoclf").removeHandler(records)
     everything = len(load_data(DataConfig()).splits["train"])
@@ -237,8 +283,11 @@ def test_refit_trains_the_best_config_again_on_all_the_training_rows(tmp_path, t
     steps = trial.user_attrs["training"]
     assert (steps["steps"], steps["optimizer_steps"], steps["min_steps_applied"]) == (40, 40, True)
     assert steps["planned_steps"] == 4 * trial.params["epochs"]
-    assert any(line.startswith("trial 0 ") and f"(40 steps, the --min-steps floor, instead of the "
-               f"{steps['planned_steps']} drawn)" in line for line in records.lines)
+    assert any(
+        line.startswith("trial 0 ")
+        and f"(40 steps, the --min-steps floor, instead of the {steps['planned_steps']} drawn)" in line
+        for line in records.lines
+    )
     summary = json.loads((out / "tune.json").read_text())
     assert summary["refit"] is True and summary["model"] == str(out / "refit" / "model")
     report = json.loads((out / "refit" / "report" / "metrics.json").read_text())
@@ -258,13 +307,17 @@ def test_resuming_with_other_settings_is_refused(study, tiny_model, capsys):
     assert capsys.readouterr().err.strip().splitlines()[-1] == (  # after the data summary line
         f"emoclf: error: study 'emoclf-tune' in sqlite:///{study.out / 'study.db'} was started with other settings "
         "(config train.weight_decay: 0.01 then, 0.05 now); rerun with the same ones to resume it, or pass "
-        "--overwrite or another --study-name")
+        "--overwrite or another --study-name"
+    )
 
 
-@pytest.mark.parametrize("options, message", [
-    (TuneOptions(n_trials=0), "n_trials must be at least 1, got 0"),
-    (TuneOptions(timeout=-5.0), "timeout must be positive, got -5.0"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (TuneOptions(n_trials=0), "n_trials must be at least 1, got 0"),
+        (TuneOptions(timeout=-5.0), "timeout must be positive, got -5.0"),
+    ],
+)
 def test_bad_options_are_refused_before_anything_is_read(tmp_path, options, message):
     with pytest.raises(ConfigError, match=f"^{message}$"):
         tune_module.tune(Config().replace(output_dir=str(tmp_path / "out")), options)
@@ -285,8 +338,12 @@ def test_an_unreachable_tracking_server_fails_fast_before_any_trial(tiny_model, 
 def test_a_study_killed_with_sigkill_resumes_without_repeating_finished_trials(tmp_path, tiny_model, monkeypatch):
     flags = tune_flags(tiny_model, tmp_path, "--n-trials", "3", "--pruner", "none")
     ready, log = tmp_path / "ready", tmp_path / "child.log"
-    proc = subprocess.Popen([sys.executable, str(DRIVER), "hang-in-second-trial", str(ready), "--quiet", *flags],
-                            stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, str(DRIVER), "hang-in-second-trial", str(ready), "--quiet", *flags],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+    )
     deadline = time.monotonic() + 240
     while not ready.exists():
         assert proc.poll() is None, log.read_text()[-3000:]
@@ -298,23 +355,31 @@ def test_a_study_killed_with_sigkill_resumes_without_repeating_finished_trials(t
     assert [t.state for t in before] == [TrialState.COMPLETE, TrialState.RUNNING]
     parent_id = json.loads((tmp_path / "out" / "run_info.json").read_text())["run_id"]
     assert {r.info.run_name: r.info.status for r in runs_of(tmp_path)} == {
-        "emoclf-tune": "RUNNING", "trial-0": "FINISHED", "trial-1": "RUNNING"}
+        "emoclf-tune": "RUNNING",
+        "trial-0": "FINISHED",
+        "trial-1": "RUNNING",
+    }
 
     trained = []
     real_train = training.train
-    monkeypatch.setattr(training, "train", lambda cfg, *a, **k: trained.append(cfg.train.output_dir)
-                        or real_train(cfg, *a, **k))
+    monkeypatch.setattr(
+        training, "train", lambda cfg, *a, **k: trained.append(cfg.train.output_dir) or real_train(cfg, *a, **k)
+    )
     assert main(flags) == 0  # the same command
     after = load_study(tmp_path).trials
-    assert [t.state for t in after] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE,
-                                        TrialState.COMPLETE]
+    assert [t.state for t in after] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
     assert (after[0].params, after[0].value) == (before[0].params, before[0].value)
     assert [Path(p).name for p in trained] == ["trial-0002", "trial-0003"]  # trial 0 not trained again
     runs = runs_of(tmp_path)
     assert sorted(r.info.run_name for r in runs) == ["emoclf-tune", "trial-0", "trial-1", "trial-2", "trial-3"]
     status = {r.info.run_name: r.info.status for r in runs}
-    assert status == {"emoclf-tune": "FINISHED", "trial-0": "FINISHED", "trial-1": "KILLED", "trial-2": "FINISHED",
-                      "trial-3": "FINISHED"}
+    assert status == {
+        "emoclf-tune": "FINISHED",
+        "trial-0": "FINISHED",
+        "trial-1": "KILLED",
+        "trial-2": "FINISHED",
+        "trial-3": "FINISHED",
+    }
     parent = next(r for r in runs if r.info.run_name == "emoclf-tune")
     assert parent.info.run_id == parent_id  # one parent run for the study, reopened
     assert next(r for r in runs if r.info.run_name == "trial-1").data.tags["emoclf.cut_short"] == "true"
@@ -336,17 +401,24 @@ def test_ctrl_c_ends_the_trial_killed_and_the_same_command_resumes(tmp_path, tin
     assert main(flags) == 130
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "emoclf: interrupted: the trial under way ended KILLED; study 'emoclf-tune' keeps its 1 finished trial(s): "
-        "rerun the same command to go on")
+        "rerun the same command to go on"
+    )
     assert [t.state for t in load_study(tmp_path).trials] == [TrialState.COMPLETE, TrialState.FAIL]
     assert {r.info.run_name: r.info.status for r in runs_of(tmp_path)} == {
-        "emoclf-tune": "KILLED", "trial-0": "FINISHED", "trial-1": "KILLED"}
+        "emoclf-tune": "KILLED",
+        "trial-0": "FINISHED",
+        "trial-1": "KILLED",
+    }
 
     monkeypatch.setattr(training, "_fit", real_fit)
     assert main(flags) == 0
-    assert [t.state for t in load_study(tmp_path).trials] == [TrialState.COMPLETE, TrialState.FAIL,
-                                                              TrialState.COMPLETE]
+    assert [t.state for t in load_study(tmp_path).trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
     assert {r.info.run_name: r.info.status for r in runs_of(tmp_path)} == {
-        "emoclf-tune": "FINISHED", "trial-0": "FINISHED", "trial-1": "KILLED", "trial-2": "FINISHED"}
+        "emoclf-tune": "FINISHED",
+        "trial-0": "FINISHED",
+        "trial-1": "KILLED",
+        "trial-2": "FINISHED",
+    }
 
 
 def test_auto_hierarchy_is_found_once_for_every_trial_and_kept_on_resume(tmp_path, tiny_model, monkeypatch):
@@ -363,14 +435,18 @@ def test_auto_hierarchy_is_found_once_for_every_trial_and_kept_on_resume(tmp_pat
 
     monkeypatch.setattr(training, "first_model", spy_first)
     monkeypatch.setattr(training, "train", spy_train)
-    flags = tune_flags(tiny_model, tmp_path, "--max-samples", "120", "--no-tracking", "--hierarchy", "auto",
-                       "--min-steps", "30")
+    flags = tune_flags(
+        tiny_model, tmp_path, "--max-samples", "120", "--no-tracking", "--hierarchy", "auto", "--min-steps", "30"
+    )
     assert main([*flags, "--n-trials", "2"]) == 0
     assert main([*flags, "--n-trials", "3"]) == 0  # resumed: one more trial, with the groups found the first time
     out = tmp_path / "out"
     assert firsts == [str(out)] and not (out / "hierarchy-first-model").exists()
     pinned = str((out / "hierarchy.yaml").resolve())
-    assert [t for t in trials if t[0].startswith("trial-")] == [("trial-0000", pinned), ("trial-0001", pinned),
-                                                                ("trial-0002", pinned)]
+    assert [t for t in trials if t[0].startswith("trial-")] == [
+        ("trial-0000", pinned),
+        ("trial-0001", pinned),
+        ("trial-0002", pinned),
+    ]
     groups = yaml.safe_load((out / "hierarchy.yaml").read_text())
     assert json.loads((out / "hierarchy.json").read_text())["groups"] == groups

@@ -21,8 +21,11 @@ __version__ = "0.1.0"
 __all__ = ["Config", "Predictor", "__version__", "evaluate", "train"]
 
 # name -> (module, attribute)
-_LAZY = {"Predictor": ("emoclf.inference", "Predictor"), "train": ("emoclf.training", "train"),
-         "evaluate": ("emoclf.evaluation.evaluate", "evaluate_model")}
+_LAZY = {
+    "Predictor": ("emoclf.inference", "Predictor"),
+    "train": ("emoclf.training", "train"),
+    "evaluate": ("emoclf.evaluation.evaluate", "evaluate_model"),
+}
 
 if TYPE_CHECKING:
     from emoclf.evaluation.evaluate import evaluate_model as evaluate

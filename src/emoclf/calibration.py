@@ -34,9 +34,13 @@ class TemperatureChoice:
     reason: str | None  # None when the fitted temperature is kept
 
     def report(self) -> dict:
-        return {"fitted_temperature": self.fitted, "temperature_kept": self.reason is None,
-                "validation_ece_before": self.validation_ece_before,
-                "validation_ece_fitted": self.validation_ece_fitted, "temperature_note": self.reason}
+        return {
+            "fitted_temperature": self.fitted,
+            "temperature_kept": self.reason is None,
+            "validation_ece_before": self.validation_ece_before,
+            "validation_ece_fitted": self.validation_ece_fitted,
+            "temperature_note": self.reason,
+        }
 
 
 def choose_temperature(logits: np.ndarray, labels: np.ndarray) -> TemperatureChoice:
@@ -48,8 +52,7 @@ def choose_temperature(logits: np.ndarray, labels: np.ndarray) -> TemperatureCho
     after = expected_calibration_error(calibrated_probs(logits, fitted), labels)
     reason = None
     if not 2 * T_MIN < fitted < T_MAX / 2:
-        reason = (f"the fit ran towards its bound (T = {fitted:.3g}), as a small or separable validation set "
-                  "makes it do")
+        reason = f"the fit ran towards its bound (T = {fitted:.3g}), as a small or separable validation set makes it do"
     elif not after < before:
         reason = f"it did not lower the validation ECE ({before:.4f} -> {after:.4f})"
     if reason:
@@ -86,9 +89,17 @@ def reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = N_BINS
     conf = probs.max(axis=1)
     correct = probs.argmax(axis=1) == np.asarray(labels)
     bins = np.minimum((conf * n_bins).astype(int), n_bins - 1)
-    return [{"lower": b / n_bins, "upper": (b + 1) / n_bins, "count": int(mask.sum()),
-             "confidence": float(conf[mask].mean()), "accuracy": float(correct[mask].mean())}
-            for b in range(n_bins) if (mask := bins == b).any()]
+    return [
+        {
+            "lower": b / n_bins,
+            "upper": (b + 1) / n_bins,
+            "count": int(mask.sum()),
+            "confidence": float(conf[mask].mean()),
+            "accuracy": float(correct[mask].mean()),
+        }
+        for b in range(n_bins)
+        if (mask := bins == b).any()
+    ]
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = N_BINS) -> float:
@@ -96,9 +107,11 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: in
     return float(ece_of_bins(reliability_bins(probs, labels, n_bins)))
 
 
-def fit_class_bias(logits: np.ndarray, labels: np.ndarray, rounds: int = 3,
-                   grid: np.ndarray = np.linspace(-2.0, 2.0, 41)) -> list[float]:
+def fit_class_bias(
+    logits: np.ndarray, labels: np.ndarray, rounds: int = 3, grid: np.ndarray | None = None
+) -> list[float]:
     """Per-class logit offsets maximising macro-F1, by coordinate ascent over a grid (class 0 fixed at 0)."""
+    grid = np.linspace(-2.0, 2.0, 41) if grid is None else grid
     n = logits.shape[1]
     bias = np.zeros(n)
 
@@ -124,19 +137,27 @@ def ece_of_bins(bins: list[dict]) -> float:
     return sum(b["count"] * abs(b["accuracy"] - b["confidence"]) for b in bins) / max(sum(b["count"] for b in bins), 1)
 
 
-def draw_reliability(ax, before: list[dict], after: list[dict], title: str = "reliability (test)",
-                     legend: bool = True) -> None:
+def draw_reliability(
+    ax, before: list[dict], after: list[dict], title: str = "reliability (test)", legend: bool = True
+) -> None:
     """Accuracy per confidence bin as bars (after temperature scaling; before as an outline), the texts in
     each bin written on its bar, and the diagonal a calibrated model would follow. Without ``legend`` the
     title carries the ECEs and the caller adds one legend for several panels."""
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="calibrated")
-    for bins, name, style in ((before, "before scaling", {"fill": False, "edgecolor": "tab:orange", "linewidth": 1.5}),
-                              (after, "after scaling", {"color": "tab:blue", "alpha": 0.75})):
+    for bins, name, style in (
+        (before, "before scaling", {"fill": False, "edgecolor": "tab:orange", "linewidth": 1.5}),
+        (after, "after scaling", {"color": "tab:blue", "alpha": 0.75}),
+    ):
         if not bins:
             continue
-        bars = ax.bar([b["lower"] for b in bins], [b["accuracy"] for b in bins],
-                      width=[b["upper"] - b["lower"] for b in bins], align="edge",
-                      label=f"{name} (ECE {ece_of_bins(bins):.3f})" if legend else name, **style)
+        bars = ax.bar(
+            [b["lower"] for b in bins],
+            [b["accuracy"] for b in bins],
+            width=[b["upper"] - b["lower"] for b in bins],
+            align="edge",
+            label=f"{name} (ECE {ece_of_bins(bins):.3f})" if legend else name,
+            **style,
+        )
         if bins is after:
             ax.bar_label(bars, labels=[str(b["count"]) for b in bins], fontsize=9 if legend else 7, padding=2)
     if not legend:
@@ -146,14 +167,16 @@ def draw_reliability(ax, before: list[dict], after: list[dict], title: str = "re
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize=9, frameon=False)
 
 
-def plot_reliability(probs_before: np.ndarray, probs_after: np.ndarray, labels: np.ndarray, path: Path,
-                     n_bins: int = N_BINS) -> Path:
+def plot_reliability(
+    probs_before: np.ndarray, probs_after: np.ndarray, labels: np.ndarray, path: Path, n_bins: int = N_BINS
+) -> Path:
     """The reliability diagram of ``draw_reliability`` as a PNG; numbers on the bars count texts."""
     from matplotlib.figure import Figure  # imported here: prediction paths import this module and never plot
 
     fig = Figure(figsize=(6, 4.6), dpi=100)
-    draw_reliability(fig.subplots(), reliability_bins(probs_before, labels, n_bins),
-                     reliability_bins(probs_after, labels, n_bins))
+    draw_reliability(
+        fig.subplots(), reliability_bins(probs_before, labels, n_bins), reliability_bins(probs_after, labels, n_bins)
+    )
     fig.tight_layout()
     fig.savefig(path, bbox_inches="tight")  # legends below the axes included
     return path

@@ -46,8 +46,11 @@ def latest_checkpoint(folder: Path) -> Path | None:
     for path in sorted(steps, key=steps.get, reverse=True):
         try:
             state = json.loads((path / TRAINER_STATE_NAME).read_text())
-            complete = (state["global_step"] == steps[path] and (path / WEIGHTS_FILE).is_file()
-                        and (path / OPTIMIZER_NAME).is_file())
+            complete = (
+                state["global_step"] == steps[path]
+                and (path / WEIGHTS_FILE).is_file()
+                and (path / OPTIMIZER_NAME).is_file()
+            )
         except (OSError, ValueError, KeyError, TypeError):
             complete = False
         if complete:
@@ -76,12 +79,16 @@ def prepare_output(out: Path, resume: bool, overwrite: bool) -> Path | None:
     if not overwrite:
         weights = out / MODEL_DIR / WEIGHTS_FILE
         if newest is not None and (not weights.is_file() or weights.stat().st_mtime < newest.stat().st_mtime):
-            raise ConfigError(f"{folder} holds checkpoints of an unfinished training (newest: {newest.name}): "
-                              "pass --resume to continue it, --overwrite to start afresh, or another --output-dir")
+            raise ConfigError(
+                f"{folder} holds checkpoints of an unfinished training (newest: {newest.name}): "
+                "pass --resume to continue it, --overwrite to start afresh, or another --output-dir"
+            )
         if (out / MODEL_DIR).exists():
             run = recorded_run(out)
-            raise ConfigError(f"{out} holds a finished training ({MODEL_DIR}/{run}); pass --overwrite to replace "
-                              "it, or choose another --output-dir")
+            raise ConfigError(
+                f"{out} holds a finished training ({MODEL_DIR}/{run}); pass --overwrite to replace "
+                "it, or choose another --output-dir"
+            )
     for name in (MODEL_DIR, REPORT_DIR, CHECKPOINT_DIR):
         shutil.rmtree(out / name, ignore_errors=True)
     for name in (RUN_INFO_FILE, FAILURES_FILE, ENVIRONMENT_FILE, CONFIG_FILE, LOG_FILE):

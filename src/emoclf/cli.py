@@ -22,8 +22,10 @@ log = logging.getLogger("emoclf")
 
 EXIT_TRACKING_DEGRADED = 3  # trained and saved locally, but some MLflow logging failed (tracking_failures.json)
 ALL_SECTIONS = tuple(C.SECTIONS)
-EPILOG = "Data: a file (csv, tsv, jsonl, parquet, or txt with 'text;label' lines), a folder holding " \
-         "train/validation/test files, or hf:<dataset id or saved folder>. Without data, the embedded demo set."
+EPILOG = (
+    "Data: a file (csv, tsv, jsonl, parquet, or txt with 'text;label' lines), a folder holding "
+    "train/validation/test files, or hf:<dataset id or saved folder>. Without data, the embedded demo set."
+)
 
 
 class Parser(argparse.ArgumentParser):
@@ -63,8 +65,13 @@ def unrecognized(extras: list[str], parser: argparse.ArgumentParser) -> str:
     return f"unrecognized argument {flag}" + (f"; did you mean {guess}?" if guess else "")
 
 
-def add_flags(parser: argparse.ArgumentParser, cls: type, title: str, from_config: bool = False,
-              offered: frozenset[str] | None = None) -> None:
+def add_flags(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    title: str,
+    from_config: bool = False,
+    offered: frozenset[str] | None = None,
+) -> None:
     """One flag per field of ``cls`` (of those in ``offered``, when given). Config fields default to "not
     given" (argparse.SUPPRESS), so that only the flags a user typed override the YAML base; options default
     to their field's default. Every help line ends with the default."""
@@ -82,17 +89,34 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, title: str, from_confi
             shown = "" if "default" in meta["help"].lower() else " (default: not set)"
         if meta.get("positional"):
             nargs = None if meta["positional"] is True else meta["positional"]
-            parser.add_argument(f.name, nargs=nargs, metavar=meta.get("metavar", f.name.upper()), help=meta["help"],
-                                **({} if nargs is None else {"default": list(f.default)}))
+            parser.add_argument(
+                f.name,
+                nargs=nargs,
+                metavar=meta.get("metavar", f.name.upper()),
+                help=meta["help"],
+                **({} if nargs is None else {"default": list(f.default)}),
+            )
         elif kind is bool:
-            group.add_argument("--" + f.name.replace("_", "-"), dest=f.name, action=argparse.BooleanOptionalAction,
-                               default=default, help=meta["help"] + shown)
+            group.add_argument(
+                "--" + f.name.replace("_", "-"),
+                dest=f.name,
+                action=argparse.BooleanOptionalAction,
+                default=default,
+                help=meta["help"] + shown,
+            )
         else:
             admitted = C.choices(cls, f.name)
             extra = {k: meta[k] for k in ("nargs", "const", "required") if k in meta}
-            group.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, choices=admitted,
-                               default=default, help=meta["help"] + shown,
-                               metavar=None if admitted else meta.get("metavar", f.name.upper()), **extra)
+            group.add_argument(
+                "--" + f.name.replace("_", "-"),
+                dest=f.name,
+                type=kind,
+                choices=admitted,
+                default=default,
+                help=meta["help"] + shown,
+                metavar=None if admitted else meta.get("metavar", f.name.upper()),
+                **extra,
+            )
 
 
 def given(args: argparse.Namespace, sections: tuple[str, ...]) -> dict:
@@ -134,59 +158,115 @@ EVALUATE_DATA = frozenset({"format", "text_column", "label_column", "encoding", 
 
 
 COMMANDS = {
-    "train": Command("cmd_train", "Fine-tune a model, evaluate it on the untouched test split, log to MLflow.",
-                     "Fine-tune a model on DATA (default: the embedded demo set), evaluate the saved model on the "
-                     "test split, write reports and a model card, and log everything to MLflow.", C.TrainOptions,
-                     ALL_SECTIONS, "?", "[DATA] [options]"),
-    "compare": Command("cmd_compare", "Compare imbalance strategies on one split, as MLflow child runs of one parent.",
-                       "Train every strategy on the same split, model and budget (over --seeds seeds), score each on "
-                       "the untouched test split, and write a table (mean ± std), a per-class F1 chart and a verdict "
-                       "into OUTPUT_DIR/comparison.", C.CompareOptions, ALL_SECTIONS, "?", "[DATA] [options]"),
-    "tune": Command("cmd_tune", "Search training settings with Optuna, keep and test the best model, log to MLflow.",
-                    "Run an Optuna study (TPE, seeded; median pruning) over a search space of training settings, "
-                    "each trial a training scored by its validation macro-F1 and an MLflow child run of the "
-                    "study's run; the test split is never looked at. The best trial's model (or, with --refit, its "
-                    "config retrained on all the training data) is evaluated on the test split as 'emoclf train' "
-                    "does, and OUTPUT_DIR/best.yaml reproduces it with 'emoclf train --config'. A study cut short "
-                    "(Ctrl-C, kill -9) resumes with the same command.", C.TuneOptions, ALL_SECTIONS, "?",
-                    "[DATA] [options]"),
-    "audit": Command("cmd_audit", "Find training rows whose label is likely wrong (cleanlab), log to MLflow.",
-                     "Give every training row of DATA (the training split 'emoclf train' would use with the same "
-                     "settings) class probabilities from a model that never saw it (--folds out of fold; "
-                     "--audit-model linear, tfidf or finetune), find the likely label errors with cleanlab, and "
-                     "write them ranked (label_issues.csv, label_issues.html) with per-class counts (audit.json) into "
-                     "--out. 'emoclf train --exclude-label-issues OUT/label_issues.csv' then drops or relabels them "
-                     "in the training split only.", C.AuditOptions, ALL_SECTIONS, "?", "[DATA] [options]",
-                     names(*ALL_SECTIONS) - {"output_dir", "overwrite", "register_name"}),
-    "inspect": Command("cmd_inspect", "Profile a data set: splits, class balance, duplicates, leakage, lengths.",
-                       "Validate and profile DATA, print the profile as tables and write it as JSON plus a "
-                       "class-distribution chart.", C.InspectOptions, ("data", "preprocess", "model"), "?",
-                       "[DATA] [options]", names("data", "preprocess") | {"model"}),
-    "evaluate": Command("cmd_evaluate", "Evaluate a saved model on labelled data and write the full report.",
-                        "Evaluate a saved model (folder, export or MLflow URI) on DATA: the test split of a folder, "
-                        "or every row of a file.", C.EvaluateOptions, ("data",), None, "DATA --model MODEL [options]",
-                        EVALUATE_DATA),
-    "report": Command("cmd_report", "Compare finished runs side by side in one HTML page.",
-                      "One self-contained HTML page comparing the runs in RUN_DIR ... (training output folders, "
-                      "compare's <strategy>-seed<n> folders, or emoclf evaluate --out folders): headline and "
-                      "per-class F1, confusion matrices, calibration and training curves, side by side.",
-                      C.ReportOptions, usage="RUN_DIR [RUN_DIR ...] [options]"),
-    "predict": Command("cmd_predict", "Predict labels for texts given as arguments or in a file.",
-                       "Predict with a saved model folder, an export or an MLflow model URI. Texts as arguments "
-                       "print label, probability and text. --input keeps every column of the file, in order, and "
-                       "adds predicted_label, predicted_probability, one prob_<class> column per class and skipped "
-                       "(why a row has no prediction: empty after preprocessing). A .txt input is 'text;label' lines "
-                       "when every line ends in one of the model's labels, else one text per line.", C.PredictOptions,
-                       usage="--model MODEL (TEXT ... | --input FILE [--output FILE]) [options]"),
-    "export": Command("cmd_export", "Export a model to ONNX (fp32, int8, fp16) and check it against the original.",
-                      "Export a saved model (folder or MLflow URI) to ONNX with its tokenizer, labels, preprocessing "
-                      "and temperature, score original and export on --data, write export_report.json and log it to "
-                      "the model's MLflow run. Fails when the export loses more than --max-f1-drop points of "
-                      "macro-F1.", C.ExportOptions, usage="--model MODEL --data DATA [options]"),
-    "serve": Command("cmd_serve", "Serve a model over HTTP: a page to try it at /, POST /predict, /docs.",
-                     "Serve a model folder, ONNX export or MLflow model URI with FastAPI and uvicorn: a page to try "
-                     "it at /, POST /predict, GET /health and /metadata, API docs at /docs and /redoc (all offline).",
-                     C.ServeOptions, usage="--model MODEL [options]"),
+    "train": Command(
+        "cmd_train",
+        "Fine-tune a model, evaluate it on the untouched test split, log to MLflow.",
+        "Fine-tune a model on DATA (default: the embedded demo set), evaluate the saved model on the "
+        "test split, write reports and a model card, and log everything to MLflow.",
+        C.TrainOptions,
+        ALL_SECTIONS,
+        "?",
+        "[DATA] [options]",
+    ),
+    "compare": Command(
+        "cmd_compare",
+        "Compare imbalance strategies on one split, as MLflow child runs of one parent.",
+        "Train every strategy on the same split, model and budget (over --seeds seeds), score each on "
+        "the untouched test split, and write a table (mean ± std), a per-class F1 chart and a verdict "
+        "into OUTPUT_DIR/comparison.",
+        C.CompareOptions,
+        ALL_SECTIONS,
+        "?",
+        "[DATA] [options]",
+    ),
+    "tune": Command(
+        "cmd_tune",
+        "Search training settings with Optuna, keep and test the best model, log to MLflow.",
+        "Run an Optuna study (TPE, seeded; median pruning) over a search space of training settings, "
+        "each trial a training scored by its validation macro-F1 and an MLflow child run of the "
+        "study's run; the test split is never looked at. The best trial's model (or, with --refit, its "
+        "config retrained on all the training data) is evaluated on the test split as 'emoclf train' "
+        "does, and OUTPUT_DIR/best.yaml reproduces it with 'emoclf train --config'. A study cut short "
+        "(Ctrl-C, kill -9) resumes with the same command.",
+        C.TuneOptions,
+        ALL_SECTIONS,
+        "?",
+        "[DATA] [options]",
+    ),
+    "audit": Command(
+        "cmd_audit",
+        "Find training rows whose label is likely wrong (cleanlab), log to MLflow.",
+        "Give every training row of DATA (the training split 'emoclf train' would use with the same "
+        "settings) class probabilities from a model that never saw it (--folds out of fold; "
+        "--audit-model linear, tfidf or finetune), find the likely label errors with cleanlab, and "
+        "write them ranked (label_issues.csv, label_issues.html) with per-class counts (audit.json) into "
+        "--out. 'emoclf train --exclude-label-issues OUT/label_issues.csv' then drops or relabels them "
+        "in the training split only.",
+        C.AuditOptions,
+        ALL_SECTIONS,
+        "?",
+        "[DATA] [options]",
+        names(*ALL_SECTIONS) - {"output_dir", "overwrite", "register_name"},
+    ),
+    "inspect": Command(
+        "cmd_inspect",
+        "Profile a data set: splits, class balance, duplicates, leakage, lengths.",
+        "Validate and profile DATA, print the profile as tables and write it as JSON plus a class-distribution chart.",
+        C.InspectOptions,
+        ("data", "preprocess", "model"),
+        "?",
+        "[DATA] [options]",
+        names("data", "preprocess") | {"model"},
+    ),
+    "evaluate": Command(
+        "cmd_evaluate",
+        "Evaluate a saved model on labelled data and write the full report.",
+        "Evaluate a saved model (folder, export or MLflow URI) on DATA: the test split of a folder, "
+        "or every row of a file.",
+        C.EvaluateOptions,
+        ("data",),
+        None,
+        "DATA --model MODEL [options]",
+        EVALUATE_DATA,
+    ),
+    "report": Command(
+        "cmd_report",
+        "Compare finished runs side by side in one HTML page.",
+        "One self-contained HTML page comparing the runs in RUN_DIR ... (training output folders, "
+        "compare's <strategy>-seed<n> folders, or emoclf evaluate --out folders): headline and "
+        "per-class F1, confusion matrices, calibration and training curves, side by side.",
+        C.ReportOptions,
+        usage="RUN_DIR [RUN_DIR ...] [options]",
+    ),
+    "predict": Command(
+        "cmd_predict",
+        "Predict labels for texts given as arguments or in a file.",
+        "Predict with a saved model folder, an export or an MLflow model URI. Texts as arguments "
+        "print label, probability and text. --input keeps every column of the file, in order, and "
+        "adds predicted_label, predicted_probability, one prob_<class> column per class and skipped "
+        "(why a row has no prediction: empty after preprocessing). A .txt input is 'text;label' lines "
+        "when every line ends in one of the model's labels, else one text per line.",
+        C.PredictOptions,
+        usage="--model MODEL (TEXT ... | --input FILE [--output FILE]) [options]",
+    ),
+    "export": Command(
+        "cmd_export",
+        "Export a model to ONNX (fp32, int8, fp16) and check it against the original.",
+        "Export a saved model (folder or MLflow URI) to ONNX with its tokenizer, labels, preprocessing "
+        "and temperature, score original and export on --data, write export_report.json and log it to "
+        "the model's MLflow run. Fails when the export loses more than --max-f1-drop points of "
+        "macro-F1.",
+        C.ExportOptions,
+        usage="--model MODEL --data DATA [options]",
+    ),
+    "serve": Command(
+        "cmd_serve",
+        "Serve a model over HTTP: a page to try it at /, POST /predict, /docs.",
+        "Serve a model folder, ONNX export or MLflow model URI with FastAPI and uvicorn: a page to try "
+        "it at /, POST /predict, GET /health and /metadata, API docs at /docs and /redoc (all offline).",
+        C.ServeOptions,
+        usage="--model MODEL [options]",
+    ),
 }
 
 
@@ -194,21 +274,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="emoclf",
         description="Fine-tune BERT-family models to classify short texts (default job: six emotions), "
-                    "with imbalance handling, honest test reports, MLflow tracking and fast inference.",
+        "with imbalance handling, honest test reports, MLflow tracking and fast inference.",
         epilog="Run 'emoclf COMMAND --help' for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"emoclf {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="Also show library warnings, load reports and progress bars.")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="Also show library warnings, load reports and progress bars."
+    )
     parser.add_argument("--quiet", action="store_true", help="Only results and errors.")
     parser.add_argument("--debug", action="store_true", help="Show tracebacks and debug logs.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
-        p = sub.add_parser(name, help=command.help, description=command.description, usage=f"%(prog)s {command.usage}",
-                           epilog=EPILOG if command.sections else None)
+        p = sub.add_parser(
+            name,
+            help=command.help,
+            description=command.description,
+            usage=f"%(prog)s {command.usage}",
+            epilog=EPILOG if command.sections else None,
+        )
         if command.sections:
-            p.add_argument("data", nargs=command.data, metavar="DATA",
-                           help="Labelled data" + (" (default: the embedded demo set)." if command.data else "."))
+            p.add_argument(
+                "data",
+                nargs=command.data,
+                metavar="DATA",
+                help="Labelled data" + (" (default: the embedded demo set)." if command.data else "."),
+            )
             p.add_argument("--config", metavar="YAML", help="Config file; flags given on the command line override it.")
         if command.options:
             add_flags(p, command.options, f"{name} options")
@@ -234,22 +324,28 @@ def cmd_train(args) -> int:
         # A non-zero rank under torchrun/accelerate: rank 0 evaluates and reports.
         # Failing here would make the launcher kill rank 0 mid-evaluation.
         return 0
-    return print_kept_model(result.metrics, f"; trained in {result.train_seconds:.0f}s",
-                            f"model: {result.model_dir} (model card: README.md)\n"
-                            f"report: {result.output_dir / 'report' / 'report.html'}",
-                            f"MLflow run: {result.run_id}" if result.run_id else None, result.tracking_failures)
+    return print_kept_model(
+        result.metrics,
+        f"; trained in {result.train_seconds:.0f}s",
+        f"model: {result.model_dir} (model card: README.md)\nreport: {result.output_dir / 'report' / 'report.html'}",
+        f"MLflow run: {result.run_id}" if result.run_id else None,
+        result.tracking_failures,
+    )
 
 
 def print_kept_model(m: dict, note: str, where: str, run: str | None, failures) -> int:
     """A kept model's test scores, its files and MLflow run; exit 3 when some tracking calls were lost."""
-    print(f"test accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, weighted F1 {m['weighted_f1']:.4f} "
-          f"({m['n']} texts){note}")
+    print(
+        f"test accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, weighted F1 {m['weighted_f1']:.4f} "
+        f"({m['n']} texts){note}"
+    )
     print(where)
     if run:
         print(run)
     if failures:
-        print(f"emoclf: tracking degraded: some results are not in MLflow; they are listed in {failures}",
-              file=sys.stderr)
+        print(
+            f"emoclf: tracking degraded: some results are not in MLflow; they are listed in {failures}", file=sys.stderr
+        )
         return EXIT_TRACKING_DEGRADED
     return 0
 
@@ -278,12 +374,18 @@ def cmd_tune(args) -> int:
         cfg = cfg.replace(output_dir=DEFAULT_OUTPUT_DIR)
     r = tune(cfg, options(args, C.TuneOptions))
     params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.best_params.items())
-    print(f"study {r.study_name!r}: {r.trials['complete']} completed, {r.trials['pruned']} pruned, "
-          f"{r.trials['fail']} failed trial(s)")
+    print(
+        f"study {r.study_name!r}: {r.trials['complete']} completed, {r.trials['pruned']} pruned, "
+        f"{r.trials['fail']} failed trial(s)"
+    )
     print(f"best trial {r.best_trial}: validation macro-F1 {r.best_value:.4f} with {params}")
-    return print_kept_model(r.metrics, "", f"model: {r.model_dir}\nbest config: {r.best_config} (emoclf train "
-                            f"--config {r.best_config} reproduces it)",
-                            f"MLflow parent run: {r.run_id}" if r.run_id else None, r.tracking_failures)
+    return print_kept_model(
+        r.metrics,
+        "",
+        f"model: {r.model_dir}\nbest config: {r.best_config} (emoclf train --config {r.best_config} reproduces it)",
+        f"MLflow parent run: {r.run_id}" if r.run_id else None,
+        r.tracking_failures,
+    )
 
 
 def cmd_audit(args) -> int:
@@ -294,11 +396,19 @@ def cmd_audit(args) -> int:
     opts = options(args, C.AuditOptions)
     r = audit(config_from_args(args, args.sections), opts)
     s = r.summary
-    print(f"{s['issues']} of {s['rows_audited']} training rows ({s['issue_share']:.2%}) look mislabelled "
-          f"({opts.audit_model} out-of-fold probabilities over {opts.folds} folds, accuracy "
-          f"{s['out_of_fold_accuracy']:.4f}; {s['seconds']['total']:.0f} s)")
-    print("\n".join(text_table(["given label", "rows", "suspected errors"],
-                               [[lab, c["rows"], c["issues"]] for lab, c in s["per_class"].items()])))
+    print(
+        f"{s['issues']} of {s['rows_audited']} training rows ({s['issue_share']:.2%}) look mislabelled "
+        f"({opts.audit_model} out-of-fold probabilities over {opts.folds} folds, accuracy "
+        f"{s['out_of_fold_accuracy']:.4f}; {s['seconds']['total']:.0f} s)"
+    )
+    print(
+        "\n".join(
+            text_table(
+                ["given label", "rows", "suspected errors"],
+                [[lab, c["rows"], c["issues"]] for lab, c in s["per_class"].items()],
+            )
+        )
+    )
     print(f"written: {r.paths['csv']}, {r.paths['html']}, {r.paths['json']}")
     if r.run_id:
         print(f"MLflow run: {r.run_id}")
@@ -332,8 +442,10 @@ def cmd_evaluate(args) -> int:
         predictor = Predictor.load(opts.model, batch_size=opts.batch_size)
     result = evaluate_model(predictor, cfg.data, opts.out, progress=True)
     m = result.metrics
-    print(f"{result.source} [{result.split}]: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, "
-          f"weighted F1 {m['weighted_f1']:.4f} on {m['n']} texts\nreport: {opts.out}")
+    print(
+        f"{result.source} [{result.split}]: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, "
+        f"weighted F1 {m['weighted_f1']:.4f} on {m['n']} texts\nreport: {opts.out}"
+    )
     return 0
 
 
@@ -378,13 +490,24 @@ def cmd_export(args) -> int:
 
     opts = options(args, C.ExportOptions)
     data = DataConfig(data=opts.data, text_column=opts.text_column, label_column=opts.label_column)
-    result = export_model(opts.model, opts.out, data, precision=opts.quantize or "fp32", max_f1_drop=opts.max_f1_drop,
-                          batch_size=opts.batch_size, run_id=opts.run_id, tracking=opts.tracking,
-                          tracking_uri=opts.tracking_uri, portable=opts.portable)
+    result = export_model(
+        opts.model,
+        opts.out,
+        data,
+        precision=opts.quantize or "fp32",
+        max_f1_drop=opts.max_f1_drop,
+        batch_size=opts.batch_size,
+        run_id=opts.run_id,
+        tracking=opts.tracking,
+        tracking_uri=opts.tracking_uri,
+        portable=opts.portable,
+    )
     r = result.report
-    print(f"{r['format']} {r['precision']}: macro-F1 {r['before']['macro_f1']:.4f} -> {r['after']['macro_f1']:.4f}, "
-          f"agreement {r['agreement']:.2%}, {r['before']['texts_per_second']:.0f} -> "
-          f"{r['after']['texts_per_second']:.0f} texts/s on {r['data']['n']} texts")
+    print(
+        f"{r['format']} {r['precision']}: macro-F1 {r['before']['macro_f1']:.4f} -> {r['after']['macro_f1']:.4f}, "
+        f"agreement {r['agreement']:.2%}, {r['before']['texts_per_second']:.0f} -> "
+        f"{r['after']['texts_per_second']:.0f} texts/s on {r['data']['n']} texts"
+    )
     print(f"export: {result.folder}")
     if result.run_id:
         print(f"MLflow run: {result.run_id}")
@@ -395,8 +518,16 @@ def cmd_serve(args) -> int:
     opts = options(args, C.ServeOptions)
     with console.status("loading libraries"):
         from emoclf.serving import Limits, serve
-    serve(opts.model, host=opts.host, port=opts.port, limits=Limits(opts.max_texts, opts.max_body_bytes),
-          batch_size=opts.batch_size, num_threads=opts.threads, access_log=not args.quiet, precision=opts.precision)
+    serve(
+        opts.model,
+        host=opts.host,
+        port=opts.port,
+        limits=Limits(opts.max_texts, opts.max_body_bytes),
+        batch_size=opts.batch_size,
+        num_threads=opts.threads,
+        access_log=not args.quiet,
+        precision=opts.precision,
+    )
     return 0
 
 

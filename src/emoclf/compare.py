@@ -60,8 +60,10 @@ RUNS_CSV = "comparison_runs.csv"
 COMPARISON_JSON = "comparison.json"
 CHART_PNG = "per_class_f1_by_strategy.png"
 HEADLINE = ("accuracy", "macro_f1", "weighted_f1")
-RULE = ("the lead counts as real when best mean macro-F1 - runner-up mean macro-F1 > "
-        "max(std best, std runner-up), sample standard deviations (ddof=1) over seeds")
+RULE = (
+    "the lead counts as real when best mean macro-F1 - runner-up mean macro-F1 > "
+    "max(std best, std runner-up), sample standard deviations (ddof=1) over seeds"
+)
 
 
 @dataclass
@@ -89,15 +91,18 @@ def check_strategies(strategies) -> list[str]:
     strategies = list(strategies)
     unknown = [s for s in strategies if s not in IMBALANCE_STRATEGIES + HIERARCHY_ARMS]
     if unknown:
-        raise ConfigError(f"unknown strategy(ies) {', '.join(map(repr, unknown))}; "
-                          f"choose from {', '.join(IMBALANCE_STRATEGIES + HIERARCHY_ARMS)}")
+        raise ConfigError(
+            f"unknown strategy(ies) {', '.join(map(repr, unknown))}; "
+            f"choose from {', '.join(IMBALANCE_STRATEGIES + HIERARCHY_ARMS)}"
+        )
     if not strategies or len(set(strategies)) != len(strategies):
         raise ConfigError(f"give one or more distinct strategies, got {strategies}")
     return strategies
 
 
-def compare(cfg: Config, strategies=DEFAULT_STRATEGIES, seeds: int = 1, quick: bool = False,
-            budget: str = "steps") -> ComparisonResult:
+def compare(
+    cfg: Config, strategies=DEFAULT_STRATEGIES, seeds: int = 1, quick: bool = False, budget: str = "steps"
+) -> ComparisonResult:
     """Train every strategy with seeds ``train.seed``, ``train.seed + 1``, ... on one split; write and log the table.
 
     Only ``train.seed`` varies between seeds (initialisation, shuffling, resampling); the split
@@ -109,8 +114,11 @@ def compare(cfg: Config, strategies=DEFAULT_STRATEGIES, seeds: int = 1, quick: b
     if seeds < 1:
         raise ConfigError(f"seeds must be at least 1, got {seeds}")
     if quick:
-        cfg = cfg.replace(epochs=QUICK_EPOCHS, batch_size=QUICK_BATCH_SIZE,
-                          max_samples=min(cfg.data.max_samples or QUICK_MAX_SAMPLES, QUICK_MAX_SAMPLES))
+        cfg = cfg.replace(
+            epochs=QUICK_EPOCHS,
+            batch_size=QUICK_BATCH_SIZE,
+            max_samples=min(cfg.data.max_samples or QUICK_MAX_SAMPLES, QUICK_MAX_SAMPLES),
+        )
     out = Path(cfg.train.output_dir)
     _refuse_earlier_comparison(out, strategies, range(cfg.train.seed, cfg.train.seed + seeds), cfg.train.overwrite)
     report_dir = out / COMPARISON_DIR
@@ -122,23 +130,37 @@ def compare(cfg: Config, strategies=DEFAULT_STRATEGIES, seeds: int = 1, quick: b
     arm, budget_text = matched_budget(cfg, len(data.splits["train"]), budget)
 
     # As in train: run_info.json and any undelivered tracking calls land in the output folder.
-    tracker = make_tracker(cfg.tracking.tracking, cfg.tracking.tracking_uri, cfg.tracking.experiment, local_dir=out,
-                           optional=cfg.tracking.tracking_optional)
+    tracker = make_tracker(
+        cfg.tracking.tracking,
+        cfg.tracking.tracking_uri,
+        cfg.tracking.experiment,
+        local_dir=out,
+        optional=cfg.tracking.tracking_optional,
+    )
     tracker.start(cfg.tracking.run_name or "compare")
     with ended_run(tracker):
         settings = cfg.to_dict()
-        tracker.log_params({"compare": {"strategies": ",".join(strategies), "seeds": seeds, "quick": quick},
-                            "data": settings["data"], "model": settings["model"]})
+        tracker.log_params(
+            {
+                "compare": {"strategies": ",".join(strategies), "seeds": seeds, "quick": quick},
+                "data": settings["data"],
+                "model": settings["model"],
+            }
+        )
         rows = []
         for seed in range(cfg.train.seed, cfg.train.seed + seeds):
             for strategy in strategies:
                 name = f"{strategy}-seed{seed}"
                 log.info("compare: training %s", name)
                 # Children do not register models: one registered name would collect every variant.
-                which = ({"hierarchy": None if strategy == "flat" else cfg.train.hierarchy}
-                         if strategy in HIERARCHY_ARMS else {"imbalance": strategy})
-                variant = cfg.replace(seed=seed, output_dir=str(out / name), run_name=name, register_name=None,
-                                      **which, **arm)
+                which = (
+                    {"hierarchy": None if strategy == "flat" else cfg.train.hierarchy}
+                    if strategy in HIERARCHY_ARMS
+                    else {"imbalance": strategy}
+                )
+                variant = cfg.replace(
+                    seed=seed, output_dir=str(out / name), run_name=name, register_name=None, **which, **arm
+                )
                 result = training.train(variant, data)
                 # Checkpoints (~250 MB each for MiniLM) are only for resuming; the saved model stays.
                 shutil.rmtree(out / name / CHECKPOINT_DIR, ignore_errors=True)
@@ -147,10 +169,12 @@ def compare(cfg: Config, strategies=DEFAULT_STRATEGIES, seeds: int = 1, quick: b
         table = summarise(runs, strategies)
         verdict = decide(table, seeds, budget_text)
         paths = write_comparison(report_dir, runs, table, verdict, data.labels, seeds, quick, n_test, budget)
-        tracker.log_metrics({f"{s}.{k}": v for s, row in table.iterrows() for k, v in row.items()
-                             if k != "n_seeds" and not np.isnan(v)})
-        tracker.set_tags({"emoclf.best_strategy": verdict.best,
-                          "emoclf.lead_exceeds_spread": str(verdict.exceeds_spread).lower()})
+        tracker.log_metrics(
+            {f"{s}.{k}": v for s, row in table.iterrows() for k, v in row.items() if k != "n_seeds" and not np.isnan(v)}
+        )
+        tracker.set_tags(
+            {"emoclf.best_strategy": verdict.best, "emoclf.lead_exceeds_spread": str(verdict.exceeds_spread).lower()}
+        )
         tracker.log_artifacts(report_dir, COMPARISON_DIR)
     log.info("compare: %s", verdict.text)
     return ComparisonResult(out, runs, table, verdict, tracker.run_id, paths)
@@ -160,8 +184,10 @@ def matched_budget(cfg: Config, train_rows: int, budget: str) -> tuple[dict, str
     """The settings that give every arm the same budget, and a sentence saying what it is."""
     t = cfg.train
     if budget == "epochs":
-        return {}, (f"Budget: {t.epochs:g} epoch(s) each, so resampling changes the number of steps (and early "
-                    "stopping may end a training sooner).")
+        return {}, (
+            f"Budget: {t.epochs:g} epoch(s) each, so resampling changes the number of steps (and early "
+            "stopping may end a training sooner)."
+        )
     if budget != "steps":
         raise ConfigError(f"budget must be one of steps, epochs; got {budget!r}")
     # As the Trainer counts them: whole batches per epoch, times the epochs.
@@ -169,32 +195,44 @@ def matched_budget(cfg: Config, train_rows: int, budget: str) -> tuple[dict, str
     steps = t.max_steps or max(math.ceil(epoch * t.epochs), t.min_steps)
     # Every arm is evaluated (and its best checkpoint chosen) at the same steps: those of an unresampled
     # epoch. Per-epoch evaluation would score an under-sampled arm several times as often, at its cost.
-    return ({"max_steps": steps, "early_stopping": False, "checkpoint_steps": t.checkpoint_steps or epoch},
-            f"Budget: {steps} optimizer steps each, without early stopping, whatever the resampling.")
+    return (
+        {"max_steps": steps, "early_stopping": False, "checkpoint_steps": t.checkpoint_steps or epoch},
+        f"Budget: {steps} optimizer steps each, without early stopping, whatever the resampling.",
+    )
 
 
 def _hierarchy(cfg: Config, data, strategies: list[str], report_dir: Path) -> tuple[Config, Hierarchy | None]:
     """The hierarchy the arms use, checked (``auto`` found now, once) and saved beside the comparison."""
     spec = cfg.train.hierarchy
     if "hierarchical" in strategies and not spec:
-        raise ConfigError("the hierarchical arm needs --hierarchy (groups such as 'positive=joy,love;negative=anger,"
-                          "fear', a YAML file, or auto)")
+        raise ConfigError(
+            "the hierarchical arm needs --hierarchy (groups such as 'positive=joy,love;negative=anger,"
+            "fear', a YAML file, or auto)"
+        )
     if not spec:
         return cfg, None
     found = training.auto_hierarchy(cfg, data, report_dir) if spec == AUTO else Hierarchy.parse(spec, data.labels)
     if found is None:
-        raise ConfigError("--hierarchy auto found no groups (no two classes confused more than the mean pair on "
-                          "validation), so a hierarchical arm would equal the flat one; give the groups instead")
+        raise ConfigError(
+            "--hierarchy auto found no groups (no two classes confused more than the mean pair on "
+            "validation), so a hierarchical arm would equal the flat one; give the groups instead"
+        )
     return pin(cfg, found, report_dir), found
 
 
 def _refuse_earlier_comparison(out: Path, strategies: list[str], seeds: range, overwrite: bool) -> None:
     """Refused before any training, not after the first strategy's."""
-    done = [name for seed in seeds for strategy in strategies
-            if (out / (name := f"{strategy}-seed{seed}") / MODEL_DIR).exists()]
+    done = [
+        name
+        for seed in seeds
+        for strategy in strategies
+        if (out / (name := f"{strategy}-seed{seed}") / MODEL_DIR).exists()
+    ]
     if done and not overwrite:
-        raise ConfigError(f"{out} holds an earlier comparison ({', '.join(done[:3])}{', ...' if len(done) > 3 else ''}); "
-                          "pass --overwrite to replace it, or choose another --output-dir")
+        raise ConfigError(
+            f"{out} holds an earlier comparison ({', '.join(done[:3])}{', ...' if len(done) > 3 else ''}); "
+            "pass --overwrite to replace it, or choose another --output-dir"
+        )
 
 
 def _load(cfg: Config, quick: bool):
@@ -203,20 +241,29 @@ def _load(cfg: Config, quick: bool):
         # Evaluation dominates a one-epoch run (validation twice, test once). A stratified subset
         # keeps real rows at real class frequencies, the same rows for every strategy.
         for split in ("validation", "test"):
-            data.splits[split] = subsample(data.splits[split], QUICK_EVAL_ROWS, cfg.data.split_seed).reset_index(drop=True)
+            data.splits[split] = subsample(data.splits[split], QUICK_EVAL_ROWS, cfg.data.split_seed).reset_index(
+                drop=True
+            )
     return data
 
 
-def run_row(strategy: str, seed: int, result: training.TrainResult, labels: list[str],
-            hierarchy: Hierarchy | None = None) -> dict:
+def run_row(
+    strategy: str, seed: int, result: training.TrainResult, labels: list[str], hierarchy: Hierarchy | None = None
+) -> dict:
     """One training's scores; with a hierarchy, its group scores too (a flat arm's predictions grouped alike)."""
     m = result.metrics
     groups = group_metrics(m["confusion_matrix"], labels, hierarchy.groups) if hierarchy else None
-    return {"strategy": strategy, "seed": seed, **{k: m[k] for k in HEADLINE},
-            **({f"group_{k}": groups[k] for k in ("accuracy", "macro_f1")} if groups else {}),
-            **{f"f1_{lab}": m["per_class"][lab]["f1"] for lab in labels},
-            "optimizer_steps": m["training"]["optimizer_steps"], "examples_seen": m["training"]["examples_seen"],
-            "train_seconds": result.train_seconds, "run_id": result.run_id}
+    return {
+        "strategy": strategy,
+        "seed": seed,
+        **{k: m[k] for k in HEADLINE},
+        **({f"group_{k}": groups[k] for k in ("accuracy", "macro_f1")} if groups else {}),
+        **{f"f1_{lab}": m["per_class"][lab]["f1"] for lab in labels},
+        "optimizer_steps": m["training"]["optimizer_steps"],
+        "examples_seen": m["training"]["examples_seen"],
+        "train_seconds": result.train_seconds,
+        "run_id": result.run_id,
+    }
 
 
 def summarise(runs: pd.DataFrame, strategies: list[str]) -> pd.DataFrame:
@@ -232,20 +279,29 @@ def summarise(runs: pd.DataFrame, strategies: list[str]) -> pd.DataFrame:
 def decide(table: pd.DataFrame, seeds: int, budget_text: str = "") -> Verdict:
     ranked = table.sort_values("macro_f1_mean", ascending=False, kind="stable")
     best, score = ranked.index[0], ranked["macro_f1_mean"].iloc[0]
-    head = (f"{budget_text} " if budget_text else "") + \
-        f"Best strategy: {best} (mean test macro-F1 {score:.4f} over {seeds} seed{'s' if seeds > 1 else ''})."
+    head = (
+        f"{budget_text} " if budget_text else ""
+    ) + f"Best strategy: {best} (mean test macro-F1 {score:.4f} over {seeds} seed{'s' if seeds > 1 else ''})."
     if len(ranked) == 1:
         return Verdict(best, None, None, None, None, head + " It was the only strategy compared.")
     runner_up = ranked.index[1]
     lead = float(score - ranked["macro_f1_mean"].iloc[1])
     lead_text = f" Its lead over {runner_up} is {lead:.4f}"
     if seeds == 1:
-        return Verdict(best, runner_up, lead, None, None, head + lead_text + "; with one seed the seed-to-seed "
-                       "spread is unknown, so the lead cannot be told from noise (rerun with --seeds 3).")
+        return Verdict(
+            best,
+            runner_up,
+            lead,
+            None,
+            None,
+            head + lead_text + "; with one seed the seed-to-seed "
+            "spread is unknown, so the lead cannot be told from noise (rerun with --seeds 3).",
+        )
     spread = float(max(ranked["macro_f1_std"].iloc[0], ranked["macro_f1_std"].iloc[1]))
     exceeds = lead > spread
-    judgement = ("exceeds the seed-to-seed spread" if exceeds else
-                 "does not exceed the seed-to-seed spread, so it may be noise")
+    judgement = (
+        "exceeds the seed-to-seed spread" if exceeds else "does not exceed the seed-to-seed spread, so it may be noise"
+    )
     return Verdict(best, runner_up, lead, spread, exceeds, head + lead_text + f", which {judgement} ({spread:.4f}).")
 
 
@@ -255,18 +311,32 @@ def _pm(mean: float, std: float, digits: int) -> str:
 
 def markdown(table: pd.DataFrame, verdict: Verdict, labels: list[str], seeds: int, quick: bool, n_test: int) -> str:
     groups = [("group accuracy", "group_accuracy", 4), ("group macro-F1", "group_macro_f1", 4)]
-    metrics = [("accuracy", "accuracy", 4), ("macro-F1", "macro_f1", 4), ("weighted F1", "weighted_f1", 4),
-               *(groups if "group_accuracy_mean" in table else []),
-               *((f"F1 {lab}", f"f1_{lab}", 4) for lab in labels), ("steps", "optimizer_steps", 0),
-               ("examples", "examples_seen", 0), ("train s", "train_seconds", 1)]
+    metrics = [
+        ("accuracy", "accuracy", 4),
+        ("macro-F1", "macro_f1", 4),
+        ("weighted F1", "weighted_f1", 4),
+        *(groups if "group_accuracy_mean" in table else []),
+        *((f"F1 {lab}", f"f1_{lab}", 4) for lab in labels),
+        ("steps", "optimizer_steps", 0),
+        ("examples", "examples_seen", 0),
+        ("train s", "train_seconds", 1),
+    ]
     spread = "mean ± sample std over seeds" if seeds > 1 else "one seed, so no spread"
-    scope = (f"quick run: at most {QUICK_MAX_SAMPLES} training rows, {QUICK_EPOCHS:g} epoch in batches of "
-             f"{QUICK_BATCH_SIZE}, stratified subsets of "
-             f"at most {QUICK_EVAL_ROWS} validation and test rows. " if quick else "")
-    lines = [f"# Imbalance strategies compared{' (quick)' if quick else ''}", "",
-             f"{scope}Test scores on the untouched test split ({n_test} texts, never resampled); {spread}.", "",
-             "| strategy | " + " | ".join(h for h, _, _ in metrics) + " |",
-             "|---|" + "---:|" * len(metrics)]
+    scope = (
+        f"quick run: at most {QUICK_MAX_SAMPLES} training rows, {QUICK_EPOCHS:g} epoch in batches of "
+        f"{QUICK_BATCH_SIZE}, stratified subsets of "
+        f"at most {QUICK_EVAL_ROWS} validation and test rows. "
+        if quick
+        else ""
+    )
+    lines = [
+        f"# Imbalance strategies compared{' (quick)' if quick else ''}",
+        "",
+        f"{scope}Test scores on the untouched test split ({n_test} texts, never resampled); {spread}.",
+        "",
+        "| strategy | " + " | ".join(h for h, _, _ in metrics) + " |",
+        "|---|" + "---:|" * len(metrics),
+    ]
     for strategy, row in table.iterrows():
         cells = [_pm(row[f"{k}_mean"], row[f"{k}_std"], d) for _, k, d in metrics]
         lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
@@ -284,9 +354,14 @@ def plot_per_class_f1(table: pd.DataFrame, labels: list[str], path: Path) -> Pat
     for i, (strategy, row) in enumerate(table.iterrows()):
         means = [row[f"f1_{lab}_mean"] for lab in labels]
         stds = [row[f"f1_{lab}_std"] for lab in labels]
-        ax.bar(x + (i - (len(table) - 1) / 2) * width, means, width,
-               yerr=None if np.isnan(stds).all() else stds, capsize=2,
-               label=f"{strategy} (macro-F1 {row['macro_f1_mean']:.3f})")
+        ax.bar(
+            x + (i - (len(table) - 1) / 2) * width,
+            means,
+            width,
+            yerr=None if np.isnan(stds).all() else stds,
+            capsize=2,
+            label=f"{strategy} (macro-F1 {row['macro_f1_mean']:.3f})",
+        )
     ax.set(xticks=x, ylim=(0, 1.05), ylabel="test F1", title="per-class F1 by imbalance strategy")
     ax.set_xticklabels(labels, rotation=30, ha="right")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1, 1))
@@ -295,16 +370,35 @@ def plot_per_class_f1(table: pd.DataFrame, labels: list[str], path: Path) -> Pat
     return path
 
 
-def write_comparison(folder: Path, runs: pd.DataFrame, table: pd.DataFrame, verdict: Verdict,
-                     labels: list[str], seeds: int, quick: bool, n_test: int, budget: str = "steps") -> dict[str, Path]:
-    paths = {"markdown": folder / COMPARISON_MD, "csv": folder / COMPARISON_CSV, "runs": folder / RUNS_CSV,
-             "json": folder / COMPARISON_JSON}
+def write_comparison(
+    folder: Path,
+    runs: pd.DataFrame,
+    table: pd.DataFrame,
+    verdict: Verdict,
+    labels: list[str],
+    seeds: int,
+    quick: bool,
+    n_test: int,
+    budget: str = "steps",
+) -> dict[str, Path]:
+    paths = {
+        "markdown": folder / COMPARISON_MD,
+        "csv": folder / COMPARISON_CSV,
+        "runs": folder / RUNS_CSV,
+        "json": folder / COMPARISON_JSON,
+    }
     paths["markdown"].write_text(markdown(table, verdict, labels, seeds, quick, n_test), encoding="utf-8")
     table.to_csv(paths["csv"], index_label="strategy")
     runs.to_csv(paths["runs"], index=False)
-    summary = {"seeds": seeds, "quick": quick, "budget": budget, "test_rows": n_test, "verdict": asdict(verdict),
-               "table": json.loads(table.reset_index().to_json(orient="records")),
-               "runs": json.loads(runs.to_json(orient="records"))}
+    summary = {
+        "seeds": seeds,
+        "quick": quick,
+        "budget": budget,
+        "test_rows": n_test,
+        "verdict": asdict(verdict),
+        "table": json.loads(table.reset_index().to_json(orient="records")),
+        "runs": json.loads(runs.to_json(orient="records")),
+    }
     paths["json"].write_text(json.dumps(summary, indent=2), encoding="utf-8")
     paths["chart"] = plot_per_class_f1(table, labels, folder / CHART_PNG)
     return paths

@@ -28,8 +28,15 @@ IMBALANCE_STRATEGIES: tuple[str, ...] = typing.get_args(Imbalance)
 Budget = Literal["steps", "epochs"]
 LabelIssuesAction = Literal["drop", "relabel"]
 # cleanlab.filter.find_label_issues's filter_by methods.
-IssueFilter = Literal["prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given",
-                      "low_normalized_margin", "low_self_confidence"]
+IssueFilter = Literal[
+    "prune_by_noise_rate",
+    "prune_by_class",
+    "both",
+    "confident_learning",
+    "predicted_neq_given",
+    "low_normalized_margin",
+    "low_self_confidence",
+]
 # The optimizer steps below which a training is raised to this floor (docs/experiments.md, "Minimum steps").
 MIN_STEPS = 120
 # compare --quick, and the first model of --hierarchy auto: one epoch of 4,000 rows in batches of 16, 250
@@ -50,10 +57,19 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
 
 @dataclass
 class DataConfig:
-    data: str | None = _f(None, "Data: a file, a folder with train/validation/test files, or hf:<dataset id>. Default: the embedded demo set.")
-    val_data: str | None = _f(None, "A validation file to use instead of the source's own (or a carved) validation split.")
-    test_data: str | None = _f(None, "A test file to use instead of the source's own (or a carved) test split; never resampled.")
-    format: str | None = _f(None, "Force the file format (csv, tsv, jsonl, parquet, txt) instead of detecting it from the extension.")
+    data: str | None = _f(
+        None,
+        "Data: a file, a folder with train/validation/test files, or hf:<dataset id>. Default: the embedded demo set.",
+    )
+    val_data: str | None = _f(
+        None, "A validation file to use instead of the source's own (or a carved) validation split."
+    )
+    test_data: str | None = _f(
+        None, "A test file to use instead of the source's own (or a carved) test split; never resampled."
+    )
+    format: str | None = _f(
+        None, "Force the file format (csv, tsv, jsonl, parquet, txt) instead of detecting it from the extension."
+    )
     text_column: str = _f("text", "Column holding the text.")
     label_column: str = _f("label", "Column holding the label (string or integer).")
     encoding: str = _f("utf-8", "Text encoding of the input files (utf-8 with or without BOM is read cleanly).")
@@ -64,16 +80,25 @@ class DataConfig:
     drop_duplicates: bool = _f(True, "Drop exact duplicate rows from the training split (they are always counted).")
     drop_leakage: bool = _f(True, "Drop training rows whose text also occurs in validation or test (always counted).")
     max_samples: int | None = _f(None, "Use at most this many training rows (stratified), for quick runs.")
-    max_val_samples: int | None = _f(None, "Use at most this many validation rows (stratified), for quick runs and "
-                                           "searches.")
-    exclude_label_issues: str | None = _f(None, "A label_issues.csv of 'emoclf audit': drop (or relabel) its rows in "
-                                                "the training split only, matched by text after preprocessing and "
-                                                "given label; validation and test are never changed.",
-                                          metavar="FILE")
-    label_issues_action: LabelIssuesAction = _f("drop", "With --exclude-label-issues: drop the listed training rows, "
-                                                        "or relabel them with their suggested_label.")
-    label_issues_top: int | None = _f(None, "With --exclude-label-issues: only the file's first N rows, the N most "
-                                            "likely label errors (the audit ranks them; a linear audit flags many).")
+    max_val_samples: int | None = _f(
+        None, "Use at most this many validation rows (stratified), for quick runs and searches."
+    )
+    exclude_label_issues: str | None = _f(
+        None,
+        "A label_issues.csv of 'emoclf audit': drop (or relabel) its rows in "
+        "the training split only, matched by text after preprocessing and "
+        "given label; validation and test are never changed.",
+        metavar="FILE",
+    )
+    label_issues_action: LabelIssuesAction = _f(
+        "drop",
+        "With --exclude-label-issues: drop the listed training rows, or relabel them with their suggested_label.",
+    )
+    label_issues_top: int | None = _f(
+        None,
+        "With --exclude-label-issues: only the file's first N rows, the N most "
+        "likely label errors (the audit ranks them; a linear audit flags many).",
+    )
 
 
 @dataclass
@@ -88,19 +113,30 @@ class PreprocessConfig:
 
 @dataclass
 class ModelConfig:
-    model: str = _f("minilm", "Model: 'minilm' (offline all-MiniLM-L6-v2), a hub id such as bert-base-uncased, or a local path.")
-    max_length: int | None = _f(None, "Token limit per text; default: from the data profile (99th percentile, multiple of 8).")
+    model: str = _f(
+        "minilm", "Model: 'minilm' (offline all-MiniLM-L6-v2), a hub id such as bert-base-uncased, or a local path."
+    )
+    max_length: int | None = _f(
+        None, "Token limit per text; default: from the data profile (99th percentile, multiple of 8)."
+    )
 
 
 @dataclass
 class TrainConfig:
     output_dir: str = _f("runs/latest", "Folder for checkpoints, the final model and reports.")
-    overwrite: bool = _f(False, "Replace the training already in output_dir (refused without it, so no model is replaced by surprise).")
+    overwrite: bool = _f(
+        False, "Replace the training already in output_dir (refused without it, so no model is replaced by surprise)."
+    )
     epochs: float = _f(3.0, "Maximum number of epochs (early stopping may end sooner).")
-    max_steps: int | None = _f(None, "Train for this many optimizer steps instead of --epochs (compare gives every arm "
-                                     "the same number this way).")
-    min_steps: int = _f(MIN_STEPS, "Train for at least this many optimizer steps: on small data, epochs x rows / "
-                                   "batch size gives too few to learn (the log and the report say when it applies).")
+    max_steps: int | None = _f(
+        None,
+        "Train for this many optimizer steps instead of --epochs (compare gives every arm the same number this way).",
+    )
+    min_steps: int = _f(
+        MIN_STEPS,
+        "Train for at least this many optimizer steps: on small data, epochs x rows / "
+        "batch size gives too few to learn (the log and the report say when it applies).",
+    )
     batch_size: int = _f(32, "Training batch size per device.")
     eval_batch_size: int = _f(128, "Evaluation and prediction batch size.")
     learning_rate: float = _f(1e-4, "Peak learning rate (AdamW).")
@@ -109,24 +145,41 @@ class TrainConfig:
     early_stopping: bool = _f(True, "Stop when validation macro-F1 has not improved for --patience evaluations.")
     patience: int = _f(2, "Early stopping: evaluations without macro-F1 improvement before stopping.")
     seed: int = _f(42, "Seed for initialisation, shuffling and sampling.")
-    precision: TrainPrecision = _f("auto", "fp32, bf16, fp16, or auto (bf16 on GPUs that have it and on CPUs with AMX).")
+    precision: TrainPrecision = _f(
+        "auto", "fp32, bf16, fp16, or auto (bf16 on GPUs that have it and on CPUs with AMX)."
+    )
     imbalance: Imbalance = _f("auto", "Imbalance handling: " + ", ".join(IMBALANCE_STRATEGIES) + ".")
-    imbalance_threshold: float = _f(3.0, "auto: treat the data as imbalanced when largest/smallest class count exceeds this.")
+    imbalance_threshold: float = _f(
+        3.0, "auto: treat the data as imbalanced when largest/smallest class count exceeds this."
+    )
     focal_gamma: float = _f(2.0, "Focal loss focusing parameter (0 equals cross-entropy).")
     focal_alpha: bool = _f(True, "Focal loss: weight classes by inverse frequency (alpha).")
-    layer_decay: float = _f(1.0, "Layer-wise learning-rate decay: each encoder layer below the top learns at this "
-                                 "factor of the one above (embeddings lowest); 1: one rate for all.")
-    label_smoothing: float = _f(0.0, "Label smoothing: the target gives this share of its weight evenly to all "
-                                     "classes (0: off; works with every loss).")
-    hierarchy: str | None = _f(None, "Groups of labels trained with a hierarchy-aware loss: name=label,label;name=label, "
-                                     "a YAML file {group: [labels]}, or auto (groups of the classes a first, quick "
-                                     "model confuses on validation). Predictions then carry the group too.")
+    layer_decay: float = _f(
+        1.0,
+        "Layer-wise learning-rate decay: each encoder layer below the top learns at this "
+        "factor of the one above (embeddings lowest); 1: one rate for all.",
+    )
+    label_smoothing: float = _f(
+        0.0,
+        "Label smoothing: the target gives this share of its weight evenly to all "
+        "classes (0: off; works with every loss).",
+    )
+    hierarchy: str | None = _f(
+        None,
+        "Groups of labels trained with a hierarchy-aware loss: name=label,label;name=label, "
+        "a YAML file {group: [labels]}, or auto (groups of the classes a first, quick "
+        "model confuses on validation). Predictions then carry the group too.",
+    )
     hierarchy_weight: float = _f(0.5, "Weight of the group term of the hierarchy-aware loss (0: the flat loss).")
     calibrate: bool = _f(True, "Fit a softmax temperature on validation (changes confidences, never labels).")
     class_bias: bool = _f(False, "Fit per-class logit offsets on validation to maximise macro-F1 (changes labels).")
     group_by_length: bool = _f(True, "Batch texts of similar length together (less padding, faster).")
-    checkpoint_steps: int | None = _f(None, "Evaluate and checkpoint every N optimizer steps; default: at the end of every epoch.")
-    save_total_limit: int = _f(2, "Keep at most this many checkpoints (at least 2: the best and the newest, to resume from).")
+    checkpoint_steps: int | None = _f(
+        None, "Evaluate and checkpoint every N optimizer steps; default: at the end of every epoch."
+    )
+    save_total_limit: int = _f(
+        2, "Keep at most this many checkpoints (at least 2: the best and the newest, to resume from)."
+    )
     num_threads: int | None = _f(None, "CPU threads for torch (default: torch's choice).")
 
 
@@ -134,7 +187,9 @@ class TrainConfig:
 class TrackingConfig:
     tracking: bool = _f(True, "Log the run to MLflow (disable with --no-tracking).")
     tracking_uri: str | None = _f(None, "MLflow tracking URI; default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db.")
-    tracking_optional: bool = _f(False, "Train even when the tracking server is unreachable at start; results stay in output_dir.")
+    tracking_optional: bool = _f(
+        False, "Train even when the tracking server is unreachable at start; results stay in output_dir."
+    )
     experiment: str = _f("emoclf", "MLflow experiment name.")
     run_name: str | None = _f(None, "MLflow run name.")
     register_name: str | None = _f(None, "Register the logged model under this name in the model registry.")
@@ -188,7 +243,9 @@ class Config:
             raise ConfigError(f"min_steps must be at least 0, got {t.min_steps}")
         if t.save_total_limit < 2:
             # With one slot the Trainer deletes the newest checkpoint whenever it is not the best one.
-            raise ConfigError(f"save_total_limit must be at least 2 (the best checkpoint and the newest), got {t.save_total_limit}")
+            raise ConfigError(
+                f"save_total_limit must be at least 2 (the best checkpoint and the newest), got {t.save_total_limit}"
+            )
         if t.patience < 1:
             raise ConfigError(f"patience must be at least 1, got {t.patience}")
         if self.model.max_length is not None and self.model.max_length < 8:
@@ -204,7 +261,9 @@ class Config:
     def from_dict(cls, raw: dict[str, Any]) -> Config:
         unknown = set(raw) - {f.name for f in fields(cls)}
         if unknown:
-            raise ConfigError(f"unknown config section(s): {', '.join(sorted(unknown))}; expected {', '.join(SECTIONS)}")
+            raise ConfigError(
+                f"unknown config section(s): {', '.join(sorted(unknown))}; expected {', '.join(SECTIONS)}"
+            )
         return cls(**{name: _build(SECTIONS[name], raw.get(name) or {}, name) for name in SECTIONS})
 
     @classmethod
@@ -242,22 +301,36 @@ BATCH_HELP = "Prediction batch size."
 
 @dataclass
 class TrainOptions:
-    resume: str | None = _f(None, "Continue the training in RUN_DIR (default: --output-dir) from its newest complete "
-                                  "checkpoint, with its saved config and in its MLflow run; flags given now override "
-                                  "the saved config.", nargs="?", const="", metavar="RUN_DIR")
+    resume: str | None = _f(
+        None,
+        "Continue the training in RUN_DIR (default: --output-dir) from its newest complete "
+        "checkpoint, with its saved config and in its MLflow run; flags given now override "
+        "the saved config.",
+        nargs="?",
+        const="",
+        metavar="RUN_DIR",
+    )
 
 
 @dataclass
 class CompareOptions:
-    strategies: str = _f(",".join(s for s in IMBALANCE_STRATEGIES if s != "auto"),
-                         "Comma-separated imbalance strategies to compare, or flat,hierarchical: the config's "
-                         "strategy without and with --hierarchy.")
+    strategies: str = _f(
+        ",".join(s for s in IMBALANCE_STRATEGIES if s != "auto"),
+        "Comma-separated imbalance strategies to compare, or flat,hierarchical: the config's "
+        "strategy without and with --hierarchy.",
+    )
     seeds: int = _f(1, "Trainings per strategy, seeds SEED, SEED+1, ...")
-    quick: bool = _f(False, "Cut-down run: at most 4000 training rows, 1 epoch in batches of 16 (at least "
-                            "--min-steps), stratified subsets of at most 500 validation and test rows.")
-    budget: Budget = _f("steps", "steps: every strategy trains the same number of optimizer steps (the unresampled "
-                                 "training's epochs x rows / batch size), without early stopping; epochs: the same "
-                                 "epochs, so resampling changes the steps.")
+    quick: bool = _f(
+        False,
+        "Cut-down run: at most 4000 training rows, 1 epoch in batches of 16 (at least "
+        "--min-steps), stratified subsets of at most 500 validation and test rows.",
+    )
+    budget: Budget = _f(
+        "steps",
+        "steps: every strategy trains the same number of optimizer steps (the unresampled "
+        "training's epochs x rows / batch size), without early stopping; epochs: the same "
+        "epochs, so resampling changes the steps.",
+    )
 
 
 @dataclass
@@ -266,26 +339,37 @@ class TuneOptions:
     timeout: float | None = _f(None, "Start no new trial after this many seconds (the trial under way finishes).")
     study_name: str = _f("emoclf-tune", "Optuna study name; the same name and storage resume the study.")
     storage: str | None = _f(None, "Optuna storage URL (default: sqlite:///OUTPUT_DIR/study.db).")
-    space: str | None = _f(None, "YAML search space replacing the built-in one (format in the README).",
-                           metavar="FILE.yaml")
-    pruner: Literal["median", "none"] = _f("median", "Stop hopeless trials early: median (Optuna's MedianPruner on "
-                                                     "each evaluation's validation macro-F1) or none.")
-    refit: bool = _f(False, "Retrain the best config once on all the training data (no --max-samples or "
-                            "--max-val-samples cap) instead of keeping the best trial's model.")
+    space: str | None = _f(
+        None, "YAML search space replacing the built-in one (format in the README).", metavar="FILE.yaml"
+    )
+    pruner: Literal["median", "none"] = _f(
+        "median",
+        "Stop hopeless trials early: median (Optuna's MedianPruner on each evaluation's validation macro-F1) or none.",
+    )
+    refit: bool = _f(
+        False,
+        "Retrain the best config once on all the training data (no --max-samples or "
+        "--max-val-samples cap) instead of keeping the best trial's model.",
+    )
 
 
 @dataclass
 class AuditOptions:
     audit_model: Literal["linear", "tfidf", "finetune"] = _f(
-        "linear", "What gives the out-of-fold probabilities: linear (a logistic regression on the base model's "
-                  "frozen mean-pooled embeddings: one pass of the model over the texts), tfidf (a logistic "
-                  "regression on the texts' word 1-2-gram TF-IDF: seconds, no model; strong where the labels follow "
-                  "words, as hashtag labels do) or finetune (one fine-tuning per fold with the train settings: about "
-                  "--folds trainings, sharper probabilities).")
-    folds: int = _f(5, "Folds of the out-of-fold probabilities (stratified): each row is scored by a model that "
-                       "never saw it.")
-    filter_by: IssueFilter = _f("prune_by_noise_rate", "cleanlab's method for deciding which labels are issues "
-                                                       "(cleanlab.filter.find_label_issues).")
+        "linear",
+        "What gives the out-of-fold probabilities: linear (a logistic regression on the base model's "
+        "frozen mean-pooled embeddings: one pass of the model over the texts), tfidf (a logistic "
+        "regression on the texts' word 1-2-gram TF-IDF: seconds, no model; strong where the labels follow "
+        "words, as hashtag labels do) or finetune (one fine-tuning per fold with the train settings: about "
+        "--folds trainings, sharper probabilities).",
+    )
+    folds: int = _f(
+        5, "Folds of the out-of-fold probabilities (stratified): each row is scored by a model that never saw it."
+    )
+    filter_by: IssueFilter = _f(
+        "prune_by_noise_rate",
+        "cleanlab's method for deciding which labels are issues (cleanlab.filter.find_label_issues).",
+    )
     out: str = _f("audit", "Folder for label_issues.csv, label_issues.html and audit.json.")
 
 
@@ -303,8 +387,12 @@ class EvaluateOptions:
 
 @dataclass
 class ReportOptions:
-    runs: list[str] = _f((), "Run folders to compare: training output folders (with report/) or report folders.",
-                         positional="+", metavar="RUN_DIR")
+    runs: list[str] = _f(
+        (),
+        "Run folders to compare: training output folders (with report/) or report folders.",
+        positional="+",
+        metavar="RUN_DIR",
+    )
     out: str = _f("runs-report.html", "The HTML page to write.")
 
 
@@ -313,12 +401,17 @@ class PredictOptions:
     texts: list[str] = _f((), "Texts to classify.", positional="*", metavar="TEXT")
     model: str | None = _f(None, MODEL_HELP, required=True)
     input: str | None = _f(None, "File of texts (csv, tsv, jsonl, parquet, or txt).")
-    output: str | None = _f(None, "Where to write predictions: .csv, .tsv, .jsonl or .parquet (default: stdout as CSV).")
+    output: str | None = _f(
+        None, "Where to write predictions: .csv, .tsv, .jsonl or .parquet (default: stdout as CSV)."
+    )
     text_column: str = _f("text", "Text column of --input.")
     batch_size: int = _f(64, BATCH_HELP)
-    precision: PredictPrecision = _f("fp32", "PyTorch models: bf16 weights, faster on CPUs with AMX and on GPUs "
-                                             "(slower elsewhere), with slightly different probabilities; fp32 "
-                                             "predicts exactly as evaluated.")
+    precision: PredictPrecision = _f(
+        "fp32",
+        "PyTorch models: bf16 weights, faster on CPUs with AMX and on GPUs "
+        "(slower elsewhere), with slightly different probabilities; fp32 "
+        "predicts exactly as evaluated.",
+    )
 
 
 @dataclass
@@ -326,18 +419,24 @@ class ExportOptions:
     model: str | None = _f(None, "Model folder or MLflow model URI (runs:/..., models:/...).", required=True)
     data: str | None = _f(None, "Labelled data to compare on: the test split of a folder, or a file.", required=True)
     format: Literal["onnx"] = _f("onnx", "Export format.")
-    quantize: Literal["int8", "fp16"] | None = _f(None, "int8: dynamic int8 weights, fastest on CPUs; fp16: half "
-                                                        "precision, for GPUs (default: fp32).")
-    portable: bool | None = _f(None, "int8: 7-bit weights, exact on every CPU. Default: 8-bit weights where this CPU "
-                                     "has VNNI or AMX (such an export refuses to load on x86 CPUs without VNNI, whose "
-                                     "int8 products saturate), 7-bit elsewhere.")
+    quantize: Literal["int8", "fp16"] | None = _f(
+        None, "int8: dynamic int8 weights, fastest on CPUs; fp16: half precision, for GPUs (default: fp32)."
+    )
+    portable: bool | None = _f(
+        None,
+        "int8: 7-bit weights, exact on every CPU. Default: 8-bit weights where this CPU "
+        "has VNNI or AMX (such an export refuses to load on x86 CPUs without VNNI, whose "
+        "int8 products saturate), 7-bit elsewhere.",
+    )
     text_column: str = _f("text", "Text column of --data.")
     label_column: str = _f("label", "Label column of --data.")
     out: str | None = _f(None, "Export folder (default: onnx-<precision> next to the model folder).")
     max_f1_drop: float = _f(1.0, "Fail when macro-F1 drops by more than this many points.")
     batch_size: int = _f(64, BATCH_HELP)
     run_id: str | None = _f(None, "MLflow run to log the report to (default: the run that logged --model, if any).")
-    tracking_uri: str | None = _f(None, "MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).")
+    tracking_uri: str | None = _f(
+        None, "MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."
+    )
     tracking: bool = _f(True, "Log the report to MLflow (when the run is known).")
 
 
@@ -350,8 +449,11 @@ class ServeOptions:
     max_body_bytes: int = _f(1_000_000, "Largest request body; larger get 413.")
     batch_size: int = _f(64, BATCH_HELP)
     threads: int | None = _f(None, "CPU threads for inference (default: the cores this process may use).")
-    precision: PredictPrecision = _f("fp32", "PyTorch models: bf16 weights, faster on CPUs with AMX and on GPUs "
-                                             "(slower elsewhere); fp32 predicts exactly as evaluated.")
+    precision: PredictPrecision = _f(
+        "fp32",
+        "PyTorch models: bf16 weights, faster on CPUs with AMX and on GPUs "
+        "(slower elsewhere); fp32 predicts exactly as evaluated.",
+    )
 
 
 SECTIONS: dict[str, type] = {
@@ -414,5 +516,7 @@ def _build(cls: type, raw: dict[str, Any], section: str) -> Any:
     known = {f.name for f in fields(cls)}
     unknown = set(raw) - known
     if unknown:
-        raise ConfigError(f"unknown {section} setting(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+        raise ConfigError(
+            f"unknown {section} setting(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}"
+        )
     return cls(**{k: _coerce(cls, k, v, section) for k, v in raw.items()})

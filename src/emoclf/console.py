@@ -20,8 +20,21 @@ from pathlib import Path
 
 QUIET, NORMAL, VERBOSE, DEBUG = 0, 1, 2, 3
 DELAY = 2.0  # seconds before a bar appears: steps shorter than that show nothing
-LIBRARIES = ("transformers", "datasets", "mlflow", "alembic", "urllib3", "httpx", "matplotlib", "PIL", "py.warnings",
-             "huggingface_hub", "filelock", "accelerate", "torch")
+LIBRARIES = (
+    "transformers",
+    "datasets",
+    "mlflow",
+    "alembic",
+    "urllib3",
+    "httpx",
+    "matplotlib",
+    "PIL",
+    "py.warnings",
+    "huggingface_hub",
+    "filelock",
+    "accelerate",
+    "torch",
+)
 # Switches the libraries read at import time; a value the user set already wins.
 QUIET_LIBRARIES = {
     "TRANSFORMERS_VERBOSITY": "error",  # the load report of a fresh classification head, deprecation notes
@@ -114,13 +127,21 @@ def bars_enabled() -> bool:
     return _bars
 
 
-def progress(iterable=None, *, desc: str, total: int | None = None, unit: str = "it", enabled: bool = True,
-             **kwargs):
+def progress(iterable=None, *, desc: str, total: int | None = None, unit: str = "it", enabled: bool = True, **kwargs):
     """A tqdm bar that appears after ``DELAY`` seconds and is erased when done (``leave=False``)."""
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, desc=desc, total=total, unit=unit, leave=False, delay=DELAY, dynamic_ncols=True,
-                disable=not (enabled and _bars), **kwargs)
+    return tqdm(
+        iterable,
+        desc=desc,
+        total=total,
+        unit=unit,
+        leave=False,
+        delay=DELAY,
+        dynamic_ncols=True,
+        disable=not (enabled and _bars),
+        **kwargs,
+    )
 
 
 @contextlib.contextmanager

@@ -11,8 +11,19 @@ from pathlib import Path
 from emoclf import hardware
 from emoclf.checkpoints import CONFIG_FILE, ENVIRONMENT_FILE
 
-PACKAGES = ("emoclf", "torch", "transformers", "accelerate", "datasets", "tokenizers", "safetensors",
-            "scikit-learn", "numpy", "pandas", "mlflow")
+PACKAGES = (
+    "emoclf",
+    "torch",
+    "transformers",
+    "accelerate",
+    "datasets",
+    "tokenizers",
+    "safetensors",
+    "scikit-learn",
+    "numpy",
+    "pandas",
+    "mlflow",
+)
 
 
 def run_environment() -> dict:
@@ -36,9 +47,15 @@ def run_environment() -> dict:
     return {
         "python": platform.python_version(),
         "packages": {name: version(name) for name in PACKAGES},
-        "git": {"commit": commit, "dirty": bool(git("status", "--porcelain", "--untracked-files=no")) if commit else None},
-        "hardware": {"platform": platform.platform(), "torch_threads": torch.get_num_threads(),
-                     **hardware.detect().to_dict()},
+        "git": {
+            "commit": commit,
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no")) if commit else None,
+        },
+        "hardware": {
+            "platform": platform.platform(),
+            "torch_threads": torch.get_num_threads(),
+            **hardware.detect().to_dict(),
+        },
     }
 
 
@@ -49,6 +66,10 @@ def record_run(cfg, out: Path, tracker) -> None:
     environment = run_environment()
     (out / ENVIRONMENT_FILE).write_text(json.dumps(environment, indent=2))
     tracker.log_dict(environment, ENVIRONMENT_FILE)
-    tracker.set_tags({"emoclf.git_commit": str(environment["git"]["commit"]),
-                      "emoclf.git_dirty": str(environment["git"]["dirty"]),
-                      "emoclf.hardware": hardware.detect().describe()})
+    tracker.set_tags(
+        {
+            "emoclf.git_commit": str(environment["git"]["commit"]),
+            "emoclf.git_dirty": str(environment["git"]["dirty"]),
+            "emoclf.hardware": hardware.detect().describe(),
+        }
+    )

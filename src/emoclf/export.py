@@ -34,8 +34,8 @@ import torch
 
 from emoclf import console, hardware
 from emoclf.config import DataConfig, ExportPrecision
-from emoclf.errors import ConfigError, ExportError
 from emoclf.data import Labelled, load_labelled
+from emoclf.errors import ConfigError, ExportError
 from emoclf.evaluation.evaluate import evaluate
 from emoclf.inference import (
     CHECK_TEXTS,
@@ -79,9 +79,17 @@ def _torch_to_onnx(model, tokenizer, path: Path) -> None:
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message="Exporting aten::index operator", category=UserWarning)
-        torch.onnx.export(model, (), str(path), kwargs={n: sample[n] for n in names}, input_names=names,
-                          output_names=["logits"], dynamic_axes={**axes, "logits": {0: "batch"}},
-                          opset_version=OPSET, dynamo=False)
+        torch.onnx.export(
+            model,
+            (),
+            str(path),
+            kwargs={n: sample[n] for n in names},
+            input_names=names,
+            output_names=["logits"],
+            dynamic_axes={**axes, "logits": {0: "batch"}},
+            opset_version=OPSET,
+            dynamo=False,
+        )
 
 
 class _QuietRoot(logging.Filter):
@@ -101,13 +109,23 @@ def int8_settings(hw: hardware.Hardware, portable: bool | None = None) -> dict:
         bits = 7 if portable else 8
         chosen = "--portable" if portable else "--no-portable"
     exact = "every CPU" if bits == 7 else "x86 CPUs with VNNI or AMX, and ARM"
-    why = ("7-bit weights (reduce_range): no pair of u8 x s7 products overflows int16, so results are the same "
-           "on every CPU" if bits == 7 else
-           "full 8-bit weights: this CPU's int8 dot products accumulate in int32 (VNNI, AMX or ARM); x86 CPUs "
-           "without VNNI saturate with them, and refuse to load the export")
-    return {"method": "dynamic", "weights": "int8, per output channel", "weight_bits": bits,
-            "reduce_range": bits == 7, "chosen": chosen, "exact_on": exact, "why": why,
-            "exported_on": hw.describe()}
+    why = (
+        "7-bit weights (reduce_range): no pair of u8 x s7 products overflows int16, so results are the same "
+        "on every CPU"
+        if bits == 7
+        else "full 8-bit weights: this CPU's int8 dot products accumulate in int32 (VNNI, AMX or ARM); x86 CPUs "
+        "without VNNI saturate with them, and refuse to load the export"
+    )
+    return {
+        "method": "dynamic",
+        "weights": "int8, per output channel",
+        "weight_bits": bits,
+        "reduce_range": bits == 7,
+        "chosen": chosen,
+        "exact_on": exact,
+        "why": why,
+        "exported_on": hw.describe(),
+    }
 
 
 def _optimise(raw: Path, out: Path, precision: str, config, quantization: dict | None) -> None:
@@ -116,8 +134,9 @@ def _optimise(raw: Path, out: Path, precision: str, config, quantization: dict |
     from onnxruntime.transformers.optimizer import optimize_model
 
     # opt_level=0: only the portable fusions are saved; hardware-specific ones happen at load time.
-    fused = optimize_model(str(raw), model_type="bert", num_heads=config.num_attention_heads,
-                           hidden_size=config.hidden_size, opt_level=0)
+    fused = optimize_model(
+        str(raw), model_type="bert", num_heads=config.num_attention_heads, hidden_size=config.hidden_size, opt_level=0
+    )
     log.info("fused operators: %s", {k: v for k, v in fused.get_fused_operator_statistics().items() if v})
     if precision == "fp16":
         # Inputs and logits stay int64/float32, so callers do not change.
@@ -132,9 +151,14 @@ def _optimise(raw: Path, out: Path, precision: str, config, quantization: dict |
     try:
         # Per-channel scales: one per output row instead of one per matrix, closer to fp32 at the same speed.
         # Shape inference cannot type the fused (contrib) operators' outputs; they are all float.
-        quantize_dynamic(str(fused_path), str(out), weight_type=QuantType.QInt8, per_channel=True,
-                         reduce_range=quantization["reduce_range"],
-                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        quantize_dynamic(
+            str(fused_path),
+            str(out),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            reduce_range=quantization["reduce_range"],
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
     finally:
         root.removeFilter(quiet)
 
@@ -151,8 +175,13 @@ def _check(folder: Path) -> dict:
     probs = predictor.predict_proba(list(CHECK_TEXTS))
     if not np.isfinite(probs).all():
         raise ExportError(f"the export computes non-finite probabilities ({folder}); the model or runtime is broken")
-    return {"texts": list(CHECK_TEXTS), "probabilities": probs.round(7).tolist(), "tolerance": CHECK_TOLERANCE,
-            "provider": predictor.backend.provider, "hardware": hardware.detect().describe()}
+    return {
+        "texts": list(CHECK_TEXTS),
+        "probabilities": probs.round(7).tolist(),
+        "tolerance": CHECK_TOLERANCE,
+        "provider": predictor.backend.provider,
+        "hardware": hardware.detect().describe(),
+    }
 
 
 def convert(source: str | Path, out: str | Path, precision: str = "fp32", portable: bool | None = None) -> Path:
@@ -188,8 +217,15 @@ def convert(source: str | Path, out: str | Path, precision: str = "fp32", portab
             _torch_to_onnx(model, tokenizer, raw)
             _optimise(raw, tmp / ONNX_FILE, precision, model.config, quantization)
         tokenizer.save_pretrained(tmp)
-        meta.export = {"format": "onnx", "precision": precision, "quantization": quantization, "source": str(source),
-                       "opset": OPSET, "torch": torch.__version__, "onnxruntime": onnxruntime.__version__}
+        meta.export = {
+            "format": "onnx",
+            "precision": precision,
+            "quantization": quantization,
+            "source": str(source),
+            "opset": OPSET,
+            "torch": torch.__version__,
+            "onnxruntime": onnxruntime.__version__,
+        }
         write_meta(tmp, meta)
         meta.export["check"] = _check(tmp)
         write_meta_and_card(tmp, meta)
@@ -202,10 +238,14 @@ def convert(source: str | Path, out: str | Path, precision: str = "fp32", portab
 
 
 def _score(predictor: Predictor, data: Labelled) -> tuple[dict, np.ndarray]:
-    predictor.predict_proba(data.texts[:predictor.batch_size])  # warm-up: first-call allocations are not throughput
+    predictor.predict_proba(data.texts[: predictor.batch_size])  # warm-up: first-call allocations are not throughput
     result = evaluate(predictor, data)
-    return {"backend": predictor.backend.name, "accuracy": result.metrics["accuracy"],
-            "macro_f1": result.metrics["macro_f1"], "texts_per_second": round(result.texts_per_second, 1)}, result.probs
+    return {
+        "backend": predictor.backend.name,
+        "accuracy": result.metrics["accuracy"],
+        "macro_f1": result.metrics["macro_f1"],
+        "texts_per_second": round(result.texts_per_second, 1),
+    }, result.probs
 
 
 def compare(source: Predictor, exported: Predictor, data: Labelled) -> dict:
@@ -248,9 +288,18 @@ def log_report(run_id: str, report: dict) -> None:
     log.info("export report logged to MLflow run %s (%s)", run_id, mlflow.get_tracking_uri())
 
 
-def export_model(source: str | Path, out: str | Path | None, data: DataConfig, precision: str = "fp32",
-                 max_f1_drop: float = 1.0, batch_size: int = 64, run_id: str | None = None,
-                 tracking: bool = True, tracking_uri: str | None = None, portable: bool | None = None) -> ExportResult:
+def export_model(
+    source: str | Path,
+    out: str | Path | None,
+    data: DataConfig,
+    precision: str = "fp32",
+    max_f1_drop: float = 1.0,
+    batch_size: int = 64,
+    run_id: str | None = None,
+    tracking: bool = True,
+    tracking_uri: str | None = None,
+    portable: bool | None = None,
+) -> ExportResult:
     """Export, score before and after on ``data``, write and log the report; raise if quality drops too much.
 
     ``max_f1_drop`` is in macro-F1 points (1.0 = 0.01). A failing export's folder is kept with its
@@ -271,9 +320,14 @@ def export_model(source: str | Path, out: str | Path | None, data: DataConfig, p
     with console.status(f"scoring the original and the export on {len(labelled.texts)} texts"):
         scores = compare(source_predictor, exported, labelled)
     report = {
-        "source": str(source), "export": str(out), "format": "onnx", "precision": precision,
-        "quantization": exported.meta.export["quantization"], "hardware": hardware.detect().to_dict(),
-        "data": {"source": labelled.source, "split": labelled.split, "n": len(labelled.texts)}, **scores,
+        "source": str(source),
+        "export": str(out),
+        "format": "onnx",
+        "precision": precision,
+        "quantization": exported.meta.export["quantization"],
+        "hardware": hardware.detect().to_dict(),
+        "data": {"source": labelled.source, "split": labelled.split, "n": len(labelled.texts)},
+        **scores,
         "max_f1_drop_points": max_f1_drop,
         "onnx_megabytes": round((out / ONNX_FILE).stat().st_size / 1e6, 2),
     }

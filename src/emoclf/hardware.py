@@ -39,8 +39,13 @@ class Hardware:
     @property
     def isa(self) -> list[str]:
         """The instruction sets that matter here, as users know them."""
-        names = (("avx2", "AVX2"), ("avx512", "AVX-512"), ("vnni", "AVX512-VNNI"), ("avx512_bf16", "AVX512-BF16"),
-                 ("amx", "AMX"))
+        names = (
+            ("avx2", "AVX2"),
+            ("avx512", "AVX-512"),
+            ("vnni", "AVX512-VNNI"),
+            ("avx512_bf16", "AVX512-BF16"),
+            ("amx", "AMX"),
+        )
         return [label for attr, label in names if getattr(self, attr)]
 
     @property
@@ -65,8 +70,13 @@ class Hardware:
         return f"{self.cpu} ({self.arch}, {self.cores} cores, {isa}){gpus}"
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "gpus": list(self.gpus), "isa": self.isa, "bf16_fast": self.bf16_fast,
-                "int8_full_range_exact": self.int8_full_range_exact}
+        return {
+            **asdict(self),
+            "gpus": list(self.gpus),
+            "isa": self.isa,
+            "bf16_fast": self.bf16_fast,
+            "int8_full_range_exact": self.int8_full_range_exact,
+        }
 
 
 def _cpuinfo() -> dict[str, str]:

@@ -58,8 +58,9 @@ class Hierarchy:
 
     def describe(self) -> str:
         """``positive: {joy, love} negative: {anger}``, or just the braces for found groups (named by members)."""
-        return " ".join(("" if self.source == AUTO else f"{g}: ") + "{" + ", ".join(m) + "}"
-                        for g, m in self.groups.items())
+        return " ".join(
+            ("" if self.source == AUTO else f"{g}: ") + "{" + ", ".join(m) + "}" for g, m in self.groups.items()
+        )
 
     def to_dict(self) -> dict:
         return {"groups": {g: list(m) for g, m in self.groups.items()}, "source": self.source}
@@ -78,8 +79,9 @@ class Hierarchy:
                 raise ConfigError(f"hierarchy: group {name!r} has no labels; {FIX}")
             for lab in members:
                 if lab not in labels:
-                    raise ConfigError(f"hierarchy: unknown label {lab!r} in group {name!r}; the labels are "
-                                      f"{', '.join(labels)}")
+                    raise ConfigError(
+                        f"hierarchy: unknown label {lab!r} in group {name!r}; the labels are {', '.join(labels)}"
+                    )
                 if lab in seen:
                     raise ConfigError(f"hierarchy: label {lab!r} is in two groups ({seen[lab]!r} and {name!r}); {FIX}")
                 seen[lab] = name
@@ -87,8 +89,9 @@ class Hierarchy:
         if missing:
             raise ConfigError(f"hierarchy: label(s) {', '.join(map(repr, missing))} in no group; {FIX}")
         if len(groups) < 2:
-            raise ConfigError("hierarchy: one group holds every label, so it adds nothing to the flat loss; "
-                              "give two or more groups")
+            raise ConfigError(
+                "hierarchy: one group holds every label, so it adds nothing to the flat loss; give two or more groups"
+            )
         return cls({g: [lab for lab in labels if lab in m] for g, m in groups.items()}, source)
 
     @classmethod
@@ -101,8 +104,10 @@ class Hierarchy:
             name, eq, members = part.partition("=")
             name = name.strip()
             if not eq or not name:
-                raise ConfigError(f"hierarchy: cannot read {part!r}; write groups as name=label,label;name=label, "
-                                  "give a YAML file or 'auto'")
+                raise ConfigError(
+                    f"hierarchy: cannot read {part!r}; write groups as name=label,label;name=label, "
+                    "give a YAML file or 'auto'"
+                )
             if name in groups:
                 raise ConfigError(f"hierarchy: group {name!r} is given twice; give each group once")
             groups[name] = [m.strip() for m in members.split(",") if m.strip()]
@@ -148,18 +153,22 @@ def _read_yaml(path: Path) -> dict[str, list[str]]:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"hierarchy: file not found: {path}; give a YAML file, name=label,label;... or 'auto'") from None
+        raise ConfigError(
+            f"hierarchy: file not found: {path}; give a YAML file, name=label,label;... or 'auto'"
+        ) from None
     except yaml.YAMLError as e:
         raise ConfigError(f"hierarchy: {path} is not valid YAML: {e}") from None
     ok = isinstance(raw, dict) and all(isinstance(m, list) and all(isinstance(x, str) for x in m) for m in raw.values())
     if not ok:
-        raise ConfigError(f"hierarchy: {path} must map each group name to a list of labels, e.g. "
-                          "'positive: [joy, love]'")
+        raise ConfigError(
+            f"hierarchy: {path} must map each group name to a list of labels, e.g. 'positive: [joy, love]'"
+        )
     return {str(g): m for g, m in raw.items()}
 
 
 def pin(cfg: Config, found: Hierarchy, folder: Path) -> Config:
-    """``cfg`` training with ``found``'s groups, written to ``folder/hierarchy.yaml``: what ``compare`` and ``tune`` give
+    """``cfg`` training with ``found``'s groups, written to ``folder/hierarchy.yaml``: what ``compare`` and ``tune``
+    give
     every training they run, so that ``auto`` is found once and every arm or trial learns the same groups."""
     path = folder / GROUPS_YAML
     path.write_text(yaml.safe_dump(found.groups, sort_keys=False), encoding="utf-8")
@@ -188,8 +197,13 @@ def plot_dendrogram(tree: dict, path: Path) -> Path | None:
     fig = Figure(figsize=(2 + 0.8 * len(tree["labels"]), 4), dpi=100)
     ax = fig.subplots()
     dendrogram(tree["linkage"], labels=tree["labels"], ax=ax, color_threshold=tree["cut"], above_threshold_color="grey")
-    ax.axhline(tree["cut"], color="tab:red", linestyle="--", linewidth=1,
-               label=f"cut: mean confusion rate {tree['mean_rate']:.3f}")
+    ax.axhline(
+        tree["cut"],
+        color="tab:red",
+        linestyle="--",
+        linewidth=1,
+        label=f"cut: mean confusion rate {tree['mean_rate']:.3f}",
+    )
     ax.set(ylabel="1 - confusion rate / highest rate", title="hierarchy found from the validation confusion")
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
@@ -200,12 +214,22 @@ def plot_dendrogram(tree: dict, path: Path) -> Path | None:
 def first_model(cfg: Config, data: PreparedData) -> tuple[Config, PreparedData]:
     """What ``auto`` trains its first, flat model on: ``compare --quick``'s budget (at most 4,000 training rows,
     one epoch in batches of 16, at least ``min_steps``) on the same training and validation splits (no test)."""
-    first = cfg.replace(hierarchy=None, output_dir=str(Path(cfg.train.output_dir) / FIRST_MODEL_DIR), overwrite=True,
-                        tracking=False, epochs=QUICK_EPOCHS, batch_size=QUICK_BATCH_SIZE, calibrate=False,
-                        class_bias=False, max_steps=None)
+    first = cfg.replace(
+        hierarchy=None,
+        output_dir=str(Path(cfg.train.output_dir) / FIRST_MODEL_DIR),
+        overwrite=True,
+        tracking=False,
+        epochs=QUICK_EPOCHS,
+        batch_size=QUICK_BATCH_SIZE,
+        calibrate=False,
+        class_bias=False,
+        max_steps=None,
+    )
     train = subsample(data.splits["train"], QUICK_MAX_SAMPLES, cfg.data.split_seed)
-    log.info("hierarchy auto: training a first flat model on %d texts to find the groups from its validation "
-             "confusion", len(train))
+    log.info(
+        "hierarchy auto: training a first flat model on %d texts to find the groups from its validation confusion",
+        len(train),
+    )
     return first, PreparedData({"train": train, "validation": data.splits["validation"]}, data.labels, data.report)
 
 
@@ -216,8 +240,11 @@ def from_validation(matrix, labels: list[str], report_dir: Path) -> Hierarchy | 
     plot_dendrogram(tree, report_dir / DENDROGRAM_PNG)
     (report_dir / FOUND_JSON).write_text(json.dumps(found.to_dict() if found else None), encoding="utf-8")
     if found is None:
-        log.warning("hierarchy auto: no two classes are confused more than the mean pair (%.3f) on validation: "
-                    "no groups found, this training is flat", tree["mean_rate"])
+        log.warning(
+            "hierarchy auto: no two classes are confused more than the mean pair (%.3f) on validation: "
+            "no groups found, this training is flat",
+            tree["mean_rate"],
+        )
     else:
         log.info("hierarchy (auto, from validation confusion): %s", found.describe())
     return found

@@ -10,8 +10,8 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-from imblearn.under_sampling import RandomUnderSampler
 from imblearn.over_sampling import RandomOverSampler
+from imblearn.under_sampling import RandomUnderSampler
 from sklearn.utils.class_weight import compute_class_weight
 
 log = logging.getLogger(__name__)
@@ -52,8 +52,9 @@ def class_weights(label_ids: np.ndarray, num_labels: int) -> list[float]:
     return weights.round(6).tolist()
 
 
-def plan(strategy: str, label_ids: np.ndarray, num_labels: int, threshold: float,
-         group_ids: list[int] | None = None) -> Plan:
+def plan(
+    strategy: str, label_ids: np.ndarray, num_labels: int, threshold: float, group_ids: list[int] | None = None
+) -> Plan:
     """Resolve ``auto`` against ``threshold`` and say which loss and weights go with the strategy (and, given
     each label's group, the groups' weights)."""
     ratio = imbalance_ratio(label_ids, num_labels)

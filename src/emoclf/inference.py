@@ -25,8 +25,8 @@ from emoclf import hardware
 from emoclf.calibration import calibrated_probs
 from emoclf.config import PredictPrecision
 from emoclf.errors import ConfigError, EmptyTextError, ModelLoadError, PredictionError, TrackingError
-from emoclf.modeling import META_FILE, BundleMeta, load_bundle
 from emoclf.hierarchy import Hierarchy
+from emoclf.modeling import META_FILE, BundleMeta, load_bundle
 from emoclf.predictions import Prediction, single_predictions
 from emoclf.preprocess import Preprocessor
 
@@ -47,12 +47,15 @@ def resolve_source(source: str | Path) -> Path:
     from emoclf.stores import existing_store, tracking_uri
 
     try:
-        mlflow.set_tracking_uri(existing_store(tracking_uri(mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set()
-                                                            else None)))
+        mlflow.set_tracking_uri(
+            existing_store(tracking_uri(mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None))
+        )
     except TrackingError as e:
         raise ModelLoadError(f"cannot load {text}: {e}") from None
     try:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=text, dst_path=tempfile.mkdtemp(prefix="emoclf-")))
+        local = Path(
+            mlflow.artifacts.download_artifacts(artifact_uri=text, dst_path=tempfile.mkdtemp(prefix="emoclf-"))
+        )
     except Exception as e:  # MLflow raises its own and HTTP errors alike
         raise ModelLoadError(f"cannot download {text} from MLflow ({mlflow.get_tracking_uri()}): {e}") from None
     hits = sorted(local.rglob(META_FILE))
@@ -69,13 +72,22 @@ def is_export(folder: Path) -> bool:
 # and recomputed wherever it is loaded, so an export that computes differently on another CPU (int8
 # weights that saturate without VNNI, a runtime that changed) is refused instead of trusted.
 CHECK_TEXTS = (
-    "i feel so happy and grateful today", "why does nobody ever listen to me", "i am scared of what comes next",
-    "this makes me so angry i could scream", "i love you more than words can say", "wow i did not expect that at all",
-    "ok", "i feel", "@user look at http://example.com now",
+    "i feel so happy and grateful today",
+    "why does nobody ever listen to me",
+    "i am scared of what comes next",
+    "this makes me so angry i could scream",
+    "i love you more than words can say",
+    "wow i did not expect that at all",
+    "ok",
+    "i feel",
+    "@user look at http://example.com now",
     "i have been feeling a little lost lately but i think things are slowly starting to get better for me",
     "i cant believe how much i miss my friends from school every single day",
     "i was shocked and amazed when they told me i had won the competition after all those years of trying",
-    "feeling mellow", "i hate waiting", "so thrilled", "i am terrified of spiders and snakes and dark rooms",
+    "feeling mellow",
+    "i hate waiting",
+    "so thrilled",
+    "i am terrified of spiders and snakes and dark rooms",
 )
 # Identical kernels give identical int8 results and fp32 results within ~1e-7 on any x86 CPU (measured
 # under qemu's Haswell emulation, tests/test_export.py); saturating int8 kernels move them by 1e-2 to 1e-1.
@@ -114,13 +126,15 @@ class OnnxBackend:
         try:
             import onnxruntime as ort
         except ModuleNotFoundError:
-            raise ModelLoadError(f"{path}: running an ONNX export needs onnxruntime "
-                                 "(pip install 'emoclf[export]')") from None
+            raise ModelLoadError(
+                f"{path}: running an ONNX export needs onnxruntime (pip install 'emoclf[export]')"
+            ) from None
         options = ort.SessionOptions()
         options.graph_optimization_level = {
             "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
             "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[optimization]
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[optimization]
         options.intra_op_num_threads = num_threads or hardware.detect().cores
         # One batch at a time per call: a second pool for parallel branches would only compete for the cores.
         options.inter_op_num_threads = 1
@@ -145,9 +159,11 @@ def open_model(folder: Path, source: str | Path, precision: str, num_threads: in
         model, tokenizer, meta = load_bundle(folder)
         return TorchBackend(model, precision), tokenizer, meta
     if precision != "fp32":
-        raise ConfigError(f"{source}: an ONNX export's precision is fixed when exporting "
-                          f"({BundleMeta.read(folder).export.get('precision')}); "
-                          f"precision={precision!r} applies to PyTorch models only")
+        raise ConfigError(
+            f"{source}: an ONNX export's precision is fixed when exporting "
+            f"({BundleMeta.read(folder).export.get('precision')}); "
+            f"precision={precision!r} applies to PyTorch models only"
+        )
     from transformers import AutoTokenizer
 
     return OnnxBackend(folder / ONNX_FILE, num_threads), AutoTokenizer.from_pretrained(folder), BundleMeta.read(folder)
@@ -177,8 +193,9 @@ class Predictor:
         self._tokenizer_lock = threading.Lock()
 
     @classmethod
-    def load(cls, source: str | Path, batch_size: int = 64, precision: str = "fp32",
-             num_threads: int | None = None) -> Predictor:
+    def load(
+        cls, source: str | Path, batch_size: int = 64, precision: str = "fp32", num_threads: int | None = None
+    ) -> Predictor:
         """Load ``source``: a model folder (``emoclf train``), an export folder (``emoclf export``, run by ONNX
         Runtime) or an MLflow model URI (``runs:/<run id>/<name>``, ``models:/<name>/<version>``).
 
@@ -207,8 +224,12 @@ class Predictor:
 
     def _raw_logits(self, clean: list[str], progress: bool) -> np.ndarray:
         with self._tokenizer_lock:
-            enc = self.tokenizer(clean, truncation=True, max_length=self.meta.max_length,
-                                 return_token_type_ids="token_type_ids" in self.input_names)
+            enc = self.tokenizer(
+                clean,
+                truncation=True,
+                max_length=self.meta.max_length,
+                return_token_type_ids="token_type_ids" in self.input_names,
+            )
         lengths = np.fromiter(map(len, enc["input_ids"]), dtype=np.int64, count=len(clean))
         # Longest first: the biggest batch allocates first, and equal token counts share a batch (no padding waste).
         order = np.argsort(-lengths, kind="stable")
@@ -217,9 +238,11 @@ class Predictor:
         if progress and len(starts) > 1:  # no bar object at all otherwise: a single text is a hot path
             starts = tqdm(starts, desc="predict", unit="batch")
         for start in starts:
-            rows = order[start:start + self.batch_size]
+            rows = order[start : start + self.batch_size]
             with self._tokenizer_lock:
-                batch = self.tokenizer.pad({n: [enc[n][i] for i in rows] for n in self.input_names}, return_tensors="np")
+                batch = self.tokenizer.pad(
+                    {n: [enc[n][i] for i in rows] for n in self.input_names}, return_tensors="np"
+                )
             out[rows] = self.backend({n: batch[n].astype(np.int64, copy=False) for n in self.input_names})
         return out
 
@@ -229,8 +252,10 @@ class Predictor:
         probs = calibrated_probs(self._raw_logits(clean, progress), self.meta.temperature, self.meta.class_bias)
         broken = np.flatnonzero(~np.isfinite(probs).all(axis=1))
         if len(broken):
-            raise PredictionError(f"the model computed non-finite probabilities for {len(broken)} of {len(clean)} "
-                                  f"text(s) (first: texts[{broken[0]}]); it is broken: retrain or re-export it")
+            raise PredictionError(
+                f"the model computed non-finite probabilities for {len(broken)} of {len(clean)} "
+                f"text(s) (first: texts[{broken[0]}]); it is broken: retrain or re-export it"
+            )
         return probs
 
     def _refuse_empty(self, texts: list[str], clean: list[str]) -> None:
@@ -240,7 +265,9 @@ class Predictor:
             raise EmptyTextError(
                 f"{len(empty)} text(s) are empty after preprocessing ({shown}{', ...' if len(empty) > 3 else ''}): "
                 "only emoji, punctuation or invisible characters, which the model's preprocessing removes; "
-                "there is nothing to classify", empty)
+                "there is nothing to classify",
+                empty,
+            )
 
     def logits(self, texts: list[str], progress: bool = False) -> np.ndarray:
         """Raw logits (before temperature and class bias), one row per text in input order, columns in
@@ -284,8 +311,10 @@ def check_export(predictor: Predictor, folder: Path) -> None:
         why = ""
         quantization = predictor.meta.export.get("quantization") or {}
         if quantization.get("weight_bits") == 8 and not here.int8_full_range_exact:
-            why = (" Its 8-bit int8 weights need VNNI or AMX: this CPU adds pairs of int8 products in 16 bits, "
-                   "which saturate; --portable exports 7-bit weights that are exact on every CPU.")
+            why = (
+                " Its 8-bit int8 weights need VNNI or AMX: this CPU adds pairs of int8 products in 16 bits, "
+                "which saturate; --portable exports 7-bit weights that are exact on every CPU."
+            )
         raise ModelLoadError(
             f"{folder}: this export computes different probabilities here ({here.describe()}) than where it "
             f"was exported ({check.get('hardware', 'unknown')}): max difference {difference:.4g} on its "

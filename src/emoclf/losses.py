@@ -102,7 +102,9 @@ class HierarchicalLoss:
     with its label (as a separate coarse head can). ``weight=0`` is the fine loss.
     """
 
-    def __init__(self, fine, group_ids: list[int], weight: float = 0.5, group_weights: list[float] | None = None) -> None:
+    def __init__(
+        self, fine, group_ids: list[int], weight: float = 0.5, group_weights: list[float] | None = None
+    ) -> None:
         if weight < 0:
             raise ValueError(f"hierarchy weight must be >= 0, got {weight}")
         self.fine, self.weight = fine, weight
@@ -128,9 +130,16 @@ class HierarchicalLoss:
         return fine + self.weight * _reduce(coarse, num_items_in_batch)
 
 
-def make_loss(kind: str, weights: list[float] | None, gamma: float = 2.0, focal_alpha: bool = True,
-              label_smoothing: float = 0.0, group_ids: list[int] | None = None, hierarchy_weight: float = 0.5,
-              group_weights: list[float] | None = None):
+def make_loss(
+    kind: str,
+    weights: list[float] | None,
+    gamma: float = 2.0,
+    focal_alpha: bool = True,
+    label_smoothing: float = 0.0,
+    group_ids: list[int] | None = None,
+    hierarchy_weight: float = 0.5,
+    group_weights: list[float] | None = None,
+):
     """The loss for an imbalance plan: ``ce``, ``weighted-ce``, ``logit-adjusted`` or ``focal``, each with
     ``label_smoothing``; with ``group_ids`` (each label's group), wrapped in ``HierarchicalLoss``, whose group
     term is weighted by ``group_weights`` exactly when the fine loss is weighted by ``weights``."""

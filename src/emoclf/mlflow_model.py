@@ -21,8 +21,19 @@ MODEL_NAME = "model"
 PACKAGE_DIR = Path(__file__).parent
 ENTRY_FILE = PACKAGE_DIR / "mlflow_entry.py"
 # What loading and running the model imports; emoclf itself travels as code.
-REQUIREMENTS = ("torch", "transformers", "tokenizers", "safetensors", "mlflow", "numpy", "pandas", "scikit-learn",
-                "scipy", "pyyaml", "tqdm")
+REQUIREMENTS = (
+    "torch",
+    "transformers",
+    "tokenizers",
+    "safetensors",
+    "mlflow",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "scipy",
+    "pyyaml",
+    "tqdm",
+)
 
 
 class EmoclfPyfunc(mlflow.pyfunc.PythonModel):
@@ -57,8 +68,7 @@ def requirements() -> list[str]:
     return reqs
 
 
-def log_pyfunc(bundle: str | Path, input_example: list[str], register_name: str | None = None,
-               name: str = MODEL_NAME):
+def log_pyfunc(bundle: str | Path, input_example: list[str], register_name: str | None = None, name: str = MODEL_NAME):
     """Log the bundle as the active run's pyfunc model ``name``; returns MLflow's ``ModelInfo``
     (``model_uri``, ``model_id``)."""
     from emoclf.inference import Predictor

@@ -26,29 +26,51 @@ def _card_data(meta, name: str):
     from huggingface_hub import EvalResult, ModelCardData
 
     m, source = meta.metrics or {}, (meta.data or {}).get("source", "unknown")
-    results = [EvalResult(task_type="text-classification", dataset_type="emoclf", dataset_name=str(source),
-                          dataset_split="test", metric_type=key, metric_name=title, metric_value=round(m[key], 4))
-               for key, title in (("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("weighted_f1", "weighted F1"))
-               if key in m]
-    return ModelCardData(library_name="transformers", pipeline_tag="text-classification", base_model=meta.base_model,
-                         tags=["emoclf", "text-classification", *(["onnx"] if meta.export else [])], model_name=name,
-                         eval_results=results or None)
+    results = [
+        EvalResult(
+            task_type="text-classification",
+            dataset_type="emoclf",
+            dataset_name=str(source),
+            dataset_split="test",
+            metric_type=key,
+            metric_name=title,
+            metric_value=round(m[key], 4),
+        )
+        for key, title in (("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("weighted_f1", "weighted F1"))
+        if key in m
+    ]
+    return ModelCardData(
+        library_name="transformers",
+        pipeline_tag="text-classification",
+        base_model=meta.base_model,
+        tags=["emoclf", "text-classification", *(["onnx"] if meta.export else [])],
+        model_name=name,
+        eval_results=results or None,
+    )
 
 
 def _evaluation(meta) -> str:
     m = meta.metrics or {}
     if "per_class" not in m:
         return "No test evaluation is recorded with this model."
-    rows = [[lab, score(r["precision"]), score(r["recall"]), score(r["f1"]), r["support"]]
-            for lab, r in m["per_class"].items()]
+    rows = [
+        [lab, score(r["precision"]), score(r["recall"]), score(r["f1"]), r["support"]]
+        for lab, r in m["per_class"].items()
+    ]
     interval = accuracy_interval(m["accuracy"], m["n"]) if m.get("n") else None
     spread = f" (±{interval:.3f} at 95% confidence on {m['n']} texts)" if interval else ""
-    return (f"On the untouched test split, scored from this folder as saved (the path `emoclf predict` takes): "
-            f"accuracy **{m['accuracy']:.4f}**{spread}, macro-F1 **{m['macro_f1']:.4f}**, weighted F1 "
-            f"**{m['weighted_f1']:.4f}**.\n\n" + _table(["class", "precision", "recall", "F1", "test texts"], rows)
-            + "\n\n" + (f"Confidences are divided by a temperature of {meta.temperature:.3f} fitted on validation "
-                        "texts." if meta.temperature != 1.0 else "Confidences are the model's softmax, not rescaled "
-                                                                 "(no temperature was kept)."))
+    return (
+        f"On the untouched test split, scored from this folder as saved (the path `emoclf predict` takes): "
+        f"accuracy **{m['accuracy']:.4f}**{spread}, macro-F1 **{m['macro_f1']:.4f}**, weighted F1 "
+        f"**{m['weighted_f1']:.4f}**.\n\n"
+        + _table(["class", "precision", "recall", "F1", "test texts"], rows)
+        + "\n\n"
+        + (
+            f"Confidences are divided by a temperature of {meta.temperature:.3f} fitted on validation texts."
+            if meta.temperature != 1.0
+            else "Confidences are the model's softmax, not rescaled (no temperature was kept)."
+        )
+    )
 
 
 def _data(meta) -> str:
@@ -58,8 +80,7 @@ def _data(meta) -> str:
     splits = list(d.get("texts", {}))
     rows = [[lab, *(d["class_counts"][s][lab] for s in splits)] for lab in meta.labels]
     rows.append(["**all**", *(d["texts"][s] for s in splits)])
-    return (f"{d.get('source')}; validation and test are never resampled.\n\n"
-            + _table(["class", *splits], rows))
+    return f"{d.get('source')}; validation and test are never resampled.\n\n" + _table(["class", *splits], rows)
 
 
 def _hierarchy(meta) -> str:
@@ -69,21 +90,32 @@ def _hierarchy(meta) -> str:
     groups = meta.hierarchy["groups"]
     found = "found from a first model's validation confusion" if meta.hierarchy.get("source") == "auto" else "given"
     scored = (meta.metrics or {}).get("groups")
-    rows = [[g, ", ".join(m), *([score(scored["per_group"][g]["f1"]), scored["per_group"][g]["support"]]
-                                if scored else [])] for g, m in groups.items()]
+    rows = [
+        [g, ", ".join(m), *([score(scored["per_group"][g]["f1"]), scored["per_group"][g]["support"]] if scored else [])]
+        for g, m in groups.items()
+    ]
     header = ["group", "classes", *(["F1", "test texts"] if scored else [])]
-    head = (f" On the test split: group accuracy **{scored['accuracy']:.4f}**, group macro-F1 "
-            f"**{scored['macro_f1']:.4f}**." if scored else "")
-    return (f"\n\n## Hierarchy\n\nTrained with a hierarchy-aware loss over groups {found}; every prediction also "
-            f"names its group (the group of its label) and the group's probability.{head}\n\n" + _table(header, rows))
+    head = (
+        f" On the test split: group accuracy **{scored['accuracy']:.4f}**, group macro-F1 **{scored['macro_f1']:.4f}**."
+        if scored
+        else ""
+    )
+    return (
+        f"\n\n## Hierarchy\n\nTrained with a hierarchy-aware loss over groups {found}; every prediction also "
+        f"names its group (the group of its label) and the group's probability.{head}\n\n" + _table(header, rows)
+    )
 
 
 def render(meta, name: str) -> str:
     """The card's text (front matter and Markdown) for the model described by ``meta``."""
     steps = ", ".join(f"{k} {v}" for k, v in meta.preprocess.items())
     config = "\n".join(f"- {k}: {v}" for k, v in settings(meta).items())
-    export = (f"\n\nThis folder is an ONNX export ({meta.export.get('format')}, {meta.export.get('precision')}) of "
-              f"`{meta.export.get('source')}`, run by ONNX Runtime." if meta.export else "")
+    export = (
+        f"\n\nThis folder is an ONNX export ({meta.export.get('format')}, {meta.export.get('precision')}) of "
+        f"`{meta.export.get('source')}`, run by ONNX Runtime."
+        if meta.export
+        else ""
+    )
     body = f"""
 # {name}
 

@@ -90,12 +90,17 @@ class BundleMeta:
             raise ModelLoadError(f"{path}: unreadable or incomplete ({e})") from None
         if not meta.labels:
             raise ModelLoadError(f"{path}: no labels saved")
-        finite = math.isfinite(meta.temperature) and meta.temperature > 0 and all(
-            math.isfinite(b) for b in meta.class_bias or [])
+        finite = (
+            math.isfinite(meta.temperature)
+            and meta.temperature > 0
+            and all(math.isfinite(b) for b in meta.class_bias or [])
+        )
         if not finite:
-            raise ModelLoadError(f"{path}: temperature {meta.temperature} or class bias {meta.class_bias} is not a "
-                                 "finite number (a positive one for the temperature); the model cannot give "
-                                 "probabilities: retrain it")
+            raise ModelLoadError(
+                f"{path}: temperature {meta.temperature} or class bias {meta.class_bias} is not a "
+                "finite number (a positive one for the temperature); the model cannot give "
+                "probabilities: retrain it"
+            )
         return meta
 
 
@@ -127,8 +132,10 @@ def load_encoder(name: str):
 
 
 def unloadable(name: str, error: OSError) -> ModelLoadError:
-    return ModelLoadError(f"cannot load model {name!r}: {error}. Pass a local folder with --model, or check the hub "
-                          "id and your connection")
+    return ModelLoadError(
+        f"cannot load model {name!r}: {error}. Pass a local folder with --model, or check the hub "
+        "id and your connection"
+    )
 
 
 def model_max_length(tokenizer, config) -> int:
@@ -205,8 +212,9 @@ def load_bundle(folder: str | Path):
         # safetensors only: unpickling a pytorch_model.bin could run arbitrary code.
         model = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True)
     except Exception as e:  # truncated weights, a missing config or tokenizer file: each library has its own error
-        raise ModelLoadError(f"{folder}: cannot load the model, the folder is truncated or damaged "
-                             f"({type(e).__name__}: {e})") from None
+        raise ModelLoadError(
+            f"{folder}: cannot load the model, the folder is truncated or damaged ({type(e).__name__}: {e})"
+        ) from None
     n_labels = model.config.num_labels
     if n_labels != len(meta.labels):
         raise ModelLoadError(f"{folder}: the model has {n_labels} outputs but {len(meta.labels)} labels are saved")
@@ -215,8 +223,10 @@ def load_bundle(folder: str | Path):
         raise ModelLoadError(f"{folder}: tokenizer has {len(tokenizer)} tokens but the embeddings only {vocab}")
     broken = non_finite_parameters(model)
     if broken:
-        raise ModelLoadError(f"{folder}: {len(broken)} weight tensor(s) hold NaN or infinity (first: {broken[0]}); "
-                             "the training that wrote them diverged: retrain with a lower --learning-rate")
+        raise ModelLoadError(
+            f"{folder}: {len(broken)} weight tensor(s) hold NaN or infinity (first: {broken[0]}); "
+            "the training that wrote them diverged: retrain with a lower --learning-rate"
+        )
     model.eval()
     return model, tokenizer, meta
 

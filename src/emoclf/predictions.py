@@ -51,8 +51,16 @@ def prediction_columns(labels: list[str], hierarchy: Hierarchy | None = None) ->
 def single_predictions(probs: np.ndarray, labels: list[str], hierarchy: Hierarchy | None) -> list[Prediction]:
     """One ``Prediction`` per row of probabilities."""
     groups = zip(*label_groups(probs, labels, hierarchy)) if hierarchy else ((None, None) for _ in probs)
-    return [Prediction(labels[int(p.argmax())], float(p.max()), dict(zip(labels, map(float, p))), g,
-                       None if gp is None else float(gp)) for p, (g, gp) in zip(probs, groups)]
+    return [
+        Prediction(
+            labels[int(p.argmax())],
+            float(p.max()),
+            dict(zip(labels, map(float, p))),
+            g,
+            None if gp is None else float(gp),
+        )
+        for p, (g, gp) in zip(probs, groups)
+    ]
 
 
 def label_groups(probs: np.ndarray, labels: list[str], hierarchy: Hierarchy) -> tuple[np.ndarray, np.ndarray]:
@@ -82,12 +90,21 @@ def predictions_frame(predictor, texts: list[str], progress: bool = False) -> pd
         if hierarchy:
             group[keep], group_prob[keep] = label_groups(kept, labels, hierarchy)
     if (~keep).any():
-        log.warning("%d of %d text(s) are empty after preprocessing: no prediction, 'skipped' says so",
-                    int((~keep).sum()), len(keep))
+        log.warning(
+            "%d of %d text(s) are empty after preprocessing: no prediction, 'skipped' says so",
+            int((~keep).sum()),
+            len(keep),
+        )
     groups = {"predicted_group": group, "group_probability": group_prob} if hierarchy else {}
-    return pd.DataFrame({"predicted_label": label, "predicted_probability": top, **groups,
-                         **{f"prob_{lab}": probs[:, j] for j, lab in enumerate(labels)},
-                         "skipped": np.where(keep, "", SKIPPED_EMPTY)})
+    return pd.DataFrame(
+        {
+            "predicted_label": label,
+            "predicted_probability": top,
+            **groups,
+            **{f"prob_{lab}": probs[:, j] for j, lab in enumerate(labels)},
+            "skipped": np.where(keep, "", SKIPPED_EMPTY),
+        }
+    )
 
 
 def predict_table(predictor, df: pd.DataFrame, text_column: str = "text", progress: bool = False) -> pd.DataFrame:
@@ -103,8 +120,9 @@ def predict_table(predictor, df: pd.DataFrame, text_column: str = "text", progre
         raise error
     clash = [c for c in prediction_columns(predictor.labels, predictor.hierarchy) if c in df.columns]
     if clash:
-        raise DataError(f"{source}: has column(s) {', '.join(map(repr, clash))}, which the predictions would "
-                        "overwrite; rename them")
+        raise DataError(
+            f"{source}: has column(s) {', '.join(map(repr, clash))}, which the predictions would overwrite; rename them"
+        )
     texts = pd.DataFrame({"text": df[text_column].to_numpy(), "row": df.index.to_numpy()})
     texts.attrs = df.attrs
     check_types(texts, text_column, None)

@@ -22,8 +22,22 @@ from emoclf.errors import ConfigError
 KINDS = ("float", "int", "categorical")
 KEYS = {"float": {"low", "high", "log", "step"}, "int": {"low", "high", "log", "step"}, "categorical": {"choices"}}
 # Settings a trial must not change: where it writes and tracks, and the rows every trial is compared on.
-FIXED = {"data", "val_data", "test_data", "format", "text_column", "label_column", "encoding", "val_size", "test_size",
-         "split_seed", "max_samples", "max_val_samples", "output_dir", "overwrite"}
+FIXED = {
+    "data",
+    "val_data",
+    "test_data",
+    "format",
+    "text_column",
+    "label_column",
+    "encoding",
+    "val_size",
+    "test_size",
+    "split_seed",
+    "max_samples",
+    "max_val_samples",
+    "output_dir",
+    "overwrite",
+}
 
 
 def default_space_path() -> Path:
@@ -83,8 +97,10 @@ def load_space(path: str | Path | None, base: Config) -> list[Param]:
         _check_values(space[-1], base, f"{source}: {name}")
     names = {p.name for p in space}
     if "epochs" in names and ("max_steps" in names or base.train.max_steps):
-        raise ConfigError(f"{source}: epochs is drawn, but max_steps sets every trial's steps, so the epochs drawn "
-                          "would change nothing; drop the epochs entry or --max-steps")
+        raise ConfigError(
+            f"{source}: epochs is drawn, but max_steps sets every trial's steps, so the epochs drawn "
+            "would change nothing; drop the epochs entry or --max-steps"
+        )
     return space
 
 
@@ -94,18 +110,24 @@ def space_dict(space: list[Param]) -> dict[str, dict]:
 
 def _param(name: str, entry: Any, earlier: list[str], where: str) -> Param:
     if name not in FIELD_SECTION or FIELD_SECTION[name] == "tracking":
-        raise ConfigError(f"{where}: unknown training setting; use names from 'emoclf train --help' with "
-                          "underscores, such as learning_rate or batch_size")
+        raise ConfigError(
+            f"{where}: unknown training setting; use names from 'emoclf train --help' with "
+            "underscores, such as learning_rate or batch_size"
+        )
     if name in FIXED:
-        raise ConfigError(f"{where}: cannot be searched (every trial must train on the same rows and write where "
-                          "the study says); set it with a flag instead")
+        raise ConfigError(
+            f"{where}: cannot be searched (every trial must train on the same rows and write where "
+            "the study says); set it with a flag instead"
+        )
     if not isinstance(entry, dict) or entry.get("type") not in KINDS:
         raise ConfigError(f"{where}: expected a mapping with type: {' | '.join(KINDS)}, got {entry!r}")
     kind = entry["type"]
     unknown = set(entry) - KEYS[kind] - {"type", "when"}
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} for type {kind}; "
-                          f"known: {', '.join(sorted(KEYS[kind] | {'when'}))}")
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(sorted(unknown))} for type {kind}; "
+            f"known: {', '.join(sorted(KEYS[kind] | {'when'}))}"
+        )
     when = _when(entry.get("when") or {}, earlier, where)
     if kind == "categorical":
         choices = entry.get("choices")

@@ -1,14 +1,14 @@
 """HTTP API over a ``Predictor``: ``create_app`` builds the FastAPI app, ``serve`` runs it with uvicorn.
 
-``POST /predict`` with ``{"texts": [...]}`` returns, per text, the label, its probability and every
-class probability (and, from a model trained with a hierarchy, the label's group and its probability); ``GET /health``; ``GET /metadata`` (model, labels, preprocessing, training
-metrics); ``GET /`` a page to type texts and see labels and probabilities; OpenAPI docs at ``/docs``
-and ``/redoc``. Every page works offline: the page is self-contained, and the docs' scripts and styles
-are served from the ``fastapi-offline`` package instead of a CDN. Bad input is a 4xx with a one-line ``detail``, never a 500:
-malformed JSON 400; wrong types, missing or extra fields, an empty list, an empty text, a text that
-preprocessing leaves empty (emoji or punctuation only), invalid Unicode or a body that is not UTF-8
-422; too many texts or too large a body 413. Probabilities are always finite: a model that computes
-NaN answers 500 and never a null. The model is whatever ``Predictor.load``
+``POST /predict`` with ``{"texts": [...]}`` returns, per text, the label, its probability and every class
+probability (and, from a model trained with a hierarchy, the label's group and its probability); ``GET
+/health``; ``GET /metadata`` (model, labels, preprocessing, training metrics); ``GET /`` a page to type texts
+and see labels and probabilities; OpenAPI docs at ``/docs`` and ``/redoc``. Every page works offline: the page
+is self-contained, and the docs' scripts and styles are served from the ``fastapi-offline`` package instead of a
+CDN. Bad input is a 4xx with a one-line ``detail``, never a 500: malformed JSON 400; wrong types, missing or
+extra fields, an empty list, an empty text, a text that preprocessing leaves empty (emoji or punctuation only),
+invalid Unicode or a body that is not UTF-8 422; too many texts or too large a body 413. Probabilities are
+always finite: a model that computes NaN answers 500 and never a null. The model is whatever ``Predictor.load``
 accepts: a saved folder, an ONNX export or an MLflow model URI.
 """
 
@@ -60,8 +60,9 @@ class TextPrediction(BaseModel):
     probability: float = Field(description="Its probability.")
     probabilities: dict[str, float] = Field(description="Every class's probability (they sum to 1).")
     group: str | None = Field(None, description="The label's group; only from a model trained with a hierarchy.")
-    group_probability: float | None = Field(None, description="The group's probability (the sum of its labels'); "
-                                                              "only with a hierarchy.")
+    group_probability: float | None = Field(
+        None, description="The group's probability (the sum of its labels'); only with a hierarchy."
+    )
 
 
 class PredictResponse(BaseModel):
@@ -102,7 +103,9 @@ class BodyGuard:
             try:
                 decoder.decode(chunk, final=not message.get("more_body", False))
             except UnicodeDecodeError as e:
-                raise HTTPException(422, f"body: not valid UTF-8 at byte {received + e.start}; send UTF-8 text") from None
+                raise HTTPException(
+                    422, f"body: not valid UTF-8 at byte {received + e.start}; send UTF-8 text"
+                ) from None
             received += len(chunk)
             return message
 
@@ -113,8 +116,10 @@ class SameOriginPages:
     """Tells browsers to load nothing for the HTML pages from anywhere but this server (Content-Security-
     Policy): ReDoc's footer would otherwise fetch its logo from Redocly's CDN, and offline it must not try."""
 
-    POLICY = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
-              "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'").encode()
+    POLICY = (
+        b"default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+        b"img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'"
+    )
 
     def __init__(self, app) -> None:
         self.app = app
@@ -130,11 +135,19 @@ class SameOriginPages:
         await self.app(scope, receive, with_policy if scope["type"] == "http" else send)
 
 
-ERROR_RESPONSES = {code: {"model": Detail, "description": why} for code, why in (
-    (400, "Malformed JSON."), (413, "Too many texts or too large a body."),
-    (422, "Wrong types, missing or unknown fields, an empty list, an empty text, a text with nothing left after "
-          "preprocessing (emoji or punctuation only), or a body that is not UTF-8."),
-    (500, "The model computed something that is not a probability; nothing is returned."))}
+ERROR_RESPONSES = {
+    code: {"model": Detail, "description": why}
+    for code, why in (
+        (400, "Malformed JSON."),
+        (413, "Too many texts or too large a body."),
+        (
+            422,
+            "Wrong types, missing or unknown fields, an empty list, an empty text, a text with nothing left after "
+            "preprocessing (emoji or punctuation only), or a body that is not UTF-8.",
+        ),
+        (500, "The model computed something that is not a probability; nothing is returned."),
+    )
+}
 
 
 def check_texts(texts: list[str], limits: Limits) -> None:
@@ -142,8 +155,10 @@ def check_texts(texts: list[str], limits: Limits) -> None:
     if not texts:
         raise HTTPException(422, "texts: the list is empty; send at least one text")
     if len(texts) > limits.max_texts:
-        raise HTTPException(413, f"texts: {len(texts)} texts, the limit is {limits.max_texts} per request; "
-                                 "split them over several requests")
+        raise HTTPException(
+            413,
+            f"texts: {len(texts)} texts, the limit is {limits.max_texts} per request; split them over several requests",
+        )
     empty = [i for i, t in enumerate(texts) if not t.strip()]
     if empty:
         raise HTTPException(422, f"texts[{empty[0]}]: empty text ({len(empty)} empty in all); send non-blank texts")
@@ -178,15 +193,17 @@ def create_app(predictor: Predictor, limits: Limits = Limits(), model_name: str 
     """The app for one loaded model; the endpoints are plain functions, so requests run in parallel threads."""
     meta = predictor.meta
     app = FastAPIOffline(
-        title="emoclf", version=__version__,
+        title="emoclf",
+        version=__version__,
         description=f"Text classification with {model_name or meta.base_model}: {', '.join(predictor.labels)}. "
-                    "Try it at [/](/).",
+        "Try it at [/](/).",
         swagger_ui_parameters={"validatorUrl": None},  # Swagger UI would send the spec to an online validator
     )
     page = resources.files("emoclf").joinpath("resources", "index.html").read_text(encoding="utf-8")
     app.add_middleware(BodyGuard, max_bytes=limits.max_body_bytes)
     app.add_middleware(SameOriginPages)
     app.add_exception_handler(RequestValidationError, _validation_error)
+
     # None only stands for the group fields of a flat model, which are left out rather than sent as null.
     @app.post("/predict", response_model=PredictResponse, response_model_exclude_none=True, responses=ERROR_RESPONSES)
     def predict(request: PredictRequest) -> dict:
@@ -196,9 +213,12 @@ def create_app(predictor: Predictor, limits: Limits = Limits(), model_name: str 
         try:
             predictions = predictor.predict(texts)
         except EmptyTextError as e:
-            raise HTTPException(422, f"texts[{e.positions[0]}]: empty after preprocessing ({len(e.positions)} in all): "
-                                     "only emoji, punctuation or invisible characters, which the model's "
-                                     "preprocessing removes; send words") from None
+            raise HTTPException(
+                422,
+                f"texts[{e.positions[0]}]: empty after preprocessing ({len(e.positions)} in all): "
+                "only emoji, punctuation or invisible characters, which the model's "
+                "preprocessing removes; send words",
+            ) from None
         except PredictionError as e:
             raise HTTPException(500, str(e)) from None
         return {"predictions": [asdict(p) for p in predictions]}
@@ -215,11 +235,20 @@ def create_app(predictor: Predictor, limits: Limits = Limits(), model_name: str 
     def metadata() -> dict:
         """What is being served: model, backend, labels, preprocessing, training metrics and data, limits."""
         return {
-            "model": model_name or meta.base_model, "base_model": meta.base_model,
-            "backend": predictor.backend.name, "labels": predictor.labels, "preprocessing": meta.preprocess,
-            "max_length": meta.max_length, "temperature": meta.temperature, "metrics": meta.metrics,
-            "trained_at": meta.trained_at, "run_id": meta.run_id, "training_data": meta.data or None,
-            "export": meta.export or None, "hierarchy": meta.hierarchy, "limits": asdict(limits),
+            "model": model_name or meta.base_model,
+            "base_model": meta.base_model,
+            "backend": predictor.backend.name,
+            "labels": predictor.labels,
+            "preprocessing": meta.preprocess,
+            "max_length": meta.max_length,
+            "temperature": meta.temperature,
+            "metrics": meta.metrics,
+            "trained_at": meta.trained_at,
+            "run_id": meta.run_id,
+            "training_data": meta.data or None,
+            "export": meta.export or None,
+            "hierarchy": meta.hierarchy,
+            "limits": asdict(limits),
         }
 
     return app
@@ -238,9 +267,16 @@ def display_name(source: str | Path) -> str:
         return str(Path(path.parent.name, path.name))
 
 
-def serve(source: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits(),
-          batch_size: int = 64, num_threads: int | None = None, access_log: bool = True,
-          precision: str = "fp32") -> None:
+def serve(
+    source: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    limits: Limits = Limits(),
+    batch_size: int = 64,
+    num_threads: int | None = None,
+    access_log: bool = True,
+    precision: str = "fp32",
+) -> None:
     """Load ``source`` and serve it until interrupted (Ctrl-C or SIGTERM end it cleanly)."""
     import uvicorn
 
@@ -249,4 +285,3 @@ def serve(source: str | Path, host: str = "127.0.0.1", port: int = 8000, limits:
     app = create_app(predictor, limits, model_name=display_name(source))
     log.info("serving %s (%s): try it at http://%s:%d/ (API docs: /docs)", source, predictor.backend.name, host, port)
     uvicorn.run(app, host=host, port=port, access_log=access_log, log_config=None)
-

@@ -35,8 +35,10 @@ def existing_store(uri: str) -> str:
     """``uri``, checked to hold a store when it is a local one: reading must never create an empty store."""
     path = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else uri if "://" not in uri else None
     if path is not None and not Path(path).exists():
-        raise TrackingError(f"no MLflow store at {path} (tracking URI {uri}); run from the folder that holds it, "
-                            "or set MLFLOW_TRACKING_URI to the store that logged the model")
+        raise TrackingError(
+            f"no MLflow store at {path} (tracking URI {uri}); run from the folder that holds it, "
+            "or set MLFLOW_TRACKING_URI to the store that logged the model"
+        )
     return uri
 
 

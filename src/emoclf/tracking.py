@@ -24,10 +24,11 @@ import os
 import re
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import pandas as pd
 
@@ -57,13 +58,20 @@ class Tracker(Protocol):
 
     def start(self, run_name: str | None = None, resume: bool = False, description: str | None = None) -> None: ...
     def log_params(self, params: dict[str, Any]) -> None: ...
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None, dataset: str | None = None,
-                    model_id: str | None = None) -> None: ...
+    def log_metrics(
+        self,
+        metrics: dict[str, float],
+        step: int | None = None,
+        dataset: str | None = None,
+        model_id: str | None = None,
+    ) -> None: ...
     def log_dict(self, data: dict, name: str) -> None: ...
     def log_text(self, text: str, name: str) -> None: ...
     def log_artifacts(self, folder: str | Path, path: str | None = None) -> None: ...
     def log_dataset(self, df: pd.DataFrame, name: str, source: str, context: str) -> None: ...
-    def log_model(self, bundle: str | Path, input_example: list[str], register_name: str | None = None) -> str | None: ...
+    def log_model(
+        self, bundle: str | Path, input_example: list[str], register_name: str | None = None
+    ) -> str | None: ...
     def set_tags(self, tags: dict[str, str]) -> None: ...
     def end(self, status: str = "FINISHED") -> None: ...
 
@@ -124,7 +132,7 @@ class Outbox:
             except Exception as e:  # MLflow raises its own, HTTP and SQLAlchemy errors alike
                 call.error = f"{type(e).__name__}: {e}"
                 if i + 1 < attempts:
-                    time.sleep(self.backoff * 2 ** i)
+                    time.sleep(self.backoff * 2**i)
         raise TrackingError(call.error)
 
     def flush(self, final: bool = False) -> bool:
@@ -150,35 +158,52 @@ class Outbox:
         try:
             return self._attempt(call, self.attempts)
         except TrackingError:
-            log.warning("MLflow at %s failed to %s (%s); queued for retry, training goes on", self.uri, what,
-                        call.error)
+            log.warning(
+                "MLflow at %s failed to %s (%s); queued for retry, training goes on", self.uri, what, call.error
+            )
             self.pending.append(call)
             self._last_probe = time.monotonic()
             return None
 
     def write_failures(self, where: Path, run_id: str | None) -> Path:
         path = where / FAILURES_FILE
-        path.write_text(json.dumps({
-            "tracking_uri": self.uri, "run_id": run_id, "kept_locally": str(where.resolve()),
-            "failures": [{"call": "start a run", "error": self.offline}] * bool(self.offline)
-                        + [{"call": c.what, "error": c.error, "detail": c.detail} for c in self.pending],
-        }, indent=2, default=str))
+        path.write_text(
+            json.dumps(
+                {
+                    "tracking_uri": self.uri,
+                    "run_id": run_id,
+                    "kept_locally": str(where.resolve()),
+                    "failures": [{"call": "start a run", "error": self.offline}] * bool(self.offline)
+                    + [{"call": c.what, "error": c.error, "detail": c.detail} for c in self.pending],
+                },
+                indent=2,
+                default=str,
+            )
+        )
         first = self.offline or f"{self.pending[0].what}: {self.pending[0].error}"
-        log.error("MLflow at %s: %d call(s) could not be logged (%s); the results are in %s, the calls in %s",
-                  self.uri, len(self.pending) + bool(self.offline), first, where, path)
+        log.error(
+            "MLflow at %s: %d call(s) could not be logged (%s); the results are in %s, the calls in %s",
+            self.uri,
+            len(self.pending) + bool(self.offline),
+            first,
+            where,
+            path,
+        )
         return path
 
 
 def last_logged_step(client, run) -> int:
     """The last step a resumed run already has metrics for (-1: none)."""
-    return max((m.step for key in run.data.metrics for m in client.get_metric_history(run.info.run_id, key)),
-               default=-1)
+    return max(
+        (m.step for key in run.data.metrics for m in client.get_metric_history(run.info.run_id, key)), default=-1
+    )
 
 
 def write_run_info(local_dir: Path, run_id: str, uri: str, experiment: str) -> None:
     local_dir.mkdir(parents=True, exist_ok=True)
-    (local_dir / RUN_INFO_FILE).write_text(json.dumps({"run_id": run_id, "tracking_uri": uri, "experiment": experiment},
-                                                      indent=2))
+    (local_dir / RUN_INFO_FILE).write_text(
+        json.dumps({"run_id": run_id, "tracking_uri": uri, "experiment": experiment}, indent=2)
+    )
 
 
 def pandas_dataset(df: pd.DataFrame, source: str, name: str):
@@ -199,8 +224,12 @@ def recorded_run_id(local_dir: Path | None, uri: str) -> str | None:
         return None
     info = json.loads(path.read_text())
     if info.get("tracking_uri") != uri:
-        log.warning("run %s was logged to %s, not %s: resuming into a new MLflow run", info.get("run_id"),
-                    info.get("tracking_uri"), uri)
+        log.warning(
+            "run %s was logged to %s, not %s: resuming into a new MLflow run",
+            info.get("run_id"),
+            info.get("tracking_uri"),
+            uri,
+        )
         return None
     return info["run_id"]
 
@@ -209,8 +238,14 @@ class MLflowTracker:
     """One MLflow run: params, metrics, artifacts, dataset inputs and the model as a pyfunc. ``local_dir``
     (the output folder) receives ``run_info.json`` (for ``--resume``) and, after an outage, the failures."""
 
-    def __init__(self, uri: str | None, experiment: str, local_dir: str | Path | None = None,
-                 optional: bool = False, **outbox: Any) -> None:
+    def __init__(
+        self,
+        uri: str | None,
+        experiment: str,
+        local_dir: str | Path | None = None,
+        optional: bool = False,
+        **outbox: Any,
+    ) -> None:
         import mlflow
 
         self.mlflow = mlflow
@@ -240,8 +275,12 @@ class MLflowTracker:
         if previous:
             self._logged_params = dict(run.data.params)
             self._logged_through = last_logged_step(self.mlflow.MlflowClient(), run)
-            log.info("MLflow run %s reopened at %s (metrics logged through step %d)", self.run_id, self.uri,
-                     self._logged_through)
+            log.info(
+                "MLflow run %s reopened at %s (metrics logged through step %d)",
+                self.run_id,
+                self.uri,
+                self._logged_through,
+            )
         else:
             log.info("MLflow: run %s in experiment %r at %s", run.info.run_name, self.experiment, self.uri)
         if self.local_dir is not None:
@@ -249,17 +288,22 @@ class MLflowTracker:
 
     def _open(self, run_name: str | None, resume: bool, description: str | None):
         if self.uri.startswith(("http://", "https://")) and (why := unreachable(self.uri)):
-            raise TrackingError(f"MLflow tracking server {self.uri} is unreachable ({why}); start it, fix "
-                                "--tracking-uri, or pass --no-tracking (or --tracking-optional to train anyway)")
+            raise TrackingError(
+                f"MLflow tracking server {self.uri} is unreachable ({why}); start it, fix "
+                "--tracking-uri, or pass --no-tracking (or --tracking-optional to train anyway)"
+            )
         self.mlflow.set_tracking_uri(self.uri)
         previous = recorded_run_id(self.local_dir, self.uri) if resume else None
         try:
             with store_lock(self.uri):
                 self.mlflow.set_experiment(self.experiment)
                 # Inside an active run (emoclf compare's parent), this run becomes its child.
-                return self.mlflow.start_run(run_id=previous, run_name=None if previous else run_name,
-                                             description=None if previous else description,
-                                             nested=self.mlflow.active_run() is not None), previous
+                return self.mlflow.start_run(
+                    run_id=previous,
+                    run_name=None if previous else run_name,
+                    description=None if previous else description,
+                    nested=self.mlflow.active_run() is not None,
+                ), previous
         except Exception as e:
             raise TrackingError(f"cannot start an MLflow run at {self.uri}: {e}") from None
 
@@ -277,14 +321,26 @@ class MLflowTracker:
             # Values over the limit would be refused; they live in an artifact instead.
             self.outbox.send("log long params", self.mlflow.log_dict, long, "long_params.json", detail=long)
 
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None, dataset: str | None = None,
-                    model_id: str | None = None) -> None:
+    def log_metrics(
+        self,
+        metrics: dict[str, float],
+        step: int | None = None,
+        dataset: str | None = None,
+        model_id: str | None = None,
+    ) -> None:
         """``dataset`` (a ``log_dataset`` name) and ``model_id`` link the values to their data and model."""
         if step is not None and step <= self._logged_through:
             return  # logged before the crash this run resumes from; the replay recomputes the same values
         values = {k: float(v) for k, v in metrics.items()}
-        self.outbox.send("log metrics", self.mlflow.log_metrics, values, step=step, model_id=model_id,
-                         dataset=self._datasets.get(dataset), detail={"step": step, "metrics": values})
+        self.outbox.send(
+            "log metrics",
+            self.mlflow.log_metrics,
+            values,
+            step=step,
+            model_id=model_id,
+            dataset=self._datasets.get(dataset),
+            detail={"step": step, "metrics": values},
+        )
 
     def log_dict(self, data: dict, name: str) -> None:
         self.outbox.send(f"log {name}", self.mlflow.log_dict, data, name, detail={"artifact": name})
@@ -293,13 +349,23 @@ class MLflowTracker:
         self.outbox.send(f"log {name}", self.mlflow.log_text, text, name, detail={"artifact": name})
 
     def log_artifacts(self, folder: str | Path, path: str | None = None) -> None:
-        self.outbox.send(f"log artifacts {path or ''}".strip(), self.mlflow.log_artifacts, str(folder),
-                         artifact_path=path, detail={"local": str(folder), "artifact_path": path})
+        self.outbox.send(
+            f"log artifacts {path or ''}".strip(),
+            self.mlflow.log_artifacts,
+            str(folder),
+            artifact_path=path,
+            detail={"local": str(folder), "artifact_path": path},
+        )
 
     def log_dataset(self, df: pd.DataFrame, name: str, source: str, context: str) -> None:
         self._datasets[name] = ds = pandas_dataset(df, source, name)
-        self.outbox.send(f"log dataset {name}", self.mlflow.log_input, ds, context=context,
-                         detail={"name": name, "source": source, "context": context})
+        self.outbox.send(
+            f"log dataset {name}",
+            self.mlflow.log_input,
+            ds,
+            context=context,
+            detail={"name": name, "source": source, "context": context},
+        )
 
     def set_tags(self, tags: dict[str, str]) -> None:
         self.outbox.send("set tags", self.mlflow.set_tags, tags, detail=tags)
@@ -309,15 +375,21 @@ class MLflowTracker:
         from emoclf.mlflow_model import log_pyfunc
 
         name = model_name(self.experiment)
-        info = self.outbox.send("log model", log_pyfunc, bundle, input_example, register_name, name,
-                                detail={"local": str(bundle), "register_name": register_name, "name": name})
+        info = self.outbox.send(
+            "log model",
+            log_pyfunc,
+            bundle,
+            input_example,
+            register_name,
+            name,
+            detail={"local": str(bundle), "register_name": register_name, "name": name},
+        )
         return info.model_id if info is not None else None
 
     def end(self, status: str = "FINISHED") -> None:
         """Deliver the queue and end the run; what still fails goes to ``tracking_failures.json``."""
         if not self.outbox.offline:
-            self.outbox.send(f"end the run as {status}", self.mlflow.MlflowClient().set_terminated, self.run_id,
-                             status)
+            self.outbox.send(f"end the run as {status}", self.mlflow.MlflowClient().set_terminated, self.run_id, status)
             self.outbox.flush(final=True)
             # Leave the fluent run stack as start() found it (emoclf compare's parent run lies below). end_run
             # pops first, then repeats the server call just made, which only fails when that one failed too.
@@ -327,8 +399,9 @@ class MLflowTracker:
             self.failures_file = self.outbox.write_failures(self.local_dir or Path.cwd(), self.run_id)
 
 
-def make_tracker(enabled: bool, uri: str | None, experiment: str, local_dir: str | Path | None = None,
-                 optional: bool = False) -> Tracker:
+def make_tracker(
+    enabled: bool, uri: str | None, experiment: str, local_dir: str | Path | None = None, optional: bool = False
+) -> Tracker:
     return MLflowTracker(uri, experiment, local_dir, optional) if enabled else NullTracker()
 
 
@@ -354,9 +427,15 @@ def ended_run(tracker: Tracker):
 
 # The Trainer's log keys as emoclf tracks them. Everything else it logs is bookkeeping (total_flos, steps per
 # second) or repeats what emoclf logs itself (train_runtime is system/train_seconds).
-TRACKED_METRICS = {"loss": "train/loss", "learning_rate": "train/learning_rate", "grad_norm": "train/grad_norm",
-                   "eval_loss": "val/loss", "eval_macro_f1": "val/macro_f1", "eval_accuracy": "val/accuracy",
-                   "eval_runtime": "system/val_seconds"}
+TRACKED_METRICS = {
+    "loss": "train/loss",
+    "learning_rate": "train/learning_rate",
+    "grad_norm": "train/grad_norm",
+    "eval_loss": "val/loss",
+    "eval_macro_f1": "val/macro_f1",
+    "eval_accuracy": "val/accuracy",
+    "eval_runtime": "system/val_seconds",
+}
 DATASET_CONTEXTS = {"train": "training", "validation": "validation", "test": "testing"}
 
 
@@ -374,16 +453,20 @@ def run_description(cfg, summary: dict, strategy: str, loss: str) -> str:
     """What was trained on what (``summary``: ``PreparedData.summary``), and where the scores come from."""
     t = cfg.train
     rows = ", ".join(f"{n} {split}" for split, n in summary["texts"].items())
-    budget = (f"{t.max_steps} optimizer steps" if t.max_steps else f"up to {t.epochs:g} epochs") + \
-        (f" (at least {t.min_steps} steps)" if t.min_steps and not t.max_steps else "")
-    return (f"Fine-tunes {hub_id(cfg.model.model)} to classify texts as {', '.join(summary['class_counts']['train'])}, "
-            f"on {summary['source']} ({rows} texts), imbalance handling {strategy} (loss {loss}), {budget}. "
-            "Test metrics (test/) are from the saved model on the untouched test split; validation (val/) chose "
-            "the best epoch and fitted the temperature.")
+    budget = (f"{t.max_steps} optimizer steps" if t.max_steps else f"up to {t.epochs:g} epochs") + (
+        f" (at least {t.min_steps} steps)" if t.min_steps and not t.max_steps else ""
+    )
+    return (
+        f"Fine-tunes {hub_id(cfg.model.model)} to classify texts as {', '.join(summary['class_counts']['train'])}, "
+        f"on {summary['source']} ({rows} texts), imbalance handling {strategy} (loss {loss}), {budget}. "
+        "Test metrics (test/) are from the saved model on the untouched test split; validation (val/) chose "
+        "the best epoch and fitted the temperature."
+    )
 
 
-def log_training_setup(tracker: Tracker, cfg, splits: dict[str, pd.DataFrame], resolved: dict,
-                       label_issues: dict | None = None) -> None:
+def log_training_setup(
+    tracker: Tracker, cfg, splits: dict[str, pd.DataFrame], resolved: dict, label_issues: dict | None = None
+) -> None:
     """The settings (the model as its hub id, not emoclf's alias; what ``auto`` became), the three datasets and,
     with ``--exclude-label-issues``, how many training rows the audit's file changed (``data/label_issues_*``)."""
     settings = cfg.to_dict()
@@ -397,8 +480,15 @@ def log_training_setup(tracker: Tracker, cfg, splits: dict[str, pd.DataFrame], r
         tracker.log_metrics({f"data/label_issues_{k}": label_issues[k] for k in ("listed", "changed", "not_in_train")})
 
 
-def log_training_results(tracker: Tracker, model_dir: Path, report_dir: Path, metrics: dict, holdout: str | None,
-                         input_example: list[str], register_name: str | None) -> None:
+def log_training_results(
+    tracker: Tracker,
+    model_dir: Path,
+    report_dir: Path,
+    metrics: dict,
+    holdout: str | None,
+    input_example: list[str],
+    register_name: str | None,
+) -> None:
     """The model first, so that the ``holdout`` metrics can name it and the dataset they were computed on;
     then what calibration fitted, how long training took, the report and the model card. Without a
     holdout (a search trial) nothing was scored and no model is logged."""
@@ -406,14 +496,25 @@ def log_training_results(tracker: Tracker, model_dir: Path, report_dir: Path, me
     if holdout is not None:
         with console.status("logging the model to MLflow"):
             model_id = tracker.log_model(model_dir, input_example, register_name)
-        tracker.log_metrics({**flat_metrics(metrics, f"{holdout}/"), f"{holdout}/ece_before": cal["ece_before"],
-                             f"{holdout}/ece_after": cal["ece_after"]}, dataset=holdout, model_id=model_id)
-    other = {"calibration/temperature": cal["temperature"],
-             "calibration/fitted_temperature": cal.get("fitted_temperature"),
-             "val/ece_before": cal.get("validation_ece_before"), "val/ece_fitted": cal.get("validation_ece_fitted"),
-             "train/optimizer_steps": steps.get("optimizer_steps"), "train/examples_seen": steps.get("examples_seen"),
-             "system/train_seconds": metrics.get("train_seconds"),
-             "system/train_examples_per_second": metrics.get("train_examples_per_second")}
+        tracker.log_metrics(
+            {
+                **flat_metrics(metrics, f"{holdout}/"),
+                f"{holdout}/ece_before": cal["ece_before"],
+                f"{holdout}/ece_after": cal["ece_after"],
+            },
+            dataset=holdout,
+            model_id=model_id,
+        )
+    other = {
+        "calibration/temperature": cal["temperature"],
+        "calibration/fitted_temperature": cal.get("fitted_temperature"),
+        "val/ece_before": cal.get("validation_ece_before"),
+        "val/ece_fitted": cal.get("validation_ece_fitted"),
+        "train/optimizer_steps": steps.get("optimizer_steps"),
+        "train/examples_seen": steps.get("examples_seen"),
+        "system/train_seconds": metrics.get("train_seconds"),
+        "system/train_examples_per_second": metrics.get("train_examples_per_second"),
+    }
     tracker.log_metrics({k: v for k, v in other.items() if v is not None})
     tracker.log_artifacts(report_dir, "report")
     if holdout is not None:

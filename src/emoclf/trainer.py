@@ -135,8 +135,13 @@ class EpochSummary(TrainerCallback):
             train_loss = next((h["loss"] for h in reversed(state.log_history) if "loss" in h), float("nan"))
             log.info(
                 "epoch %.2f: train loss %.4f, validation loss %.4f, validation macro-F1 %.4f, accuracy %.4f (%.0fs)",
-                logs.get("epoch", state.epoch or 0), train_loss, logs["eval_loss"], logs["eval_macro_f1"],
-                logs["eval_accuracy"], time.perf_counter() - self.started, extra=FILE_ONLY,
+                logs.get("epoch", state.epoch or 0),
+                train_loss,
+                logs["eval_loss"],
+                logs["eval_macro_f1"],
+                logs["eval_accuracy"],
+                time.perf_counter() - self.started,
+                extra=FILE_ONLY,
             )
 
 
@@ -151,8 +156,13 @@ class TrainingProgress(TrainerCallback):
         self.scores: dict[str, str] = {}
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.bar = progress(desc="train", total=state.max_steps, initial=state.global_step, unit="step",
-                            enabled=state.is_world_process_zero)
+        self.bar = progress(
+            desc="train",
+            total=state.max_steps,
+            initial=state.global_step,
+            unit="step",
+            enabled=state.is_world_process_zero,
+        )
 
     def _show(self, args, state, doing: str = "", refresh: bool = False) -> None:
         parts = [f"epoch {state.epoch or 0:.2f}/{state.num_train_epochs:g}", *self.scores.values(), doing]
@@ -205,8 +215,10 @@ class GracefulStop(TrainerCallback):
         if self.signum is not None:
             raise KeyboardInterrupt(f"signal {signum}")
         self.signum = signum
-        log.warning("%s: stopping after this step with a checkpoint (send it again to stop at once)",
-                    signal.Signals(signum).name)
+        log.warning(
+            "%s: stopping after this step with a checkpoint (send it again to stop at once)",
+            signal.Signals(signum).name,
+        )
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.signum is not None:
@@ -264,9 +276,15 @@ class EmoclfTrainer(Trainer):
         model = self.model if model is None else model
         decay_names = set(self.get_decay_parameter_names(model))
         groups = layer_groups(model, self.args.learning_rate, self.layer_decay)
-        params = [{"params": [p for n, p in named if (n in decay_names) == decays], "lr": lr,
-                   "weight_decay": self.args.weight_decay if decays else 0.0}
-                  for lr, named in groups for decays in (True, False)]
+        params = [
+            {
+                "params": [p for n, p in named if (n in decay_names) == decays],
+                "lr": lr,
+                "weight_decay": self.args.weight_decay if decays else 0.0,
+            }
+            for lr, named in groups
+            for decays in (True, False)
+        ]
         optimizer_cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
         self.optimizer = optimizer_cls([g for g in params if g["params"]], **kwargs)
         return self.optimizer
@@ -277,14 +295,19 @@ class EmoclfTrainer(Trainer):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         lengths = [len(ids) for ids in dataset["input_ids"]]
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-        return EpochSeededLengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                                               lengths, seed)
+        return EpochSeededLengthGroupedSampler(
+            self.args.train_batch_size * self.args.gradient_accumulation_steps, lengths, seed
+        )
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
         if not torch.isfinite(loss).all():
-            raise diverged("training loss", float(loss.detach().float().mean()), self.state.global_step + 1,
-                           self.args.learning_rate)
+            raise diverged(
+                "training loss",
+                float(loss.detach().float().mean()),
+                self.state.global_step + 1,
+                self.args.learning_rate,
+            )
         return loss
 
     def _get_output_dir(self, trial) -> str:
@@ -326,8 +349,14 @@ def plan_steps(trainer: Trainer, cfg: Config) -> dict:
     steps = max(planned, t.min_steps)
     floored = steps > planned
     if floored:
-        log.warning("%d optimizer steps (%g epoch(s) of %d) are too few to learn from: training %d steps, the "
-                    "--min-steps floor", planned, t.epochs, per_epoch, steps)
+        log.warning(
+            "%d optimizer steps (%g epoch(s) of %d) are too few to learn from: training %d steps, the "
+            "--min-steps floor",
+            planned,
+            t.epochs,
+            per_epoch,
+            steps,
+        )
     a.max_steps = steps
     if floored and not t.checkpoint_steps:
         # As many evaluations (and summary lines) as the epochs asked for, spread over the floor's steps.
@@ -347,16 +376,20 @@ def run_training(trainer: Trainer, stop: GracefulStop, checkpoint: Path | None, 
         except pickle.UnpicklingError as e:
             if checkpoint is None:
                 raise
-            raise ModelLoadError(f"{checkpoint}: refused a pickle that holds more than tensors ({e}); "
-                                 "the checkpoint is damaged or was tampered with") from None
+            raise ModelLoadError(
+                f"{checkpoint}: refused a pickle that holds more than tensors ({e}); "
+                "the checkpoint is damaged or was tampered with"
+            ) from None
         except TrainingDivergedError:
             if is_main_process():  # its checkpoints would only replay the divergence on --resume
                 shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
             raise
     if stop.signum is not None:
-        raise TrainingInterrupted(f"{signal.Signals(stop.signum).name} at step {trainer.state.global_step}; "
-                                  f"checkpoint {latest_checkpoint(run_dir / CHECKPOINT_DIR)}; continue with: "
-                                  f"emoclf train --resume {run_dir}")
+        raise TrainingInterrupted(
+            f"{signal.Signals(stop.signum).name} at step {trainer.state.global_step}; "
+            f"checkpoint {latest_checkpoint(run_dir / CHECKPOINT_DIR)}; continue with: "
+            f"emoclf train --resume {run_dir}"
+        )
 
 
 def compute_metrics(eval_pred) -> dict[str, float]:
@@ -370,9 +403,16 @@ def build_training_args(cfg: Config, precision: str) -> TrainingArguments:
     into steps itself (whatever the number of processes)."""
     t = cfg.train
     # Best-model tracking needs evaluations and checkpoints on one schedule.
-    schedule = ({"eval_strategy": "steps", "eval_steps": t.checkpoint_steps, "save_strategy": "steps",
-                 "save_steps": t.checkpoint_steps} if t.checkpoint_steps else
-                {"eval_strategy": "epoch", "save_strategy": "epoch"})
+    schedule = (
+        {
+            "eval_strategy": "steps",
+            "eval_steps": t.checkpoint_steps,
+            "save_strategy": "steps",
+            "save_steps": t.checkpoint_steps,
+        }
+        if t.checkpoint_steps
+        else {"eval_strategy": "epoch", "save_strategy": "epoch"}
+    )
     return TrainingArguments(
         output_dir=str(Path(t.output_dir) / CHECKPOINT_DIR),
         num_train_epochs=t.epochs,
@@ -397,7 +437,8 @@ def build_training_args(cfg: Config, precision: str) -> TrainingArguments:
         data_seed=t.seed,
         report_to="none",
         dataloader_num_workers=0,
-        ddp_find_unused_parameters=False,  # every parameter of a sequence classifier is used; True walks the graph each step
+        # Every parameter of a sequence classifier is used; True would walk the graph each step.
+        ddp_find_unused_parameters=False,
         save_only_model=False,
         disable_tqdm=True,  # TrainingProgress is the one bar
     )

@@ -16,9 +16,10 @@ import contextlib
 import logging
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from accelerate import PartialState
@@ -26,8 +27,15 @@ from transformers import DataCollatorWithPadding, TrainerCallback, set_seed
 from transformers.trainer import TRAINER_STATE_NAME, TrainerState
 
 from emoclf import __version__, console, imbalance
-from emoclf.checkpoints import (CHECKPOINT_DIR, LOG_FILE, MODEL_DIR, REPORT_DIR, STAGED_MODEL_DIR, latest_checkpoint,
-                                prepare_output)
+from emoclf.checkpoints import (
+    CHECKPOINT_DIR,
+    LOG_FILE,
+    MODEL_DIR,
+    REPORT_DIR,
+    STAGED_MODEL_DIR,
+    latest_checkpoint,
+    prepare_output,
+)
 from emoclf.config import Config
 from emoclf.data import DEMO_SOURCE, Labelled, PreparedData, load_data
 from emoclf.data.profile import profile, write_profile
@@ -92,13 +100,23 @@ class _Setup:
 
     def resolved(self) -> dict[str, Any]:
         """What the ``auto`` settings became, logged with the run and saved with the model."""
-        return {"imbalance_strategy": self.plan.strategy, "loss": self.plan.loss, "max_length": self.max_length,
-                "precision": self.precision, "train_rows_after_resampling": len(self.train_ds),
-                "hierarchy": self.hierarchy.describe() if self.hierarchy else "flat"}
+        return {
+            "imbalance_strategy": self.plan.strategy,
+            "loss": self.plan.loss,
+            "max_length": self.max_length,
+            "precision": self.precision,
+            "train_rows_after_resampling": len(self.train_ds),
+            "hierarchy": self.hierarchy.describe() if self.hierarchy else "flat",
+        }
 
 
-def train(cfg: Config, data: PreparedData | None = None, resume: bool = False,
-          callbacks: Sequence[TrainerCallback] = (), holdout: str | None = "test") -> TrainResult:
+def train(
+    cfg: Config,
+    data: PreparedData | None = None,
+    resume: bool = False,
+    callbacks: Sequence[TrainerCallback] = (),
+    holdout: str | None = "test",
+) -> TrainResult:
     """Fine-tune, evaluate the saved model on the untouched test split, and log it all (``emoclf train``).
 
     Args:
@@ -129,46 +147,76 @@ def train(cfg: Config, data: PreparedData | None = None, resume: bool = False,
     given = Hierarchy.parse(spec, data.labels) if spec and spec != AUTO else None  # refused before anything is written
     # Under torchrun/accelerate every rank runs this; only rank 0 tracks, writes and evaluates.
     main = is_main_process()
-    checkpoint = (prepare_output(out, resume, cfg.train.overwrite) if main
-                  else latest_checkpoint(out / CHECKPOINT_DIR) if resume else None)
+    checkpoint = (
+        prepare_output(out, resume, cfg.train.overwrite)
+        if main
+        else latest_checkpoint(out / CHECKPOINT_DIR)
+        if resume
+        else None
+    )
     with console.log_file(out / LOG_FILE) if main else contextlib.nullcontext():
         hierarchy = given or (auto_hierarchy(cfg, data, resume=checkpoint is not None) if spec == AUTO else None)
         return _run(cfg, data, checkpoint, resume, callbacks, holdout, hierarchy)
 
 
-def auto_hierarchy(cfg: Config, data: PreparedData, report_dir: Path | None = None,
-                   resume: bool = False) -> Hierarchy | None:
+def auto_hierarchy(
+    cfg: Config, data: PreparedData, report_dir: Path | None = None, resume: bool = False
+) -> Hierarchy | None:
     """``--hierarchy auto``: the groups of the classes that a first, quick flat model (``hierarchy.first_model``)
     confuses on validation (never test), the tree drawn in ``report_dir`` (default: the run's report folder);
     None, and a flat training, when it confuses none more than the mean. ``resume``: the groups recorded there."""
     report_dir = report_dir or Path(cfg.train.output_dir) / REPORT_DIR
     if resume and (report_dir / FOUND_JSON).is_file():
         kept = read_found(report_dir, data.labels)
-        log.info("hierarchy auto: resuming with the groups found when this training started: %s",
-                 kept.describe() if kept else "none, flat")
+        log.info(
+            "hierarchy auto: resuming with the groups found when this training started: %s",
+            kept.describe() if kept else "none, flat",
+        )
         return kept
     first, small = first_model(cfg, data)
     model_dir = train(first, small, holdout=None).model_dir  # under torchrun, trained by every rank together
     if is_main_process():  # rank 0 alone saved it: it finds and records the groups, the other ranks read them
         predictor = Predictor.load(model_dir, batch_size=cfg.train.eval_batch_size)
-        matrix = evaluate(predictor, Labelled.from_split(data.splits["validation"], "validation")).metrics["confusion_matrix"]
+        matrix = evaluate(predictor, Labelled.from_split(data.splits["validation"], "validation")).metrics[
+            "confusion_matrix"
+        ]
         shutil.rmtree(first.train.output_dir, ignore_errors=True)
         from_validation(matrix, data.labels, report_dir)
     PartialState().wait_for_everyone()
     return read_found(report_dir, data.labels)
 
 
-def _run(cfg: Config, data: PreparedData, checkpoint: Path | None, resume: bool,
-         callbacks: Sequence[TrainerCallback], holdout: str | None, hierarchy: Hierarchy | None) -> TrainResult:
+def _run(
+    cfg: Config,
+    data: PreparedData,
+    checkpoint: Path | None,
+    resume: bool,
+    callbacks: Sequence[TrainerCallback],
+    holdout: str | None,
+    hierarchy: Hierarchy | None,
+) -> TrainResult:
     t, out, main = cfg.train, Path(cfg.train.output_dir), is_main_process()
-    plan = imbalance.plan(t.imbalance, data.splits["train"]["label_id"].to_numpy(), len(data.labels),
-                          t.imbalance_threshold, hierarchy.group_ids(data.labels) if hierarchy else None)
+    plan = imbalance.plan(
+        t.imbalance,
+        data.splits["train"]["label_id"].to_numpy(),
+        len(data.labels),
+        t.imbalance_threshold,
+        hierarchy.group_ids(data.labels) if hierarchy else None,
+    )
     summary = data.summary(cfg.data.data or DEMO_SOURCE)  # what the run, the model and its card say it learnt from
-    tracker = make_tracker(cfg.tracking.tracking and main, cfg.tracking.tracking_uri, cfg.tracking.experiment,
-                           local_dir=out, optional=cfg.tracking.tracking_optional)
+    tracker = make_tracker(
+        cfg.tracking.tracking and main,
+        cfg.tracking.tracking_uri,
+        cfg.tracking.experiment,
+        local_dir=out,
+        optional=cfg.tracking.tracking_optional,
+    )
     with console.status("opening the MLflow run", enabled=main):
-        tracker.start(cfg.tracking.run_name or run_name(cfg.model.model, plan.strategy), resume=resume,
-                      description=run_description(cfg, summary, plan.strategy, plan.loss))
+        tracker.start(
+            cfg.tracking.run_name or run_name(cfg.model.model, plan.strategy),
+            resume=resume,
+            description=run_description(cfg, summary, plan.strategy, plan.loss),
+        )
     with ended_run(tracker):
         setup = _setup(cfg, data, plan, tracker, hierarchy)
         trainer, seconds, examples = _fit(cfg, setup, tracker, checkpoint, callbacks)
@@ -177,11 +225,26 @@ def _run(cfg: Config, data: PreparedData, checkpoint: Path | None, resume: bool,
             return TrainResult(out, out / MODEL_DIR, {}, setup.profile, None, seconds, examples / seconds, history)
         metrics = _evaluate(cfg, data, summary, setup, trainer, tracker.run_id, holdout)
         metrics.update(train_seconds=round(seconds, 1), train_examples_per_second=round(examples / seconds, 2))
-        log_training_results(tracker, out / MODEL_DIR, out / REPORT_DIR, metrics, holdout,
-                             data.splits[holdout]["raw_text"].head(3).tolist() if holdout else [],
-                             cfg.tracking.register_name)
-    return TrainResult(out, out / MODEL_DIR, metrics, setup.profile, tracker.run_id, seconds, examples / seconds,
-                       history, tracker.failures_file)
+        log_training_results(
+            tracker,
+            out / MODEL_DIR,
+            out / REPORT_DIR,
+            metrics,
+            holdout,
+            data.splits[holdout]["raw_text"].head(3).tolist() if holdout else [],
+            cfg.tracking.register_name,
+        )
+    return TrainResult(
+        out,
+        out / MODEL_DIR,
+        metrics,
+        setup.profile,
+        tracker.run_id,
+        seconds,
+        examples / seconds,
+        history,
+        tracker.failures_file,
+    )
 
 
 def _setup(cfg: Config, data: PreparedData, plan: imbalance.Plan, tracker, hierarchy: Hierarchy | None) -> _Setup:
@@ -192,8 +255,10 @@ def _setup(cfg: Config, data: PreparedData, plan: imbalance.Plan, tracker, hiera
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
     set_seed(t.seed)
-    with console.status(f"loading {cfg.model.model} and tokenising {sum(map(len, data.splits.values()))} texts",
-                        enabled=is_main_process()):
+    with console.status(
+        f"loading {cfg.model.model} and tokenising {sum(map(len, data.splits.values()))} texts",
+        enabled=is_main_process(),
+    ):
         tokenizer, model = load_for_training(cfg.model.model, data.labels)
         limit = model_max_length(tokenizer, model.config)
         prof = profile(data, tokenizer, limit)
@@ -201,30 +266,57 @@ def _setup(cfg: Config, data: PreparedData, plan: imbalance.Plan, tracker, hiera
         if is_main_process():
             write_profile(prof, out / REPORT_DIR)
         rows = imbalance.resample_indices(plan.strategy, data.splits["train"]["label_id"].to_numpy(), t.seed)
-        setup = _Setup(tokenizer, model, prof, max_length, plan,
-                       tokenize_split(data.splits["train"], tokenizer, max_length).select(rows),
-                       tokenize_split(data.splits["validation"], tokenizer, max_length),
-                       resolve_precision(t.precision), hierarchy)
-    log.info("training %s on %d texts (imbalance %s, ratio %.2f, loss %s), max_length %d, %s", cfg.model.model,
-             len(setup.train_ds), plan.strategy, plan.imbalance_ratio, plan.loss, max_length, setup.precision)
+        setup = _Setup(
+            tokenizer,
+            model,
+            prof,
+            max_length,
+            plan,
+            tokenize_split(data.splits["train"], tokenizer, max_length).select(rows),
+            tokenize_split(data.splits["validation"], tokenizer, max_length),
+            resolve_precision(t.precision),
+            hierarchy,
+        )
+    log.info(
+        "training %s on %d texts (imbalance %s, ratio %.2f, loss %s), max_length %d, %s",
+        cfg.model.model,
+        len(setup.train_ds),
+        plan.strategy,
+        plan.imbalance_ratio,
+        plan.loss,
+        max_length,
+        setup.precision,
+    )
     log_training_setup(tracker, cfg, data.splits, setup.resolved(), data.report.label_issues)
     return setup
 
 
-def _fit(cfg: Config, setup: _Setup, tracker, checkpoint: Path | None,
-         callbacks: Sequence[TrainerCallback] = ()) -> tuple[EmoclfTrainer, float, float]:
+def _fit(
+    cfg: Config, setup: _Setup, tracker, checkpoint: Path | None, callbacks: Sequence[TrainerCallback] = ()
+) -> tuple[EmoclfTrainer, float, float]:
     """The Trainer's own loop; returns it, the seconds trained and the examples seen in them."""
     t, out = cfg.train, Path(cfg.train.output_dir)
     stop = GracefulStop()
     trainer = EmoclfTrainer(
-        model=setup.model, args=build_training_args(cfg, setup.precision), train_dataset=setup.train_ds,
-        eval_dataset=setup.val_ds, processing_class=setup.tokenizer,
+        model=setup.model,
+        args=build_training_args(cfg, setup.precision),
+        train_dataset=setup.train_ds,
+        eval_dataset=setup.val_ds,
+        processing_class=setup.tokenizer,
         data_collator=DataCollatorWithPadding(setup.tokenizer, pad_to_multiple_of=pad_multiple()),
         compute_metrics=compute_metrics,
-        compute_loss_func=make_loss(setup.plan.loss, setup.plan.class_weights, t.focal_gamma, t.focal_alpha,
-                                    t.label_smoothing, setup.plan.group_ids,
-                                    t.hierarchy_weight, setup.plan.group_weights),
-        layer_decay=t.layer_decay, callbacks=[EpochSummary(tracker), DivergenceCheck(), stop, *callbacks]
+        compute_loss_func=make_loss(
+            setup.plan.loss,
+            setup.plan.class_weights,
+            t.focal_gamma,
+            t.focal_alpha,
+            t.label_smoothing,
+            setup.plan.group_ids,
+            t.hierarchy_weight,
+            setup.plan.group_weights,
+        ),
+        layer_decay=t.layer_decay,
+        callbacks=[EpochSummary(tracker), DivergenceCheck(), stop, *callbacks]
         + [EarlyStoppingAfterFloor(t.patience, min_steps=t.min_steps)] * t.early_stopping,
     )
     setup.steps = plan_steps(trainer, cfg)
@@ -232,18 +324,34 @@ def _fit(cfg: Config, setup: _Setup, tracker, checkpoint: Path | None,
     started = time.perf_counter()
     run_training(trainer, stop, checkpoint, out)
     seconds = time.perf_counter() - started
-    setup.steps.update(optimizer_steps=trainer.state.global_step,
-                       examples_seen=round(len(setup.train_ds) * trainer.state.epoch))
+    setup.steps.update(
+        optimizer_steps=trainer.state.global_step, examples_seen=round(len(setup.train_ds) * trainer.state.epoch)
+    )
     return trainer, seconds, len(setup.train_ds) * (trainer.state.epoch - start_epoch)
 
 
-def _evaluate(cfg: Config, data: PreparedData, summary: dict, setup: _Setup, trainer: EmoclfTrainer,
-              run_id: str | None, holdout: str | None) -> dict:
+def _evaluate(
+    cfg: Config,
+    data: PreparedData,
+    summary: dict,
+    setup: _Setup,
+    trainer: EmoclfTrainer,
+    run_id: str | None,
+    holdout: str | None,
+) -> dict:
     """Save the model with what describes it (``emoclf.json``, model card), then finish it (``finish_model``)."""
-    meta = BundleMeta(labels=data.labels, preprocess=Preprocessor(cfg.preprocess).to_dict(),
-                      max_length=setup.max_length, base_model=hub_id(cfg.model.model), config=cfg.to_dict(),
-                      trained_at=now(), run_id=run_id, emoclf_version=__version__,
-                      data=summary, training={**setup.resolved(), **setup.steps},
-                      hierarchy=setup.hierarchy.to_dict() if setup.hierarchy else None)
+    meta = BundleMeta(
+        labels=data.labels,
+        preprocess=Preprocessor(cfg.preprocess).to_dict(),
+        max_length=setup.max_length,
+        base_model=hub_id(cfg.model.model),
+        config=cfg.to_dict(),
+        trained_at=now(),
+        run_id=run_id,
+        emoclf_version=__version__,
+        data=summary,
+        training={**setup.resolved(), **setup.steps},
+        hierarchy=setup.hierarchy.to_dict() if setup.hierarchy else None,
+    )
     staged = save_bundle(Path(cfg.train.output_dir) / STAGED_MODEL_DIR, trainer.model, setup.tokenizer, meta)
     return finish_model(cfg, data, staged, trainer.state.log_history, holdout, setup.steps)

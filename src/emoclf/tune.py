@@ -103,8 +103,10 @@ class PruningCallback(TrainerCallback):
         self.trial.report(value, self.evaluations)
         if self.trial.should_prune():
             where = f"evaluation {self.evaluations} (epoch {state.epoch:.2f})"
-            raise TrialPruned(f"trial {self.trial.number} pruned at {where}: validation macro-F1 {value:.4f}",
-                              {"emoclf.pruned": "true", "emoclf.pruned_at": where})
+            raise TrialPruned(
+                f"trial {self.trial.number} pruned at {where}: validation macro-F1 {value:.4f}",
+                {"emoclf.pruned": "true", "emoclf.pruned_at": where},
+            )
 
 
 def trial_dir(out: Path, number: int) -> Path:
@@ -131,8 +133,13 @@ class Objective:
             if param.applies(drawn):
                 drawn[param.name] = param.suggest(trial)
         # Children do not register models: one registered name would collect every trial.
-        return self.base.replace(**drawn, output_dir=str(trial_dir(self.out, trial.number)), overwrite=True,
-                                 run_name=f"trial-{trial.number}", register_name=None)
+        return self.base.replace(
+            **drawn,
+            output_dir=str(trial_dir(self.out, trial.number)),
+            overwrite=True,
+            run_name=f"trial-{trial.number}",
+            register_name=None,
+        )
 
     def __call__(self, trial: optuna.Trial) -> float:
         cfg = self.config(trial)
@@ -174,8 +181,16 @@ class Progress:
         else:
             outcome = f"failed ({trial.user_attrs.get('error', 'see the log above')})"
         so_far = f"best {best.value:.4f} (trial {best.number})" if best else "no trial completed yet"
-        log.info("trial %d [%d/%d finished, %.0fs]: %s -> %s; %s", trial.number, finished, self.n_trials,
-                 time.monotonic() - self.started, params, outcome, so_far)
+        log.info(
+            "trial %d [%d/%d finished, %.0fs]: %s -> %s; %s",
+            trial.number,
+            finished,
+            self.n_trials,
+            time.monotonic() - self.started,
+            params,
+            outcome,
+            so_far,
+        )
         values = {"best_value": best.value} if best else {}
         if trial.state == TrialState.COMPLETE:
             values["trial_value"] = trial.value
@@ -212,12 +227,25 @@ def tune(cfg: Config, opts: TuneOptions) -> TuneResult:
         base = _auto_hierarchy_once(base, search, out)
         storage = opts.storage or f"sqlite:///{(out / STUDY_DB).resolve()}"
         study = _open_study(base, opts, storage, space, out)
-        tracker = make_tracker(cfg.tracking.tracking, cfg.tracking.tracking_uri, cfg.tracking.experiment,
-                               local_dir=out, optional=cfg.tracking.tracking_optional)
+        tracker = make_tracker(
+            cfg.tracking.tracking,
+            cfg.tracking.tracking_uri,
+            cfg.tracking.experiment,
+            local_dir=out,
+            optional=cfg.tracking.tracking_optional,
+        )
         tracker.start(cfg.tracking.run_name or opts.study_name, resume=bool(study.trials))
         with ended_run(tracker):
-            tracker.log_params({"tune": {**{f.name: getattr(opts, f.name) for f in fields(opts)}, "storage": storage,
-                                         "space": json.dumps(space_dict(space))}, **base.to_dict()})
+            tracker.log_params(
+                {
+                    "tune": {
+                        **{f.name: getattr(opts, f.name) for f in fields(opts)},
+                        "storage": storage,
+                        "space": json.dumps(space_dict(space)),
+                    },
+                    **base.to_dict(),
+                }
+            )
             _end_interrupted_trials(study, base, out)
             _search(study, Objective(base, search, space, out, opts.pruner != "none"), opts, out, tracker)
             result = _keep_best(study, base, data, opts, storage, out, tracker)
@@ -260,8 +288,9 @@ def _folder_lock(out: Path):
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ConfigError(f"another emoclf tune is running in {out}; wait for it to end, or choose another "
-                              "--output-dir") from None
+            raise ConfigError(
+                f"another emoclf tune is running in {out}; wait for it to end, or choose another --output-dir"
+            ) from None
         yield
 
 
@@ -277,12 +306,18 @@ def _open_study(base: Config, opts: TuneOptions, storage: str, space: list[Param
             (out / name).unlink(missing_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # multivariate/group TPE
-        sampler = optuna.samplers.TPESampler(seed=base.train.seed, n_startup_trials=TPE_STARTUP_TRIALS,
-                                             multivariate=True, group=True)
+        sampler = optuna.samplers.TPESampler(
+            seed=base.train.seed, n_startup_trials=TPE_STARTUP_TRIALS, multivariate=True, group=True
+        )
     try:
-        study = optuna.create_study(study_name=opts.study_name, storage=storage, sampler=sampler,
-                                    pruner=make_pruner(opts.pruner),
-                                    direction="maximize", load_if_exists=True)
+        study = optuna.create_study(
+            study_name=opts.study_name,
+            storage=storage,
+            sampler=sampler,
+            pruner=make_pruner(opts.pruner),
+            direction="maximize",
+            load_if_exists=True,
+        )
     except Exception as e:  # SQLAlchemy, driver and Optuna errors alike: one line naming the storage
         raise ConfigError(f"cannot open the Optuna storage {storage}: {type(e).__name__}: {e}") from None
     settings = {"config": flatten(_comparable(base)), "space": space_dict(space)}
@@ -291,8 +326,10 @@ def _open_study(base: Config, opts: TuneOptions, storage: str, space: list[Param
             study.set_user_attr(key, value)
     elif study.user_attrs != json.loads(json.dumps(settings)):
         changed = _differences(study.user_attrs, json.loads(json.dumps(settings)))
-        raise ConfigError(f"study {opts.study_name!r} in {storage} was started with other settings ({changed}); "
-                          "rerun with the same ones to resume it, or pass --overwrite or another --study-name")
+        raise ConfigError(
+            f"study {opts.study_name!r} in {storage} was started with other settings ({changed}); "
+            "rerun with the same ones to resume it, or pass --overwrite or another --study-name"
+        )
     return study
 
 
@@ -316,8 +353,11 @@ def _differences(saved: dict, now: dict) -> str:
     keys = []
     for section in ("config", "space"):
         a, b = saved.get(section, {}), now.get(section, {})
-        keys += [f"{section} {k}: {a.get(k)!r} then, {b.get(k)!r} now" for k in sorted(set(a) | set(b))
-                 if a.get(k) != b.get(k)]
+        keys += [
+            f"{section} {k}: {a.get(k)!r} then, {b.get(k)!r} now"
+            for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k)
+        ]
     return "; ".join(keys[:3]) + ("; ..." if len(keys) > 3 else "")
 
 
@@ -328,11 +368,11 @@ def _end_interrupted_trials(study: optuna.Study, base: Config, out: Path) -> Non
         study.tell(trial.number, state=TrialState.FAIL)
         folder = trial_dir(out, trial.number)
         shutil.rmtree(folder / CHECKPOINT_DIR, ignore_errors=True)
-        log.warning("trial %d was cut short by an earlier run of this study: marked failed, not resumed",
-                    trial.number)
+        log.warning("trial %d was cut short by an earlier run of this study: marked failed, not resumed", trial.number)
         if base.tracking.tracking and (folder / RUN_INFO_FILE).is_file():
-            child = make_tracker(True, base.tracking.tracking_uri, base.tracking.experiment, local_dir=folder,
-                                 optional=True)
+            child = make_tracker(
+                True, base.tracking.tracking_uri, base.tracking.experiment, local_dir=folder, optional=True
+            )
             child.start(resume=True)
             child.set_tags({"emoclf.cut_short": "true"})
             child.end("KILLED")
@@ -344,45 +384,92 @@ def _search(study: optuna.Study, objective: Objective, opts: TuneOptions, out: P
     if remaining <= 0:
         log.info("study %r already has %d finished trial(s) of %d", opts.study_name, finished, opts.n_trials)
         return
-    log.info("study %r: %d finished trial(s), %d to go%s", opts.study_name, finished, remaining,
-             f", at most {opts.timeout:g}s" if opts.timeout else "")
+    log.info(
+        "study %r: %d finished trial(s), %d to go%s",
+        opts.study_name,
+        finished,
+        remaining,
+        f", at most {opts.timeout:g}s" if opts.timeout else "",
+    )
     try:
         # A diverged trial (too high a learning rate) is a result of the search, not the end of it.
-        study.optimize(objective, n_trials=remaining, timeout=opts.timeout, catch=(TrainingDivergedError,),
-                       callbacks=[Progress(out, tracker, opts.n_trials)], gc_after_trial=True)
+        study.optimize(
+            objective,
+            n_trials=remaining,
+            timeout=opts.timeout,
+            catch=(TrainingDivergedError,),
+            callbacks=[Progress(out, tracker, opts.n_trials)],
+            gc_after_trial=True,
+        )
     except KeyboardInterrupt:
         done = len(study.get_trials(deepcopy=False, states=FINISHED))
-        raise TrainingInterrupted(f"the trial under way ended KILLED; study {opts.study_name!r} keeps its {done} "
-                                  "finished trial(s): rerun the same command to go on") from None
+        raise TrainingInterrupted(
+            f"the trial under way ended KILLED; study {opts.study_name!r} keeps its {done} "
+            "finished trial(s): rerun the same command to go on"
+        ) from None
 
 
-def _keep_best(study: optuna.Study, base: Config, data: PreparedData, opts: TuneOptions, storage: str, out: Path,
-               tracker: Tracker) -> TuneResult:
+def _keep_best(
+    study: optuna.Study, base: Config, data: PreparedData, opts: TuneOptions, storage: str, out: Path, tracker: Tracker
+) -> TuneResult:
     """The best trial's model (or its refit) evaluated on the test split, ``best.yaml``, the study's files."""
     best = best_trial(study)
-    counts = {state.name.lower(): len(study.get_trials(deepcopy=False, states=(state,)))
-              for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+    counts = {
+        state.name.lower(): len(study.get_trials(deepcopy=False, states=(state,)))
+        for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    }
     if best is None:
-        raise ConfigError(f"no trial of study {opts.study_name!r} completed ({counts['pruned']} pruned, "
-                          f"{counts['fail']} failed); widen the space, run more trials or pass --pruner none")
+        raise ConfigError(
+            f"no trial of study {opts.study_name!r} completed ({counts['pruned']} pruned, "
+            f"{counts['fail']} failed); widen the space, run more trials or pass --pruner none"
+        )
     summary = _read_summary(out)
-    if summary.get("best_trial") == best.number and summary.get("refit") == opts.refit \
-            and Path(summary["model"], "model.safetensors").is_file():
+    if (
+        summary.get("best_trial") == best.number
+        and summary.get("refit") == opts.refit
+        and Path(summary["model"], "model.safetensors").is_file()
+    ):
         log.info("the best trial is still %d, whose model is already kept in %s", best.number, summary["model"])
-        return TuneResult(out, opts.study_name, storage, best.number, best.value, best.params, counts,
-                          summary["test_metrics"], Path(summary["model"]), out / BEST_YAML, None)
+        return TuneResult(
+            out,
+            opts.study_name,
+            storage,
+            best.number,
+            best.value,
+            best.params,
+            counts,
+            summary["test_metrics"],
+            Path(summary["model"]),
+            out / BEST_YAML,
+            None,
+        )
     final, metrics = (_refit if opts.refit else _finish_trial_model)(best, base, data, out)
     model_dir = Path(final.train.output_dir) / MODEL_DIR
-    reproduce = final.replace(output_dir=str(out / "reproduced"), overwrite=False, run_name=None,
-                              register_name=base.tracking.register_name)
+    reproduce = final.replace(
+        output_dir=str(out / "reproduced"), overwrite=False, run_name=None, register_name=base.tracking.register_name
+    )
     reproduce.save_yaml(out / BEST_YAML)
     plots = write_plots(study, out / STUDY_DIR)
     headline = {k: metrics[k] for k in ("accuracy", "macro_f1", "weighted_f1", "n")}
-    (out / SUMMARY_JSON).write_text(json.dumps({
-        "study": opts.study_name, "storage": storage, "best_trial": best.number, "best_value": best.value,
-        "best_params": best.params, "trials": counts, "refit": opts.refit, "test_metrics": headline,
-        "model": str(model_dir), "best_config": str(out / BEST_YAML), "plots": sorted(p.name for p in plots),
-    }, indent=2), encoding="utf-8")
+    (out / SUMMARY_JSON).write_text(
+        json.dumps(
+            {
+                "study": opts.study_name,
+                "storage": storage,
+                "best_trial": best.number,
+                "best_value": best.value,
+                "best_params": best.params,
+                "trials": counts,
+                "refit": opts.refit,
+                "test_metrics": headline,
+                "model": str(model_dir),
+                "best_config": str(out / BEST_YAML),
+                "plots": sorted(p.name for p in plots),
+            },
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
     tracker.log_params({"best": best.params})
     tracker.log_metrics({"best_value": best.value, **flat_metrics(metrics)})
     tracker.set_tags({"emoclf.best_trial": str(best.number), "emoclf.refit": str(opts.refit).lower()})
@@ -390,8 +477,19 @@ def _keep_best(study: optuna.Study, base: Config, data: PreparedData, opts: Tune
     tracker.log_artifacts(out / STUDY_DIR, STUDY_DIR)
     tracker.log_artifacts(Path(final.train.output_dir) / REPORT_DIR, REPORT_DIR)
     tracker.log_model(model_dir, data.splits["test"]["raw_text"].head(3).tolist(), base.tracking.register_name)
-    return TuneResult(out, opts.study_name, storage, best.number, best.value, best.params, counts, headline,
-                      model_dir, out / BEST_YAML, None)
+    return TuneResult(
+        out,
+        opts.study_name,
+        storage,
+        best.number,
+        best.value,
+        best.params,
+        counts,
+        headline,
+        model_dir,
+        out / BEST_YAML,
+        None,
+    )
 
 
 def _read_summary(out: Path) -> dict:
@@ -405,10 +503,13 @@ def _finish_trial_model(best: FrozenTrial, base: Config, data: PreparedData, out
     """The best trial's model, copied beside the study and evaluated on the test split as ``emoclf train`` does."""
     number, folder = best.number, trial_dir(out, best.number)
     if not (folder / MODEL_DIR).is_dir():
-        raise ConfigError(f"the best trial's model folder {folder / MODEL_DIR} is missing; rerun with --refit to "
-                          "train its config again")
-    final = Config.from_yaml(folder / CONFIG_FILE).replace(output_dir=str(out), run_name=None,
-                                                           register_name=base.tracking.register_name)
+        raise ConfigError(
+            f"the best trial's model folder {folder / MODEL_DIR} is missing; rerun with --refit to "
+            "train its config again"
+        )
+    final = Config.from_yaml(folder / CONFIG_FILE).replace(
+        output_dir=str(out), run_name=None, register_name=base.tracking.register_name
+    )
     staged = out / STAGED_MODEL_DIR
     shutil.rmtree(staged, ignore_errors=True)
     shutil.copytree(folder / MODEL_DIR, staged)
@@ -421,8 +522,14 @@ def _refit(best: FrozenTrial, base: Config, data: PreparedData, out: Path) -> tu
     """The best trial's config trained once more, on all the training and validation rows (no caps)."""
     number = best.number
     trial_cfg = Config.from_yaml(trial_dir(out, number) / CONFIG_FILE)
-    final = trial_cfg.replace(max_samples=None, max_val_samples=None, output_dir=str(out / REFIT_DIR),
-                              overwrite=True, run_name="refit", register_name=None)
+    final = trial_cfg.replace(
+        max_samples=None,
+        max_val_samples=None,
+        output_dir=str(out / REFIT_DIR),
+        overwrite=True,
+        run_name="refit",
+        register_name=None,
+    )
     capped = base.data.max_samples or base.data.max_val_samples
     full = load_data(final.data, Preprocessor(final.preprocess)) if capped else data
     log.info("refitting trial %d's config on %d training rows", number, len(full.splits["train"]))

@@ -107,15 +107,23 @@ def test_txt_to_predict_is_one_text_per_line_unless_every_line_ends_in_a_label(t
     df = read_table(labelled, DataConfig(), txt_labels=model_labels)
     assert list(zip(df["text"], df["label"], df.index)) == [("i feel great", "joy", 1), ("so low; today", "sadness", 2)]
     mixed = _write(tmp_path / "mixed.txt", "i feel great;joy\nno label here\n")
-    with _err("^" + re.escape(f"{mixed}: line 2: some lines end in ';<label>' (line 1) and some do not; a .txt "
-                              "file to predict is either 'text;label' on every line or one text per line: fix the "
-                              "file, or use a CSV with a text column") + "$"):
+    with _err(
+        "^"
+        + re.escape(
+            f"{mixed}: line 2: some lines end in ';<label>' (line 1) and some do not; a .txt "
+            "file to predict is either 'text;label' on every line or one text per line: fix the "
+            "file, or use a CSV with a text column"
+        )
+        + "$"
+    ):
         read_table(mixed, DataConfig(), txt_labels=model_labels)
 
 
 def test_read_table_keeps_every_column_in_order_even_one_named_row(tmp_path):
-    path = _write(tmp_path / "d.jsonl", "".join(json.dumps({"id": i, "row": f"r{i}", "text": t}) + "\n"
-                                                 for i, t in enumerate(TEXTS)))
+    path = _write(
+        tmp_path / "d.jsonl",
+        "".join(json.dumps({"id": i, "row": f"r{i}", "text": t}) + "\n" for i, t in enumerate(TEXTS)),
+    )
     df = read_table(path, DataConfig())
     assert list(df.columns) == ["id", "row", "text"] and df["row"].tolist() == ["r0", "r1", "r2"]
     assert df.index.tolist() == [1, 2, 3]
@@ -124,8 +132,14 @@ def test_read_table_keeps_every_column_in_order_even_one_named_row(tmp_path):
 def test_numbers_in_the_text_column_are_refused_naming_file_rows_and_column(tmp_path):
     ppath = tmp_path / "ints.parquet"
     pd.DataFrame({"text": [12345, 678], "label": ["joy", "anger"]}).to_parquet(ppath)
-    with _err("^" + re.escape(f"{ppath}: row(s) 1, 2, column 'text': expected text, found int 12345 (2 row(s)); "
-                              "fix the column, or point --text-column at the right one") + "$"):
+    with _err(
+        "^"
+        + re.escape(
+            f"{ppath}: row(s) 1, 2, column 'text': expected text, found int 12345 (2 row(s)); "
+            "fix the column, or point --text-column at the right one"
+        )
+        + "$"
+    ):
         read_file(ppath, DataConfig())
     jpath = _write(tmp_path / "one.jsonl", '{"text": "fine", "label": "joy"}\n{"text": 12345, "label": "joy"}\n')
     with _err("^" + re.escape(f"{jpath}: row(s) 2, column 'text': expected text, found int 12345 (1 row(s))")):
@@ -138,11 +152,19 @@ def test_numbers_in_the_text_column_are_refused_naming_file_rows_and_column(tmp_
 
 @pytest.mark.parametrize("label", [True, 1.5, [1], {"a": 1}])
 def test_labels_must_be_class_names_or_integers(tmp_path, label):
-    path = _write(tmp_path / "l.jsonl", json.dumps({"text": "ok", "label": "joy"}) + "\n"
-                  + json.dumps({"text": "fine", "label": label}) + "\n")
-    with _err("^" + re.escape(f"{path}: row(s) 2, column 'label': expected a class name or an integer, found "
-                              f"{type(label).__name__} {label!r} (1 row(s)); fix the column, or point --label-column "
-                              "at the right one") + "$"):
+    path = _write(
+        tmp_path / "l.jsonl",
+        json.dumps({"text": "ok", "label": "joy"}) + "\n" + json.dumps({"text": "fine", "label": label}) + "\n",
+    )
+    with _err(
+        "^"
+        + re.escape(
+            f"{path}: row(s) 2, column 'label': expected a class name or an integer, found "
+            f"{type(label).__name__} {label!r} (1 row(s)); fix the column, or point --label-column "
+            "at the right one"
+        )
+        + "$"
+    ):
         read_file(path, DataConfig())
 
 
@@ -151,8 +173,14 @@ def test_labels_must_be_class_names_or_integers(tmp_path, label):
 
 @pytest.mark.parametrize(
     ("name", "fmt"),
-    [("a.csv", "csv"), ("a.TSV", "tsv"), ("a.jsonl", "jsonl"), ("a.json", "jsonl"), ("a.parquet", "parquet"),
-     ("a.Txt", "txt")],
+    [
+        ("a.csv", "csv"),
+        ("a.TSV", "tsv"),
+        ("a.jsonl", "jsonl"),
+        ("a.json", "jsonl"),
+        ("a.parquet", "parquet"),
+        ("a.Txt", "txt"),
+    ],
 )
 def test_detect_format(name, fmt):
     assert detect_format(Path(name)) == fmt
@@ -171,10 +199,12 @@ def test_detect_format_unknown_forced():
 def test_unknown_extension(tmp_path):
     path = _write(tmp_path / "data.dat", "text,label\na,b\n")
     with _err(
-        "^" + re.escape(
+        "^"
+        + re.escape(
             f"{path}: cannot tell the format from the extension '.dat'; "
             "use one of .csv, .json, .jsonl, .parquet, .tsv, .txt or pass --format"
-        ) + "$"
+        )
+        + "$"
     ):
         read_file(path, DataConfig())
 
@@ -227,10 +257,12 @@ def test_corrupt_parquet(tmp_path):
 def test_missing_columns_names_expected_and_found(tmp_path):
     path = _write(tmp_path / "m.csv", "sentence,emotion\nhi,joy\n")
     with _err(
-        "^" + re.escape(
+        "^"
+        + re.escape(
             f"{path}: missing column(s) 'text', 'label'; expected text column 'text' and label column 'label', "
             "found 'sentence', 'emotion'; use --text-column / --label-column"
-        ) + "$"
+        )
+        + "$"
     ):
         read_file(path, DataConfig())
 
@@ -253,10 +285,12 @@ def test_non_utf8_bytes(tmp_path):
     path = _write(tmp_path / "l.csv", raw)
     pos = raw.index(b"\xe9")
     with _err(
-        "^" + re.escape(
-            f"{path}: not valid utf-8 at byte {pos} (line 2): {raw[pos:pos + 4]!r}; "
+        "^"
+        + re.escape(
+            f"{path}: not valid utf-8 at byte {pos} (line 2): {raw[pos : pos + 4]!r}; "
             "pass --encoding with the file's encoding (for example --encoding latin-1)"
-        ) + "$"
+        )
+        + "$"
     ):
         read_file(path, DataConfig())
     df = read_file(path, DataConfig(encoding="latin-1"))
@@ -267,7 +301,7 @@ def test_non_utf8_bytes_after_bom_reports_true_position(tmp_path):
     raw = b"\xef\xbb\xbftext,label\ncaf\xe9,joy\n"
     path = _write(tmp_path / "bl.csv", raw)
     pos = raw.index(b"\xe9")
-    with _err(re.escape(f"not valid utf-8 at byte {pos} (line 2): {raw[pos:pos + 4]!r}")):
+    with _err(re.escape(f"not valid utf-8 at byte {pos} (line 2): {raw[pos : pos + 4]!r}")):
         read_file(path, DataConfig())
 
 
@@ -331,7 +365,9 @@ def test_jsonl_non_object_line_named(tmp_path):
 def test_integer_labels(tmp_path):
     csv_path = _write(tmp_path / "i.csv", "text,label\na,0\nb,1\nc,10\n")
     assert read_file(csv_path, DataConfig())["label"].tolist() == ["0", "1", "10"]  # CSV reads strings
-    jpath = _write(tmp_path / "i.jsonl", "".join(json.dumps({"text": t, "label": i}) + "\n" for t, i in [("a", 0), ("b", 2)]))
+    jpath = _write(
+        tmp_path / "i.jsonl", "".join(json.dumps({"text": t, "label": i}) + "\n" for t, i in [("a", 0), ("b", 2)])
+    )
     assert read_file(jpath, DataConfig())["label"].tolist() == [0, 2]
     ppath = tmp_path / "i.parquet"
     pd.DataFrame({"text": ["a", "b"], "label": [3, 1]}).to_parquet(ppath)
@@ -401,12 +437,14 @@ def test_hf_saved_to_disk_uses_class_label_names(tmp_path):
     features = datasets.Features(
         {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["sadness", "joy", "anger"])}
     )
-    dd = datasets.DatasetDict({
-        "train": datasets.Dataset.from_dict({"text": ["a", "b", "c"], "label": [0, 1, 2]}, features=features),
-        "validation": datasets.Dataset.from_dict({"text": ["d"], "label": [1]}, features=features),
-        "test": datasets.Dataset.from_dict({"text": ["e", "f"], "label": [2, 0]}, features=features),
-        "unsupervised": datasets.Dataset.from_dict({"text": ["g"], "label": [0]}, features=features),
-    })
+    dd = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict({"text": ["a", "b", "c"], "label": [0, 1, 2]}, features=features),
+            "validation": datasets.Dataset.from_dict({"text": ["d"], "label": [1]}, features=features),
+            "test": datasets.Dataset.from_dict({"text": ["e", "f"], "label": [2, 0]}, features=features),
+            "unsupervised": datasets.Dataset.from_dict({"text": ["g"], "label": [0]}, features=features),
+        }
+    )
     folder = tmp_path / "hfds"
     dd.save_to_disk(str(folder))
     splits, names = read_source(DataConfig(data=f"hf:{folder}"))
@@ -443,9 +481,16 @@ def test_hf_unreachable_hub_fails_fast_with_clear_message(monkeypatch):
     endpoint = f"http://127.0.0.1:{_closed_port()}"
     monkeypatch.setenv("HF_ENDPOINT", endpoint)
     start = time.monotonic()
-    with _err("^" + re.escape(f"cannot reach the Hugging Face hub at {endpoint} (") + ".*"
-              + re.escape(") to load 'nobody/nothing-here-xyz'; connect to the internet, or save the dataset "
-                          "locally (datasets' save_to_disk) and pass hf:<folder>") + "$"):
+    with _err(
+        "^"
+        + re.escape(f"cannot reach the Hugging Face hub at {endpoint} (")
+        + ".*"
+        + re.escape(
+            ") to load 'nobody/nothing-here-xyz'; connect to the internet, or save the dataset "
+            "locally (datasets' save_to_disk) and pass hf:<folder>"
+        )
+        + "$"
+    ):
         read_source(DataConfig(data="hf:nobody/nothing-here-xyz"))
     assert time.monotonic() - start < 10
 

@@ -23,10 +23,19 @@ def plain():
 def issues_file(path, *frames: pd.DataFrame):
     """An audit's label_issues.csv listing the rows of ``frames`` (each with another suggested label)."""
     rows = pd.concat(frames)
-    pd.DataFrame({"rank": range(1, len(rows) + 1), "row": rows["row"], "text": rows["text"],
-                  "raw_text": rows["raw_text"], "given_label": rows["label"],
-                  "suggested_label": rows["label"].map(SUGGEST), "label_quality": 0.01, "prob_given": 0.01,
-                  "prob_suggested": 0.9}).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "rank": range(1, len(rows) + 1),
+            "row": rows["row"],
+            "text": rows["text"],
+            "raw_text": rows["raw_text"],
+            "given_label": rows["label"],
+            "suggested_label": rows["label"].map(SUGGEST),
+            "label_quality": 0.01,
+            "prob_given": 0.01,
+            "prob_suggested": 0.9,
+        }
+    ).to_csv(path, index=False)
     return str(path)
 
 
@@ -41,8 +50,10 @@ def test_drop_removes_the_listed_training_rows_and_leaves_validation_and_test_al
     assert not set(train.iloc[[3, 10, 50]]["text"]) & set(data.splits["train"]["text"])
     for split in ("validation", "test"):
         pd.testing.assert_frame_equal(data.splits[split], plain.splits[split])
-    assert "data: the embedded demo set: train 365, validation 46, test 46 texts (3 training rows dropped as label " \
-           "issues)" in caplog.text
+    assert (
+        "data: the embedded demo set: train 365, validation 46, test 46 texts (3 training rows dropped as label "
+        "issues)" in caplog.text
+    )
 
 
 def test_relabel_gives_the_listed_training_rows_their_suggested_label(tmp_path, plain):
@@ -64,17 +75,22 @@ def test_an_issues_file_of_other_data_is_refused(tmp_path, plain):
     path = issues_file(tmp_path / "issues.csv", plain.splits["validation"].iloc[[0, 1]])
     with pytest.raises(LabelIssuesMismatch) as e:
         load_data(DataConfig(exclude_label_issues=path))
-    assert str(e.value) == (f"{path}: none of its 2 rows is a training row (same text after preprocessing and same "
-                            "given label); run 'emoclf audit' on this data with the same data, preprocessing and "
-                            "split settings")
+    assert str(e.value) == (
+        f"{path}: none of its 2 rows is a training row (same text after preprocessing and same "
+        "given label); run 'emoclf audit' on this data with the same data, preprocessing and "
+        "split settings"
+    )
 
 
 def test_a_file_that_is_not_an_audit_is_refused(tmp_path):
     path = tmp_path / "other.csv"
     pd.DataFrame({"text": ["a"], "label": ["joy"]}).to_csv(path, index=False)
-    with pytest.raises(DataError, match=r"other.csv: no column\(s\) given_label, "
-                                                              r"suggested_label; give the label_issues.csv written by "
-                                                              r"'emoclf audit'$"):
+    with pytest.raises(
+        DataError,
+        match=r"other.csv: no column\(s\) given_label, "
+        r"suggested_label; give the label_issues.csv written by "
+        r"'emoclf audit'$",
+    ):
         load_data(DataConfig(exclude_label_issues=str(path)))
 
 

@@ -26,12 +26,12 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 @pytest.mark.parametrize(
     ("lengths", "limit", "expected"),
     [
-        (np.arange(1, 101), 512, 104),     # p99 = 99.01 -> 104
-        (np.full(50, 16), 512, 16),        # already a multiple of 8: unchanged
+        (np.arange(1, 101), 512, 104),  # p99 = 99.01 -> 104
+        (np.full(50, 16), 512, 16),  # already a multiple of 8: unchanged
         (np.full(50, 17), 512, 24),
-        (np.array([3, 4, 5]), 512, 8),     # never below 8
-        (np.arange(1, 101), 64, 64),       # capped by the model limit
-        (np.arange(1, 1001), 510, 510),    # cap need not be a multiple of 8
+        (np.array([3, 4, 5]), 512, 8),  # never below 8
+        (np.arange(1, 101), 64, 64),  # capped by the model limit
+        (np.arange(1, 1001), 510, 510),  # cap need not be a multiple of 8
         (np.array([10] * 99 + [1000]), 512, 24),  # one outlier moves p99 only by interpolation
     ],
 )
@@ -111,11 +111,13 @@ def test_write_profile_json_and_png(tmp_path):
 
 def test_format_profile_prints_tables():
     lines = format_profile(profile(_prepared())).splitlines()
-    assert lines[:5] == ["class  train  validation  test",
-                         "anger      2           1     0",
-                         "fear       3           1     0",
-                         "joy        6           1     2",
-                         "all       11           3     2"]
+    assert lines[:5] == [
+        "class  train  validation  test",
+        "anger      2           1     0",
+        "fear       3           1     0",
+        "joy        6           1     2",
+        "all       11           3     2",
+    ]
     assert "imbalance ratio (train, largest/smallest class): 3.00" in lines
     assert "exact duplicates                           0  1 (train)" in lines
     assert lines[-2:] == ["length  p50  p90   p95   p99  p100", "words     2    3  3.25  3.85     4"]

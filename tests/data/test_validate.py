@@ -79,10 +79,15 @@ def test_strict_refuses_empty_texts_naming_file_row_column(tmp_path):
     # Rows: header is line 1, so the empty texts at positions 2 and 4 of the data are rows 3 and 5.
     train = [("fine a", "joy"), ("", "joy"), ("fine b", "anger"), (None, "anger")] + balanced(4)
     cfg = three_files(tmp_path, train, strict=True)
-    with pytest.raises(DataError, match="^" + re.escape(
-        f"{tmp_path / 'train.csv'}: row(s) 3, 5, column 'text': empty or missing text "
-        "(--strict refuses these; drop --strict to skip and count them)"
-    ) + "$"):
+    with pytest.raises(
+        DataError,
+        match="^"
+        + re.escape(
+            f"{tmp_path / 'train.csv'}: row(s) 3, 5, column 'text': empty or missing text "
+            "(--strict refuses these; drop --strict to skip and count them)"
+        )
+        + "$",
+    ):
         load_data(cfg)
 
 
@@ -96,16 +101,18 @@ def test_strict_lists_at_most_five_rows(tmp_path):
 def test_missing_label_refused_naming_row(tmp_path):
     train = balanced(4) + [("no label here", None)]
     cfg = three_files(tmp_path, train)
-    with pytest.raises(DataError, match="^" + re.escape(
-        f"{tmp_path / 'train.csv'}: row(s) 14, column 'label': missing label") + "$"):
+    with pytest.raises(
+        DataError, match="^" + re.escape(f"{tmp_path / 'train.csv'}: row(s) 14, column 'label': missing label") + "$"
+    ):
         load_data(cfg)
 
 
 def test_missing_label_in_test_file_refused(tmp_path):
     test = balanced(2, tag="test") + [("unlabelled", "  ")]
     cfg = three_files(tmp_path, balanced(4), test=test)
-    with pytest.raises(DataError, match="^" + re.escape(
-        f"{tmp_path / 'test.csv'}: row(s) 8, column 'label': missing label") + "$"):
+    with pytest.raises(
+        DataError, match="^" + re.escape(f"{tmp_path / 'test.csv'}: row(s) 8, column 'label': missing label") + "$"
+    ):
         load_data(cfg)
 
 
@@ -115,9 +122,15 @@ def test_unseen_labels_refused_naming_them(tmp_path, split):
     kw = {"val": balanced(2, tag="val") + extra} if split == "validation" else {"test": balanced(2, tag="test") + extra}
     cfg = three_files(tmp_path, balanced(4), **kw)
     source = tmp_path / ("val.csv" if split == "validation" else "test.csv")
-    with pytest.raises(DataError, match="^" + re.escape(
-        f"{source}: label(s) 'awe', 'zeal' in the {split} split never occur in the training data; "
-        "the model cannot learn them (fix the labels or add training examples)") + "$"):
+    with pytest.raises(
+        DataError,
+        match="^"
+        + re.escape(
+            f"{source}: label(s) 'awe', 'zeal' in the {split} split never occur in the training data; "
+            "the model cannot learn them (fix the labels or add training examples)"
+        )
+        + "$",
+    ):
         load_data(cfg)
 
 
@@ -148,8 +161,13 @@ def test_duplicates_kept_when_not_dropping(tmp_path):
 
 
 def test_conflicting_duplicates_counted_with_examples(tmp_path):
-    train = balanced(4) + [("same words", "joy"), ("other", "anger"), ("same words", "anger"), ("other", "joy"),
-                           ("same words", "joy")]
+    train = balanced(4) + [
+        ("same words", "joy"),
+        ("other", "anger"),
+        ("same words", "anger"),
+        ("other", "joy"),
+        ("same words", "joy"),
+    ]
     data = load_data(three_files(tmp_path, train))
     rep = data.report
     assert rep.conflicting_duplicates == {"train": 2, "validation": 0, "test": 0}
@@ -191,10 +209,16 @@ def test_leakage_drop_that_empties_a_class_is_refused(tmp_path):
 
 def test_singleton_class_refused_with_clear_message(tmp_path):
     path = write_csv(tmp_path / "all.csv", balanced(10) + [("lonely text", "fear")])
-    with pytest.raises(DataError, match="^" + re.escape(
-        f"{path}: class(es) with fewer than 3 examples: 'fear' (1); carving a test split and a validation split "
-        "out of the training data (one row for each split) needs at least 3 per class: add examples, remove the "
-        "class, or give --test-data and --val-data") + "$"):
+    with pytest.raises(
+        DataError,
+        match="^"
+        + re.escape(
+            f"{path}: class(es) with fewer than 3 examples: 'fear' (1); carving a test split and a validation split "
+            "out of the training data (one row for each split) needs at least 3 per class: add examples, remove the "
+            "class, or give --test-data and --val-data"
+        )
+        + "$",
+    ):
         load_data(DataConfig(data=str(path)))
 
 
@@ -202,18 +226,29 @@ def test_class_too_small_for_validation_split_names_it(tmp_path):
     # A test file is given, so only the validation split is carved out of train.
     train = write_csv(tmp_path / "train.csv", balanced(10) + [("lonely fear", "fear")])
     test = write_csv(tmp_path / "test.csv", balanced(2, tag="test"))
-    with pytest.raises(DataError, match="^" + re.escape(
-        f"{train}: class(es) with fewer than 2 examples: 'fear' (1); carving a validation split out of the "
-        "training data (one row for each split) needs at least 2 per class: add examples, remove the class, or "
-        "give --val-data") + "$"):
+    with pytest.raises(
+        DataError,
+        match="^"
+        + re.escape(
+            f"{train}: class(es) with fewer than 2 examples: 'fear' (1); carving a validation split out of the "
+            "training data (one row for each split) needs at least 2 per class: add examples, remove the class, or "
+            "give --val-data"
+        )
+        + "$",
+    ):
         load_data(DataConfig(data=str(train), test_data=str(test)))
 
 
 def test_classes_too_small_for_two_carved_splits_are_named(tmp_path):
     path = write_csv(tmp_path / "tiny.csv", balanced(2))
-    with pytest.raises(DataError, match="^" + re.escape(
-        f"{path}: class(es) with fewer than 3 examples: 'anger' (2), 'joy' (2), 'sadness' (2); carving a test "
-        "split and a validation split")):
+    with pytest.raises(
+        DataError,
+        match="^"
+        + re.escape(
+            f"{path}: class(es) with fewer than 3 examples: 'anger' (2), 'joy' (2), 'sadness' (2); carving a test "
+            "split and a validation split"
+        ),
+    ):
         load_data(DataConfig(data=str(path)))
 
 
@@ -234,8 +269,10 @@ def test_a_class_missing_from_a_given_test_file_is_named_and_left_out_of_macro_f
     test = balanced(2, ("anger", "joy"), tag="test")  # no sadness
     data = load_data(three_files(tmp_path, balanced(4), test=test))
     assert data.report.absent_classes == {"validation": [], "test": ["sadness"]}
-    assert ("the test split has no rows of class(es) 'sadness': their F1 cannot be measured there, and its "
-            "macro-F1 is over the other 2 classes; add test examples of them") in caplog.text
+    assert (
+        "the test split has no rows of class(es) 'sadness': their F1 cannot be measured there, and its "
+        "macro-F1 is over the other 2 classes; add test examples of them"
+    ) in caplog.text
 
 
 def test_validation_texts_also_in_test_are_counted_and_dropped_from_validation(tmp_path):
@@ -248,8 +285,9 @@ def test_validation_texts_also_in_test_are_counted_and_dropped_from_validation(t
     # A carved validation split is checked against a given test file the same way.
     rows = balanced(20) + [("also in test", "joy")] * 1
     test = balanced(2, tag="test") + [("also in test", "joy")]
-    data = load_data(DataConfig(data=str(write_csv(tmp_path / "all.csv", rows)),
-                                test_data=str(write_csv(tmp_path / "t.csv", test))))
+    data = load_data(
+        DataConfig(data=str(write_csv(tmp_path / "all.csv", rows)), test_data=str(write_csv(tmp_path / "t.csv", test)))
+    )
     assert "also in test" not in set(data.splits["validation"]["text"]) | set(data.splits["train"]["text"])
     with pytest.raises(DataError, match="every validation text also occurs in the test split"):
         load_data(three_files(tmp_path, balanced(4), val=balanced(2, tag="test"), test=balanced(2, tag="test")))
@@ -257,8 +295,10 @@ def test_validation_texts_also_in_test_are_counted_and_dropped_from_validation(t
 
 def test_too_few_rows_for_split(tmp_path):
     path = write_csv(tmp_path / "tiny.csv", balanced(3, ("a", "b")))
-    with pytest.raises(DataError, match="^" + re.escape(
-        f"{path}: 6 rows are too few for a stratified test split of 80% over 2 classes") + "$"):
+    with pytest.raises(
+        DataError,
+        match="^" + re.escape(f"{path}: 6 rows are too few for a stratified test split of 80% over 2 classes") + "$",
+    ):
         load_data(DataConfig(data=str(path), test_size=0.8))
 
 
@@ -289,8 +329,13 @@ def test_stratified_split_reproducible_and_seeded(tmp_path):
 
 def test_test_split_rows_never_modified(tmp_path):
     train = balanced(6) + [("shared text", "joy"), ("train joy sample 1", "joy")]
-    test = balanced(2, tag="test") + [("shared text", "joy"), ("twice", "anger"), ("twice", "anger"),
-                                      ("twice", "joy"), ("Mixed CASE", "sadness")]
+    test = balanced(2, tag="test") + [
+        ("shared text", "joy"),
+        ("twice", "anger"),
+        ("twice", "anger"),
+        ("twice", "joy"),
+        ("Mixed CASE", "sadness"),
+    ]
     cfg = three_files(tmp_path, train, test=test, max_samples=9)
     before = read_file(cfg.test_data, cfg)
     data = load_data(cfg)
@@ -366,8 +411,10 @@ def test_demo_set_loads_with_six_labels():
     assert data.report.split_created == ["test", "validation"]
     assert data.report.rows_read == {"train": 460}
     sizes = {k: len(v) for k, v in data.splits.items()}
-    assert sum(sizes.values()) == 460 - data.report.duplicates_dropped - data.report.leakage_dropped \
-        - data.report.empty_texts_dropped["train"]
+    assert (
+        sum(sizes.values())
+        == 460 - data.report.duplicates_dropped - data.report.leakage_dropped - data.report.empty_texts_dropped["train"]
+    )
     for split in SPLITS:
         assert set(data.splits[split]["label"]) == set(data.labels)
 

@@ -40,24 +40,43 @@ def write(tmp_path, calibrated: bool):
     metrics = classification_metrics(y_true, probs.argmax(axis=1), LABELS)
     if calibrated:
         metrics["calibration"] = {"temperature": 1.734, "ece_before": 0.2101, "ece_after": 0.0456}
-        metrics["class_bias"] = {"bias": {"anger": 0.0, "joy": -0.4, "fear": 0.2}, "macro_f1_without": 0.41,
-                                 "macro_f1_with": 0.44, "helped": True}
+        metrics["class_bias"] = {
+            "bias": {"anger": 0.0, "joy": -0.4, "fear": 0.2},
+            "macro_f1_without": 0.41,
+            "macro_f1_with": 0.44,
+            "helped": True,
+        }
     # A plot left in the folder by an earlier evaluation: never shown unless this one draws its own.
     plot_reliability(probs, probs, y_true, tmp_path / "reliability.png")
     history = [{"epoch": 1.0, "loss": 1.1}, {"epoch": 1.0, "eval_loss": 1.0, "eval_macro_f1": 0.4}]
-    paths = write_report(tmp_path, metrics, LABELS, texts, y_true, probs, history,
-                         raw_probs=probs if calibrated else None)
+    paths = write_report(
+        tmp_path, metrics, LABELS, texts, y_true, probs, history, raw_probs=probs if calibrated else None
+    )
     return paths, paths["html"].read_text(encoding="utf-8")
 
 
 def test_every_section_present_and_earlier_outputs_kept(tmp_path):
     paths, html = write(tmp_path, calibrated=True)
     assert paths["html"] == tmp_path / "report.html"
-    for name in ("metrics.json", "report.md", "confusion_matrix.png", "per_class_f1.png", "training_curves.png",
-                 "misclassified.csv"):
+    for name in (
+        "metrics.json",
+        "report.md",
+        "confusion_matrix.png",
+        "per_class_f1.png",
+        "training_curves.png",
+        "misclassified.csv",
+    ):
         assert (tmp_path / name).is_file(), name
-    for sid in ("headline", "class-distribution", "per-class", "confusion-matrix", "calibration", "confusion-pairs",
-                "low-confidence-correct", "high-confidence-wrong"):
+    for sid in (
+        "headline",
+        "class-distribution",
+        "per-class",
+        "confusion-matrix",
+        "calibration",
+        "confusion-pairs",
+        "low-confidence-correct",
+        "high-confidence-wrong",
+    ):
         assert f'<section id="{sid}">' in html and f'href="#{sid}"' in html, sid
     assert len(SECTIONS) == 8
 
@@ -126,16 +145,36 @@ def context_for(n_validation: int = 46) -> dict:
     from emoclf.modeling import BundleMeta
 
     texts, y_true, _ = evaluation()
-    meta = BundleMeta(labels=LABELS, preprocess={}, max_length=24, base_model="sentence-transformers/all-MiniLM-L6-v2",
-                      temperature=1.25, trained_at="2026-11-27T05:12:18+00:00", run_id="abc123", emoclf_version="0.1.0",
-                      config={"train": {"epochs": 3.0, "batch_size": 32, "learning_rate": 1e-4, "imbalance": "auto",
-                                        "seed": 42, "precision": "auto"}},
-                      data={"source": "the embedded demo set", "texts": {"train": 368, "validation": n_validation,
-                                                                         "test": 60},
-                            "class_counts": {"train": {"anger": 120, "joy": 130, "fear": 118},
-                                             "validation": {"anger": 15, "joy": 16, "fear": 15},
-                                             "test": {"anger": 20, "joy": 20, "fear": 20}}},
-                      training={"imbalance_strategy": "class-weight", "loss": "weighted-ce", "precision": "fp32"})
+    meta = BundleMeta(
+        labels=LABELS,
+        preprocess={},
+        max_length=24,
+        base_model="sentence-transformers/all-MiniLM-L6-v2",
+        temperature=1.25,
+        trained_at="2026-11-27T05:12:18+00:00",
+        run_id="abc123",
+        emoclf_version="0.1.0",
+        config={
+            "train": {
+                "epochs": 3.0,
+                "batch_size": 32,
+                "learning_rate": 1e-4,
+                "imbalance": "auto",
+                "seed": 42,
+                "precision": "auto",
+            }
+        },
+        data={
+            "source": "the embedded demo set",
+            "texts": {"train": 368, "validation": n_validation, "test": 60},
+            "class_counts": {
+                "train": {"anger": 120, "joy": 130, "fear": 118},
+                "validation": {"anger": 15, "joy": 16, "fear": 15},
+                "test": {"anger": 20, "joy": 20, "fear": 20},
+            },
+        },
+        training={"imbalance_strategy": "class-weight", "loss": "weighted-ce", "precision": "fp32"},
+    )
     return report_context(meta, Labelled(texts, y_true, "demo.csv", "test"), "runs/latest/model")
 
 
@@ -145,17 +184,26 @@ def test_the_header_says_what_the_figures_describe(tmp_path):
     paths = write_report(tmp_path, metrics, LABELS, texts, y_true, probs, context=context_for())
     html = paths["html"].read_text(encoding="utf-8")
     head = re.search(r"<header>(.*?)</header>", html, re.S).group(1)
-    for fact in ("sentence-transformers/all-MiniLM-L6-v2 (runs/latest/model)", "2026-11-27T05:12:18+00:00",
-                 "with emoclf 0.1.0", "in MLflow run abc123", "the embedded demo set: train 368, validation 46, test 60",
-                 "demo.csv, test: 60 texts", "imbalance class-weight (auto)", "epochs (at most) 3", "temperature 1.250",
-                 "learning rate 0.0001", "by emoclf"):
+    for fact in (
+        "sentence-transformers/all-MiniLM-L6-v2 (runs/latest/model)",
+        "2026-11-27T05:12:18+00:00",
+        "with emoclf 0.1.0",
+        "in MLflow run abc123",
+        "the embedded demo set: train 368, validation 46, test 60",
+        "demo.csv, test: 60 texts",
+        "imbalance class-weight (auto)",
+        "epochs (at most) 3",
+        "temperature 1.250",
+        "learning rate 0.0001",
+        "by emoclf",
+    ):
         assert fact in head, fact
     # Too small to trust, and said so where it is read.
     assert head.count('class="warning"') == 2
     assert "only 60 test texts (fewest: 20 anger)" in head and "only 46 validation texts" in head
     assert '<div class="card">test texts<b>60</b></div>' in html
     dist = section(html, "class-distribution")
-    assert "<td>anger</td><td class=\"num\">120 (33%)</td>" in dist and "scored (test)" in dist
+    assert '<td>anger</td><td class="num">120 (33%)</td>' in dist and "scored (test)" in dist
     assert json.loads((tmp_path / "context.json").read_text())["run_id"] == "abc123"
 
 
@@ -167,4 +215,5 @@ def test_no_warning_when_the_splits_are_large_enough():
     metrics["per_class"]["fear"]["support"] = 12  # a rare class is too few to trust its F1
     assert split_warnings(metrics, context_for(n_validation=1600)) == [
         "only 2000 test texts (fewest: 12 fear): accuracy is known to ±0.01 (95% interval) and one text moves a "
-        "class's recall by up to 0.08; smaller differences between models are noise"]
+        "class's recall by up to 0.08; smaller differences between models are noise"
+    ]

@@ -18,14 +18,18 @@ def test_macro_f1_is_over_the_classes_present_and_says_so():
     present = f1_score(y_true, y_pred, labels=[0, 1], average="macro")
     assert m["macro_f1"] == pytest.approx(present) == pytest.approx(macro_f1(y_true, y_pred))
     # Scoring the absent class as F1 0 would have reported two thirds of that.
-    assert f1_score(y_true, y_pred, labels=[0, 1, 2], average="macro", zero_division=0) == pytest.approx(present * 2 / 3)
+    assert f1_score(y_true, y_pred, labels=[0, 1, 2], average="macro", zero_division=0) == pytest.approx(
+        present * 2 / 3
+    )
     assert m["classes_absent"] == ["surprise"]
     assert m["per_class"]["surprise"] == {"precision": None, "recall": None, "f1": None, "support": 0}
     assert "test/f1_surprise" not in flat_metrics(m) and "test/f1_joy" in flat_metrics(m)
     table = markdown_table(m)
     assert "| surprise | n/a | n/a | n/a | 0 |" in table
-    assert table.rstrip().endswith("No rows of surprise in these texts: their F1 cannot be measured, and macro-F1 "
-                                   "is the mean over the other 2 classes.")
+    assert table.rstrip().endswith(
+        "No rows of surprise in these texts: their F1 cannot be measured, and macro-F1 "
+        "is the mean over the other 2 classes."
+    )
 
 
 def test_every_class_present_is_the_usual_macro_f1():

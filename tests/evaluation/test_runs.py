@@ -26,16 +26,34 @@ def write_run(folder, seed: int, run_id: str):
     probs[np.arange(90)[: 30 + 10 * seed], y_true[: 30 + 10 * seed]] += 2  # more right answers for higher seeds
     probs /= probs.sum(axis=1, keepdims=True)
     metrics = classification_metrics(y_true, probs.argmax(axis=1), LABELS)
-    metrics["calibration"] = {"temperature": 1.0 + seed / 10, "ece_before": 0.2, "ece_after": 0.1,
-                              "bins": {"before": reliability_bins(probs, y_true), "after": reliability_bins(probs, y_true)}}
-    history = [{"epoch": e, "step": 10 * e, "eval_loss": 1.0 / e, "eval_macro_f1": 0.3 + seed / 10 + e / 20}
-               for e in (1.0, 2.0, 3.0)]
-    context = {"model": f"model-{seed}", "run_id": run_id, "evaluated_on": {"source": "demo", "split": "test",
-                                                                            "texts": 90},
-               "training_data": {"source": "demo", "texts": {"train": 300, "validation": 400, "test": 90}},
-               "settings": {"imbalance": "focal"}}
-    write_report(folder / "report", metrics, LABELS, [f"t{i}" for i in range(90)], y_true, probs, history,
-                 raw_probs=probs, context=context)
+    metrics["calibration"] = {
+        "temperature": 1.0 + seed / 10,
+        "ece_before": 0.2,
+        "ece_after": 0.1,
+        "bins": {"before": reliability_bins(probs, y_true), "after": reliability_bins(probs, y_true)},
+    }
+    history = [
+        {"epoch": e, "step": 10 * e, "eval_loss": 1.0 / e, "eval_macro_f1": 0.3 + seed / 10 + e / 20}
+        for e in (1.0, 2.0, 3.0)
+    ]
+    context = {
+        "model": f"model-{seed}",
+        "run_id": run_id,
+        "evaluated_on": {"source": "demo", "split": "test", "texts": 90},
+        "training_data": {"source": "demo", "texts": {"train": 300, "validation": 400, "test": 90}},
+        "settings": {"imbalance": "focal"},
+    }
+    write_report(
+        folder / "report",
+        metrics,
+        LABELS,
+        [f"t{i}" for i in range(90)],
+        y_true,
+        probs,
+        history,
+        raw_probs=probs,
+        context=context,
+    )
     return metrics
 
 
@@ -55,10 +73,14 @@ def test_two_runs_on_one_page(tmp_path, capsys):
     assert f"<td>{best} (best)</td>" in headline and headline.count("(best)") == 1
     assert f"{a['macro_f1']:.4f}" in headline and f"{b['macro_f1']:.4f}" in headline
     per_class = re.search(r'<section id="per-class">(.*?)</section>', html, re.S).group(1)
-    assert f"<td>joy</td><td class=\"num\">{a['per_class']['joy']['f1']:.4f}</td>" in per_class
+    assert f'<td>joy</td><td class="num">{a["per_class"]["joy"]["f1"]:.4f}</td>' in per_class
     images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)" alt="([^"]+)">', html)
     assert [alt.split(":")[0].split(",")[0] for _, alt in images] == [
-        "F1 per class", "confusion matrices", "reliability diagrams", "validation loss and macro-F1 per epoch"]
+        "F1 per class",
+        "confusion matrices",
+        "reliability diagrams",
+        "validation loss and macro-F1 per epoch",
+    ]
     assert all(base64.b64decode(data).startswith(b"\x89PNG") for data, _ in images)
     assert not re.search(r'(?:src|href)="(?!data:|#)', html)  # self-contained: nothing fetched
 

@@ -49,9 +49,13 @@ class PreparedData:
 
     def summary(self, source: str) -> dict:
         """Source, texts and class counts per split: what a model card and a report say it was trained on."""
-        return {"source": source, "texts": {s: len(df) for s, df in self.splits.items()},
-                "class_counts": {s: {lab: int((df["label"] == lab).sum()) for lab in self.labels}
-                                 for s, df in self.splits.items()}}
+        return {
+            "source": source,
+            "texts": {s: len(df) for s, df in self.splits.items()},
+            "class_counts": {
+                s: {lab: int((df["label"] == lab).sum()) for lab in self.labels} for s, df in self.splits.items()
+            },
+        }
 
 
 @dataclass
@@ -117,8 +121,10 @@ def _drop_leakage(splits: dict[str, pd.DataFrame], cfg: DataConfig, report: Data
         if cfg.drop_leakage:
             keep = ~val["text"].isin(overlap)
             if not keep.any():
-                raise DataError(f"{val.attrs.get('source', 'validation split')}: every validation text also occurs in "
-                                "the test split; give a validation set that is not the test set")
+                raise DataError(
+                    f"{val.attrs.get('source', 'validation split')}: every validation text also occurs in "
+                    "the test split; give a validation set that is not the test set"
+                )
             report.validation_leakage_dropped = int((~keep).sum())
             splits["validation"] = _keep(val, keep)
     train = splits["train"]
@@ -151,16 +157,20 @@ def load_data(cfg: DataConfig, preprocessor: Preprocessor | None = None) -> Prep
     labels = label_order(set(splits["train"]["label"]), names)
     for split in ("validation", "test"):
         if split in splits:
-            refuse_unknown_labels(splits[split], set(labels), f"in the {split} split never occur in the training "
-                                  "data; the model cannot learn them (fix the labels or add training examples)")
+            refuse_unknown_labels(
+                splits[split],
+                set(labels),
+                f"in the {split} split never occur in the training "
+                "data; the model cannot learn them (fix the labels or add training examples)",
+            )
     _deduplicate(splits, cfg, report)
     carve_missing(splits, cfg, report)
     _drop_leakage(splits, cfg, report)
     if cfg.exclude_label_issues:
         # After the split, before any subsample: only the training rows the audit saw, all of them.
-        splits["train"], report.label_issues = apply_label_issues(splits["train"], cfg.exclude_label_issues,
-                                                                  cfg.label_issues_action, labels,
-                                                                  cfg.label_issues_top)
+        splits["train"], report.label_issues = apply_label_issues(
+            splits["train"], cfg.exclude_label_issues, cfg.label_issues_action, labels, cfg.label_issues_top
+        )
     if cfg.max_samples:
         splits["train"] = subsample(splits["train"], cfg.max_samples, cfg.split_seed)
     if cfg.max_val_samples:
@@ -169,13 +179,22 @@ def load_data(cfg: DataConfig, preprocessor: Preprocessor | None = None) -> Prep
     for split in ("validation", "test"):
         report.absent_classes[split] = absent = absent_classes(splits[split], labels)
         if absent:
-            log.warning("the %s split has no rows of class(es) %s: their F1 cannot be measured there, and its "
-                        "macro-F1 is over the other %d classes; add %s examples of them", split,
-                        ", ".join(map(repr, absent)), len(labels) - len(absent), split)
+            log.warning(
+                "the %s split has no rows of class(es) %s: their F1 cannot be measured there, and its "
+                "macro-F1 is over the other %d classes; add %s examples of them",
+                split,
+                ", ".join(map(repr, absent)),
+                len(labels) - len(absent),
+                split,
+            )
     prepared = {split: _with_ids(splits[split], labels) for split in SPLITS}
     issues = report.label_issues
-    log.info("data: %s: %s texts%s", cfg.data or DEMO_SOURCE, ", ".join(f"{k} {len(v)}" for k, v in prepared.items()),
-             f" ({changed(issues)} as label issues)" if issues else "")
+    log.info(
+        "data: %s: %s texts%s",
+        cfg.data or DEMO_SOURCE,
+        ", ".join(f"{k} {len(v)}" for k, v in prepared.items()),
+        f" ({changed(issues)} as label issues)" if issues else "",
+    )
     return PreparedData(prepared, labels, report)
 
 
@@ -189,4 +208,13 @@ def load_labelled(cfg: DataConfig, labels: list[str], preprocessor: Preprocessor
     return Labelled.from_split(_with_ids(df, labels), split)
 
 
-__all__ = ["DEMO_SOURCE", "Labelled", "PreparedData", "SPLITS", "load_data", "load_labelled", "read_file", "read_source"]
+__all__ = [
+    "DEMO_SOURCE",
+    "Labelled",
+    "PreparedData",
+    "SPLITS",
+    "load_data",
+    "load_labelled",
+    "read_file",
+    "read_source",
+]

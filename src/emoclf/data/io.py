@@ -65,7 +65,7 @@ def _decode(path: Path, encoding: str) -> str:
         pos = e.start + (3 if codec == "utf-8-sig" and raw.startswith(b"\xef\xbb\xbf") else 0)
         line = raw[:pos].count(b"\n") + 1
         raise DataError(
-            f"{path}: not valid {encoding} at byte {pos} (line {line}): {raw[pos:pos + 4]!r}; "
+            f"{path}: not valid {encoding} at byte {pos} (line {line}): {raw[pos : pos + 4]!r}; "
             "pass --encoding with the file's encoding (for example --encoding latin-1)"
         ) from None
     except LookupError:
@@ -142,15 +142,22 @@ def read_table(path: str | Path, cfg: DataConfig, txt_labels: list[str] | None =
     else:
         text = _decode(path, cfg.encoding)
         if fmt == "txt":
-            df = _read_txt_to_predict(text, path, txt_labels) if txt_labels is not None else \
-                _read_txt(text, path).set_index("row")
+            df = (
+                _read_txt_to_predict(text, path, txt_labels)
+                if txt_labels is not None
+                else _read_txt(text, path).set_index("row")
+            )
         elif fmt == "jsonl":
             df = _read_jsonl(text, path)
         else:
             try:
                 df = pd.read_csv(
-                    io.StringIO(text), sep="," if fmt == "csv" else "\t", dtype=str, keep_default_na=False,
-                    na_values=[""], quoting=csv.QUOTE_MINIMAL,
+                    io.StringIO(text),
+                    sep="," if fmt == "csv" else "\t",
+                    dtype=str,
+                    keep_default_na=False,
+                    na_values=[""],
+                    quoting=csv.QUOTE_MINIMAL,
                 )
             except pd.errors.ParserError as e:
                 raise DataError(f"{path}: malformed {fmt.upper()}: {e}") from None
@@ -172,8 +179,10 @@ def missing_columns_error(path, df: pd.DataFrame, wanted: dict[str, str]) -> Dat
     found = ", ".join(repr(str(c)) for c in df.columns)
     flags = " / ".join(dict.fromkeys(wanted[c] for c in missing))
     expected = " and ".join(f"{kind} column {c!r}" for c, kind in zip(wanted, ("text", "label")))
-    return DataError(f"{path}: missing column(s) {', '.join(repr(c) for c in missing)}; expected {expected}, "
-                     f"found {found}; use {flags}")
+    return DataError(
+        f"{path}: missing column(s) {', '.join(repr(c) for c in missing)}; expected {expected}, "
+        f"found {found}; use {flags}"
+    )
 
 
 def read_file(path: str | Path, cfg: DataConfig) -> pd.DataFrame:
@@ -182,8 +191,9 @@ def read_file(path: str | Path, cfg: DataConfig) -> pd.DataFrame:
     error = missing_columns_error(path, df, {cfg.text_column: "--text-column", cfg.label_column: "--label-column"})
     if error:
         raise error
-    out = pd.DataFrame({"text": df[cfg.text_column].to_numpy(), "label": df[cfg.label_column].to_numpy(),
-                        "row": df.index.to_numpy()})
+    out = pd.DataFrame(
+        {"text": df[cfg.text_column].to_numpy(), "label": df[cfg.label_column].to_numpy(), "row": df.index.to_numpy()}
+    )
     out.attrs["source"] = str(path)
     check_types(out, cfg.text_column, cfg.label_column)
     return out
@@ -209,7 +219,7 @@ def read_hf(spec: str, cfg: DataConfig) -> tuple[dict[str, pd.DataFrame], list[s
     """Load ``hf:<id>`` from the hub, or ``hf:<folder>`` saved with ``save_to_disk``; keep ClassLabel names."""
     import datasets
 
-    name = spec[len(HF_PREFIX):]
+    name = spec[len(HF_PREFIX) :]
     if Path(name).exists():
         ds = datasets.load_from_disk(name)
     else:
@@ -278,8 +288,10 @@ def output_format(path: str | None) -> str:
         return "csv"
     suffix = Path(path).suffix.lower()
     if suffix not in OUTPUT_FORMATS:
-        raise ConfigError(f"--output {path}: cannot write {suffix or 'a file without an extension'!r}; "
-                          f"use one of {', '.join(OUTPUT_FORMATS)}")
+        raise ConfigError(
+            f"--output {path}: cannot write {suffix or 'a file without an extension'!r}; "
+            f"use one of {', '.join(OUTPUT_FORMATS)}"
+        )
     return OUTPUT_FORMATS[suffix]
 
 

@@ -38,13 +38,15 @@ def read_label_issues(path: str | Path, top: int | None = None) -> pd.DataFrame:
         raise DataError(f"{path}: no such file; give the label_issues.csv written by 'emoclf audit'") from None
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
-        raise DataError(f"{path}: no column(s) {', '.join(missing)}; give the label_issues.csv written by "
-                        "'emoclf audit'")
+        raise DataError(
+            f"{path}: no column(s) {', '.join(missing)}; give the label_issues.csv written by 'emoclf audit'"
+        )
     return df[COLUMNS].head(top).drop_duplicates(KEY)
 
 
-def apply_label_issues(train: pd.DataFrame, path: str | Path, action: str, labels: list[str],
-                       top: int | None = None) -> tuple[pd.DataFrame, dict]:
+def apply_label_issues(
+    train: pd.DataFrame, path: str | Path, action: str, labels: list[str], top: int | None = None
+) -> tuple[pd.DataFrame, dict]:
     """``train`` without the listed rows (``drop``), or with their ``suggested_label`` (``relabel``), and the counts;
     ``top``: only the file's first rows.
 
@@ -53,8 +55,10 @@ def apply_label_issues(train: pd.DataFrame, path: str | Path, action: str, label
     issues = read_label_issues(path, top)
     unknown = sorted(set(issues["suggested_label"]) - set(labels))
     if action == "relabel" and unknown:
-        raise DataError(f"{path}: suggested label(s) {', '.join(map(repr, unknown))} are not among the training "
-                        f"labels ({', '.join(labels)}); audit this data again")
+        raise DataError(
+            f"{path}: suggested label(s) {', '.join(map(repr, unknown))} are not among the training "
+            f"labels ({', '.join(labels)}); audit this data again"
+        )
     keys = pd.MultiIndex.from_frame(train[["text", "label"]].astype(str))
     listed = pd.MultiIndex.from_frame(issues[KEY])
     hit = keys.isin(listed)
@@ -62,11 +66,16 @@ def apply_label_issues(train: pd.DataFrame, path: str | Path, action: str, label
     if len(issues) and not matched:
         raise LabelIssuesMismatch(
             f"{path}: none of its {len(issues)} rows is a training row (same text after preprocessing and same given "
-            "label); run 'emoclf audit' on this data with the same data, preprocessing and split settings")
+            "label); run 'emoclf audit' on this data with the same data, preprocessing and split settings"
+        )
     counts = {"file": str(path), "action": action, "listed": len(issues), "not_in_train": len(issues) - matched}
     if counts["not_in_train"]:
-        log.warning("%s: %d of %d listed row(s) are not in the training split (left alone)", path,
-                    counts["not_in_train"], len(issues))
+        log.warning(
+            "%s: %d of %d listed row(s) are not in the training split (left alone)",
+            path,
+            counts["not_in_train"],
+            len(issues),
+        )
     if action == "drop":
         kept = train.loc[~hit].copy()
         kept.attrs = train.attrs

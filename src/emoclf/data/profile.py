@@ -48,7 +48,9 @@ def profile(data: PreparedData, tokenizer=None, model_limit: int = 512) -> dict:
         "class_counts": counts,
         "imbalance_ratio": float(train_counts.max() / train_counts.min()),
         "validation": data.report.to_dict(),
-        "word_length": _percentiles(np.concatenate([df["text"].str.split().str.len().to_numpy() for df in splits.values()])),
+        "word_length": _percentiles(
+            np.concatenate([df["text"].str.split().str.len().to_numpy() for df in splits.values()])
+        ),
     }
     if tokenizer is not None:
         lengths = np.concatenate([token_lengths(df["text"].tolist(), tokenizer) for df in splits.values()])
@@ -59,8 +61,11 @@ def profile(data: PreparedData, tokenizer=None, model_limit: int = 512) -> dict:
         out["texts_over_max_length"] = int((lengths > max_length).sum())
         out["texts_over_model_limit"] = int((lengths > model_limit).sum())
         if out["texts_over_model_limit"]:
-            log.warning("%d text(s) are longer than the model's limit of %d tokens and will be truncated",
-                        out["texts_over_model_limit"], model_limit)
+            log.warning(
+                "%d text(s) are longer than the model's limit of %d tokens and will be truncated",
+                out["texts_over_model_limit"],
+                model_limit,
+            )
     return out
 
 
@@ -93,8 +98,10 @@ def text_table(header: list[str], rows: list[list]) -> list[str]:
     """Rows aligned under their header: the first column left, the others right."""
     cells = [[str(c) for c in row] for row in [header, *rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    return ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
-            for row in cells]
+    return [
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+        for row in cells
+    ]
 
 
 def _count(value) -> str:
@@ -112,26 +119,38 @@ def format_profile(prof: dict) -> str:
     lines = text_table(["class", *splits], [*rows, ["all", *(prof["rows"][s] for s in splits)]])
     v = prof["validation"]
     lines += ["", f"imbalance ratio (train, largest/smallest class): {prof['imbalance_ratio']:.2f}", ""]
-    lines += text_table(["check", "found", "dropped"], [
-        ["exact duplicates", _count(v["duplicates"]), f"{v['duplicates_dropped']} (train)"],
-        ["same text, different labels", _count(v["conflicting_duplicates"]), "0"],
-        ["train texts also in validation / test", _count({k: n for k, n in v["leakage"].items()
-                                                           if k in ("validation", "test")}),
-         f"{v['leakage_dropped']} (train)"],
-        ["validation texts also in test", _count(v["leakage"].get("validation_test", 0)),
-         str(v.get("validation_leakage_dropped", 0))],
-        ["empty texts", _count(v["empty_texts_dropped"]), _count(v["empty_texts_dropped"])],
-    ])
+    lines += text_table(
+        ["check", "found", "dropped"],
+        [
+            ["exact duplicates", _count(v["duplicates"]), f"{v['duplicates_dropped']} (train)"],
+            ["same text, different labels", _count(v["conflicting_duplicates"]), "0"],
+            [
+                "train texts also in validation / test",
+                _count({k: n for k, n in v["leakage"].items() if k in ("validation", "test")}),
+                f"{v['leakage_dropped']} (train)",
+            ],
+            [
+                "validation texts also in test",
+                _count(v["leakage"].get("validation_test", 0)),
+                str(v.get("validation_leakage_dropped", 0)),
+            ],
+            ["empty texts", _count(v["empty_texts_dropped"]), _count(v["empty_texts_dropped"])],
+        ],
+    )
     issues = v.get("label_issues")
     if issues:
-        lines.append(f"label issues ({issues['file']}): {issues['listed']} listed, {changed(issues)}, "
-                     f"{issues['not_in_train']} not in the training split")
+        lines.append(
+            f"label issues ({issues['file']}): {issues['listed']} listed, {changed(issues)}, "
+            f"{issues['not_in_train']} not in the training split"
+        )
     lengths = [["words", *(f"{x:g}" for x in prof["word_length"].values())]]
     if "token_length" in prof:
         lengths.append(["tokens", *(f"{x:g}" for x in prof["token_length"].values())])
     lines += ["", *text_table(["length", *prof["word_length"]], lengths)]
     if "token_length" in prof:
-        lines.append(f"suggested max_length: {prof['suggested_max_length']} (model limit {prof['model_max_length']}; "
-                     f"{prof['texts_over_max_length']} texts would be truncated, {prof['texts_over_model_limit']} "
-                     "exceed the model limit)")
+        lines.append(
+            f"suggested max_length: {prof['suggested_max_length']} (model limit {prof['model_max_length']}; "
+            f"{prof['texts_over_max_length']} texts would be truncated, {prof['texts_over_model_limit']} "
+            "exceed the model limit)"
+        )
     return "\n".join(lines)

@@ -47,9 +47,11 @@ def carve_missing(splits: dict[str, pd.DataFrame], cfg: DataConfig, report: Data
         return
     given = {"test": "--test-data", "validation": "--val-data"}
     check_class_sizes(
-        splits["train"], len(carve) + 1,
+        splits["train"],
+        len(carve) + 1,
         f"carving {' and '.join(f'a {s} split' for s in carve)} out of the training data (one row for each split)",
-        f"add examples, remove the class, or give {' and '.join(given[s] for s in carve)}")
+        f"add examples, remove the class, or give {' and '.join(given[s] for s in carve)}",
+    )
     if "test" not in splits:
         splits["train"], splits["test"] = stratified(splits["train"], cfg.test_size, cfg.split_seed, "test split")
         report.split_created.append("test")

@@ -55,8 +55,12 @@ def _plain(value):
 
 def _is_label(value) -> bool:
     value = _plain(value)
-    return (isinstance(value, str) or _is_missing(value) or (isinstance(value, int) and not isinstance(value, bool))
-            or (isinstance(value, float) and value.is_integer()))
+    return (
+        isinstance(value, str)
+        or _is_missing(value)
+        or (isinstance(value, int) and not isinstance(value, bool))
+        or (isinstance(value, float) and value.is_integer())
+    )
 
 
 def check_types(df: pd.DataFrame, text_column: str, label_column: str | None) -> None:
@@ -72,9 +76,11 @@ def check_types(df: pd.DataFrame, text_column: str, label_column: str | None) ->
         bad = ~df[column].map(ok)
         if bad.any():
             first = _plain(df.loc[bad, column].iloc[0])
-            raise DataError(f"{where(df, df.loc[bad, 'row'])}, column {name!r}: expected {expected}, found "
-                            f"{type(first).__name__} {first!r} ({int(bad.sum())} row(s)); fix the column, or point "
-                            f"--{column}-column at the right one")
+            raise DataError(
+                f"{where(df, df.loc[bad, 'row'])}, column {name!r}: expected {expected}, found "
+                f"{type(first).__name__} {first!r} ({int(bad.sum())} row(s)); fix the column, or point "
+                f"--{column}-column at the right one"
+            )
 
 
 def empty_texts(df: pd.DataFrame) -> pd.Series:
@@ -83,8 +89,10 @@ def empty_texts(df: pd.DataFrame) -> pd.Series:
 
 
 def refuse_empty_texts(df: pd.DataFrame, empty: pd.Series) -> None:
-    raise DataError(f"{where(df, df.loc[empty, 'row'])}, column 'text': empty or missing text "
-                    "(--strict refuses these; drop --strict to skip and count them)")
+    raise DataError(
+        f"{where(df, df.loc[empty, 'row'])}, column 'text': empty or missing text "
+        "(--strict refuses these; drop --strict to skip and count them)"
+    )
 
 
 def label_strings(df: pd.DataFrame) -> pd.Series:
@@ -134,7 +142,9 @@ def absent_classes(df: pd.DataFrame, labels: list[str]) -> list[str]:
     return [lab for lab in labels if lab not in present]
 
 
-def check_class_sizes(df: pd.DataFrame, minimum: int, purpose: str, fix: str = "add examples or remove the class") -> None:
+def check_class_sizes(
+    df: pd.DataFrame, minimum: int, purpose: str, fix: str = "add examples or remove the class"
+) -> None:
     counts = df["label"].value_counts()
     small = counts[counts < minimum]
     if len(small):

@@ -35,10 +35,15 @@ def settings(meta) -> dict[str, str]:
     shown = {
         "epochs (at most)": None if t.get("max_steps") else t.get("epochs"),
         "optimizer steps": resolved.get("optimizer_steps", t.get("max_steps") or None),
-        "batch size": t.get("batch_size"), "learning rate": t.get("learning_rate"),
-        "imbalance": imbalance, "loss": resolved.get("loss"), "max_length": meta.max_length,
-        "precision": resolved.get("precision", t.get("precision")), "seed": t.get("seed"),
-        "temperature": f"{meta.temperature:.3f}", "class bias": "yes" if meta.class_bias else "no",
+        "batch size": t.get("batch_size"),
+        "learning rate": t.get("learning_rate"),
+        "imbalance": imbalance,
+        "loss": resolved.get("loss"),
+        "max_length": meta.max_length,
+        "precision": resolved.get("precision", t.get("precision")),
+        "seed": t.get("seed"),
+        "temperature": f"{meta.temperature:.3f}",
+        "class bias": "yes" if meta.class_bias else "no",
     }
     return {k: f"{v:g}" if isinstance(v, float) else str(v) for k, v in shown.items() if v is not None}
 
@@ -46,17 +51,23 @@ def settings(meta) -> dict[str, str]:
 def report_context(meta, data, model: str | None = None) -> dict:
     """The header of a report on ``data`` (``Labelled``) by the model described by ``meta``."""
     return {
-        "model": meta.base_model, "model_source": model, "trained_at": meta.trained_at, "run_id": meta.run_id,
-        "trained_with": meta.emoclf_version, "training_data": meta.data or {},
+        "model": meta.base_model,
+        "model_source": model,
+        "trained_at": meta.trained_at,
+        "run_id": meta.run_id,
+        "trained_with": meta.emoclf_version,
+        "training_data": meta.data or {},
         "evaluated_on": {"source": data.source, "split": data.split, "texts": len(data.texts)},
-        "settings": settings(meta), "written_at": now(), "emoclf_version": __version__,
+        "settings": settings(meta),
+        "written_at": now(),
+        "emoclf_version": __version__,
     }
 
 
 def accuracy_interval(accuracy: float, n: int) -> float:
     """Half-width of the 95% Wilson interval of an accuracy measured on ``n`` texts."""
-    spread = Z95 * math.sqrt(accuracy * (1 - accuracy) / n + Z95 ** 2 / (4 * n * n))
-    return spread / (1 + Z95 ** 2 / n)
+    spread = Z95 * math.sqrt(accuracy * (1 - accuracy) / n + Z95**2 / (4 * n * n))
+    return spread / (1 + Z95**2 / n)
 
 
 def split_warnings(metrics: dict, context: dict | None) -> list[str]:
@@ -68,13 +79,17 @@ def split_warnings(metrics: dict, context: dict | None) -> list[str]:
     smallest = min(support, key=support.get) if support else None
     half = accuracy_interval(metrics["accuracy"], n) if n else 1.0
     if half > MAX_HALF_INTERVAL or (smallest and support[smallest] < MIN_CLASS_TEXTS):
-        out.append(f"only {n} {split} texts (fewest: {support.get(smallest, 0)} {smallest}): accuracy is known to "
-                   f"±{half:.2f} (95% interval) and one text moves a class's recall by up to "
-                   f"{1 / max(support.get(smallest, 1), 1):.2f}; smaller differences between models are noise")
+        out.append(
+            f"only {n} {split} texts (fewest: {support.get(smallest, 0)} {smallest}): accuracy is known to "
+            f"±{half:.2f} (95% interval) and one text moves a class's recall by up to "
+            f"{1 / max(support.get(smallest, 1), 1):.2f}; smaller differences between models are noise"
+        )
     val = (context or {}).get("training_data", {}).get("texts", {}).get("validation")
     if val is not None and val < MIN_VALIDATION_TEXTS:
-        out.append(f"only {val} validation texts chose the best epoch and fitted the temperature: the "
-                   "calibration figures are rough")
+        out.append(
+            f"only {val} validation texts chose the best epoch and fitted the temperature: the "
+            "calibration figures are rough"
+        )
     return out
 
 

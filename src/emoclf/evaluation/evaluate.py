@@ -60,9 +60,16 @@ def calibrate(predictor, validation: Labelled, temperature: bool = True, class_b
     return choice.report() if choice else {}
 
 
-def evaluate(predictor, data: Labelled, out_dir: str | Path | None = None, history: list[dict] | None = None,
-             fitted: dict | None = None, progress: bool = False, context: dict | None = None,
-             training: dict | None = None) -> Evaluation:
+def evaluate(
+    predictor,
+    data: Labelled,
+    out_dir: str | Path | None = None,
+    history: list[dict] | None = None,
+    fitted: dict | None = None,
+    progress: bool = False,
+    context: dict | None = None,
+    training: dict | None = None,
+) -> Evaluation:
     """Metrics of ``predictor`` on ``data``; with ``out_dir``, every report file too (``write_report``).
 
     ``fitted`` (what ``calibrate`` returned) is recorded in the metrics' calibration entry; ``context``
@@ -78,25 +85,49 @@ def evaluate(predictor, data: Labelled, out_dir: str | Path | None = None, histo
     metrics = classification_metrics(data.y_true, probs.argmax(axis=1), predictor.labels)
     if predictor.hierarchy is not None:  # flat metrics as they are, and the same predictions scored by group
         metrics["groups"] = group_metrics(metrics["confusion_matrix"], predictor.labels, predictor.hierarchy.groups)
-    metrics["calibration"] = {"temperature": meta.temperature, **(fitted or {}),
-                              "ece_before": expected_calibration_error(raw, data.y_true),
-                              "ece_after": expected_calibration_error(probs, data.y_true)}
+    metrics["calibration"] = {
+        "temperature": meta.temperature,
+        **(fitted or {}),
+        "ece_before": expected_calibration_error(raw, data.y_true),
+        "ece_after": expected_calibration_error(probs, data.y_true),
+    }
     if meta.class_bias is not None:
         without = classification_metrics(data.y_true, raw.argmax(axis=1), predictor.labels)["macro_f1"]
-        metrics["class_bias"] = {"bias": dict(zip(predictor.labels, meta.class_bias)), "macro_f1_without": without,
-                                 "macro_f1_with": metrics["macro_f1"], "helped": metrics["macro_f1"] > without}
-    metrics["calibration"]["bins"] = {"before": reliability_bins(raw, data.y_true),
-                                      "after": reliability_bins(probs, data.y_true)}
+        metrics["class_bias"] = {
+            "bias": dict(zip(predictor.labels, meta.class_bias)),
+            "macro_f1_without": without,
+            "macro_f1_with": metrics["macro_f1"],
+            "helped": metrics["macro_f1"] > without,
+        }
+    metrics["calibration"]["bins"] = {
+        "before": reliability_bins(raw, data.y_true),
+        "after": reliability_bins(probs, data.y_true),
+    }
     if training:
         metrics["training"] = training
     if out_dir is not None:
-        write_report(out_dir, metrics, predictor.labels, data.texts, data.y_true, probs, history, raw_probs=raw,
-                     context=context or report_context(meta, data))
+        write_report(
+            out_dir,
+            metrics,
+            predictor.labels,
+            data.texts,
+            data.y_true,
+            probs,
+            history,
+            raw_probs=raw,
+            context=context or report_context(meta, data),
+        )
     return Evaluation(metrics, probs, rate, data.source, data.split)
 
 
-def finish_model(cfg: Config, data: PreparedData, staged: Path, history: list[dict] | None,
-                 holdout: str | None = "test", training: dict | None = None) -> dict:
+def finish_model(
+    cfg: Config,
+    data: PreparedData,
+    staged: Path,
+    history: list[dict] | None,
+    holdout: str | None = "test",
+    training: dict | None = None,
+) -> dict:
     """Calibrate the model saved in ``staged`` on validation, score it on ``holdout`` as saved (the report),
     then put it in place as ``output_dir/model`` with its model card. ``training`` (the steps it trained)
     joins the metrics.
@@ -108,15 +139,19 @@ def finish_model(cfg: Config, data: PreparedData, staged: Path, history: list[di
     t, out = cfg.train, Path(cfg.train.output_dir)
     try:
         predictor = Predictor.load(staged, batch_size=t.eval_batch_size)
-        fitted = calibrate(predictor, Labelled.from_split(data.splits["validation"], "validation"), t.calibrate,
-                           t.class_bias)
-        metrics, context = {"calibration": {"temperature": predictor.meta.temperature, **fitted},
-                            "training": training or {}}, None
+        fitted = calibrate(
+            predictor, Labelled.from_split(data.splits["validation"], "validation"), t.calibrate, t.class_bias
+        )
+        metrics, context = (
+            {"calibration": {"temperature": predictor.meta.temperature, **fitted}, "training": training or {}},
+            None,
+        )
         if holdout is not None:
             scored = Labelled.from_split(data.splits[holdout], holdout)
             context = report_context(predictor.meta, scored, str(out / MODEL_DIR))
-            metrics = evaluate(predictor, scored, out / REPORT_DIR, history, fitted, progress=True, context=context,
-                               training=training).metrics
+            metrics = evaluate(
+                predictor, scored, out / REPORT_DIR, history, fitted, progress=True, context=context, training=training
+            ).metrics
             predictor.meta.metrics = model_metrics(metrics)
         write_meta_and_card(staged, predictor.meta)
     except BaseException:
@@ -128,8 +163,15 @@ def finish_model(cfg: Config, data: PreparedData, staged: Path, history: list[di
     return metrics
 
 
-def evaluate_model(model, data: str | Path | DataConfig | None = None, out_dir: str | Path | None = None, *,
-                   batch_size: int = 64, progress: bool = False, **data_settings) -> Evaluation:
+def evaluate_model(
+    model,
+    data: str | Path | DataConfig | None = None,
+    out_dir: str | Path | None = None,
+    *,
+    batch_size: int = 64,
+    progress: bool = False,
+    **data_settings,
+) -> Evaluation:
     """Score a saved model on labelled data exactly as ``emoclf predict`` would predict it (``emoclf evaluate``).
 
     Args:
@@ -148,8 +190,14 @@ def evaluate_model(model, data: str | Path | DataConfig | None = None, out_dir: 
         calibration), ``probs``, ``texts_per_second``, ``source`` and ``split``.
     """
     predictor = model if isinstance(model, Predictor) else Predictor.load(model, batch_size=batch_size)
-    cfg = data if isinstance(data, DataConfig) else DataConfig(data=None if data is None else str(data),
-                                                               **data_settings)
+    cfg = (
+        data if isinstance(data, DataConfig) else DataConfig(data=None if data is None else str(data), **data_settings)
+    )
     labelled = load_labelled(cfg, predictor.labels, predictor.preprocessor)
-    return evaluate(predictor, labelled, out_dir, progress=progress,
-                    context=report_context(predictor.meta, labelled, predictor.source))
+    return evaluate(
+        predictor,
+        labelled,
+        out_dir,
+        progress=progress,
+        context=report_context(predictor.meta, labelled, predictor.source),
+    )

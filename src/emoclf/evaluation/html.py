@@ -58,35 +58,46 @@ def image(path: Path | bytes, alt: str) -> str:
 
 def table(header: list[str], rows: list[list], numeric: set[int] = frozenset(), text: set[int] = frozenset()) -> str:
     """An HTML table; every cell is escaped. Columns in ``numeric`` align right, in ``text`` wrap."""
+
     def cls(i: int) -> str:
         return ' class="num"' if i in numeric else ' class="text"' if i in text else ""
 
     head = "".join(f"<th{cls(i)}>{escape(str(h))}</th>" for i, h in enumerate(header))
-    body = "".join("<tr>" + "".join(f"<td{cls(i)}>{escape(str(c))}</td>" for i, c in enumerate(row)) + "</tr>"
-                   for row in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td{cls(i)}>{escape(str(c))}</td>" for i, c in enumerate(row)) + "</tr>" for row in rows
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def header(context: dict | None, metrics: dict) -> str:
     """What the figures describe (model, data, run, date, settings, version) and why to read them with care."""
-    warnings = "".join(f'<p class="warning"><b>Warning:</b> {escape(w)}.</p>'
-                       for w in split_warnings(metrics, context))
+    warnings = "".join(f'<p class="warning"><b>Warning:</b> {escape(w)}.</p>' for w in split_warnings(metrics, context))
     if not context:
         return f"<header>{warnings}</header>"
     trained = context.get("training_data") or {}
     seen = context.get("evaluated_on", {})
     rows = {
-        "model": f"{context.get('model', 'unknown')}" + (f" ({context['model_source']})"
-                                                          if context.get("model_source") else ""),
-        "trained": " ".join(filter(None, [context.get("trained_at") or "time not recorded",
-                                          f"with emoclf {context['trained_with']}" if context.get("trained_with") else "",
-                                          f"in MLflow run {context['run_id']}" if context.get("run_id") else ""])),
-        "training data": (f"{trained.get('source')}: " + ", ".join(f"{k} {v}" for k, v in trained["texts"].items())
-                          + " texts") if trained.get("texts") else "not recorded",
+        "model": f"{context.get('model', 'unknown')}"
+        + (f" ({context['model_source']})" if context.get("model_source") else ""),
+        "trained": " ".join(
+            filter(
+                None,
+                [
+                    context.get("trained_at") or "time not recorded",
+                    f"with emoclf {context['trained_with']}" if context.get("trained_with") else "",
+                    f"in MLflow run {context['run_id']}" if context.get("run_id") else "",
+                ],
+            )
+        ),
+        "training data": (
+            f"{trained.get('source')}: " + ", ".join(f"{k} {v}" for k, v in trained["texts"].items()) + " texts"
+        )
+        if trained.get("texts")
+        else "not recorded",
         "scored on": f"{seen.get('source')}, {seen.get('split')}: {seen.get('texts')} texts",
         "settings": ", ".join(f"{k} {v}" for k, v in context.get("settings", {}).items()),
         "report": f"written {context.get('written_at', 'at an unrecorded time')} by emoclf "
-                  f"{context.get('emoclf_version', 'unknown')}",
+        f"{context.get('emoclf_version', 'unknown')}",
     }
     items = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in rows.items())
     return f"<header><dl>{items}</dl>{warnings}</header>"
@@ -96,19 +107,23 @@ def class_distribution(context: dict | None, metrics: dict) -> str:
     """Texts per class in each training split and in the scored texts."""
     counts = dict((context or {}).get("training_data", {}).get("class_counts", {}))
     scored = (context or {}).get("evaluated_on", {}).get("split", "scored")
-    counts[f"scored ({scored})" if scored in counts else scored] = {lab: r["support"]
-                                                                    for lab, r in metrics["per_class"].items()}
+    counts[f"scored ({scored})" if scored in counts else scored] = {
+        lab: r["support"] for lab, r in metrics["per_class"].items()
+    }
     labels = list(metrics["per_class"])
-    rows = [[lab, *(f"{c.get(lab, 0)} ({c.get(lab, 0) / max(sum(c.values()), 1):.0%})" for c in counts.values())]
-            for lab in labels]
+    rows = [
+        [lab, *(f"{c.get(lab, 0)} ({c.get(lab, 0) / max(sum(c.values()), 1):.0%})" for c in counts.values())]
+        for lab in labels
+    ]
     rows.append(["all", *(sum(c.values()) for c in counts.values())])
     return table(["class", *counts], rows, numeric=set(range(1, len(counts) + 1)))
 
 
 def headline(metrics: dict, images: dict[str, Path], split: str = "scored") -> str:
-    cards = "".join(f'<div class="card">{escape(name)}<b>{metrics[key]:.4f}</b></div>'
-                    for name, key in (("accuracy", "accuracy"), ("macro-F1", "macro_f1"),
-                                      ("weighted F1", "weighted_f1")))
+    cards = "".join(
+        f'<div class="card">{escape(name)}<b>{metrics[key]:.4f}</b></div>'
+        for name, key in (("accuracy", "accuracy"), ("macro-F1", "macro_f1"), ("weighted F1", "weighted_f1"))
+    )
     cards += f'<div class="card">{escape(split)} texts<b>{metrics["n"]}</b></div>'
     curves = image(images["training_curves"], "training curves") if "training_curves" in images else ""
     note = f'<p class="note">{escape(training_note(metrics))}</p>' if training_note(metrics) else ""
@@ -116,8 +131,10 @@ def headline(metrics: dict, images: dict[str, Path], split: str = "scored") -> s
 
 
 def per_class(metrics: dict, images: dict[str, Path]) -> str:
-    rows = [[lab, score(r["precision"]), score(r["recall"]), score(r["f1"]), r["support"]]
-            for lab, r in metrics["per_class"].items()]
+    rows = [
+        [lab, score(r["precision"]), score(r["recall"]), score(r["f1"]), r["support"]]
+        for lab, r in metrics["per_class"].items()
+    ]
     chart = image(images["per_class_f1"], "F1 per class") if "per_class_f1" in images else ""
     note = f'<p class="note">{escape(absent_note(metrics))}</p>' if absent_note(metrics) else ""
     return table(["class", "precision", "recall", "F1", "support"], rows, numeric={1, 2, 3, 4}) + note + chart
@@ -133,19 +150,28 @@ def confusion(metrics: dict, labels: list[str], images: dict[str, Path]) -> str:
 def calibration(metrics: dict, images: dict[str, Path]) -> str:
     cal = metrics.get("calibration")
     if cal is None:
-        return ('<p class="note">No calibration figures in this evaluation; confidences are those of the '
-                "model as saved (with its own temperature, if it has one).</p>")
-    rows = [["temperature", f"{cal['temperature']:.3f}"],
-            ["ECE before temperature scaling", f"{cal['ece_before']:.4f}"],
-            ["ECE after temperature scaling", f"{cal['ece_after']:.4f}"]]
+        return (
+            '<p class="note">No calibration figures in this evaluation; confidences are those of the '
+            "model as saved (with its own temperature, if it has one).</p>"
+        )
+    rows = [
+        ["temperature", f"{cal['temperature']:.3f}"],
+        ["ECE before temperature scaling", f"{cal['ece_before']:.4f}"],
+        ["ECE after temperature scaling", f"{cal['ece_after']:.4f}"],
+    ]
     if cal.get("temperature_note"):
-        rows.append(["temperature fitted on validation, not kept", f"{cal['fitted_temperature']:.3g}: "
-                                                                   f"{cal['temperature_note']}"])
+        rows.append(
+            [
+                "temperature fitted on validation, not kept",
+                f"{cal['fitted_temperature']:.3g}: {cal['temperature_note']}",
+            ]
+        )
     bias = metrics.get("class_bias")
     if bias:
-        rows += [["class bias (logit offsets)", ", ".join(f"{k} {v:+.2f}" for k, v in bias["bias"].items())],
-                 ["macro-F1 without / with class bias",
-                  f"{bias['macro_f1_without']:.4f} / {bias['macro_f1_with']:.4f}"]]
+        rows += [
+            ["class bias (logit offsets)", ", ".join(f"{k} {v:+.2f}" for k, v in bias["bias"].items())],
+            ["macro-F1 without / with class bias", f"{bias['macro_f1_without']:.4f} / {bias['macro_f1_with']:.4f}"],
+        ]
     plot = image(images["reliability"], "reliability diagram") if "reliability" in images else ""
     return table(["", "value"], rows, numeric={1}) + plot
 
@@ -158,8 +184,10 @@ def confusion_pairs(wrong: pd.DataFrame) -> str:
     for (true, pred), group in list(pairs)[:TOP_PAIRS]:
         shown = group.head(EXAMPLES_PER_PAIR)
         rows = [[t, f"{c:.3f}"] for t, c in zip(shown["text"], shown["confidence"])]
-        parts.append(f"<h3>true {escape(true)} &rarr; predicted {escape(pred)}: {len(group)} text(s)</h3>"
-                     + table(["example text (surest first)", "confidence"], rows, numeric={1}, text={0}))
+        parts.append(
+            f"<h3>true {escape(true)} &rarr; predicted {escape(pred)}: {len(group)} text(s)</h3>"
+            + table(["example text (surest first)", "confidence"], rows, numeric={1}, text={0})
+        )
     return "".join(parts)
 
 
@@ -173,15 +201,31 @@ def examples(texts, y_true: np.ndarray, probs: np.ndarray, labels: list[str], co
     order = rows[np.argsort(conf[rows] if correct else -conf[rows], kind="stable")][:N_EXAMPLES]
     texts = np.asarray(texts, dtype=object)
     if correct:
-        return table(["text", "label", "confidence"],
-                     [[texts[i], labels[y_true[i]], f"{conf[i]:.3f}"] for i in order], numeric={2}, text={0})
-    return table(["text", "true", "predicted", "confidence"],
-                 [[texts[i], labels[y_true[i]], labels[y_pred[i]], f"{conf[i]:.3f}"] for i in order],
-                 numeric={3}, text={0})
+        return table(
+            ["text", "label", "confidence"],
+            [[texts[i], labels[y_true[i]], f"{conf[i]:.3f}"] for i in order],
+            numeric={2},
+            text={0},
+        )
+    return table(
+        ["text", "true", "predicted", "confidence"],
+        [[texts[i], labels[y_true[i]], labels[y_pred[i]], f"{conf[i]:.3f}"] for i in order],
+        numeric={3},
+        text={0},
+    )
 
 
-def render(metrics: dict, labels: list[str], texts, y_true, probs, wrong: pd.DataFrame,
-           images: dict[str, Path], context: dict | None = None, title: str = "emoclf evaluation report") -> str:
+def render(
+    metrics: dict,
+    labels: list[str],
+    texts,
+    y_true,
+    probs,
+    wrong: pd.DataFrame,
+    images: dict[str, Path],
+    context: dict | None = None,
+    title: str = "emoclf evaluation report",
+) -> str:
     """The whole page. ``wrong`` is ``report.misclassified``'s frame; ``images`` maps plot names to PNG files;
     ``context`` (``report_context``) heads it."""
     y_true, probs = np.asarray(y_true), np.asarray(probs)
@@ -202,8 +246,11 @@ def render(metrics: dict, labels: list[str], texts, y_true, probs, wrong: pd.Dat
 def page(title: str, head: str, bodies: dict[str, str], names: dict[str, str] = SECTIONS) -> str:
     """A self-contained page: the header, a table of contents, then one section per body."""
     nav = "".join(f'<a href="#{sid}">{escape(names[sid])}</a>' for sid in bodies)
-    sections = "".join(f'<section id="{sid}"><h2>{escape(names[sid])}</h2>{body}</section>'
-                       for sid, body in bodies.items())
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
-            f"<style>{CSS}</style></head><body><h1>{escape(title)}</h1>{head}<nav>{nav}</nav>{sections}"
-            "</body></html>\n")
+    sections = "".join(
+        f'<section id="{sid}"><h2>{escape(names[sid])}</h2>{body}</section>' for sid, body in bodies.items()
+    )
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+        f"<style>{CSS}</style></head><body><h1>{escape(title)}</h1>{head}<nav>{nav}</nav>{sections}"
+        "</body></html>\n"
+    )

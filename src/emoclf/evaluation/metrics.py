@@ -30,8 +30,11 @@ def classification_metrics(y_true, y_pred, labels: list[str]) -> dict:
         "n": int(len(y_true)),
         "classes_absent": absent,
         "per_class": {
-            lab: ({"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
-                  if s[i] else {"precision": None, "recall": None, "f1": None, "support": 0})
+            lab: (
+                {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+                if s[i]
+                else {"precision": None, "recall": None, "f1": None, "support": 0}
+            )
             for i, lab in enumerate(labels)
         },
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=ids).tolist(),
@@ -45,16 +48,22 @@ def group_metrics(confusion, labels: list[str], groups: dict[str, list[str]]) ->
     cm = member.T @ np.asarray(confusion, dtype=np.int64) @ member
     tp, support, predicted = np.diag(cm), cm.sum(axis=1), cm.sum(axis=0)
     f1 = 2 * tp / np.maximum(support + predicted, 1)
-    return {"groups": {g: list(m) for g, m in groups.items()},
-            "accuracy": float(tp.sum() / max(cm.sum(), 1)), "macro_f1": float(f1[support > 0].mean()),
-            "per_group": {g: {"f1": float(f1[j]), "support": int(support[j])} for j, g in enumerate(groups)},
-            "confusion_matrix": cm.tolist()}
+    return {
+        "groups": {g: list(m) for g, m in groups.items()},
+        "accuracy": float(tp.sum() / max(cm.sum(), 1)),
+        "macro_f1": float(f1[support > 0].mean()),
+        "per_group": {g: {"f1": float(f1[j]), "support": int(support[j])} for j, g in enumerate(groups)},
+        "confusion_matrix": cm.tolist(),
+    }
 
 
 def model_metrics(metrics: dict) -> dict:
     """What a model folder keeps of its test evaluation: the headline, each class's scores (and the groups')."""
-    return {**{k: metrics[k] for k in ("accuracy", "macro_f1", "weighted_f1", "n")},
-            "per_class": metrics["per_class"], **({"groups": metrics["groups"]} if "groups" in metrics else {})}
+    return {
+        **{k: metrics[k] for k in ("accuracy", "macro_f1", "weighted_f1", "n")},
+        "per_class": metrics["per_class"],
+        **({"groups": metrics["groups"]} if "groups" in metrics else {}),
+    }
 
 
 def flat_metrics(metrics: dict, prefix: str = "test/") -> dict[str, float]:
@@ -79,8 +88,10 @@ def absent_note(metrics: dict) -> str:
     if not absent:
         return ""
     n = len(metrics["per_class"]) - len(absent)
-    return (f"No rows of {', '.join(absent)} in these texts: their F1 cannot be measured, and macro-F1 is the "
-            f"mean over the other {n} classes.")
+    return (
+        f"No rows of {', '.join(absent)} in these texts: their F1 cannot be measured, and macro-F1 is the "
+        f"mean over the other {n} classes."
+    )
 
 
 def training_note(metrics: dict) -> str:
@@ -88,7 +99,13 @@ def training_note(metrics: dict) -> str:
     t = metrics.get("training")
     if not t or "optimizer_steps" not in t:
         return ""
-    floor = (f"; {t['planned_steps']} planned steps were raised to the --min-steps floor of {t['steps']}, as "
-             "small data needs" if t["min_steps_applied"] else "")
-    return (f"Trained {t['optimizer_steps']} optimizer steps ({t['steps_per_epoch']} per epoch, "
-            f"{t['examples_seen']} examples seen){floor}.")
+    floor = (
+        f"; {t['planned_steps']} planned steps were raised to the --min-steps floor of {t['steps']}, as "
+        "small data needs"
+        if t["min_steps_applied"]
+        else ""
+    )
+    return (
+        f"Trained {t['optimizer_steps']} optimizer steps ({t['steps_per_epoch']} per epoch, "
+        f"{t['examples_seen']} examples seen){floor}."
+    )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 # A bare Figure draws headless with no pyplot state: a notebook user's backend is left alone.
 from matplotlib.figure import Figure
 
@@ -35,15 +36,23 @@ def markdown_table(metrics: dict) -> str:
         "|---|---:|---:|---:|---:|",
     ]
     for lab, row in metrics["per_class"].items():
-        lines.append(f"| {lab} | {score(row['precision'])} | {score(row['recall'])} | {score(row['f1'])} | "
-                     f"{row['support']} |")
+        lines.append(
+            f"| {lab} | {score(row['precision'])} | {score(row['recall'])} | {score(row['f1'])} | {row['support']} |"
+        )
     if "groups" in metrics:
         g = metrics["groups"]
-        lines += ["", f"groups: accuracy **{g['accuracy']:.4f}**, macro-F1 **{g['macro_f1']:.4f}** "
-                  f"(a label counts as right when it is in the true label's group)", "",
-                  "| group | labels | F1 | support |", "|---|---|---:|---:|"]
-        lines += [f"| {name} | {', '.join(g['groups'][name])} | {row['f1']:.4f} | {row['support']} |"
-                  for name, row in g["per_group"].items()]
+        lines += [
+            "",
+            f"groups: accuracy **{g['accuracy']:.4f}**, macro-F1 **{g['macro_f1']:.4f}** "
+            f"(a label counts as right when it is in the true label's group)",
+            "",
+            "| group | labels | F1 | support |",
+            "|---|---|---:|---:|",
+        ]
+        lines += [
+            f"| {name} | {', '.join(g['groups'][name])} | {row['f1']:.4f} | {row['support']} |"
+            for name, row in g["per_group"].items()
+        ]
     if absent_note(metrics):
         lines += ["", absent_note(metrics)]
     if training_note(metrics):
@@ -66,8 +75,15 @@ def draw_confusion(ax, cm: np.ndarray, labels: list[str], title: str, normalised
     top = data.max() or 1
     for i in range(len(labels)):
         for j in range(len(labels)):
-            ax.text(j, i, format(data[i, j], ".2f" if normalised else "d"), ha="center", va="center",
-                    fontsize=11 if len(labels) <= 8 else 8, color="white" if data[i, j] > top / 2 else "black")
+            ax.text(
+                j,
+                i,
+                format(data[i, j], ".2f" if normalised else "d"),
+                ha="center",
+                va="center",
+                fontsize=11 if len(labels) <= 8 else 8,
+                color="white" if data[i, j] > top / 2 else "black",
+            )
 
 
 def plot_confusion(cm: list[list[int]], labels: list[str], path: Path) -> Path:
@@ -92,8 +108,9 @@ def draw_per_class_f1(ax, metrics: dict, title: str = "F1 per class") -> None:
     above = [f"{v:.3f}" if v < 0.25 else "" for v in f1]
     ax.bar_label(bars, labels=inside, label_type="center", color="white", fontsize=10)
     ax.bar_label(bars, labels=above, padding=2, fontsize=10)
-    ax.axhline(metrics["macro_f1"], color="tab:red", linestyle="--", linewidth=1.2,
-               label=f"macro-F1 {metrics['macro_f1']:.3f}")
+    ax.axhline(
+        metrics["macro_f1"], color="tab:red", linestyle="--", linewidth=1.2, label=f"macro-F1 {metrics['macro_f1']:.3f}"
+    )
     ax.set(ylim=(0, 1.0), ylabel="F1", title=title)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
     ax.tick_params(axis="x", rotation=30)
@@ -115,8 +132,9 @@ def draw_training_curves(ax1, ax2, history: list[dict], name: str = "") -> None:
     if train:
         ax1.plot(*zip(*train), label=f"{prefix}train loss", marker=".")
     if evals:
-        ax1.plot([h["epoch"] for h in evals], [h["eval_loss"] for h in evals], label=f"{prefix}validation loss",
-                 marker="o")
+        ax1.plot(
+            [h["epoch"] for h in evals], [h["eval_loss"] for h in evals], label=f"{prefix}validation loss", marker="o"
+        )
         ax2.plot([h["epoch"] for h in evals], [h["eval_macro_f1"] for h in evals], marker="o", label=name or None)
     ax1.set(xlabel="epoch", ylabel="loss", title="loss")
     ax2.set(xlabel="epoch", ylabel="macro-F1", title="validation macro-F1")
@@ -139,19 +157,31 @@ def misclassified(texts, y_true, y_pred, probs, labels: list[str]) -> pd.DataFra
     """Wrong predictions grouped by (true, predicted) pair, most frequent pair first, surest first."""
     y_true, y_pred, probs = np.asarray(y_true), np.asarray(y_pred), np.asarray(probs)
     wrong = np.flatnonzero(y_true != y_pred)
-    df = pd.DataFrame({
-        "text": np.asarray(texts, dtype=object)[wrong],
-        "true_label": [labels[i] for i in y_true[wrong]],
-        "predicted_label": [labels[i] for i in y_pred[wrong]],
-        "confidence": probs[wrong, y_pred[wrong]].round(4) if len(wrong) else [],
-    })
+    df = pd.DataFrame(
+        {
+            "text": np.asarray(texts, dtype=object)[wrong],
+            "true_label": [labels[i] for i in y_true[wrong]],
+            "predicted_label": [labels[i] for i in y_pred[wrong]],
+            "confidence": probs[wrong, y_pred[wrong]].round(4) if len(wrong) else [],
+        }
+    )
     df["pair_count"] = df.groupby(["true_label", "predicted_label"])["text"].transform("size")
-    return df.sort_values(["pair_count", "true_label", "predicted_label", "confidence"],
-                          ascending=[False, True, True, False]).reset_index(drop=True)
+    return df.sort_values(
+        ["pair_count", "true_label", "predicted_label", "confidence"], ascending=[False, True, True, False]
+    ).reset_index(drop=True)
 
 
-def write_report(out_dir: str | Path, metrics: dict, labels: list[str], texts, y_true, probs,
-                 history: list[dict] | None = None, raw_probs=None, context: dict | None = None) -> dict[str, Path]:
+def write_report(
+    out_dir: str | Path,
+    metrics: dict,
+    labels: list[str],
+    texts,
+    y_true,
+    probs,
+    history: list[dict] | None = None,
+    raw_probs=None,
+    context: dict | None = None,
+) -> dict[str, Path]:
     """Write every evaluation artefact into ``out_dir``; returns the paths by name.
 
     ``metrics`` may carry ``calibration`` and ``class_bias``; the HTML page shows them. With
@@ -184,6 +214,7 @@ def write_report(out_dir: str | Path, metrics: dict, labels: list[str], texts, y
     if raw_probs is not None:
         paths["reliability"] = images["reliability"] = plot_reliability(raw_probs, probs, y_true, out / RELIABILITY_PNG)
     paths["html"] = out / REPORT_HTML
-    paths["html"].write_text(render_html(metrics, labels, texts, y_true, probs, wrong, images, context),
-                             encoding="utf-8")
+    paths["html"].write_text(
+        render_html(metrics, labels, texts, y_true, probs, wrong, images, context), encoding="utf-8"
+    )
     return paths

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import io
 import json
-from html import escape
 from dataclasses import dataclass, field
+from html import escape
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +20,23 @@ from emoclf.errors import ConfigError
 from emoclf.evaluation.context import now, split_warnings
 from emoclf.evaluation.html import image, page, table
 from emoclf.evaluation.metrics import score
-from emoclf.evaluation.report import CONTEXT_JSON, HISTORY_JSON, METRICS_JSON, draw_confusion, draw_training_curves, figure
+from emoclf.evaluation.report import (
+    CONTEXT_JSON,
+    HISTORY_JSON,
+    METRICS_JSON,
+    draw_confusion,
+    draw_training_curves,
+    figure,
+)
 
-SECTIONS = {"runs": "Runs", "headline": "Headline metrics", "per-class": "F1 per class",
-            "confusion-matrices": "Confusion matrices", "calibration": "Calibration",
-            "training-curves": "Training curves"}
+SECTIONS = {
+    "runs": "Runs",
+    "headline": "Headline metrics",
+    "per-class": "F1 per class",
+    "confusion-matrices": "Confusion matrices",
+    "calibration": "Calibration",
+    "training-curves": "Training curves",
+}
 PER_ROW = 3  # small multiples per figure row
 
 
@@ -46,8 +58,10 @@ def read_run(path: str | Path) -> Run:
     folder = Path(path)
     report = folder / "report" if (folder / "report" / METRICS_JSON).is_file() else folder
     if not (report / METRICS_JSON).is_file():
-        raise ConfigError(f"{folder}: no {METRICS_JSON} there or in {folder / 'report'}; give a training's output "
-                          "folder (emoclf train --output-dir) or a report folder (emoclf evaluate --out)")
+        raise ConfigError(
+            f"{folder}: no {METRICS_JSON} there or in {folder / 'report'}; give a training's output "
+            "folder (emoclf train --output-dir) or a report folder (emoclf evaluate --out)"
+        )
 
     def read(name: str, empty):
         return json.loads((report / name).read_text(encoding="utf-8")) if (report / name).is_file() else empty
@@ -68,20 +82,41 @@ def runs_table(runs: list[Run]) -> str:
         c = r.context
         seen = c.get("evaluated_on", {})
         trained = c.get("training_data", {})
-        rows.append([r.name, c.get("model", "unknown"), trained.get("source", "unknown"),
-                     f"{seen.get('source', 'unknown')} [{seen.get('split', '?')}]", c.get("run_id") or "-",
-                     c.get("trained_at") or "-", ", ".join(f"{k} {v}" for k, v in c.get("settings", {}).items())])
-    warnings = "".join(f'<p class="warning"><b>{escape(r.name)}:</b> {escape(w)}.</p>' for r in runs
-                       for w in split_warnings(r.metrics, r.context))
-    return table(["run", "model", "trained on", "scored on", "MLflow run", "trained", "settings"], rows,
-                 text={6}) + warnings
+        rows.append(
+            [
+                r.name,
+                c.get("model", "unknown"),
+                trained.get("source", "unknown"),
+                f"{seen.get('source', 'unknown')} [{seen.get('split', '?')}]",
+                c.get("run_id") or "-",
+                c.get("trained_at") or "-",
+                ", ".join(f"{k} {v}" for k, v in c.get("settings", {}).items()),
+            ]
+        )
+    warnings = "".join(
+        f'<p class="warning"><b>{escape(r.name)}:</b> {escape(w)}.</p>'
+        for r in runs
+        for w in split_warnings(r.metrics, r.context)
+    )
+    return (
+        table(["run", "model", "trained on", "scored on", "MLflow run", "trained", "settings"], rows, text={6})
+        + warnings
+    )
 
 
 def headline(runs: list[Run]) -> str:
     best = max(r.metrics["macro_f1"] for r in runs)
-    rows = [[r.name + (" (best)" if r.metrics["macro_f1"] == best and len(runs) > 1 else ""),
-             f"{r.metrics['accuracy']:.4f}", f"{r.metrics['macro_f1']:.4f}", f"{r.metrics['weighted_f1']:.4f}",
-             r.metrics["n"], score(r.metrics.get("calibration", {}).get("ece_after"))] for r in runs]
+    rows = [
+        [
+            r.name + (" (best)" if r.metrics["macro_f1"] == best and len(runs) > 1 else ""),
+            f"{r.metrics['accuracy']:.4f}",
+            f"{r.metrics['macro_f1']:.4f}",
+            f"{r.metrics['weighted_f1']:.4f}",
+            r.metrics["n"],
+            score(r.metrics.get("calibration", {}).get("ece_after")),
+        ]
+        for r in runs
+    ]
     return table(["run", "accuracy", "macro-F1", "weighted F1", "texts", "ECE"], rows, numeric={1, 2, 3, 4, 5})
 
 
@@ -93,8 +128,12 @@ def per_class(runs: list[Run], labels: list[str]) -> str:
     width = 0.8 / len(runs)
     x = np.arange(len(labels))
     for i, r in enumerate(runs):
-        ax.bar(x + (i - (len(runs) - 1) / 2) * width, [v or 0.0 for v in f1[i]], width,
-               label=f"{r.name} (macro-F1 {r.metrics['macro_f1']:.3f})")
+        ax.bar(
+            x + (i - (len(runs) - 1) / 2) * width,
+            [v or 0.0 for v in f1[i]],
+            width,
+            label=f"{r.name} (macro-F1 {r.metrics['macro_f1']:.3f})",
+        )
     ax.set(xticks=x, ylim=(0, 1.0), ylabel="F1", title="F1 per class")
     ax.set_xticklabels(labels, rotation=30, ha="right")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=min(len(runs), 3), frameon=False)
@@ -107,14 +146,19 @@ def small_multiples(runs: list[Run], draw, height: float, alt: str, legend: bool
     legend for the row, from its first panel."""
     parts = []
     for start in range(0, len(runs), PER_ROW):
-        chunk = runs[start:start + PER_ROW]
+        chunk = runs[start : start + PER_ROW]
         fig = figure(3.5 * len(chunk), height)
         axes = np.atleast_1d(fig.subplots(1, len(chunk)))
         for ax, run in zip(axes, chunk):
             draw(ax, run)
         if legend:
-            fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=3, frameon=False,
-                       bbox_to_anchor=(0.5, -0.08))
+            fig.legend(
+                *axes[0].get_legend_handles_labels(),
+                loc="lower center",
+                ncol=3,
+                frameon=False,
+                bbox_to_anchor=(0.5, -0.08),
+            )
         parts.append(image(png(fig), f"{alt}: {', '.join(r.name for r in chunk)}"))
     return "".join(parts)
 
@@ -123,13 +167,16 @@ def confusion(runs: list[Run]) -> str:
     def draw(ax, run):
         draw_confusion(ax, np.asarray(run.metrics["confusion_matrix"]), run.labels, run.name, normalised=True)
 
-    return ('<p class="note">Share of each true class (rows) given each label (columns).</p>'
-            + small_multiples(runs, draw, 3.8, "confusion matrices"))
+    return '<p class="note">Share of each true class (rows) given each label (columns).</p>' + small_multiples(
+        runs, draw, 3.8, "confusion matrices"
+    )
 
 
 def calibration(runs: list[Run]) -> str:
-    rows = [[r.name, *(score(r.metrics.get("calibration", {}).get(k)) for k in ("temperature", "ece_before",
-                                                                               "ece_after"))] for r in runs]
+    rows = [
+        [r.name, *(score(r.metrics.get("calibration", {}).get(k)) for k in ("temperature", "ece_before", "ece_after"))]
+        for r in runs
+    ]
     with_bins = [r for r in runs if r.metrics.get("calibration", {}).get("bins")]
 
     def draw(ax, run):
@@ -160,8 +207,14 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path) -> Path:
         for r in runs:
             r.name = str(r.folder)
     labels = list(dict.fromkeys(lab for r in runs for lab in r.labels))
-    bodies = {"runs": runs_table(runs), "headline": headline(runs), "per-class": per_class(runs, labels),
-              "confusion-matrices": confusion(runs), "calibration": calibration(runs), "training-curves": curves(runs)}
+    bodies = {
+        "runs": runs_table(runs),
+        "headline": headline(runs),
+        "per-class": per_class(runs, labels),
+        "confusion-matrices": confusion(runs),
+        "calibration": calibration(runs),
+        "training-curves": curves(runs),
+    }
     head = f'<p class="note">{len(runs)} run(s), compared {now()}.</p>'
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
