@@ -22,7 +22,8 @@ from safetensors.torch import load_file
 from emoclf import hardware
 from emoclf.config import Config
 from emoclf.data import Labelled, load_data
-from emoclf.evaluation.evaluate import calibrate, evaluate
+from emoclf.evaluation.evaluate import evaluate
+from emoclf.finishing import calibrate
 from emoclf.inference import Predictor
 
 

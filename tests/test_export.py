@@ -20,9 +20,10 @@ from emoclf.cli import main
 from emoclf.config import DataConfig
 from emoclf.data.io import demo_path
 from emoclf.errors import ConfigError, ExportError, ModelLoadError
-from emoclf.export import REPORT_FILE, convert, export_model
-from emoclf.inference import CHECK_TEXTS, CHECK_TOLERANCE, ONNX_FILE, Predictor
-from emoclf.modeling import META_FILE, BundleMeta, write_meta
+from emoclf.export import convert, export_model
+from emoclf.inference import CHECK_TEXTS, CHECK_TOLERANCE, Predictor
+from emoclf.layout import EXPORT_REPORT_FILE, META_FILE, ONNX_FILE
+from emoclf.modeling import BundleMeta, write_meta
 
 QEMU = shutil.which("qemu-x86_64")
 X86 = platform.machine().lower() in ("x86_64", "amd64")
@@ -56,7 +57,7 @@ def fp32(trained, demo, tmp_path_factory):
 
 def test_export_writes_model_tokenizer_meta_and_report(fp32, trained):
     folder = fp32.folder
-    for name in (ONNX_FILE, META_FILE, REPORT_FILE, "tokenizer.json", "tokenizer_config.json"):
+    for name in (ONNX_FILE, META_FILE, EXPORT_REPORT_FILE, "tokenizer.json", "tokenizer_config.json"):
         assert (folder / name).is_file(), name
     assert not (folder / "model.safetensors").exists()
     meta = json.loads((folder / META_FILE).read_text())
@@ -65,7 +66,7 @@ def test_export_writes_model_tokenizer_meta_and_report(fp32, trained):
         assert meta[key] == source[key], key
     assert meta["export"]["format"] == "onnx" and meta["export"]["precision"] == "fp32"
     assert meta["export"]["source"] == str(trained.model_dir)
-    report = json.loads((folder / REPORT_FILE).read_text())
+    report = json.loads((folder / EXPORT_REPORT_FILE).read_text())
     assert report == fp32.report
     assert report["data"] == {"source": str(demo_path()), "split": "all rows", "n": 460}
     assert report["before"]["backend"] == "pytorch" and report["after"]["backend"] == "onnxruntime"
@@ -256,7 +257,7 @@ def test_export_losing_quality_fails_loudly_and_keeps_the_report(trained, tmp_pa
     )
     with pytest.raises(ExportError, match=message):
         export_model(trained.model_dir, tmp_path / "bad", DataConfig(data=str(data)), tracking=False)
-    report = json.loads((tmp_path / "bad" / REPORT_FILE).read_text())
+    report = json.loads((tmp_path / "bad" / EXPORT_REPORT_FILE).read_text())
     assert report["passed"] is False and report["agreement"] == 0.0 and report["after"]["macro_f1"] == 0.0
     assert report["macro_f1_drop_points"] > 1.0
 
@@ -347,7 +348,7 @@ def test_report_is_logged_to_the_models_mlflow_run(trained, demo, tmp_path):
     assert result.run_id == run.info.run_id
     client = mlflow.MlflowClient(store)
     assert [a.path for a in client.list_artifacts(run.info.run_id, "exports/onnx_fp32")] == [
-        f"exports/onnx_fp32/{REPORT_FILE}"
+        f"exports/onnx_fp32/{EXPORT_REPORT_FILE}"
     ]
     metrics = client.get_run(run.info.run_id).data.metrics
     assert metrics["export/onnx_fp32/agreement"] == 1.0

@@ -17,11 +17,11 @@ from emoclf.config import Config
 from emoclf.data import PreparedData
 from emoclf.errors import ConfigError
 from emoclf.evaluation.metrics import group_metrics
-from emoclf.hierarchy import DENDROGRAM_PNG, FOUND_JSON, Hierarchy, from_validation
+from emoclf.hierarchy import Hierarchy, from_validation
 from emoclf.imbalance import plan
 from emoclf.inference import Predictor
+from emoclf.layout import DENDROGRAM_PNG, HIERARCHY_JSON, META_FILE
 from emoclf.losses import HierarchicalLoss, WeightedCrossEntropy, make_loss
-from emoclf.modeling import META_FILE
 from emoclf.predictions import predictions_frame
 
 LABELS = ["anger", "fear", "joy", "love", "sadness", "surprise"]
@@ -302,7 +302,7 @@ def test_auto_trains_a_first_model_and_logs_the_tree_it_found(tiny_model, tmp_pa
     hierarchy = Hierarchy.from_dict(meta["hierarchy"], LABELS)
     assert found == [f"hierarchy (auto, from validation confusion): {hierarchy.describe()}"]
     assert meta["training"]["hierarchy"] == hierarchy.describe() and "groups" in result.metrics
-    assert json.loads((tmp_path / "report" / FOUND_JSON).read_text()) == meta["hierarchy"]  # what --resume reads
+    assert json.loads((tmp_path / "report" / HIERARCHY_JSON).read_text()) == meta["hierarchy"]  # what --resume reads
 
 
 @pytest.mark.parametrize(
@@ -312,7 +312,7 @@ def test_auto_trains_a_first_model_and_logs_the_tree_it_found(tiny_model, tmp_pa
 def test_a_resumed_auto_training_keeps_the_groups_it_started_with(recorded, tmp_path, monkeypatch, caplog):
     from emoclf import training
 
-    (tmp_path / FOUND_JSON).write_text(json.dumps(recorded))
+    (tmp_path / HIERARCHY_JSON).write_text(json.dumps(recorded))
     monkeypatch.setattr(training, "first_model", lambda *a: pytest.fail("a resumed training trained a first model"))
     data = PreparedData({}, LABELS, None)
     with caplog.at_level(logging.INFO, logger="emoclf"):

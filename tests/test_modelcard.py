@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from emoclf.evaluation.metrics import score
-from emoclf.modelcard import CARD_FILE, render
+from emoclf.layout import CARD_FILE
+from emoclf.modelcard import render
 from emoclf.modeling import BundleMeta
 
 LABELS = ["anger", "fear", "joy", "love", "sadness", "surprise"]

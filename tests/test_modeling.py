@@ -15,7 +15,8 @@ from conftest import WritesMarker
 from emoclf.config import PreprocessConfig
 from emoclf.errors import ModelLoadError
 from emoclf.inference import Predictor
-from emoclf.modeling import META_FILE, WEIGHTS_FILE, BundleMeta, load_bundle, load_for_training, save_bundle
+from emoclf.layout import META_FILE, WEIGHTS_FILE
+from emoclf.modeling import BundleMeta, load_bundle, load_for_training, save_bundle
 from emoclf.preprocess import Preprocessor
 
 LABELS = ["anger", "fear", "joy", "love", "sadness", "surprise"]

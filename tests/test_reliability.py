@@ -20,11 +20,12 @@ import numpy as np
 import pytest
 from conftest import MlflowServer, WritesMarker, free_port
 
-from emoclf.checkpoints import STAGING_DIR, latest_checkpoint
+from emoclf.checkpoints import latest_checkpoint
 from emoclf.cli import EXIT_TRACKING_DEGRADED, main
 from emoclf.config import Config, DataConfig, PreprocessConfig
 from emoclf.environment import run_environment
 from emoclf.errors import ModelLoadError
+from emoclf.layout import STAGING_DIR
 from emoclf.trainer import EmoclfTrainer as CheckpointingTrainer
 from emoclf.training import train
 

@@ -13,7 +13,8 @@ from emoclf.cli import main
 from emoclf.config import Config
 from emoclf.errors import ConfigError, DataError
 from emoclf.inference import Predictor
-from emoclf.modeling import META_FILE, load_bundle
+from emoclf.layout import META_FILE
+from emoclf.modeling import load_bundle
 from emoclf.trainer import resolve_precision, tokenize_split
 from emoclf.training import train
 

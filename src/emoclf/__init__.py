@@ -16,8 +16,8 @@ The Python API is four names::
 from typing import TYPE_CHECKING
 
 from emoclf.config import Config
+from emoclf.layout import __version__
 
-__version__ = "0.1.0"
 __all__ = ["Config", "Predictor", "__version__", "evaluate", "train"]
 
 # name -> (module, attribute)

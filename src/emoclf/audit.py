@@ -306,13 +306,7 @@ def audit(cfg: Config, opts: AuditOptions) -> AuditResult:
     out = Path(opts.out)
     data = load_data(cfg.data, Preprocessor(cfg.preprocess))
     folds = stratified_folds(data, opts.folds, cfg.train.seed)
-    tracker = make_tracker(
-        cfg.tracking.tracking,
-        cfg.tracking.tracking_uri,
-        cfg.tracking.experiment,
-        local_dir=out,
-        optional=cfg.tracking.tracking_optional,
-    )
+    tracker = make_tracker(cfg.tracking, local_dir=out)
     tracker.start(cfg.tracking.run_name or f"audit-{opts.audit_model}")
     with ended_run(tracker):
         settings = cfg.to_dict()

@@ -21,19 +21,21 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from emoclf.config import Config
 from emoclf.errors import ConfigError
-from emoclf.modeling import WEIGHTS_FILE
-from emoclf.tracking import FAILURES_FILE, RUN_INFO_FILE
+from emoclf.layout import (
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    ENVIRONMENT_FILE,
+    FAILURES_FILE,
+    LOG_FILE,
+    MODEL_DIR,
+    REPORT_DIR,
+    RUN_INFO_FILE,
+    STAGED_MODEL_DIR,
+    STAGING_DIR,
+    WEIGHTS_FILE,
+)
 
 log = logging.getLogger(__name__)
-
-MODEL_DIR = "model"
-STAGED_MODEL_DIR = ".model.staged"  # the new model while it is evaluated; renamed to MODEL_DIR when that passes
-REPORT_DIR = "report"
-CHECKPOINT_DIR = "checkpoints"
-STAGING_DIR = ".staging"  # inside CHECKPOINT_DIR: checkpoints being written, renamed out when complete
-ENVIRONMENT_FILE = "environment.json"
-CONFIG_FILE = "config.yaml"
-LOG_FILE = "train.log"  # everything logged during the training, library warnings included
 
 
 def latest_checkpoint(folder: Path) -> Path | None:

@@ -14,9 +14,10 @@ import signal
 import sys
 from dataclasses import MISSING, dataclass, fields
 
-from emoclf import __version__, console
 from emoclf import config as C
+from emoclf import console
 from emoclf.errors import EmoclfError
+from emoclf.layout import __version__
 
 log = logging.getLogger("emoclf")
 
@@ -350,6 +351,14 @@ def print_kept_model(m: dict, note: str, where: str, run: str | None, failures) 
     return 0
 
 
+def say(*lines: str | None) -> int:
+    """Print the results that are there (a line may be None: no MLflow run, say), one per line; exit status 0."""
+    for line in lines:
+        if line:
+            print(line)
+    return 0
+
+
 def cmd_compare(args) -> int:
     with console.status("loading libraries"):
         from emoclf.compare import compare
@@ -359,11 +368,11 @@ def cmd_compare(args) -> int:
     if "output_dir" not in vars(args):
         cfg = cfg.replace(output_dir="runs/compare")
     result = compare(cfg, [s.strip() for s in opts.strategies.split(",")], opts.seeds, opts.quick, opts.budget)
-    print(result.paths["markdown"].read_text(encoding="utf-8"))
-    print(f"comparison: {result.paths['markdown'].parent}")
-    if result.run_id:
-        print(f"MLflow parent run: {result.run_id}")
-    return 0
+    return say(
+        result.paths["markdown"].read_text(encoding="utf-8"),
+        f"comparison: {result.paths['markdown'].parent}",
+        result.run_id and f"MLflow parent run: {result.run_id}",
+    )
 
 
 def cmd_tune(args) -> int:
@@ -508,10 +517,7 @@ def cmd_export(args) -> int:
         f"agreement {r['agreement']:.2%}, {r['before']['texts_per_second']:.0f} -> "
         f"{r['after']['texts_per_second']:.0f} texts/s on {r['data']['n']} texts"
     )
-    print(f"export: {result.folder}")
-    if result.run_id:
-        print(f"MLflow run: {result.run_id}")
-    return 0
+    return say(f"export: {result.folder}", result.run_id and f"MLflow run: {result.run_id}")
 
 
 def cmd_serve(args) -> int:

@@ -36,13 +36,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from emoclf import training
-from emoclf.checkpoints import CHECKPOINT_DIR, CONFIG_FILE, MODEL_DIR
 from emoclf.config import IMBALANCE_STRATEGIES, QUICK_BATCH_SIZE, QUICK_EPOCHS, QUICK_MAX_SAMPLES, Config
 from emoclf.data import load_data
 from emoclf.data.split import subsample
 from emoclf.errors import ConfigError
 from emoclf.evaluation.metrics import group_metrics
 from emoclf.hierarchy import AUTO, Hierarchy, pin
+from emoclf.layout import CHECKPOINT_DIR, CONFIG_FILE, MODEL_DIR
 from emoclf.preprocess import Preprocessor
 from emoclf.tracking import ended_run, make_tracker
 
@@ -130,13 +130,7 @@ def compare(
     arm, budget_text = matched_budget(cfg, len(data.splits["train"]), budget)
 
     # As in train: run_info.json and any undelivered tracking calls land in the output folder.
-    tracker = make_tracker(
-        cfg.tracking.tracking,
-        cfg.tracking.tracking_uri,
-        cfg.tracking.experiment,
-        local_dir=out,
-        optional=cfg.tracking.tracking_optional,
-    )
+    tracker = make_tracker(cfg.tracking, local_dir=out)
     tracker.start(cfg.tracking.run_name or "compare")
     with ended_run(tracker):
         settings = cfg.to_dict()

@@ -47,6 +47,17 @@ QUICK_EPOCHS = 1.0
 QUICK_BATCH_SIZE = 16
 
 
+def read_yaml(path: Path, what: str, fix: str = "") -> Any:
+    """The document in the YAML file ``path``, or one line naming ``what`` it is (``config file``, ``search space
+    file``) and what was wrong: every YAML file emoclf reads goes through here."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{what} not found: {path}{fix}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+
+
 def _f(default: Any, help: str, **kw: Any) -> Any:
     """A field whose ``help`` becomes its CLI flag's help line (every default here is immutable).
 
@@ -269,12 +280,7 @@ class Config:
     @classmethod
     def from_yaml(cls, path: str | Path) -> Config:
         path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        raw = read_yaml(path, "config file") or {}
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
         return cls.from_dict(raw)

@@ -9,7 +9,7 @@ from importlib import metadata
 from pathlib import Path
 
 from emoclf import hardware
-from emoclf.checkpoints import CONFIG_FILE, ENVIRONMENT_FILE
+from emoclf.layout import CONFIG_FILE, ENVIRONMENT_FILE
 
 PACKAGES = (
     "emoclf",

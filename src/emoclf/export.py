@@ -37,22 +37,16 @@ from emoclf.config import DataConfig, ExportPrecision
 from emoclf.data import Labelled, load_labelled
 from emoclf.errors import ConfigError, ExportError
 from emoclf.evaluation.evaluate import evaluate
-from emoclf.inference import (
-    CHECK_TEXTS,
-    CHECK_TOLERANCE,
-    MLFLOW_SCHEMES,
-    ONNX_FILE,
-    Predictor,
-    is_export,
-    resolve_source,
-)
+from emoclf.inference import CHECK_TEXTS, CHECK_TOLERANCE, Predictor, is_export, resolve_source
+from emoclf.layout import EXPORT_REPORT_FILE, ONNX_FILE
 from emoclf.modelcard import write_meta_and_card
 from emoclf.modeling import load_bundle, replace_folder, write_meta
+from emoclf.stores import MLFLOW_SCHEMES, model_run_id, use_store
+from emoclf.tracking import MLflowTracker, ended_run
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = typing.get_args(ExportPrecision)
-REPORT_FILE = "export_report.json"
 OPSET = 17
 
 
@@ -262,30 +256,21 @@ def compare(source: Predictor, exported: Predictor, data: Labelled) -> dict:
     }
 
 
-def source_run_id(source: str | Path) -> str | None:
-    """The MLflow run that logged ``source``, when it is a ``runs:/`` or ``models:/`` URI."""
-    if not str(source).startswith(MLFLOW_SCHEMES):
-        return None
-    import mlflow
-
-    try:
-        return mlflow.models.get_model_info(str(source)).run_id
-    except Exception as e:  # a registry without run links, or an unreachable server: logging is optional
-        log.warning("cannot find the MLflow run of %s (%s); pass --run-id to log the export report", source, e)
-        return None
-
-
-def log_report(run_id: str, report: dict) -> None:
-    import mlflow
-
-    client = mlflow.MlflowClient()
+def log_report(run_id: str, report: dict, uri: str | None) -> str | None:
+    """The report, and its scores as ``export/onnx_<precision>/*`` metrics, added to the run that logged the model
+    (which keeps its status); the run id, or None when MLflow could not take it (the report stays in the folder)."""
+    tracker = MLflowTracker(uri, experiment="", local_dir=Path(report["export"]), optional=True)
+    tracker.attach(run_id)
     name = f"onnx_{report['precision']}"
-    client.log_dict(run_id, report, f"exports/{name}/{REPORT_FILE}")
-    for key in ("agreement", "macro_f1_drop_points", "speedup"):
-        client.log_metric(run_id, f"export/{name}/{key}", report[key])
-    for key in ("accuracy", "macro_f1", "texts_per_second"):
-        client.log_metric(run_id, f"export/{name}/{key}", report["after"][key])
-    log.info("export report logged to MLflow run %s (%s)", run_id, mlflow.get_tracking_uri())
+    with ended_run(tracker):
+        tracker.log_dict(report, f"exports/{name}/{EXPORT_REPORT_FILE}")
+        scores = {k: report[k] for k in ("agreement", "macro_f1_drop_points", "speedup")}
+        scores.update({k: report["after"][k] for k in ("accuracy", "macro_f1", "texts_per_second")})
+        tracker.log_metrics({f"export/{name}/{k}": v for k, v in scores.items()})
+    if tracker.failures_file:
+        return None
+    log.info("export report logged to MLflow run %s (%s)", run_id, tracker.uri)
+    return run_id
 
 
 def export_model(
@@ -308,9 +293,7 @@ def export_model(
     if max_f1_drop < 0:
         raise ConfigError(f"max_f1_drop must be at least 0 points, got {max_f1_drop}")
     if tracking_uri:
-        import mlflow
-
-        mlflow.set_tracking_uri(tracking_uri)
+        use_store(tracking_uri)  # where runs:/ and models:/ sources are read from, too
     source_predictor = Predictor.load(source, batch_size=batch_size)
     # Read the data before the slow export, so a bad path fails in a second.
     labelled = load_labelled(data, source_predictor.labels, source_predictor.preprocessor)
@@ -332,17 +315,17 @@ def export_model(
         "onnx_megabytes": round((out / ONNX_FILE).stat().st_size / 1e6, 2),
     }
     report["passed"] = report["macro_f1_drop_points"] <= max_f1_drop
-    (out / REPORT_FILE).write_text(json.dumps(report, indent=2), encoding="utf-8")
-    run_id = run_id or (source_run_id(source) if tracking else None)
+    (out / EXPORT_REPORT_FILE).write_text(json.dumps(report, indent=2), encoding="utf-8")
+    run_id = run_id or (model_run_id(str(source)) if tracking else None)
     if tracking and run_id:
-        log_report(run_id, report)
+        run_id = log_report(run_id, report, tracking_uri)
     elif tracking:
         log.info("%s was not loaded from an MLflow run: the report is not logged (pass --run-id to log it)", source)
     if not report["passed"]:
         raise ExportError(
             f"export lost {report['macro_f1_drop_points']:.2f} points of macro-F1 on {labelled.source} "
             f"({report['before']['macro_f1']:.4f} -> {report['after']['macro_f1']:.4f}), more than the allowed "
-            f"{max_f1_drop:g}; the folder {out} is kept for inspection (see {REPORT_FILE}); raise --max-f1-drop "
+            f"{max_f1_drop:g}; the folder {out} is kept for inspection (see {EXPORT_REPORT_FILE}); raise --max-f1-drop "
             "to accept it"
         )
     return ExportResult(out, report, run_id)

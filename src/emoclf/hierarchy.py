@@ -17,18 +17,16 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from emoclf.config import QUICK_BATCH_SIZE, QUICK_EPOCHS, QUICK_MAX_SAMPLES, Config
+from emoclf.config import QUICK_BATCH_SIZE, QUICK_EPOCHS, QUICK_MAX_SAMPLES, Config, read_yaml
 from emoclf.data import PreparedData
 from emoclf.data.split import subsample
 from emoclf.errors import ConfigError
+from emoclf.layout import DENDROGRAM_PNG, HIERARCHY_FIRST_MODEL_DIR, HIERARCHY_JSON
 
 log = logging.getLogger(__name__)
 
 AUTO = "auto"
-FIRST_MODEL_DIR = "hierarchy-first-model"  # the auto hierarchy's first model, removed once it is read
-DENDROGRAM_PNG = "hierarchy_dendrogram.png"
 GROUPS_YAML = "hierarchy.yaml"  # groups found once by compare/tune, given to every training they run
-FOUND_JSON = "hierarchy.json"  # what auto found (or null: flat), read back by --resume instead of a new first model
 FIX = "put every label in exactly one group (a group may hold a single label)"
 
 
@@ -150,14 +148,7 @@ class Hierarchy:
 
 
 def _read_yaml(path: Path) -> dict[str, list[str]]:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(
-            f"hierarchy: file not found: {path}; give a YAML file, name=label,label;... or 'auto'"
-        ) from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"hierarchy: {path} is not valid YAML: {e}") from None
+    raw = read_yaml(path, "hierarchy: file", "; give a YAML file, name=label,label;... or 'auto'")
     ok = isinstance(raw, dict) and all(isinstance(m, list) and all(isinstance(x, str) for x in m) for m in raw.values())
     if not ok:
         raise ConfigError(
@@ -178,7 +169,7 @@ def pin(cfg: Config, found: Hierarchy, folder: Path) -> Config:
 def read_found(report_dir: Path, labels: list[str]) -> Hierarchy | None:
     """What ``from_validation`` recorded in ``report_dir`` (None: flat), so that a resumed training keeps the groups
     its checkpoints learnt and the other ranks use rank 0's."""
-    raw = json.loads((report_dir / FOUND_JSON).read_text(encoding="utf-8"))
+    raw = json.loads((report_dir / HIERARCHY_JSON).read_text(encoding="utf-8"))
     return Hierarchy.from_dict(raw, labels) if raw else None
 
 
@@ -214,16 +205,10 @@ def plot_dendrogram(tree: dict, path: Path) -> Path | None:
 def first_model(cfg: Config, data: PreparedData) -> tuple[Config, PreparedData]:
     """What ``auto`` trains its first, flat model on: ``compare --quick``'s budget (at most 4,000 training rows,
     one epoch in batches of 16, at least ``min_steps``) on the same training and validation splits (no test)."""
+    quick = {"epochs": QUICK_EPOCHS, "batch_size": QUICK_BATCH_SIZE, "max_steps": None}
+    flat = {"hierarchy": None, "calibrate": False, "class_bias": False, "tracking": False}
     first = cfg.replace(
-        hierarchy=None,
-        output_dir=str(Path(cfg.train.output_dir) / FIRST_MODEL_DIR),
-        overwrite=True,
-        tracking=False,
-        epochs=QUICK_EPOCHS,
-        batch_size=QUICK_BATCH_SIZE,
-        calibrate=False,
-        class_bias=False,
-        max_steps=None,
+        output_dir=str(Path(cfg.train.output_dir) / HIERARCHY_FIRST_MODEL_DIR), overwrite=True, **quick, **flat
     )
     train = subsample(data.splits["train"], QUICK_MAX_SAMPLES, cfg.data.split_seed)
     log.info(
@@ -238,7 +223,7 @@ def from_validation(matrix, labels: list[str], report_dir: Path) -> Hierarchy | 
     found, tree = Hierarchy.from_confusion(matrix, labels)
     report_dir.mkdir(parents=True, exist_ok=True)
     plot_dendrogram(tree, report_dir / DENDROGRAM_PNG)
-    (report_dir / FOUND_JSON).write_text(json.dumps(found.to_dict() if found else None), encoding="utf-8")
+    (report_dir / HIERARCHY_JSON).write_text(json.dumps(found.to_dict() if found else None), encoding="utf-8")
     if found is None:
         log.warning(
             "hierarchy auto: no two classes are confused more than the mean pair (%.3f) on validation: "

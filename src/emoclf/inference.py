@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import tempfile
 import threading
 import typing
 from pathlib import Path
@@ -26,14 +25,14 @@ from emoclf.calibration import calibrated_probs
 from emoclf.config import PredictPrecision
 from emoclf.errors import ConfigError, EmptyTextError, ModelLoadError, PredictionError, TrackingError
 from emoclf.hierarchy import Hierarchy
-from emoclf.modeling import META_FILE, BundleMeta, load_bundle
+from emoclf.layout import META_FILE, ONNX_FILE
+from emoclf.modeling import BundleMeta, load_bundle
 from emoclf.predictions import Prediction, single_predictions
 from emoclf.preprocess import Preprocessor
+from emoclf.stores import MLFLOW_SCHEMES, download
 
 log = logging.getLogger(__name__)
 
-MLFLOW_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:/")
-ONNX_FILE = "model.onnx"
 PRECISIONS = typing.get_args(PredictPrecision)
 
 
@@ -42,22 +41,10 @@ def resolve_source(source: str | Path) -> Path:
     text = str(source)
     if not text.startswith(MLFLOW_SCHEMES):
         return Path(source)
-    import mlflow
-
-    from emoclf.stores import existing_store, tracking_uri
-
     try:
-        mlflow.set_tracking_uri(
-            existing_store(tracking_uri(mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None))
-        )
+        local = download(text)
     except TrackingError as e:
         raise ModelLoadError(f"cannot load {text}: {e}") from None
-    try:
-        local = Path(
-            mlflow.artifacts.download_artifacts(artifact_uri=text, dst_path=tempfile.mkdtemp(prefix="emoclf-"))
-        )
-    except Exception as e:  # MLflow raises its own and HTTP errors alike
-        raise ModelLoadError(f"cannot download {text} from MLflow ({mlflow.get_tracking_uri()}): {e}") from None
     hits = sorted(local.rglob(META_FILE))
     if not hits:
         raise ModelLoadError(f"{text}: no emoclf model inside ({META_FILE} not found)")

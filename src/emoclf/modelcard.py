@@ -12,9 +12,8 @@ from pathlib import Path
 
 from emoclf.evaluation.context import accuracy_interval, settings
 from emoclf.evaluation.metrics import score
+from emoclf.layout import CARD_FILE
 from emoclf.modeling import write_meta
-
-CARD_FILE = "README.md"
 
 
 def _table(header: list[str], rows: list[list]) -> str:

@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from emoclf.errors import ModelLoadError
+from emoclf.layout import META_FILE, WEIGHTS_FILE
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "minilm"
 DEFAULT_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
-META_FILE = "emoclf.json"
-WEIGHTS_FILE = "model.safetensors"
 
 
 def default_model_path() -> str:

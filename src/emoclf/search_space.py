@@ -14,9 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from emoclf.config import FIELD_SECTION, Config
+from emoclf.config import FIELD_SECTION, Config, read_yaml
 from emoclf.errors import ConfigError
 
 KINDS = ("float", "int", "categorical")
@@ -83,12 +81,7 @@ class Param:
 def load_space(path: str | Path | None, base: Config) -> list[Param]:
     """The space in ``path`` (default: the built-in one), each entry checked against ``base``."""
     source = Path(path) if path else default_space_path()
-    try:
-        raw = yaml.safe_load(source.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"search space file not found: {source}") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{source}: not valid YAML: {e}") from None
+    raw = read_yaml(source, "search space file")
     if not isinstance(raw, dict) or not raw:
         raise ConfigError(f"{source}: expected a mapping of settings to ranges (see the README), got {raw!r}")
     space: list[Param] = []

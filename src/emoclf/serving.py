@@ -27,9 +27,10 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from emoclf import __version__
 from emoclf.errors import ConfigError, EmptyTextError, PredictionError
-from emoclf.inference import MLFLOW_SCHEMES, Predictor
+from emoclf.inference import Predictor
+from emoclf.layout import __version__
+from emoclf.stores import MLFLOW_SCHEMES
 
 log = logging.getLogger(__name__)
 

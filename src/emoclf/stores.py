@@ -1,13 +1,16 @@
-"""Where MLflow data lives: the tracking URI emoclf uses, checked before reading, locked when first created.
+"""Where MLflow data lives: the tracking URI emoclf uses, checked before reading, locked when first created; and
+the reads from it (a logged model's files, the run that logged it).
 
-Shared by the tracker (which writes runs) and by ``Predictor.load`` (which reads ``runs:/`` and
-``models:/`` URIs), so both resolve the same store the same way.
+Shared by the tracker (which does every write, ``emoclf.tracking``) and by ``Predictor.load`` and ``emoclf export``
+(which read ``runs:/`` and ``models:/`` URIs), so both resolve the same store the same way.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import tempfile
 from pathlib import Path
 
 from emoclf.errors import TrackingError
@@ -17,7 +20,10 @@ try:
 except ModuleNotFoundError:  # Windows
     fcntl = None
 
+log = logging.getLogger(__name__)
+
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+MLFLOW_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:/")
 
 
 def tracking_uri(explicit: str | None = None) -> str:
@@ -61,3 +67,43 @@ def store_lock(uri: str):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def use_store(uri: str) -> None:
+    """Read ``runs:/`` and ``models:/`` URIs from the store at ``uri`` (``--tracking-uri``) from now on."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri(uri))
+
+
+def _reading_store():
+    """MLflow, pointed at the store emoclf uses (``TrackingError`` when a local one does not exist)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(
+        existing_store(tracking_uri(mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None))
+    )
+    return mlflow
+
+
+def download(artifact_uri: str) -> Path:
+    """A local copy of an MLflow artifact (a logged model: ``runs:/...``, ``models:/...``) in a new temporary
+    folder."""
+    mlflow = _reading_store()
+    try:
+        return Path(
+            mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=tempfile.mkdtemp(prefix="emoclf-"))
+        )
+    except Exception as e:  # MLflow raises its own and HTTP errors alike
+        raise TrackingError(f"cannot download {artifact_uri} from MLflow ({mlflow.get_tracking_uri()}): {e}") from None
+
+
+def model_run_id(model_uri: str) -> str | None:
+    """The MLflow run that logged the model at ``model_uri`` (a ``runs:/`` or ``models:/`` URI), or None."""
+    if not str(model_uri).startswith(MLFLOW_SCHEMES):
+        return None
+    try:
+        return _reading_store().models.get_model_info(str(model_uri)).run_id
+    except Exception as e:  # a registry without run links, or an unreachable server: the caller decides
+        log.warning("cannot find the MLflow run of %s (%s)", model_uri, e)
+        return None

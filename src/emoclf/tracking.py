@@ -33,9 +33,10 @@ from typing import Any, Protocol
 import pandas as pd
 
 from emoclf import console
+from emoclf.config import TrackingConfig
 from emoclf.errors import RunStopped, TrackingError
 from emoclf.evaluation.metrics import flat_metrics
-from emoclf.modelcard import CARD_FILE
+from emoclf.layout import CARD_FILE, FAILURES_FILE, RUN_INFO_FILE
 from emoclf.modeling import hub_id, short_name
 from emoclf.network import unreachable
 from emoclf.stores import store_lock, tracking_uri
@@ -43,11 +44,12 @@ from emoclf.stores import store_lock, tracking_uri
 log = logging.getLogger(__name__)
 
 MAX_PARAM_LENGTH = 500  # MLflow's own limit is 6000 in recent servers, but 500 in older ones
-RUN_INFO_FILE = "run_info.json"
-FAILURES_FILE = "tracking_failures.json"
 # MLflow's HTTP client retries 7 times with exponential backoff (minutes) before one call fails;
 # the outbox retries and queues by itself, so a single call must fail fast. User settings win.
 CLIENT_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+
+
+Metrics = dict[str, float]
 
 
 class Tracker(Protocol):
@@ -58,13 +60,7 @@ class Tracker(Protocol):
 
     def start(self, run_name: str | None = None, resume: bool = False, description: str | None = None) -> None: ...
     def log_params(self, params: dict[str, Any]) -> None: ...
-    def log_metrics(
-        self,
-        metrics: dict[str, float],
-        step: int | None = None,
-        dataset: str | None = None,
-        model_id: str | None = None,
-    ) -> None: ...
+    def log_metrics(self, metrics: Metrics, step: int | None = None, dataset: str = "", model_id: str = "") -> None: ...
     def log_dict(self, data: dict, name: str) -> None: ...
     def log_text(self, text: str, name: str) -> None: ...
     def log_artifacts(self, folder: str | Path, path: str | None = None) -> None: ...
@@ -258,6 +254,7 @@ class MLflowTracker:
         self._logged_params: dict[str, str] = {}
         self._logged_through = -1  # last metric step already in the run (when resumed)
         self._datasets: dict[str, Any] = {}  # logged inputs by name, for metrics computed on them
+        self._kept: tuple[str, int | None] | None = None  # an attached run's status and end time
 
     def start(self, run_name: str | None = None, resume: bool = False, description: str | None = None) -> None:
         """Start a run, or with ``resume`` reopen the one recorded in ``local_dir`` if it lives in this store."""
@@ -285,6 +282,21 @@ class MLflowTracker:
             log.info("MLflow: run %s in experiment %r at %s", run.info.run_name, self.experiment, self.uri)
         if self.local_dir is not None:
             write_run_info(self.local_dir, self.run_id, self.uri, self.experiment)
+
+    def attach(self, run_id: str) -> None:
+        """Add to a run that has ended (an export's report to the run that logged its model); ``end`` gives it back
+        the status and end time it had."""
+        for name, value in CLIENT_DEFAULTS.items():
+            os.environ.setdefault(name, value)
+        self.mlflow.set_tracking_uri(self.uri)
+        try:
+            info = self.mlflow.MlflowClient().get_run(run_id).info
+            self.mlflow.start_run(run_id=run_id, nested=self.mlflow.active_run() is not None)
+        except Exception as e:  # MLflow raises its own, HTTP and SQLAlchemy errors alike
+            log.warning("cannot open MLflow run %s at %s (%s): nothing is logged to it", run_id, self.uri, e)
+            self.outbox.offline = f"cannot open MLflow run {run_id}: {e}"
+            return
+        self.run_id, self._kept = run_id, (info.status, info.end_time)
 
     def _open(self, run_name: str | None, resume: bool, description: str | None):
         if self.uri.startswith(("http://", "https://")) and (why := unreachable(self.uri)):
@@ -321,13 +333,7 @@ class MLflowTracker:
             # Values over the limit would be refused; they live in an artifact instead.
             self.outbox.send("log long params", self.mlflow.log_dict, long, "long_params.json", detail=long)
 
-    def log_metrics(
-        self,
-        metrics: dict[str, float],
-        step: int | None = None,
-        dataset: str | None = None,
-        model_id: str | None = None,
-    ) -> None:
+    def log_metrics(self, metrics: Metrics, step: int | None = None, dataset: str = "", model_id: str = "") -> None:
         """``dataset`` (a ``log_dataset`` name) and ``model_id`` link the values to their data and model."""
         if step is not None and step <= self._logged_through:
             return  # logged before the crash this run resumes from; the replay recomputes the same values
@@ -337,7 +343,7 @@ class MLflowTracker:
             self.mlflow.log_metrics,
             values,
             step=step,
-            model_id=model_id,
+            model_id=model_id or None,
             dataset=self._datasets.get(dataset),
             detail={"step": step, "metrics": values},
         )
@@ -389,20 +395,26 @@ class MLflowTracker:
     def end(self, status: str = "FINISHED") -> None:
         """Deliver the queue and end the run; what still fails goes to ``tracking_failures.json``."""
         if not self.outbox.offline:
-            self.outbox.send(f"end the run as {status}", self.mlflow.MlflowClient().set_terminated, self.run_id, status)
+            client = self.mlflow.MlflowClient()
+            self.outbox.send(f"end the run as {status}", client.set_terminated, self.run_id, status)
             self.outbox.flush(final=True)
             # Leave the fluent run stack as start() found it (emoclf compare's parent run lies below). end_run
             # pops first, then repeats the server call just made, which only fails when that one failed too.
             with contextlib.suppress(Exception):
                 self.mlflow.end_run(status)
+            if self._kept:  # an attached run gets back the status and end time it had
+                self.outbox.send("restore the run's status", client.set_terminated, self.run_id, *self._kept)
+                self.outbox.flush(final=True)
         if self.outbox.pending or self.outbox.offline:
             self.failures_file = self.outbox.write_failures(self.local_dir or Path.cwd(), self.run_id)
 
 
-def make_tracker(
-    enabled: bool, uri: str | None, experiment: str, local_dir: str | Path | None = None, optional: bool = False
-) -> Tracker:
-    return MLflowTracker(uri, experiment, local_dir, optional) if enabled else NullTracker()
+def make_tracker(settings: TrackingConfig, local_dir: str | Path | None = None, enabled: bool = True) -> Tracker:
+    """The tracker the tracking settings ask for (``NullTracker`` when off, or when ``enabled`` is False: a rank but
+    0); ``local_dir`` receives ``run_info.json`` and, after an outage, what could not be logged."""
+    if not (settings.tracking and enabled):
+        return NullTracker()
+    return MLflowTracker(settings.tracking_uri, settings.experiment, local_dir, settings.tracking_optional)
 
 
 @contextlib.contextmanager

@@ -29,19 +29,16 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, IntervalStrategy, SaveStrategy, rotate_checkpoints
 
 from emoclf import hardware
-from emoclf.checkpoints import CHECKPOINT_DIR, STAGING_DIR, latest_checkpoint
+from emoclf.checkpoints import latest_checkpoint
 from emoclf.config import Config
 from emoclf.console import DELAY, FILE_ONLY, progress
+from emoclf.distributed import is_main_process
 from emoclf.errors import ModelLoadError, TrainingDivergedError, TrainingInterrupted
 from emoclf.evaluation.metrics import macro_f1
+from emoclf.layout import CHECKPOINT_DIR, STAGING_DIR
 from emoclf.tracking import tracked_metrics
 
 log = logging.getLogger(__name__)
-
-
-def is_main_process() -> bool:
-    """Rank 0 under torchrun/accelerate (they set RANK), or a single process: the one that writes and logs."""
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def resolve_precision(precision: str) -> str:
@@ -161,7 +158,7 @@ class TrainingProgress(TrainerCallback):
             total=state.max_steps,
             initial=state.global_step,
             unit="step",
-            enabled=state.is_world_process_zero,
+            enabled=is_main_process(),
         )
 
     def _show(self, args, state, doing: str = "", refresh: bool = False) -> None:

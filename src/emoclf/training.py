@@ -22,28 +22,22 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import PartialState
 from transformers import DataCollatorWithPadding, TrainerCallback, set_seed
 from transformers.trainer import TRAINER_STATE_NAME, TrainerState
 
-from emoclf import __version__, console, imbalance
-from emoclf.checkpoints import (
-    CHECKPOINT_DIR,
-    LOG_FILE,
-    MODEL_DIR,
-    REPORT_DIR,
-    STAGED_MODEL_DIR,
-    latest_checkpoint,
-    prepare_output,
-)
+from emoclf import console, imbalance
+from emoclf.checkpoints import latest_checkpoint, prepare_output
 from emoclf.config import Config
 from emoclf.data import DEMO_SOURCE, Labelled, PreparedData, load_data
 from emoclf.data.profile import profile, write_profile
+from emoclf.distributed import is_main_process, wait_for_everyone
 from emoclf.environment import record_run
 from emoclf.evaluation.context import now
-from emoclf.evaluation.evaluate import evaluate, finish_model
-from emoclf.hierarchy import AUTO, FOUND_JSON, Hierarchy, first_model, from_validation, read_found
+from emoclf.evaluation.evaluate import evaluate
+from emoclf.finishing import finish_model
+from emoclf.hierarchy import AUTO, Hierarchy, first_model, from_validation, read_found
 from emoclf.inference import Predictor
+from emoclf.layout import CHECKPOINT_DIR, HIERARCHY_JSON, LOG_FILE, MODEL_DIR, REPORT_DIR, STAGED_MODEL_DIR, __version__
 from emoclf.losses import make_loss
 from emoclf.modeling import BundleMeta, hub_id, load_for_training, model_max_length, save_bundle
 from emoclf.preprocess import Preprocessor
@@ -56,7 +50,6 @@ from emoclf.trainer import (
     GracefulStop,
     build_training_args,
     compute_metrics,
-    is_main_process,
     pad_multiple,
     plan_steps,
     resolve_precision,
@@ -166,7 +159,7 @@ def auto_hierarchy(
     confuses on validation (never test), the tree drawn in ``report_dir`` (default: the run's report folder);
     None, and a flat training, when it confuses none more than the mean. ``resume``: the groups recorded there."""
     report_dir = report_dir or Path(cfg.train.output_dir) / REPORT_DIR
-    if resume and (report_dir / FOUND_JSON).is_file():
+    if resume and (report_dir / HIERARCHY_JSON).is_file():
         kept = read_found(report_dir, data.labels)
         log.info(
             "hierarchy auto: resuming with the groups found when this training started: %s",
@@ -182,7 +175,7 @@ def auto_hierarchy(
         ]
         shutil.rmtree(first.train.output_dir, ignore_errors=True)
         from_validation(matrix, data.labels, report_dir)
-    PartialState().wait_for_everyone()
+    wait_for_everyone()
     return read_found(report_dir, data.labels)
 
 
@@ -204,13 +197,7 @@ def _run(
         hierarchy.group_ids(data.labels) if hierarchy else None,
     )
     summary = data.summary(cfg.data.data or DEMO_SOURCE)  # what the run, the model and its card say it learnt from
-    tracker = make_tracker(
-        cfg.tracking.tracking and main,
-        cfg.tracking.tracking_uri,
-        cfg.tracking.experiment,
-        local_dir=out,
-        optional=cfg.tracking.tracking_optional,
-    )
+    tracker = make_tracker(cfg.tracking, local_dir=out, enabled=main)
     with console.status("opening the MLflow run", enabled=main):
         tracker.start(
             cfg.tracking.run_name or run_name(cfg.model.model, plan.strategy),

@@ -25,7 +25,7 @@ import logging
 import shutil
 import time
 import warnings
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import optuna
@@ -33,18 +33,18 @@ from optuna.trial import FrozenTrial, TrialState
 from transformers import TrainerCallback
 
 from emoclf import training
-from emoclf.checkpoints import CHECKPOINT_DIR, CONFIG_FILE, MODEL_DIR, REPORT_DIR, STAGED_MODEL_DIR
 from emoclf.config import Config, TuneOptions
 from emoclf.data import PreparedData, load_data
 from emoclf.data.profile import profile
 from emoclf.errors import ConfigError, RunStopped, TrainingDivergedError, TrainingInterrupted
-from emoclf.evaluation.evaluate import finish_model
 from emoclf.evaluation.metrics import flat_metrics
+from emoclf.finishing import finish_model
 from emoclf.hierarchy import AUTO, pin
+from emoclf.layout import CHECKPOINT_DIR, CONFIG_FILE, MODEL_DIR, REPORT_DIR, RUN_INFO_FILE, STAGED_MODEL_DIR
 from emoclf.modeling import load_tokenizer
 from emoclf.preprocess import Preprocessor
 from emoclf.search_space import Param, load_space, space_dict
-from emoclf.tracking import RUN_INFO_FILE, Tracker, ended_run, flatten, make_tracker
+from emoclf.tracking import Tracker, ended_run, flatten, make_tracker
 
 try:
     import fcntl
@@ -227,13 +227,7 @@ def tune(cfg: Config, opts: TuneOptions) -> TuneResult:
         base = _auto_hierarchy_once(base, search, out)
         storage = opts.storage or f"sqlite:///{(out / STUDY_DB).resolve()}"
         study = _open_study(base, opts, storage, space, out)
-        tracker = make_tracker(
-            cfg.tracking.tracking,
-            cfg.tracking.tracking_uri,
-            cfg.tracking.experiment,
-            local_dir=out,
-            optional=cfg.tracking.tracking_optional,
-        )
+        tracker = make_tracker(cfg.tracking, local_dir=out)
         tracker.start(cfg.tracking.run_name or opts.study_name, resume=bool(study.trials))
         with ended_run(tracker):
             tracker.log_params(
@@ -370,9 +364,7 @@ def _end_interrupted_trials(study: optuna.Study, base: Config, out: Path) -> Non
         shutil.rmtree(folder / CHECKPOINT_DIR, ignore_errors=True)
         log.warning("trial %d was cut short by an earlier run of this study: marked failed, not resumed", trial.number)
         if base.tracking.tracking and (folder / RUN_INFO_FILE).is_file():
-            child = make_tracker(
-                True, base.tracking.tracking_uri, base.tracking.experiment, local_dir=folder, optional=True
-            )
+            child = make_tracker(replace(base.tracking, tracking_optional=True), local_dir=folder)
             child.start(resume=True)
             child.set_tags({"emoclf.cut_short": "true"})
             child.end("KILLED")
@@ -423,13 +415,8 @@ def _keep_best(
             f"no trial of study {opts.study_name!r} completed ({counts['pruned']} pruned, "
             f"{counts['fail']} failed); widen the space, run more trials or pass --pruner none"
         )
-    summary = _read_summary(out)
-    if (
-        summary.get("best_trial") == best.number
-        and summary.get("refit") == opts.refit
-        and Path(summary["model"], "model.safetensors").is_file()
-    ):
-        log.info("the best trial is still %d, whose model is already kept in %s", best.number, summary["model"])
+
+    def result(metrics: dict, model_dir: Path) -> TuneResult:
         return TuneResult(
             out,
             opts.study_name,
@@ -438,11 +425,20 @@ def _keep_best(
             best.value,
             best.params,
             counts,
-            summary["test_metrics"],
-            Path(summary["model"]),
+            metrics,
+            model_dir,
             out / BEST_YAML,
             None,
         )
+
+    summary = _read_summary(out)
+    if (
+        summary.get("best_trial") == best.number
+        and summary.get("refit") == opts.refit
+        and Path(summary["model"], "model.safetensors").is_file()
+    ):
+        log.info("the best trial is still %d, whose model is already kept in %s", best.number, summary["model"])
+        return result(summary["test_metrics"], Path(summary["model"]))
     final, metrics = (_refit if opts.refit else _finish_trial_model)(best, base, data, out)
     model_dir = Path(final.train.output_dir) / MODEL_DIR
     reproduce = final.replace(
@@ -477,19 +473,7 @@ def _keep_best(
     tracker.log_artifacts(out / STUDY_DIR, STUDY_DIR)
     tracker.log_artifacts(Path(final.train.output_dir) / REPORT_DIR, REPORT_DIR)
     tracker.log_model(model_dir, data.splits["test"]["raw_text"].head(3).tolist(), base.tracking.register_name)
-    return TuneResult(
-        out,
-        opts.study_name,
-        storage,
-        best.number,
-        best.value,
-        best.params,
-        counts,
-        headline,
-        model_dir,
-        out / BEST_YAML,
-        None,
-    )
+    return result(headline, model_dir)
 
 
 def _read_summary(out: Path) -> dict:

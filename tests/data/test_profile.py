@@ -10,15 +10,9 @@ import pytest
 
 from emoclf.config import DataConfig
 from emoclf.data import PreparedData, load_data
-from emoclf.data.profile import (
-    CLASS_PNG,
-    PROFILE_JSON,
-    format_profile,
-    profile,
-    suggest_max_length,
-    write_profile,
-)
+from emoclf.data.profile import format_profile, profile, suggest_max_length, write_profile
 from emoclf.data.validate import DataReport
+from emoclf.layout import CLASS_PNG, PROFILE_JSON
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

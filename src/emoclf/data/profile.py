@@ -12,12 +12,11 @@ from matplotlib.figure import Figure
 
 from emoclf.data import PreparedData
 from emoclf.data.issues import changed
+from emoclf.layout import CLASS_PNG, PROFILE_JSON
 
 log = logging.getLogger(__name__)
 
 PERCENTILES = (50, 90, 95, 99, 100)
-PROFILE_JSON = "data_profile.json"
-CLASS_PNG = "class_distribution.png"
 
 
 def token_lengths(texts: list[str], tokenizer) -> np.ndarray:

@@ -11,7 +11,7 @@ import logging
 import math
 from datetime import datetime, timezone
 
-from emoclf import __version__
+from emoclf.layout import __version__
 
 log = logging.getLogger(__name__)
 

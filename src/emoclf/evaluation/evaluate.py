@@ -3,39 +3,25 @@ before-and-after, and the benchmarks.
 
 ``evaluate`` scores a ``Predictor`` exactly as ``emoclf predict`` would (its saved preprocessing,
 temperature and class bias), on ``Labelled`` texts, and writes the full report when given a
-folder. ``calibrate`` fits the temperature (and, on request, the class bias) on validation texts
-and sets them on the predictor: calibrate on validation, then evaluate on test. ``finish_model``
-does both for a freshly saved model folder and only then puts it in place.
+folder. It only scores: fitting the temperature on validation and finishing a saved model are
+``emoclf.finishing``'s.
 """
 
 from __future__ import annotations
 
-import logging
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from emoclf.calibration import (
-    calibrated_probs,
-    choose_temperature,
-    expected_calibration_error,
-    fit_class_bias,
-    reliability_bins,
-)
-from emoclf.checkpoints import MODEL_DIR, REPORT_DIR
-from emoclf.config import Config, DataConfig
-from emoclf.data import Labelled, PreparedData, load_labelled
-from emoclf.evaluation.context import log_evaluation, report_context
-from emoclf.evaluation.metrics import classification_metrics, group_metrics, model_metrics
+from emoclf.calibration import calibrated_probs, expected_calibration_error, reliability_bins
+from emoclf.config import DataConfig
+from emoclf.data import Labelled, load_labelled
+from emoclf.evaluation.context import report_context
+from emoclf.evaluation.metrics import classification_metrics, group_metrics
 from emoclf.evaluation.report import write_report
 from emoclf.inference import Predictor
-from emoclf.modelcard import write_meta_and_card
-from emoclf.modeling import replace_folder
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -47,17 +33,6 @@ class Evaluation:
     texts_per_second: float
     source: str = ""  # the data scored
     split: str = ""  # which of its rows: "test", or "all rows" of a file
-
-
-def calibrate(predictor, validation: Labelled, temperature: bool = True, class_bias: bool = False) -> dict:
-    """Fit the temperature (unless ``temperature`` is off: T = 1) and the class bias on validation texts,
-    set them on ``predictor.meta``, and say what was fitted and kept."""
-    logits = predictor.logits(validation.texts)
-    meta = predictor.meta
-    choice = choose_temperature(logits, validation.y_true) if temperature else None
-    meta.temperature = choice.temperature if choice else 1.0
-    meta.class_bias = fit_class_bias(logits, validation.y_true) if class_bias else None
-    return choice.report() if choice else {}
 
 
 def evaluate(
@@ -118,49 +93,6 @@ def evaluate(
             context=context or report_context(meta, data),
         )
     return Evaluation(metrics, probs, rate, data.source, data.split)
-
-
-def finish_model(
-    cfg: Config,
-    data: PreparedData,
-    staged: Path,
-    history: list[dict] | None,
-    holdout: str | None = "test",
-    training: dict | None = None,
-) -> dict:
-    """Calibrate the model saved in ``staged`` on validation, score it on ``holdout`` as saved (the report),
-    then put it in place as ``output_dir/model`` with its model card. ``training`` (the steps it trained)
-    joins the metrics.
-
-    It is evaluated where it was saved and renamed into place only then: a failure on the way
-    leaves no model folder behind. Training finishes every model with it, and ``emoclf tune`` the
-    model of its best trial.
-    """
-    t, out = cfg.train, Path(cfg.train.output_dir)
-    try:
-        predictor = Predictor.load(staged, batch_size=t.eval_batch_size)
-        fitted = calibrate(
-            predictor, Labelled.from_split(data.splits["validation"], "validation"), t.calibrate, t.class_bias
-        )
-        metrics, context = (
-            {"calibration": {"temperature": predictor.meta.temperature, **fitted}, "training": training or {}},
-            None,
-        )
-        if holdout is not None:
-            scored = Labelled.from_split(data.splits[holdout], holdout)
-            context = report_context(predictor.meta, scored, str(out / MODEL_DIR))
-            metrics = evaluate(
-                predictor, scored, out / REPORT_DIR, history, fitted, progress=True, context=context, training=training
-            ).metrics
-            predictor.meta.metrics = model_metrics(metrics)
-        write_meta_and_card(staged, predictor.meta)
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
-    replace_folder(staged, out / MODEL_DIR)
-    if holdout is not None:
-        log_evaluation(metrics, context)
-    return metrics
 
 
 def evaluate_model(

@@ -14,17 +14,18 @@ from matplotlib.figure import Figure
 from emoclf.calibration import plot_reliability
 from emoclf.evaluation.html import render as render_html
 from emoclf.evaluation.metrics import absent_note, score, training_note
-
-METRICS_JSON = "metrics.json"
-REPORT_MD = "report.md"
-CONFUSION_PNG = "confusion_matrix.png"
-PER_CLASS_PNG = "per_class_f1.png"
-CURVES_PNG = "training_curves.png"
-MISCLASSIFIED_CSV = "misclassified.csv"
-REPORT_HTML = "report.html"
-RELIABILITY_PNG = "reliability.png"
-CONTEXT_JSON = "context.json"
-HISTORY_JSON = "history.json"
+from emoclf.layout import (
+    CONFUSION_PNG,
+    CONTEXT_JSON,
+    CURVES_PNG,
+    HISTORY_JSON,
+    METRICS_JSON,
+    MISCLASSIFIED_CSV,
+    PER_CLASS_PNG,
+    RELIABILITY_PNG,
+    REPORT_HTML,
+    REPORT_MD,
+)
 
 
 def markdown_table(metrics: dict) -> str:

@@ -20,14 +20,8 @@ from emoclf.errors import ConfigError
 from emoclf.evaluation.context import now, split_warnings
 from emoclf.evaluation.html import image, page, table
 from emoclf.evaluation.metrics import score
-from emoclf.evaluation.report import (
-    CONTEXT_JSON,
-    HISTORY_JSON,
-    METRICS_JSON,
-    draw_confusion,
-    draw_training_curves,
-    figure,
-)
+from emoclf.evaluation.report import draw_confusion, draw_training_curves, figure
+from emoclf.layout import CONTEXT_JSON, HISTORY_JSON, METRICS_JSON
 
 SECTIONS = {
     "runs": "Runs",
