@@ -103,6 +103,11 @@ class DataConfig:
 
 @dataclass
 class PreprocessConfig:
+    normalize_unicode: bool = _f(
+        True,
+        "Normalise Unicode to NFC first, so that a text typed with combined characters (e + an accent) and with "
+        "precomposed ones is one text.",
+    )
     lowercase: bool = _f(True, "Lower-case the text.")
     urls: TextMode = _f("token", "URLs: keep, remove, or token (replace by 'http').")
     users: TextMode = _f("token", "@user mentions: keep, remove, or token (replace by '@user').")

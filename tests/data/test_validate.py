@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from pathlib import Path
 
 import pandas as pd
@@ -431,3 +432,32 @@ def test_max_val_samples_caps_validation_stratified_and_leaves_test_alone():
     assert set(capped.splits["validation"]["label"]) == set(full.splits["validation"]["label"])  # every class kept
     pd.testing.assert_frame_equal(capped.splits["test"], full.splits["test"])
     pd.testing.assert_frame_equal(capped.splits["train"], full.splits["train"])
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_the_same_text_in_nfd_is_leakage_whether_or_not_preprocessing_normalises(tmp_path, normalize):
+    # Without normalising, keep the combining accents (strip_non_word would split them off): the check compares
+    # the NFC forms of what preprocessing left.
+    accented = [(f"un café très naïve numéro {i}", lab) for i, lab in enumerate(LABELS * 10)]
+    nfd = [(unicodedata.normalize("NFD", text), lab) for text, lab in accented]
+    assert nfd[0][0] != accented[0][0]
+    cfg = three_files(tmp_path, balanced(10) + accented, test=balanced(2, tag="test") + nfd)
+    data = load_data(cfg, Preprocessor(PreprocessConfig(normalize_unicode=normalize, strip_non_word=normalize)))
+    assert data.report.leakage["test"] == 30 and data.report.leakage_dropped == 30
+    assert len(data.splits["train"]) == 30
+    if normalize:  # the model sees one text, as a reader does
+        assert set(data.splits["test"]["text"]) >= {t.lower() for t, _ in accented}
+
+
+def test_conflicts_are_counted_in_linear_time_and_listed_first_five(tmp_path):
+    train = balanced(4) + [(f"shared {i}", lab) for i in range(8) for lab in ("joy", "anger")]
+    data = load_data(three_files(tmp_path, train, drop_duplicates=False))
+    rep = data.report
+    assert rep.conflicting_duplicates["train"] == 8
+    assert [c["text"] for c in rep.conflict_examples] == [f"shared {i}" for i in range(5)]
+    assert rep.conflict_examples[0] == {
+        "split": "train",
+        "text": "shared 0",
+        "labels": ["anger", "joy"],
+        "rows": [14, 15],
+    }

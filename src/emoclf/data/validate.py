@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from emoclf.errors import DataError
+from emoclf.preprocess import nfc
 
 MAX_LISTED = 5
 
@@ -120,21 +121,32 @@ def refuse_unknown_labels(df: pd.DataFrame, known: set[str], what: str) -> None:
         raise DataError(f"{df.attrs.get('source', 'data')}: label(s) {', '.join(map(repr, unknown))} {what}")
 
 
-def duplicates(df: pd.DataFrame) -> tuple[pd.Series, list[dict]]:
-    """Exact duplicate rows (every copy after the first), and texts that appear with different labels."""
-    labels_per_text = df.groupby("text")["label"].nunique()
-    conflicts = labels_per_text[labels_per_text > 1].index
+def text_keys(df: pd.DataFrame) -> pd.Series:
+    """What makes two texts the same text: the text in Unicode NFC, whether or not preprocessing normalises
+    (the same words in NFC and NFD are one text to a reader, and leak as such)."""
+    return df["text"].map(nfc)
+
+
+def duplicates(df: pd.DataFrame) -> tuple[pd.Series, int, list[dict]]:
+    """Exact duplicate rows (every copy after the first), the number of texts that appear with different labels,
+    and the first ``MAX_LISTED`` of those with their labels and rows."""
+    keys = text_keys(df)
+    labels_per_text = df["label"].groupby(keys.to_numpy()).nunique()
+    conflicts = labels_per_text.index[labels_per_text.to_numpy() > 1]
+    listed = conflicts[:MAX_LISTED]
     examples = []
-    for text in conflicts:
-        rows = df.loc[df["text"] == text]
-        examples.append({"text": text, "labels": sorted(set(rows["label"])), "rows": rows["row"].tolist()})
-    return df.duplicated(["text", "label"]), examples
+    if len(listed):
+        rows = df.loc[keys.isin(listed)]
+        for text, group in rows.groupby(keys[rows.index].to_numpy(), sort=True):
+            examples.append({"text": text, "labels": sorted(set(group["label"])), "rows": group["row"].tolist()})
+    dup = pd.DataFrame({"key": keys, "label": df["label"]}).duplicated()
+    return dup, len(conflicts), examples
 
 
 def shared_texts(df: pd.DataFrame, *others: pd.DataFrame) -> set[str]:
-    """Texts of ``df`` that also occur in any of ``others``."""
-    held_out = set().union(*(set(o["text"]) for o in others))
-    return set(df["text"]) & held_out
+    """Texts (``text_keys``) of ``df`` that also occur in any of ``others``."""
+    held_out = set().union(*(set(text_keys(o)) for o in others))
+    return set(text_keys(df)) & held_out
 
 
 def absent_classes(df: pd.DataFrame, labels: list[str]) -> list[str]:
