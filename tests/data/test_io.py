@@ -376,6 +376,48 @@ def test_integer_labels(tmp_path):
     assert read_file(tpath, DataConfig())["label"].tolist() == ["0", "5"]
 
 
+def test_label_names_name_integer_labels_in_every_format(tmp_path):
+    names_file = _write(tmp_path / "labels.txt", "admiration\namusement\nanger\n\n")  # a trailing blank line
+    csv_path = _write(tmp_path / "i.csv", "text,label\na,0\nb,2\nc,1\n")
+    splits, names = read_source(DataConfig(data=str(csv_path), label_names=str(names_file)))
+    assert names == ["admiration", "amusement", "anger"]
+    assert splits["train"]["label"].tolist() == ["admiration", "anger", "amusement"]
+    jpath = _write(tmp_path / "i.jsonl", "".join(json.dumps({"text": t, "label": i}) + "\n" for t, i in [("a", 2)]))
+    ppath = tmp_path / "i.parquet"
+    pd.DataFrame({"text": ["a", "b"], "label": [1, 0]}).to_parquet(ppath)
+    assert read_source(DataConfig(data=str(jpath), label_names="x, y ,z"))[0]["train"]["label"].tolist() == ["z"]
+    assert read_source(DataConfig(data=str(ppath), label_names="x,y,z"))[0]["train"]["label"].tolist() == ["y", "x"]
+
+
+def test_a_label_id_without_a_name_is_refused_naming_file_row_column_and_range(tmp_path):
+    path = _write(tmp_path / "i.csv", "text,emotion\na,0\nb,3\nc,1\nd,joy\n")
+    cfg = DataConfig(data=str(path), label_column="emotion", label_names="x,y,z")
+    with _err(
+        "^"
+        + re.escape(
+            f"{path}: row(s) 3, 5, column 'emotion': label '3' is not a label id of --label-names x,y,z (3 names: "
+            "ids 0..2; 2 row(s)); fix the labels, or give the names of every id"
+        )
+        + "$"
+    ):
+        read_source(cfg)
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ("a\n\nb\n", "line 2 is empty; every id from 0 on needs a name"),
+        ("a\nb\na\n", "'a' named twice; each id needs its own name"),
+    ],
+)
+def test_label_names_files_that_cannot_name_every_id_are_refused(tmp_path, content, message):
+    path = _write(tmp_path / "labels.txt", content)
+    with _err(re.escape(message) + "$"):
+        read_source(DataConfig(data=str(demo_path()), label_names=str(path)))
+    with _err(r"^--label-names nowhere\.txt: no such file; give a file with one name per line, or the names "):
+        read_source(DataConfig(data=str(demo_path()), label_names="nowhere.txt"))
+
+
 # --- read_source ----------------------------------------------------------------------------------
 
 

@@ -461,3 +461,36 @@ def test_conflicts_are_counted_in_linear_time_and_listed_first_five(tmp_path):
         "labels": ["anger", "joy"],
         "rows": [14, 15],
     }
+
+
+def test_labels_that_differ_only_in_case_or_spacing_are_refused_naming_each_spelling(tmp_path):
+    train = balanced(4) + [("more joy", "Joy"), ("even more", "JOY")]
+    cfg = three_files(tmp_path, train)
+    with pytest.raises(
+        DataError,
+        match="^"
+        + re.escape(
+            f"labels 'joy' ({cfg.data} row 6), 'Joy' ({cfg.data} row 14), 'JOY' ({cfg.data} row 15) differ only in "
+            "case or spacing: they would train as 3 separate classes; spell each class one way in every file"
+        )
+        + "$",
+    ):
+        load_data(cfg)
+    test = balanced(2, tag="test") + [("shouting", "ANGER ")]  # across files too; the ends are stripped
+    with pytest.raises(DataError, match=r"^labels 'anger' \(.*train\.csv row 2\), 'ANGER' \(.*test\.csv row 8\) "):
+        load_data(three_files(tmp_path, balanced(4), test=test))
+    nfd = balanced(4) + [("accent", unicodedata.normalize("NFD", "café"))] * 3  # one label, two encodings
+    data = load_data(three_files(tmp_path, nfd + [("accent 2", "café")] * 3, val=balanced(2) + [("a", "café")]))
+    assert "café" in data.labels and unicodedata.normalize("NFD", "café") not in data.labels
+
+
+def test_label_names_name_integer_labels_everywhere_and_set_the_class_order(tmp_path):
+    ids = {"anger": 2, "joy": 0, "sadness": 1}
+    rows = lambda tag, n: [(t, ids[lab]) for t, lab in balanced(n, tag=tag)]  # noqa: E731
+    cfg = three_files(tmp_path, rows("train", 4), rows("val", 2), rows("test", 2), label_names="joy,sadness,anger")
+    data = load_data(cfg)
+    assert data.labels == ["joy", "sadness", "anger"]  # id order, as saved with the model
+    for df in data.splits.values():
+        assert set(df["label"]) == {"joy", "sadness", "anger"}
+        assert (df["label_id"] == df["label"].map({"joy": 0, "sadness": 1, "anger": 2})).all()
+    assert data.splits["test"]["raw_text"].str.contains("test").all()

@@ -26,6 +26,7 @@ from emoclf.data.validate import (
     label_order,
     label_strings,
     refuse_empty_texts,
+    refuse_label_variants,
     refuse_unknown_labels,
     shared_texts,
     text_keys,
@@ -151,9 +152,10 @@ def load_data(cfg: DataConfig, preprocessor: Preprocessor | None = None) -> Prep
     splits, names = read_source(cfg)
     for split, path in (("validation", cfg.val_data), ("test", cfg.test_data)):
         if path:
-            splits[split] = read_file(path, cfg)
+            splits[split] = read_file(path, cfg, names if cfg.label_names else None)
     report = DataReport(rows_read={k: len(v) for k, v in splits.items()})
     splits = {split: _clean(df, preprocessor, cfg, report, split) for split, df in splits.items()}
+    refuse_label_variants(list(splits.values()))
     labels = label_order(set(splits["train"]["label"]), names)
     for split in ("validation", "test"):
         if split in splits:
