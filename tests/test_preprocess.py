@@ -128,12 +128,12 @@ def test_to_dict_from_dict_round_trip(config):
     original = Preprocessor(config)
     raw = original.to_dict()
     assert raw == {
-        "normalize_unicode": config.normalize_unicode,
         "lowercase": config.lowercase,
         "urls": config.urls,
         "users": config.users,
         "strip_non_word": config.strip_non_word,
         "collapse_whitespace": config.collapse_whitespace,
+        "normalize_unicode": config.normalize_unicode,
     }
     # As saved in emoclf.json: through JSON and back.
     rebuilt = Preprocessor.from_dict(json.loads(json.dumps(raw)))

@@ -109,17 +109,17 @@ class DataConfig:
 
 @dataclass
 class PreprocessConfig:
-    normalize_unicode: bool = _f(
-        True,
-        "Normalise Unicode to NFC first, so that a text typed with combined characters (e + an accent) and with "
-        "precomposed ones is one text.",
-    )
     lowercase: bool = _f(True, "Lower-case the text.")
     urls: TextMode = _f("token", "URLs: keep, remove, or token (replace by 'http').")
     users: TextMode = _f("token", "@user mentions: keep, remove, or token (replace by '@user').")
     # On by default as in the original pipeline; benchmarks/preprocess.py finds no option better beyond noise.
     strip_non_word: bool = _f(True, "Replace non-word characters by spaces (as the original pipeline did).")
     collapse_whitespace: bool = _f(True, "Collapse runs of whitespace and strip the ends.")
+    normalize_unicode: bool = _f(
+        True,
+        "Normalise Unicode to NFC first, so that a text typed with combined characters (e + an accent) and with "
+        "precomposed ones is one text.",
+    )
 
 
 @dataclass
