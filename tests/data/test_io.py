@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -546,3 +548,36 @@ def test_hf_unknown_id_fails_within_10_seconds():
     assert time.monotonic() - start < 10
     message = str(info.value)
     assert "hub" in message.lower() and "nobody/nothing-here-xyz" in message
+
+
+# --- writing predictions ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["out.csv", "out.jsonl", "out.parquet"])
+def test_a_write_the_kernel_refuses_leaves_the_previous_file_or_none(tmp_path, name):
+    """A full disk, for real: the writing process may not grow a file past 64 KiB (EFBIG)."""
+    from emoclf.data.io import write_table
+
+    target = tmp_path / name
+    small = pd.DataFrame({"text": ["a", "b"], "predicted_label": ["joy", "fear"]})
+    write_table(small, str(target))
+    before = target.read_bytes()
+    script = (
+        "import resource, signal, sys\nimport pandas as pd\nfrom emoclf.data.io import write_table\n"
+        "big = pd.DataFrame({'text': [f'text number {i} ' * 20 for i in range(5000)], 'predicted_label': 'joy'})\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))\n"
+        "from emoclf.errors import DataError\n"
+        "try:\n    write_table(big, sys.argv[1])\nexcept DataError as e:\n    print(e)\n    sys.exit(2)\n"
+    )
+    for existing in (True, False):
+        proc = subprocess.run([sys.executable, "-c", script, str(target)], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        what = "the previous file is unchanged" if existing else "nothing was written"
+        assert re.fullmatch(rf"--output {re.escape(str(target))}: cannot write it \(.+\); {what}\n", proc.stdout)
+        if existing:
+            assert target.read_bytes() == before
+            target.unlink()
+        else:
+            assert not target.exists()
+        assert list(tmp_path.iterdir()) == ([target] if target.exists() else [])  # no temporary file left

@@ -337,15 +337,30 @@ def output_format(path: str | None) -> str:
 
 
 def write_table(df: pd.DataFrame, path: str | None) -> None:
-    """Write ``df`` in the format its path names, or as CSV on stdout."""
+    """Write ``df`` in the format its path names, or as CSV on stdout.
+
+    The file is written beside the target under a temporary name and renamed over it once complete: a full
+    disk or a kill leaves the previous file (or none), never a truncated one that still parses.
+    """
     fmt = output_format(path)
     if path is None:
         df.to_csv(sys.stdout, index=False)
         return
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "parquet":
-        df.to_parquet(path, index=False)
-    elif fmt == "jsonl":
-        df.to_json(path, orient="records", lines=True, force_ascii=False)
-    else:
-        df.to_csv(path, index=False, sep="\t" if fmt == "tsv" else ",")
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        if fmt == "parquet":
+            df.to_parquet(tmp, index=False)
+        elif fmt == "jsonl":
+            df.to_json(tmp, orient="records", lines=True, force_ascii=False)
+        else:
+            df.to_csv(tmp, index=False, sep="\t" if fmt == "tsv" else ",")
+        os.replace(tmp, target)
+    except OSError as e:
+        raise DataError(
+            f"--output {path}: cannot write it ({e.strerror or e}); "
+            + ("the previous file is unchanged" if target.exists() else "nothing was written")
+        ) from None
+    finally:
+        tmp.unlink(missing_ok=True)
