@@ -92,6 +92,27 @@ def test_inspect_emotion_data(tmp_path, capsys, emotion_dir):
     assert (tmp_path / "class_distribution.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_inspect_refuses_label_variants_and_names_integer_labels(tmp_path, capsys):
+    rows = [f"text number {i},{lab}" for i, lab in enumerate(["joy", "Joy", "JOY", "fear"] * 10)]
+    variants = tmp_path / "variants.csv"
+    variants.write_text("text,label\n" + "\n".join(rows) + "\n")
+    assert main(["inspect", str(variants), "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"emoclf: error: labels 'joy' ({variants} row 2), 'Joy' ({variants} row 3), 'JOY' ({variants} row 4) differ "
+        "only in case or spacing: they would train as 3 separate classes; spell each class one way in every file"
+    ]
+    ids = tmp_path / "ids.csv"
+    ids.write_text("text,label\n" + "\n".join(f"text number {i},{i % 3}" for i in range(60)) + "\n")
+    (tmp_path / "labels.txt").write_text("joy\nfear\nanger\n")
+    assert (
+        main(["--quiet", "inspect", str(ids), "--label-names", str(tmp_path / "labels.txt"), "--out", str(tmp_path)])
+        == 0
+    )
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in out[1:4]] == ["joy", "fear", "anger"]
+
+
 def test_predict_texts_and_files(trained, tmp_path, capsys):
     assert main(["predict", "--model", str(trained.model_dir), "i am so happy", "i am scared"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()

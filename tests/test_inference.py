@@ -52,6 +52,14 @@ def test_batch_frame_keeps_every_row_in_order_and_marks_the_skipped(predictor):
     np.testing.assert_allclose(frame.loc[kept, "predicted_probability"], expected.max(axis=1), atol=1e-6)
 
 
+def test_a_text_typed_in_nfd_or_nfc_gets_one_prediction(predictor):
+    nfc, nfd = "i feel na\u00efve and d\u00e9j\u00e0 vu", "i feel nai\u0308ve and de\u0301ja\u0300 vu"
+    assert predictor.meta.preprocess["normalize_unicode"] is True  # saved with the model
+    assert predictor.clean([nfc, nfd]) == [nfc, nfc]
+    probs = predictor.predict_proba([nfc, nfd])
+    assert (probs[0] == probs[1]).all()
+
+
 def test_a_single_string_is_refused_not_read_letter_by_letter(predictor):
     with pytest.raises(
         TypeError,

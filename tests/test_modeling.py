@@ -114,7 +114,7 @@ def _grow_vocabulary(folder: Path) -> None:
         (lambda f: _truncate(f / "tokenizer.json"), "truncated or damaged"),
         (lambda f: (f / META_FILE).unlink(), "not an emoclf model folder"),
         (lambda f: _edit_meta(f, labels=[]), "no labels saved"),
-        (lambda f: _edit_meta(f, labels=None), "unreadable or incomplete"),
+        (lambda f: _edit_meta(f, labels=None), r"emoclf\.json: labels missing \(format 2 always saves it\)"),
         (lambda f: _edit_meta(f, labels=LABELS[:5]), "the model has 6 outputs but 5 labels are saved"),
         (_grow_vocabulary, r"tokenizer has \d+ tokens but the embeddings only \d+"),
     ],
@@ -180,3 +180,46 @@ def test_non_finite_weights_or_temperature_are_refused(bundle, tmp_path):
         (folder / META_FILE).write_text(json.dumps(meta))  # json writes NaN and Infinity, as a diverged run did
         with pytest.raises(ModelLoadError, match=rf"temperature {bad} or class bias None is not a finite number"):
             Predictor.load(folder)
+
+
+def test_a_lost_setting_an_unknown_key_or_a_newer_format_is_refused_in_one_line(bundle):
+    meta = BundleMeta.read(bundle)
+    assert meta.format == 2 and json.loads((bundle / META_FILE).read_text())["format"] == 2
+    for key in ("temperature", "class_bias", "hierarchy", "max_length"):
+        saved = (bundle / META_FILE).read_text()
+        _edit_meta(bundle, **{key: None})
+        with pytest.raises(
+            ModelLoadError,
+            match=rf"^{bundle}/emoclf\.json: {key} missing \(format 2 always saves it\); the file is damaged or "
+            "was edited: restore it from the training run, or retrain$",
+        ):
+            Predictor.load(bundle)
+        (bundle / META_FILE).write_text(saved)
+    _edit_meta(bundle, calibration=1.5, preprocess={**meta.preprocess, "stem": True}, emoclf_version="0.1.0")
+    with pytest.raises(
+        ModelLoadError,
+        match=r"emoclf\.json: unknown key\(s\) calibration, preprocess\.stem \(written by emoclf 0\.1\.0, format 2\); "
+        "the file was edited or comes from another tool: restore it, or retrain$",
+    ):
+        Predictor.load(bundle)
+    _edit_meta(bundle, format=3, emoclf_version="9.0.0", calibration=None)
+    with pytest.raises(
+        ModelLoadError,
+        match=r"emoclf\.json: written by emoclf 9\.0\.0 in model format 3; this emoclf \(0\.1\.0\) reads formats "
+        r"up to 2: upgrade emoclf \(pip install -U emoclf\) to load it$",
+    ):
+        Predictor.load(bundle)
+
+
+def test_a_model_folder_of_the_first_format_loads_and_predicts_as_it_did(bundle):
+    """emoclf.json as emoclf wrote it before this format: no format, class_bias, hierarchy or Unicode step."""
+    nfd = ["un cafe\u0301 tre\u0300s nai\u0308ve"]
+    old_preprocess = Preprocessor(PreprocessConfig(normalize_unicode=False))
+    expected = Predictor.load(bundle)
+    _edit_meta(bundle, format=None, class_bias=None, hierarchy=None, preprocess=old_preprocess.to_dict())
+    _edit_meta(bundle, preprocess={k: v for k, v in old_preprocess.to_dict().items() if k != "normalize_unicode"})
+    old = Predictor.load(bundle)
+    assert old.meta.format == 1 and old.meta.class_bias is None and old.meta.hierarchy is None
+    assert old.preprocessor.config == old_preprocess.config
+    assert old.clean(nfd) == ["un cafe tre s nai ve"]  # as it was trained and evaluated
+    assert (old.predict_proba(nfd) == expected.predict_proba(["un cafe tre s nai ve"])).all()

@@ -7,10 +7,12 @@ import json
 import pytest
 
 from emoclf.config import PreprocessConfig
-from emoclf.preprocess import Preprocessor
+from emoclf.preprocess import LEGACY, Preprocessor
 
 # Every step off: the baseline each test switches one step on from.
-OFF = dict(lowercase=False, urls="keep", users="keep", strip_non_word=False, collapse_whitespace=False)
+OFF = dict(
+    normalize_unicode=False, lowercase=False, urls="keep", users="keep", strip_non_word=False, collapse_whitespace=False
+)
 
 
 def only(**steps) -> Preprocessor:
@@ -131,6 +133,7 @@ def test_to_dict_from_dict_round_trip(config):
         "users": config.users,
         "strip_non_word": config.strip_non_word,
         "collapse_whitespace": config.collapse_whitespace,
+        "normalize_unicode": config.normalize_unicode,
     }
     # As saved in emoclf.json: through JSON and back.
     rebuilt = Preprocessor.from_dict(json.loads(json.dumps(raw)))
@@ -138,6 +141,20 @@ def test_to_dict_from_dict_round_trip(config):
     assert rebuilt.batch(TRICKY) == original.batch(TRICKY)
 
 
-def test_from_dict_none_or_empty_is_default():
-    assert Preprocessor.from_dict(None).config == PreprocessConfig()
-    assert Preprocessor.from_dict({}).config == PreprocessConfig()
+def test_from_dict_of_a_model_saved_before_a_step_existed_leaves_that_step_off():
+    # A model saved before normalize_unicode existed: its dict lacks the key, and it must predict as evaluated.
+    old = {"lowercase": True, "urls": "token", "users": "token", "strip_non_word": True, "collapse_whitespace": True}
+    assert Preprocessor.from_dict(old).config == PreprocessConfig(normalize_unicode=False)
+    assert Preprocessor.from_dict(old)("nai\u0308ve") == "nai ve"  # exactly as such a model was trained
+    assert Preprocessor.from_dict(None).config == Preprocessor.from_dict({}).config == PreprocessConfig(**LEGACY)
+
+
+NFD = "nai\u0308ve Cafe\u0301"  # combining diaeresis and acute accent
+NFC = "na\u00efve Caf\u00e9"  # precomposed
+
+
+def test_unicode_is_normalised_to_nfc_before_symbols_are_stripped():
+    assert only(normalize_unicode=True)(NFD) == NFC
+    assert Preprocessor()(NFD) == Preprocessor()(NFC) == "na\u00efve caf\u00e9"
+    # Without it, stripping non-word characters splits a letter from its accent.
+    assert only(strip_non_word=True)(NFD) == "nai ve Cafe "

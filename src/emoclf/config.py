@@ -83,6 +83,12 @@ class DataConfig:
     )
     text_column: str = _f("text", "Column holding the text.")
     label_column: str = _f("label", "Column holding the label (string or integer).")
+    label_names: str | None = _f(
+        None,
+        "Names of integer labels 0..K-1: a file with one name per line (line k names label k, as GoEmotions' "
+        "labels.txt) or a comma-separated list; the labels are then read, trained and saved as those names.",
+        metavar="FILE|NAMES",
+    )
     encoding: str = _f("utf-8", "Text encoding of the input files (utf-8 with or without BOM is read cleanly).")
     val_size: float = _f(0.1, "Share of the training data carved out for validation when no validation split is given.")
     test_size: float = _f(0.1, "Share of the data held out for testing when no test split is given.")
@@ -120,6 +126,11 @@ class PreprocessConfig:
     # On by default as in the original pipeline; benchmarks/preprocess.py finds no option better beyond noise.
     strip_non_word: bool = _f(True, "Replace non-word characters by spaces (as the original pipeline did).")
     collapse_whitespace: bool = _f(True, "Collapse runs of whitespace and strip the ends.")
+    normalize_unicode: bool = _f(
+        True,
+        "Normalise Unicode to NFC first, so that a text typed with combined characters (e + an accent) and with "
+        "precomposed ones is one text.",
+    )
 
 
 @dataclass

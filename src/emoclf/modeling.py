@@ -13,18 +13,33 @@ import math
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from emoclf.config import PreprocessConfig
 from emoclf.errors import ModelLoadError
-from emoclf.layout import META_FILE, WEIGHTS_FILE
+from emoclf.layout import META_FILE, WEIGHTS_FILE, __version__
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "minilm"
 DEFAULT_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
+# The emoclf.json format this code writes, and the newest it reads. 1: no "format" key (emoclf 0.1.0 before
+# it); 2: "format" saved, and always "class_bias" and "hierarchy" (null when unused).
+FORMAT = 2
+# The keys prediction depends on, each with the first format that always saved it: a folder of that format
+# or later without one is damaged (a default would predict other probabilities without a word).
+REQUIRED = {
+    "labels": 1,
+    "preprocess": 1,
+    "max_length": 1,
+    "base_model": 1,
+    "temperature": 1,
+    "class_bias": 2,
+    "hierarchy": 2,
+}
 
 
 def default_model_path() -> str:
@@ -73,26 +88,32 @@ class BundleMeta:
     data: dict[str, Any] = field(default_factory=dict)  # source, texts and class counts per split
     training: dict[str, Any] = field(default_factory=dict)  # what "auto" settings resolved to
     hierarchy: dict[str, Any] | None = None  # groups of labels (hierarchy.Hierarchy.to_dict), or None: flat
+    format: int = FORMAT  # of this file: what it is sure to hold (FORMAT)
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {**self.__dict__, "format": FORMAT}  # written by this code, so in its format
 
     @classmethod
     def read(cls, folder: Path) -> BundleMeta:
+        """The folder's ``emoclf.json``, refused with one line when damaged, edited or written by a newer emoclf."""
         path = folder / META_FILE
         if not path.is_file():
             raise ModelLoadError(f"{folder}: not an emoclf model folder ({META_FILE} missing)")
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
-            meta = cls(**raw)
-        except (json.JSONDecodeError, TypeError) as e:
+        except json.JSONDecodeError as e:
             raise ModelLoadError(f"{path}: unreadable or incomplete ({e})") from None
+        if not isinstance(raw, dict):
+            raise ModelLoadError(f"{path}: unreadable or incomplete (expected a JSON object, got {type(raw).__name__})")
+        check_keys(path, raw)
+        meta = cls(**{"format": 1, **raw})
         if not meta.labels:
             raise ModelLoadError(f"{path}: no labels saved")
         finite = (
-            math.isfinite(meta.temperature)
+            isinstance(meta.temperature, (int, float))
+            and math.isfinite(meta.temperature)
             and meta.temperature > 0
-            and all(math.isfinite(b) for b in meta.class_bias or [])
+            and all(isinstance(b, (int, float)) and math.isfinite(b) for b in meta.class_bias or [])
         )
         if not finite:
             raise ModelLoadError(
@@ -101,6 +122,37 @@ class BundleMeta:
                 "probabilities: retrain it"
             )
         return meta
+
+
+def check_keys(path: Path, raw: dict[str, Any]) -> None:
+    """Refuse a file this code cannot read as it was meant: a newer format, an unknown key, a missing one."""
+    version = raw.get("emoclf_version") or "an unknown version"
+    saved = raw.get("format", 1)
+    if not isinstance(saved, int) or saved > FORMAT:
+        raise ModelLoadError(
+            f"{path}: written by emoclf {version} in model format {saved}; this emoclf ({__version__}) reads "
+            f"formats up to {FORMAT}: upgrade emoclf (pip install -U emoclf) to load it"
+        )
+    preprocess = raw.get("preprocess", {})
+    if not isinstance(preprocess, dict):
+        raise ModelLoadError(
+            f"{path}: preprocess must be a JSON object, got {preprocess!r}; restore the file, or retrain"
+        )
+    unknown = sorted(set(raw) - {f.name for f in fields(BundleMeta)}) + sorted(
+        f"preprocess.{k}" for k in set(preprocess) - {f.name for f in fields(PreprocessConfig)}
+    )
+    if unknown:
+        raise ModelLoadError(
+            f"{path}: unknown key(s) {', '.join(unknown)} (written by emoclf {version}, format {saved}); "
+            "the file was edited or comes from another tool: restore it, or retrain"
+        )
+    missing = [k for k, since in REQUIRED.items() if since <= saved and k not in raw]
+    if missing:
+        raise ModelLoadError(
+            f"{path}: {', '.join(missing)} missing (format {saved} always saves "
+            f"{'it' if len(missing) == 1 else 'them'}); the file is damaged or was edited: restore it from the "
+            "training run, or retrain"
+        )
 
 
 def load_for_training(name: str, labels: list[str]):

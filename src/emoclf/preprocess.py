@@ -7,6 +7,7 @@ MLflow model all rebuild the exact same function from their ``emoclf.json``.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import asdict
 
@@ -17,16 +18,27 @@ _USER = re.compile(r"(?<!\w)@\w+")
 _NON_WORD = re.compile(r"[^\w\s]+")
 _SPACES = re.compile(r"\s+")
 _REPLACEMENT = {"urls": "http", "users": "@user"}
+# What a model saved before a step existed did without it: its saved dict lacks the key, and it must go on
+# predicting exactly as it was evaluated.
+LEGACY = {"normalize_unicode": False}
+
+
+def nfc(text: str) -> str:
+    """``text`` in Unicode NFC: "nai\u0308ve" (i + combining diaeresis) and "na\u00efve" become one string."""
+    return text if unicodedata.is_normalized("NFC", text) else unicodedata.normalize("NFC", text)
 
 
 class Preprocessor:
-    """Callable cleaner built from a ``PreprocessConfig``; order: URLs, users, case, symbols, spaces."""
+    """Callable cleaner built from a ``PreprocessConfig``; order: Unicode form, URLs, users, case, symbols, spaces."""
 
     def __init__(self, config: PreprocessConfig | None = None) -> None:
         self.config = config or PreprocessConfig()
 
     def __call__(self, text: str) -> str:
         c = self.config
+        if c.normalize_unicode:
+            # Before anything else: stripping symbols would split a letter from its combining accent ("nai ve").
+            text = nfc(text)
         # URLs and mentions go first: lower-casing or symbol stripping would break their patterns.
         for name, pattern in (("urls", _URL), ("users", _USER)):
             mode = getattr(c, name)
@@ -48,4 +60,5 @@ class Preprocessor:
 
     @classmethod
     def from_dict(cls, raw: dict | None) -> Preprocessor:
-        return cls(PreprocessConfig(**(raw or {})))
+        """The preprocessor saved with a model; a step its dict lacks (an older model) stays off (``LEGACY``)."""
+        return cls(PreprocessConfig(**{**LEGACY, **(raw or {})}))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -376,6 +378,48 @@ def test_integer_labels(tmp_path):
     assert read_file(tpath, DataConfig())["label"].tolist() == ["0", "5"]
 
 
+def test_label_names_name_integer_labels_in_every_format(tmp_path):
+    names_file = _write(tmp_path / "labels.txt", "admiration\namusement\nanger\n\n")  # a trailing blank line
+    csv_path = _write(tmp_path / "i.csv", "text,label\na,0\nb,2\nc,1\n")
+    splits, names = read_source(DataConfig(data=str(csv_path), label_names=str(names_file)))
+    assert names == ["admiration", "amusement", "anger"]
+    assert splits["train"]["label"].tolist() == ["admiration", "anger", "amusement"]
+    jpath = _write(tmp_path / "i.jsonl", "".join(json.dumps({"text": t, "label": i}) + "\n" for t, i in [("a", 2)]))
+    ppath = tmp_path / "i.parquet"
+    pd.DataFrame({"text": ["a", "b"], "label": [1, 0]}).to_parquet(ppath)
+    assert read_source(DataConfig(data=str(jpath), label_names="x, y ,z"))[0]["train"]["label"].tolist() == ["z"]
+    assert read_source(DataConfig(data=str(ppath), label_names="x,y,z"))[0]["train"]["label"].tolist() == ["y", "x"]
+
+
+def test_a_label_id_without_a_name_is_refused_naming_file_row_column_and_range(tmp_path):
+    path = _write(tmp_path / "i.csv", "text,emotion\na,0\nb,3\nc,1\nd,joy\n")
+    cfg = DataConfig(data=str(path), label_column="emotion", label_names="x,y,z")
+    with _err(
+        "^"
+        + re.escape(
+            f"{path}: row(s) 3, 5, column 'emotion': label '3' is not a label id of --label-names x,y,z (3 names: "
+            "ids 0..2; 2 row(s)); fix the labels, or give the names of every id"
+        )
+        + "$"
+    ):
+        read_source(cfg)
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ("a\n\nb\n", "line 2 is empty; every id from 0 on needs a name"),
+        ("a\nb\na\n", "'a' named twice; each id needs its own name"),
+    ],
+)
+def test_label_names_files_that_cannot_name_every_id_are_refused(tmp_path, content, message):
+    path = _write(tmp_path / "labels.txt", content)
+    with _err(re.escape(message) + "$"):
+        read_source(DataConfig(data=str(demo_path()), label_names=str(path)))
+    with _err(r"^--label-names nowhere\.txt: no such file; give a file with one name per line, or the names "):
+        read_source(DataConfig(data=str(demo_path()), label_names="nowhere.txt"))
+
+
 # --- read_source ----------------------------------------------------------------------------------
 
 
@@ -504,3 +548,36 @@ def test_hf_unknown_id_fails_within_10_seconds():
     assert time.monotonic() - start < 10
     message = str(info.value)
     assert "hub" in message.lower() and "nobody/nothing-here-xyz" in message
+
+
+# --- writing predictions ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["out.csv", "out.jsonl", "out.parquet"])
+def test_a_write_the_kernel_refuses_leaves_the_previous_file_or_none(tmp_path, name):
+    """A full disk, for real: the writing process may not grow a file past 64 KiB (EFBIG)."""
+    from emoclf.data.io import write_table
+
+    target = tmp_path / name
+    small = pd.DataFrame({"text": ["a", "b"], "predicted_label": ["joy", "fear"]})
+    write_table(small, str(target))
+    before = target.read_bytes()
+    script = (
+        "import resource, signal, sys\nimport pandas as pd\nfrom emoclf.data.io import write_table\n"
+        "big = pd.DataFrame({'text': [f'text number {i} ' * 20 for i in range(5000)], 'predicted_label': 'joy'})\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))\n"
+        "from emoclf.errors import DataError\n"
+        "try:\n    write_table(big, sys.argv[1])\nexcept DataError as e:\n    print(e)\n    sys.exit(2)\n"
+    )
+    for existing in (True, False):
+        proc = subprocess.run([sys.executable, "-c", script, str(target)], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        what = "the previous file is unchanged" if existing else "nothing was written"
+        assert re.fullmatch(rf"--output {re.escape(str(target))}: cannot write it \(.+\); {what}\n", proc.stdout)
+        if existing:
+            assert target.read_bytes() == before
+            target.unlink()
+        else:
+            assert not target.exists()
+        assert list(tmp_path.iterdir()) == ([target] if target.exists() else [])  # no temporary file left

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from pathlib import Path
 
 import pandas as pd
@@ -431,3 +432,65 @@ def test_max_val_samples_caps_validation_stratified_and_leaves_test_alone():
     assert set(capped.splits["validation"]["label"]) == set(full.splits["validation"]["label"])  # every class kept
     pd.testing.assert_frame_equal(capped.splits["test"], full.splits["test"])
     pd.testing.assert_frame_equal(capped.splits["train"], full.splits["train"])
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_the_same_text_in_nfd_is_leakage_whether_or_not_preprocessing_normalises(tmp_path, normalize):
+    # Without normalising, keep the combining accents (strip_non_word would split them off): the check compares
+    # the NFC forms of what preprocessing left.
+    accented = [(f"un café très naïve numéro {i}", lab) for i, lab in enumerate(LABELS * 10)]
+    nfd = [(unicodedata.normalize("NFD", text), lab) for text, lab in accented]
+    assert nfd[0][0] != accented[0][0]
+    cfg = three_files(tmp_path, balanced(10) + accented, test=balanced(2, tag="test") + nfd)
+    data = load_data(cfg, Preprocessor(PreprocessConfig(normalize_unicode=normalize, strip_non_word=normalize)))
+    assert data.report.leakage["test"] == 30 and data.report.leakage_dropped == 30
+    assert len(data.splits["train"]) == 30
+    if normalize:  # the model sees one text, as a reader does
+        assert set(data.splits["test"]["text"]) >= {t.lower() for t, _ in accented}
+
+
+def test_conflicts_are_counted_in_linear_time_and_listed_first_five(tmp_path):
+    train = balanced(4) + [(f"shared {i}", lab) for i in range(8) for lab in ("joy", "anger")]
+    data = load_data(three_files(tmp_path, train, drop_duplicates=False))
+    rep = data.report
+    assert rep.conflicting_duplicates["train"] == 8
+    assert [c["text"] for c in rep.conflict_examples] == [f"shared {i}" for i in range(5)]
+    assert rep.conflict_examples[0] == {
+        "split": "train",
+        "text": "shared 0",
+        "labels": ["anger", "joy"],
+        "rows": [14, 15],
+    }
+
+
+def test_labels_that_differ_only_in_case_or_spacing_are_refused_naming_each_spelling(tmp_path):
+    train = balanced(4) + [("more joy", "Joy"), ("even more", "JOY")]
+    cfg = three_files(tmp_path, train)
+    with pytest.raises(
+        DataError,
+        match="^"
+        + re.escape(
+            f"labels 'joy' ({cfg.data} row 6), 'Joy' ({cfg.data} row 14), 'JOY' ({cfg.data} row 15) differ only in "
+            "case or spacing: they would train as 3 separate classes; spell each class one way in every file"
+        )
+        + "$",
+    ):
+        load_data(cfg)
+    test = balanced(2, tag="test") + [("shouting", "ANGER ")]  # across files too; the ends are stripped
+    with pytest.raises(DataError, match=r"^labels 'anger' \(.*train\.csv row 2\), 'ANGER' \(.*test\.csv row 8\) "):
+        load_data(three_files(tmp_path, balanced(4), test=test))
+    nfd = balanced(4) + [("accent", unicodedata.normalize("NFD", "café"))] * 3  # one label, two encodings
+    data = load_data(three_files(tmp_path, nfd + [("accent 2", "café")] * 3, val=balanced(2) + [("a", "café")]))
+    assert "café" in data.labels and unicodedata.normalize("NFD", "café") not in data.labels
+
+
+def test_label_names_name_integer_labels_everywhere_and_set_the_class_order(tmp_path):
+    ids = {"anger": 2, "joy": 0, "sadness": 1}
+    rows = lambda tag, n: [(t, ids[lab]) for t, lab in balanced(n, tag=tag)]  # noqa: E731
+    cfg = three_files(tmp_path, rows("train", 4), rows("val", 2), rows("test", 2), label_names="joy,sadness,anger")
+    data = load_data(cfg)
+    assert data.labels == ["joy", "sadness", "anger"]  # id order, as saved with the model
+    for df in data.splits.values():
+        assert set(df["label"]) == {"joy", "sadness", "anger"}
+        assert (df["label_id"] == df["label"].map({"joy": 0, "sadness": 1, "anger": 2})).all()
+    assert data.splits["test"]["raw_text"].str.contains("test").all()

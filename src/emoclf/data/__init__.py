@@ -18,7 +18,6 @@ from emoclf.data.io import read_file, read_source
 from emoclf.data.issues import apply_label_issues, changed
 from emoclf.data.split import carve_missing, subsample
 from emoclf.data.validate import (
-    MAX_LISTED,
     DataReport,
     absent_classes,
     check_train_covers,
@@ -27,8 +26,10 @@ from emoclf.data.validate import (
     label_order,
     label_strings,
     refuse_empty_texts,
+    refuse_label_variants,
     refuse_unknown_labels,
     shared_texts,
+    text_keys,
 )
 from emoclf.errors import DataError
 from emoclf.preprocess import Preprocessor
@@ -99,12 +100,12 @@ def _clean(df: pd.DataFrame, preprocessor: Preprocessor, cfg: DataConfig, report
 def _deduplicate(splits: dict[str, pd.DataFrame], cfg: DataConfig, report: DataReport) -> None:
     """Count exact duplicates and same-text-different-label conflicts everywhere; drop exact ones from train."""
     for split, df in splits.items():
-        dup, conflicts = duplicates(df)
+        dup, conflicts, examples = duplicates(df)
         report.duplicates[split] = int(dup.sum())
-        report.conflicting_duplicates[split] = len(conflicts)
-        report.conflict_examples += [{"split": split, **c} for c in conflicts[:MAX_LISTED]]
+        report.conflicting_duplicates[split] = conflicts
+        report.conflict_examples += [{"split": split, **c} for c in examples]
         if conflicts:
-            log.warning("%s: %d text(s) appear with conflicting labels", df.attrs.get("source", split), len(conflicts))
+            log.warning("%s: %d text(s) appear with conflicting labels", df.attrs.get("source", split), conflicts)
         if split == "train" and cfg.drop_duplicates and dup.any():
             splits["train"] = _keep(df, ~dup)
             report.duplicates_dropped = int(dup.sum())
@@ -119,7 +120,7 @@ def _drop_leakage(splits: dict[str, pd.DataFrame], cfg: DataConfig, report: Data
     if overlap:
         log.warning("%d validation text(s) also occur in the test split", len(overlap))
         if cfg.drop_leakage:
-            keep = ~val["text"].isin(overlap)
+            keep = ~text_keys(val).isin(overlap)
             if not keep.any():
                 raise DataError(
                     f"{val.attrs.get('source', 'validation split')}: every validation text also occurs in "
@@ -134,7 +135,7 @@ def _drop_leakage(splits: dict[str, pd.DataFrame], cfg: DataConfig, report: Data
     if held_out:
         log.warning("%d training text(s) also occur in validation/test", len(held_out))
         if cfg.drop_leakage:
-            keep = ~train["text"].isin(held_out)
+            keep = ~text_keys(train).isin(held_out)
             report.leakage_dropped = int((~keep).sum())
             splits["train"] = _keep(train, keep)
 
@@ -151,9 +152,10 @@ def load_data(cfg: DataConfig, preprocessor: Preprocessor | None = None) -> Prep
     splits, names = read_source(cfg)
     for split, path in (("validation", cfg.val_data), ("test", cfg.test_data)):
         if path:
-            splits[split] = read_file(path, cfg)
+            splits[split] = read_file(path, cfg, names if cfg.label_names else None)
     report = DataReport(rows_read={k: len(v) for k, v in splits.items()})
     splits = {split: _clean(df, preprocessor, cfg, report, split) for split, df in splits.items()}
+    refuse_label_variants(list(splits.values()))
     labels = label_order(set(splits["train"]["label"]), names)
     for split in ("validation", "test"):
         if split in splits:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from emoclf.config import DataConfig
-from emoclf.data.validate import check_types
+from emoclf.data.validate import check_types, names_of_ids, refuse_unnamed_ids
 from emoclf.errors import ConfigError, DataError
 from emoclf.network import unreachable
 
@@ -185,8 +185,45 @@ def missing_columns_error(path, df: pd.DataFrame, wanted: dict[str, str]) -> Dat
     )
 
 
-def read_file(path: str | Path, cfg: DataConfig) -> pd.DataFrame:
-    """Read one labelled file into ``text``/``label``/``row`` columns, naming the file in every error."""
+def read_label_names(spec: str) -> list[str]:
+    """``--label-names``: a file with one name per line (line k names label k), or a comma-separated list."""
+    path = Path(spec)
+    if path.is_file():
+        names = _decode(path, "utf-8").splitlines()
+        while names and not names[-1].strip():
+            names.pop()  # a trailing blank line names nothing
+        where = f"--label-names {spec}: line"
+    elif "," in spec:
+        names, where = spec.split(","), f"--label-names {spec!r}: name"
+    else:
+        raise DataError(
+            f"--label-names {spec}: no such file; give a file with one name per line, or the names separated by commas"
+        )
+    names = [n.strip() for n in names]
+    blank = next((i for i, n in enumerate(names) if not n), None)
+    if blank is not None:
+        raise DataError(f"{where} {blank + 1} is empty; every id from 0 on needs a name")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise DataError(
+            f"--label-names {spec}: {', '.join(map(repr, repeated))} named twice; each id needs its own name"
+        )
+    return names
+
+
+def _name_labels(df: pd.DataFrame, cfg: DataConfig, names: list[str] | None) -> pd.DataFrame:
+    """Integer labels as ``--label-names`` names them; every id must have a name."""
+    if names is None:
+        return df
+    named = names_of_ids(df["label"], names)
+    refuse_unnamed_ids(df, named, names, cfg.label_column, cfg.label_names)
+    df["label"] = named.where(named.notna(), df["label"])
+    return df
+
+
+def read_file(path: str | Path, cfg: DataConfig, names: list[str] | None = None) -> pd.DataFrame:
+    """Read one labelled file into ``text``/``label``/``row`` columns, naming the file in every error; with
+    ``names`` (``--label-names``), integer labels become those names."""
     df = read_table(path, cfg)
     error = missing_columns_error(path, df, {cfg.text_column: "--text-column", cfg.label_column: "--label-column"})
     if error:
@@ -196,7 +233,7 @@ def read_file(path: str | Path, cfg: DataConfig) -> pd.DataFrame:
     )
     out.attrs["source"] = str(path)
     check_types(out, cfg.text_column, cfg.label_column)
-    return out
+    return _name_labels(out, cfg, names)
 
 
 def _find_split_files(folder: Path) -> dict[str, Path]:
@@ -215,8 +252,11 @@ def _find_split_files(folder: Path) -> dict[str, Path]:
     return found
 
 
-def read_hf(spec: str, cfg: DataConfig) -> tuple[dict[str, pd.DataFrame], list[str] | None]:
-    """Load ``hf:<id>`` from the hub, or ``hf:<folder>`` saved with ``save_to_disk``; keep ClassLabel names."""
+def read_hf(
+    spec: str, cfg: DataConfig, given: list[str] | None = None
+) -> tuple[dict[str, pd.DataFrame], list[str] | None]:
+    """Load ``hf:<id>`` from the hub, or ``hf:<folder>`` saved with ``save_to_disk``; keep ClassLabel names,
+    unless ``given`` (``--label-names``) names the ids."""
     import datasets
 
     name = spec[len(HF_PREFIX) :]
@@ -252,7 +292,7 @@ def read_hf(spec: str, cfg: DataConfig) -> tuple[dict[str, pd.DataFrame], list[s
                 f"{', '.join(map(repr, part.column_names))}; use --text-column / --label-column"
             )
         feature = part.features[cfg.label_column]
-        if isinstance(feature, datasets.ClassLabel):
+        if isinstance(feature, datasets.ClassLabel) and given is None:
             names = list(feature.names)
         df = part.select_columns([cfg.text_column, cfg.label_column]).to_pandas()
         df.columns = ["text", "label"]
@@ -261,25 +301,26 @@ def read_hf(spec: str, cfg: DataConfig) -> tuple[dict[str, pd.DataFrame], list[s
         df["row"] = range(1, len(df) + 1)
         df.attrs["source"] = f"{spec} [{split}]"
         check_types(df, cfg.text_column, cfg.label_column)
-        splits[canonical] = df
+        splits[canonical] = _name_labels(df, cfg, given)
     if "train" not in splits:
         raise DataError(f"{spec}: no train split (found {', '.join(ds.keys())})")
-    return splits, names
+    return splits, given or names
 
 
 def read_source(cfg: DataConfig) -> tuple[dict[str, pd.DataFrame], list[str] | None]:
     """Read whatever splits the source provides; returns them and the label names if it defines them."""
     spec = cfg.data
+    names = read_label_names(cfg.label_names) if cfg.label_names else None
     if spec is None or spec == DEMO_NAME:
         return {"train": read_file(demo_path(), DataConfig())}, None
     if spec.startswith(HF_PREFIX):
-        return read_hf(spec, cfg)
+        return read_hf(spec, cfg, names)
     path = Path(spec)
     if path.is_dir():
-        return {split: read_file(p, cfg) for split, p in _find_split_files(path).items()}, None
+        return {split: read_file(p, cfg, names) for split, p in _find_split_files(path).items()}, names
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
-    return {"train": read_file(path, cfg)}, None
+    return {"train": read_file(path, cfg, names)}, names
 
 
 def output_format(path: str | None) -> str:
@@ -296,15 +337,30 @@ def output_format(path: str | None) -> str:
 
 
 def write_table(df: pd.DataFrame, path: str | None) -> None:
-    """Write ``df`` in the format its path names, or as CSV on stdout."""
+    """Write ``df`` in the format its path names, or as CSV on stdout.
+
+    The file is written beside the target under a temporary name and renamed over it once complete: a full
+    disk or a kill leaves the previous file (or none), never a truncated one that still parses.
+    """
     fmt = output_format(path)
     if path is None:
         df.to_csv(sys.stdout, index=False)
         return
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "parquet":
-        df.to_parquet(path, index=False)
-    elif fmt == "jsonl":
-        df.to_json(path, orient="records", lines=True, force_ascii=False)
-    else:
-        df.to_csv(path, index=False, sep="\t" if fmt == "tsv" else ",")
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        if fmt == "parquet":
+            df.to_parquet(tmp, index=False)
+        elif fmt == "jsonl":
+            df.to_json(tmp, orient="records", lines=True, force_ascii=False)
+        else:
+            df.to_csv(tmp, index=False, sep="\t" if fmt == "tsv" else ",")
+        os.replace(tmp, target)
+    except OSError as e:
+        raise DataError(
+            f"--output {path}: cannot write it ({e.strerror or e}); "
+            + ("the previous file is unchanged" if target.exists() else "nothing was written")
+        ) from None
+    finally:
+        tmp.unlink(missing_ok=True)

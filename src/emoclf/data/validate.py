@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from emoclf.errors import DataError
+from emoclf.preprocess import nfc
 
 MAX_LISTED = 5
 
@@ -83,6 +84,59 @@ def check_types(df: pd.DataFrame, text_column: str, label_column: str | None) ->
             )
 
 
+def names_of_ids(values: pd.Series, names: list[str]) -> pd.Series:
+    """Label ids as the names ``names`` gives them (id k: ``names[k]``); None where a value is not an integer in
+    0..len(names)-1. Ids may be read as ints, strings ("3") or floats (3.0, beside a gap); a reader of label cells
+    holding several ids ("3,17") maps each one here."""
+
+    def name(value):
+        value = _plain(value)
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value.strip())
+        elif isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(names):
+            return names[value]
+        return None
+
+    return values.map(name)
+
+
+def refuse_unnamed_ids(df: pd.DataFrame, named: pd.Series, names: list[str], label_column: str, given: str) -> None:
+    """Rows whose label ``names_of_ids`` could not name (``named`` None where the label is not missing)."""
+    bad = named.isna() & ~df["label"].map(lambda v: _is_missing(_plain(v)))
+    if bad.any():
+        first = _plain(df.loc[bad, "label"].iloc[0])
+        raise DataError(
+            f"{where(df, df.loc[bad, 'row'])}, column {label_column!r}: label {first!r} is not a label id of "
+            f"--label-names {given} ({len(names)} names: ids 0..{len(names) - 1}; {int(bad.sum())} row(s)); "
+            "fix the labels, or give the names of every id"
+        )
+
+
+def variant(label: str) -> str:
+    """What is left of a label when case and spacing are ignored: 'Joy ', 'JOY' and 'joy' are one variant."""
+    return " ".join(label.casefold().split())
+
+
+def refuse_label_variants(frames: list[pd.DataFrame]) -> None:
+    """Labels spelled in ways that differ only in case or spacing would train as separate classes of one
+    meaning (joy, Joy, JOY: 3 classes): refused, naming each spelling where it first occurs."""
+    seen: dict[str, dict[str, str]] = {}
+    for df in frames:
+        first = df.drop_duplicates("label")
+        for label, row in zip(first["label"], first["row"]):
+            seen.setdefault(variant(label), {}).setdefault(label, f"{df.attrs.get('source', '<data>')} row {row}")
+    clashes = [spellings for spellings in seen.values() if len(spellings) > 1]
+    if clashes:
+        listed = ", ".join(f"{label!r} ({at})" for label, at in clashes[0].items())
+        more = f" (and {len(clashes) - 1} more such group(s))" if len(clashes) > 1 else ""
+        raise DataError(
+            f"labels {listed} differ only in case or spacing{more}: they would train as {len(clashes[0])} "
+            "separate classes; spell each class one way in every file"
+        )
+
+
 def empty_texts(df: pd.DataFrame) -> pd.Series:
     """Rows whose text is missing or blank (after preprocessing, when ``text`` is the preprocessed text)."""
     return df["text"].isna() | (df["text"].astype(str).str.strip() == "")
@@ -101,7 +155,8 @@ def label_strings(df: pd.DataFrame) -> pd.Series:
     missing = df["label"].isna() | (df["label"].astype(str).str.strip() == "")
     if missing.any():
         raise DataError(f"{where(df, df.loc[missing, 'row'])}, column 'label': missing label")
-    return df["label"].map(lambda v: str(int(v)) if isinstance(v, float) and v.is_integer() else str(v).strip())
+    # NFC: one label typed with a combining accent or a precomposed letter is one label.
+    return df["label"].map(lambda v: str(int(v)) if isinstance(v, float) and v.is_integer() else nfc(str(v).strip()))
 
 
 def label_order(train_labels: set[str], names: list[str] | None) -> list[str]:
@@ -120,21 +175,32 @@ def refuse_unknown_labels(df: pd.DataFrame, known: set[str], what: str) -> None:
         raise DataError(f"{df.attrs.get('source', 'data')}: label(s) {', '.join(map(repr, unknown))} {what}")
 
 
-def duplicates(df: pd.DataFrame) -> tuple[pd.Series, list[dict]]:
-    """Exact duplicate rows (every copy after the first), and texts that appear with different labels."""
-    labels_per_text = df.groupby("text")["label"].nunique()
-    conflicts = labels_per_text[labels_per_text > 1].index
+def text_keys(df: pd.DataFrame) -> pd.Series:
+    """What makes two texts the same text: the text in Unicode NFC, whether or not preprocessing normalises
+    (the same words in NFC and NFD are one text to a reader, and leak as such)."""
+    return df["text"].map(nfc)
+
+
+def duplicates(df: pd.DataFrame) -> tuple[pd.Series, int, list[dict]]:
+    """Exact duplicate rows (every copy after the first), the number of texts that appear with different labels,
+    and the first ``MAX_LISTED`` of those with their labels and rows."""
+    keys = text_keys(df)
+    labels_per_text = df["label"].groupby(keys.to_numpy()).nunique()
+    conflicts = labels_per_text.index[labels_per_text.to_numpy() > 1]
+    listed = conflicts[:MAX_LISTED]
     examples = []
-    for text in conflicts:
-        rows = df.loc[df["text"] == text]
-        examples.append({"text": text, "labels": sorted(set(rows["label"])), "rows": rows["row"].tolist()})
-    return df.duplicated(["text", "label"]), examples
+    if len(listed):
+        rows = df.loc[keys.isin(listed)]
+        for text, group in rows.groupby(keys[rows.index].to_numpy(), sort=True):
+            examples.append({"text": text, "labels": sorted(set(group["label"])), "rows": group["row"].tolist()})
+    dup = pd.DataFrame({"key": keys, "label": df["label"]}).duplicated()
+    return dup, len(conflicts), examples
 
 
 def shared_texts(df: pd.DataFrame, *others: pd.DataFrame) -> set[str]:
-    """Texts of ``df`` that also occur in any of ``others``."""
-    held_out = set().union(*(set(o["text"]) for o in others))
-    return set(df["text"]) & held_out
+    """Texts (``text_keys``) of ``df`` that also occur in any of ``others``."""
+    held_out = set().union(*(set(text_keys(o)) for o in others))
+    return set(text_keys(df)) & held_out
 
 
 def absent_classes(df: pd.DataFrame, labels: list[str]) -> list[str]:
