@@ -17,6 +17,8 @@ import torch
 from scipy.special import softmax
 from sklearn.metrics import f1_score
 
+from emoclf.task import SINGLE, TASKS, Task
+
 log = logging.getLogger(__name__)
 
 N_BINS = 15
@@ -43,13 +45,13 @@ class TemperatureChoice:
         }
 
 
-def choose_temperature(logits: np.ndarray, labels: np.ndarray) -> TemperatureChoice:
+def choose_temperature(logits: np.ndarray, labels: np.ndarray, task: Task = TASKS[SINGLE]) -> TemperatureChoice:
     """The fitted temperature, or 1 when the fit cannot be trusted: it ran towards a bound (a small or
     separable validation set drives T towards 0, making every later confidence ~1), or it does not
     lower the validation ECE."""
-    fitted = fit_temperature(logits, labels)
-    before = expected_calibration_error(calibrated_probs(logits), labels)
-    after = expected_calibration_error(calibrated_probs(logits, fitted), labels)
+    fitted = fit_temperature(logits, labels, task=task)
+    before = expected_calibration_error(task.probabilities(logits), labels, task=task)
+    after = expected_calibration_error(task.probabilities(logits, fitted), labels, task=task)
     reason = None
     if not 2 * T_MIN < fitted < T_MAX / 2:
         reason = f"the fit ran towards its bound (T = {fitted:.3g}), as a small or separable validation set makes it do"
@@ -67,16 +69,17 @@ def calibrated_probs(logits: np.ndarray, temperature: float = 1.0, class_bias: l
     return softmax(logits / temperature, axis=1)
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 200) -> float:
-    """The temperature minimising NLL on (validation) logits; optimised in log space so it stays positive."""
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 200, task: Task = TASKS[SINGLE]) -> float:
+    """The temperature minimising the task's NLL on (validation) logits (cross-entropy of the softmax, or binary
+    cross-entropy of each label's sigmoid); optimised in log space so it stays positive."""
     x = torch.tensor(np.asarray(logits), dtype=torch.float64)
-    y = torch.tensor(np.asarray(labels), dtype=torch.long)
+    y = torch.tensor(np.asarray(labels))
     log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=max_iter, line_search_fn="strong_wolfe")
 
     def closure():
         opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(x / log_t.exp(), y)
+        loss = task.nll(x / log_t.exp(), y)
         loss.backward()
         return loss
 
@@ -84,10 +87,13 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 200)
     return float(log_t.detach().exp().clamp(T_MIN, T_MAX))
 
 
-def reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = N_BINS) -> list[dict]:
-    """Each non-empty equal-width confidence bin: its range, its texts, their mean confidence and accuracy."""
-    conf = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == np.asarray(labels)
+def reliability_bins(
+    probs: np.ndarray, labels: np.ndarray, n_bins: int = N_BINS, task: Task = TASKS[SINGLE]
+) -> list[dict]:
+    """Each non-empty equal-width confidence bin: its range, its predictions, their mean confidence and accuracy.
+    A prediction is a text's top class (single-label) or one label of one text (multi-label: each label's
+    probability against whether the text has it)."""
+    conf, correct = task.reliability_pairs(probs, labels)
     bins = np.minimum((conf * n_bins).astype(int), n_bins - 1)
     return [
         {
@@ -102,9 +108,11 @@ def reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = N_BINS
     ]
 
 
-def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = N_BINS) -> float:
+def expected_calibration_error(
+    probs: np.ndarray, labels: np.ndarray, n_bins: int = N_BINS, task: Task = TASKS[SINGLE]
+) -> float:
     """Weighted mean gap between confidence and accuracy over equal-width confidence bins."""
-    return float(ece_of_bins(reliability_bins(probs, labels, n_bins)))
+    return float(ece_of_bins(reliability_bins(probs, labels, n_bins, task)))
 
 
 def fit_class_bias(
@@ -168,15 +176,19 @@ def draw_reliability(
 
 
 def plot_reliability(
-    probs_before: np.ndarray, probs_after: np.ndarray, labels: np.ndarray, path: Path, n_bins: int = N_BINS
+    probs_before: np.ndarray,
+    probs_after: np.ndarray,
+    labels: np.ndarray,
+    path: Path,
+    n_bins: int = N_BINS,
+    task: Task = TASKS[SINGLE],
 ) -> Path:
-    """The reliability diagram of ``draw_reliability`` as a PNG; numbers on the bars count texts."""
+    """The reliability diagram of ``draw_reliability`` as a PNG; numbers on the bars count predictions."""
     from matplotlib.figure import Figure  # imported here: prediction paths import this module and never plot
 
     fig = Figure(figsize=(6, 4.6), dpi=100)
-    draw_reliability(
-        fig.subplots(), reliability_bins(probs_before, labels, n_bins), reliability_bins(probs_after, labels, n_bins)
-    )
+    bins = [reliability_bins(p, labels, n_bins, task) for p in (probs_before, probs_after)]
+    draw_reliability(fig.subplots(), *bins)
     fig.tight_layout()
     fig.savefig(path, bbox_inches="tight")  # legends below the axes included
     return path

@@ -474,7 +474,7 @@ def cmd_predict(args) -> int:
         from emoclf.data.io import output_format, read_table, write_table
         from emoclf.errors import ConfigError
         from emoclf.inference import Predictor
-        from emoclf.predictions import predict_table
+        from emoclf.predictions import as_line, predict_table
 
         if bool(opts.texts) == bool(opts.input):
             raise ConfigError("give either texts as arguments or --input FILE (not both, not neither)")
@@ -482,8 +482,7 @@ def cmd_predict(args) -> int:
         predictor = Predictor.load(opts.model, batch_size=opts.batch_size, precision=opts.precision)
     if opts.texts:
         for text, pred in zip(opts.texts, predictor.predict(opts.texts, progress=True)):
-            group = f"{pred.group}\t{pred.group_probability:.4f}\t" if pred.group is not None else ""
-            print(f"{pred.label}\t{pred.probability:.4f}\t{group}{text}")
+            print(f"{as_line(pred)}\t{text}")
         return 0
     table = read_table(opts.input, DataConfig(text_column=opts.text_column), txt_labels=predictor.labels)
     out = predict_table(predictor, table, opts.text_column, progress=True)

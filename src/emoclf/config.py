@@ -19,7 +19,8 @@ import yaml
 
 from emoclf.errors import ConfigError
 
-Imbalance = Literal["auto", "none", "oversample", "undersample", "class-weight", "focal", "logit-adjust"]
+Imbalance = Literal["auto", "none", "oversample", "undersample", "class-weight", "focal", "logit-adjust", "asl"]
+Task = Literal["auto", "single-label", "multi-label"]
 TrainPrecision = Literal["auto", "fp32", "bf16", "fp16"]
 PredictPrecision = Literal["fp32", "bf16"]  # a PyTorch model's weights when predicting
 ExportPrecision = Literal["fp32", "int8", "fp16"]
@@ -82,7 +83,22 @@ class DataConfig:
         None, "Force the file format (csv, tsv, jsonl, parquet, txt) instead of detecting it from the extension."
     )
     text_column: str = _f("text", "Column holding the text.")
-    label_column: str = _f("label", "Column holding the label (string or integer).")
+    label_column: str = _f(
+        "label",
+        "Column holding the label (string or integer), or a text's labels: 'joy,relief', a JSON list, or label ids "
+        "'3,17'. Without it, one 0/1 column per label is read as multi-label data.",
+    )
+    task: Task = _f(
+        "auto",
+        "single-label (one class per text) or multi-label (any number of labels per text, each with its own "
+        "threshold); auto: multi-label when a text has several labels (a list, separated labels, 0/1 columns).",
+    )
+    label_separator: str = _f(",", "Multi-label: what separates a text's labels in one cell ('joy,relief').")
+    allow_no_label: bool = _f(
+        False,
+        "Multi-label: texts may have no label (an empty label cell is data, and a prediction may be empty); "
+        "otherwise an empty label cell is refused and every text gets at least its most probable label.",
+    )
     label_names: str | None = _f(
         None,
         "Names of integer labels 0..K-1: a file with one name per line (line k names label k, as GoEmotions' "
@@ -170,12 +186,26 @@ class TrainConfig:
     precision: TrainPrecision = _f(
         "auto", "fp32, bf16, fp16, or auto (bf16 on GPUs that have it and on CPUs with AMX)."
     )
-    imbalance: Imbalance = _f("auto", "Imbalance handling: " + ", ".join(IMBALANCE_STRATEGIES) + ".")
+    imbalance: Imbalance = _f(
+        "auto",
+        "Imbalance handling. Single-label: none, oversample, undersample, class-weight, focal, logit-adjust; "
+        "multi-label: none, class-weight (per-label positive weights), focal, asl (asymmetric loss); auto: "
+        "class-weight when imbalanced (see --imbalance-threshold), else none.",
+    )
     imbalance_threshold: float = _f(
         3.0, "auto: treat the data as imbalanced when largest/smallest class count exceeds this."
     )
     focal_gamma: float = _f(2.0, "Focal loss focusing parameter (0 equals cross-entropy).")
     focal_alpha: bool = _f(True, "Focal loss: weight classes by inverse frequency (alpha).")
+    asl_gamma_neg: float = _f(
+        4.0, "Asymmetric loss (multi-label): focusing of the negatives (Ridnik et al. 2021; positives: 0)."
+    )
+    asl_clip: float = _f(0.05, "Asymmetric loss: probability margin below which an easy negative costs nothing.")
+    threshold: float | None = _f(
+        None,
+        "Multi-label: one decision threshold for every label; default: a threshold per label fitted on validation "
+        "to maximise that label's F1.",
+    )
     layer_decay: float = _f(
         1.0,
         "Layer-wise learning-rate decay: each encoder layer below the top learns at this "
@@ -247,6 +277,15 @@ class Config:
         for name in ("epochs", "batch_size", "eval_batch_size", "learning_rate"):
             if getattr(t, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(t, name)}")
+        if t.threshold is not None and not 0.0 < t.threshold < 1.0:
+            raise ConfigError(f"threshold must be between 0 and 1 (exclusive), got {t.threshold}")
+        if t.asl_gamma_neg < 0 or not 0.0 <= t.asl_clip < 1.0:
+            raise ConfigError(
+                f"asl_gamma_neg must be at least 0 and asl_clip at least 0 and below 1, got {t.asl_gamma_neg} and "
+                f"{t.asl_clip}"
+            )
+        if not d.label_separator.strip():
+            raise ConfigError(f"label_separator must be a visible character, got {d.label_separator!r}")
         if not 0.0 <= t.warmup_ratio < 1.0:
             raise ConfigError(f"warmup_ratio must be at least 0 and below 1, got {t.warmup_ratio}")
         for name in ("max_samples", "max_val_samples", "label_issues_top"):

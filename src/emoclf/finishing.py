@@ -24,15 +24,23 @@ from emoclf.modelcard import write_meta_and_card
 from emoclf.modeling import replace_folder
 
 
-def calibrate(predictor, validation: Labelled, temperature: bool = True, class_bias: bool = False) -> dict:
-    """Fit the temperature (unless ``temperature`` is off: T = 1) and the class bias on validation texts,
-    set them on ``predictor.meta``, and say what was fitted and kept."""
+def calibrate(
+    predictor, validation: Labelled, temperature: bool = True, class_bias: bool = False, threshold: float | None = None
+) -> dict:
+    """Fit the temperature (unless ``temperature`` is off: T = 1), the class bias (single-label, on request) and
+    the thresholds (multi-label: per label, unless ``threshold`` gives one for all) on validation texts, set them
+    on ``predictor.meta``, and say what was fitted and kept."""
     logits = predictor.logits(validation.texts)
-    meta = predictor.meta
-    choice = choose_temperature(logits, validation.y_true) if temperature else None
+    meta, task, y = predictor.meta, predictor.task, validation.y_true
+    choice = choose_temperature(logits, y, task) if temperature else None
     meta.temperature = choice.temperature if choice else 1.0
-    meta.class_bias = fit_class_bias(logits, validation.y_true) if class_bias else None
-    return choice.report() if choice else {}
+    meta.class_bias = fit_class_bias(logits, y) if class_bias else None
+    fitted = choice.report() if choice else {}
+    thresholds = task.thresholds(task.probabilities(logits, meta.temperature), y, threshold)
+    if thresholds is not None:  # multi-label: each label's threshold, on the calibrated probabilities
+        meta.thresholds = thresholds.values
+        fitted["thresholds"] = thresholds.to_dict(predictor.labels)
+    return fitted
 
 
 def finish_model(
@@ -54,9 +62,8 @@ def finish_model(
     t, out = cfg.train, Path(cfg.train.output_dir)
     try:
         predictor = Predictor.load(staged, batch_size=t.eval_batch_size)
-        fitted = calibrate(
-            predictor, Labelled.from_split(data.splits["validation"], "validation"), t.calibrate, t.class_bias
-        )
+        validation = Labelled.from_split(data.splits["validation"], "validation")
+        fitted = calibrate(predictor, validation, t.calibrate, t.class_bias, t.threshold)
         metrics, context = (
             {"calibration": {"temperature": predictor.meta.temperature, **fitted}, "training": training or {}},
             None,

@@ -1,7 +1,9 @@
 """Class-imbalance detection and strategies, applied to the training split only.
 
 ``resample_indices`` returns row indices into the training frame (imbalanced-learn's random
-samplers on the index), so validation and test frames are never touched by construction.
+samplers on the index), so validation and test frames are never touched by construction. Labels come as
+class ids (single-label) or a texts x labels 0/1 matrix (multi-label), where a label's count is the texts that
+have it; which strategies apply, and the loss each one trains with, is the task's (``emoclf.task``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ import numpy as np
 from imblearn.over_sampling import RandomOverSampler
 from imblearn.under_sampling import RandomUnderSampler
 from sklearn.utils.class_weight import compute_class_weight
+
+from emoclf.errors import ConfigError
+from emoclf.task import SINGLE, TASKS, Task
 
 log = logging.getLogger(__name__)
 
@@ -30,17 +35,23 @@ class Plan:
 
     strategy: str
     imbalance_ratio: float
-    loss: str  # "ce", "weighted-ce", "logit-adjusted" or "focal"
-    class_weights: list[float] | None
+    loss: str  # a key of make_loss: "ce", "weighted-ce", "logit-adjusted", "focal"; "bce", "weighted-bce", ...
+    class_weights: list[float] | None  # per class; multi-label: each label's positive weight
     # With a hierarchy: the same inverse-frequency weights for its groups, so that the group term of the loss
     # does not undo the class weighting (None when the fine loss is unweighted or there is no hierarchy).
     group_weights: list[float] | None = None
     group_ids: list[int] | None = None  # each label's group, with a hierarchy
 
 
+def label_counts(y: np.ndarray, num_labels: int) -> np.ndarray:
+    """Texts per class: of class ids, or of a texts x labels 0/1 matrix (the texts that have each label)."""
+    y = np.asarray(y)
+    return y.sum(axis=0) if y.ndim == 2 else np.bincount(y, minlength=num_labels)
+
+
 def imbalance_ratio(label_ids: np.ndarray, num_labels: int) -> float:
     """Largest over smallest class count in the training labels (inf if a class is absent)."""
-    counts = np.bincount(label_ids, minlength=num_labels)
+    counts = label_counts(label_ids, num_labels)
     return float(counts.max() / counts.min()) if counts.min() > 0 else float("inf")
 
 
@@ -52,19 +63,37 @@ def class_weights(label_ids: np.ndarray, num_labels: int) -> list[float]:
     return weights.round(6).tolist()
 
 
+def positive_weights(y: np.ndarray) -> list[float]:
+    """Multi-label: each label's negatives over its positives (1 for a label without positives), the weight that
+    makes a label's positives count as much as its negatives in a binary cross-entropy."""
+    positives = y.sum(axis=0).astype(float)
+    weights = np.where(positives > 0, (len(y) - positives) / np.maximum(positives, 1), 1.0)
+    return weights.round(6).tolist()
+
+
 def plan(
-    strategy: str, label_ids: np.ndarray, num_labels: int, threshold: float, group_ids: list[int] | None = None
+    strategy: str,
+    label_ids: np.ndarray,
+    num_labels: int,
+    threshold: float,
+    group_ids: list[int] | None = None,
+    task: Task = TASKS[SINGLE],
 ) -> Plan:
     """Resolve ``auto`` against ``threshold`` and say which loss and weights go with the strategy (and, given
-    each label's group, the groups' weights)."""
+    each label's group, the groups' weights); a strategy the task has no use for is refused."""
+    if strategy != "auto" and strategy not in task.losses:
+        raise ConfigError(
+            f"imbalance {strategy!r} does not apply to {task.name} data; choose one of auto, {', '.join(task.losses)}"
+        )
     ratio = imbalance_ratio(label_ids, num_labels)
     if strategy == "auto":
         strategy = AUTO_IMBALANCED if ratio > threshold else "none"
         log.debug("imbalance ratio %.2f (threshold %.2f): strategy %s", ratio, threshold, strategy)
-    loss = {"class-weight": "weighted-ce", "focal": "focal", "logit-adjust": "logit-adjusted"}.get(strategy, "ce")
-    weights = class_weights(label_ids, num_labels) if loss != "ce" else None
+    loss = task.losses[strategy]
+    weigh = positive_weights if task.multi_label else lambda y: class_weights(y, num_labels)
+    weights = weigh(np.asarray(label_ids)) if loss not in ("ce", "bce") else None
     groups = None
-    if weights is not None and group_ids is not None:
+    if weights is not None and group_ids is not None and not task.multi_label:
         groups = class_weights(np.asarray(group_ids)[label_ids], max(group_ids) + 1)
     return Plan(strategy, ratio, loss, weights, groups, group_ids)
 

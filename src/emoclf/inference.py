@@ -21,15 +21,15 @@ import torch
 from tqdm.auto import tqdm
 
 from emoclf import hardware
-from emoclf.calibration import calibrated_probs
 from emoclf.config import PredictPrecision
 from emoclf.errors import ConfigError, EmptyTextError, ModelLoadError, PredictionError, TrackingError
 from emoclf.hierarchy import Hierarchy
 from emoclf.layout import META_FILE, ONNX_FILE
 from emoclf.modeling import BundleMeta, load_bundle
-from emoclf.predictions import Prediction, single_predictions
+from emoclf.predictions import MultiLabelPrediction, Prediction, records
 from emoclf.preprocess import Preprocessor
 from emoclf.stores import MLFLOW_SCHEMES, download
+from emoclf.task import task_for
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +171,7 @@ class Predictor:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         self.backend, self.tokenizer, self.meta = backend, tokenizer, meta
         self.labels = meta.labels
+        self.task = task_for(meta.task)  # single- or multi-label: how logits become probabilities and labels
         # Groups of labels when the model was trained with a hierarchy: predictions then carry the group.
         self.hierarchy = Hierarchy.from_dict(meta.hierarchy, meta.labels) if meta.hierarchy else None
         self.preprocessor = Preprocessor.from_dict(meta.preprocess)
@@ -236,7 +237,7 @@ class Predictor:
     def probabilities(self, clean: list[str], progress: bool) -> np.ndarray:
         if not clean:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        probs = calibrated_probs(self._raw_logits(clean, progress), self.meta.temperature, self.meta.class_bias)
+        probs = self.task.probabilities(self._raw_logits(clean, progress), self.meta.temperature, self.meta.class_bias)
         broken = np.flatnonzero(~np.isfinite(probs).all(axis=1))
         if len(broken):
             raise PredictionError(
@@ -263,8 +264,14 @@ class Predictor:
         self._refuse_empty(list(texts), clean)
         return self._raw_logits(clean, progress) if clean else np.zeros((0, len(self.labels)), dtype=np.float32)
 
+    def decide(self, probs: np.ndarray) -> np.ndarray:
+        """The labels each row of probabilities gets, as a texts x labels indicator: the most probable class, or
+        (multi-label) every label over its saved threshold."""
+        return self.task.decide(probs, self.meta.thresholds, self.meta.allow_no_label)
+
     def predict_proba(self, texts: list[str], progress: bool = False) -> np.ndarray:
-        """Class probabilities (saved class bias and temperature applied), rows in input order.
+        """Class probabilities (saved class bias and temperature applied), rows in input order; for a multi-label
+        model each label's own probability.
 
         Raises ``EmptyTextError`` when a text is empty after preprocessing (emoji or punctuation only):
         such a text gets no label rather than a guess.
@@ -273,15 +280,18 @@ class Predictor:
         self._refuse_empty(list(texts), clean)
         return self.probabilities(clean, progress)
 
-    def predict(self, texts: list[str], progress: bool = False) -> list[Prediction]:
-        """One ``Prediction`` per raw text (a list), in input order: ``label``, ``probability`` (the label's)
-        and ``probabilities`` (every class's, summing to 1), with a hierarchy ``group`` and ``group_probability``;
-        the saved preprocessing is applied here.
+    def predict(self, texts: list[str], progress: bool = False) -> list[Prediction] | list[MultiLabelPrediction]:
+        """One record per raw text (a list), in input order; the saved preprocessing is applied here. A
+        ``Prediction``: ``label``, ``probability`` (the label's) and ``probabilities`` (every class's, summing to
+        1), with a hierarchy ``group`` and ``group_probability``. From a multi-label model a
+        ``MultiLabelPrediction``: ``labels`` (every label over its threshold, most probable first) and
+        ``probabilities`` (every label's), with a hierarchy ``groups``.
 
         Raises ``EmptyTextError`` when a text is empty after preprocessing (only emoji or punctuation): it gets
         no label rather than a guess (``predictions_frame`` keeps such rows, marked ``skipped``).
         """
-        return single_predictions(self.predict_proba(texts, progress), self.labels, self.hierarchy)
+        probs = self.predict_proba(texts, progress)
+        return records(self.task, probs, self.decide(probs), self.labels, self.hierarchy)
 
 
 def check_export(predictor: Predictor, folder: Path) -> None:

@@ -33,6 +33,7 @@ METRICS_JSON = "metrics.json"
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 CONFUSION_PNG = "confusion_matrix.png"
+COOCCURRENCE_PNG = "label_cooccurrence.png"  # multi-label
 PER_CLASS_PNG = "per_class_f1.png"
 CURVES_PNG = "training_curves.png"
 RELIABILITY_PNG = "reliability.png"

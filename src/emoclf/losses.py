@@ -130,6 +130,108 @@ class HierarchicalLoss:
         return fine + self.weight * _reduce(coarse, num_items_in_batch)
 
 
+def _smoothed(labels: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """0/1 targets moved ``epsilon / 2`` towards 1/2: each label's two outcomes get ``epsilon`` spread evenly."""
+    y = labels.float()
+    return y * (1.0 - epsilon) + epsilon / 2 if epsilon else y
+
+
+class BinaryCrossEntropy:
+    """Multi-label: binary cross-entropy of each label's sigmoid output, averaged over the labels;
+    ``pos_weight[k]`` multiplies label k's positive term (the class-weight analogue: a rare label's few positives
+    count as much as its many negatives at ``pos_weight = negatives / positives``)."""
+
+    def __init__(self, pos_weight: list[float] | None = None, label_smoothing: float = 0.0) -> None:
+        self.pos_weight = torch.tensor(pos_weight, dtype=torch.float32) if pos_weight is not None else None
+        self.label_smoothing = _check_smoothing(label_smoothing)
+
+    def __call__(self, outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+        logits = outputs["logits"].float()
+        w = self.pos_weight.to(logits.device) if self.pos_weight is not None else None
+        y = _smoothed(labels, self.label_smoothing)
+        per_item = F.binary_cross_entropy_with_logits(logits, y, pos_weight=w, reduction="none").mean(dim=-1)
+        return _reduce(per_item, num_items_in_batch)
+
+
+class BinaryFocalLoss:
+    """Multi-label focal loss (Lin et al., 2017) per label: ``-(1 - p_t)^gamma log p_t`` with ``p_t`` the
+    probability of the label's true outcome, averaged over the labels; ``pos_weight`` as in ``BinaryCrossEntropy``."""
+
+    def __init__(self, gamma: float = 2.0, pos_weight: list[float] | None = None, label_smoothing: float = 0.0):
+        if gamma < 0:
+            raise ValueError(f"focal gamma must be >= 0, got {gamma}")
+        self.gamma = gamma
+        self.pos_weight = torch.tensor(pos_weight, dtype=torch.float32) if pos_weight is not None else None
+        self.label_smoothing = _check_smoothing(label_smoothing)
+
+    def __call__(self, outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+        logits = outputs["logits"].float()
+        y = _smoothed(labels, self.label_smoothing)
+        w = self.pos_weight.to(logits.device) if self.pos_weight is not None else None
+        bce = F.binary_cross_entropy_with_logits(logits, y, pos_weight=w, reduction="none")
+        p = torch.sigmoid(logits)
+        p_true = p * y + (1.0 - p) * (1.0 - y)
+        per_item = ((1.0 - p_true).clamp_min(1e-6) ** self.gamma * bce).mean(dim=-1)
+        return _reduce(per_item, num_items_in_batch)
+
+
+class AsymmetricLoss:
+    """Asymmetric loss for multi-label classification (Ridnik et al., ICCV 2021), averaged over the labels:
+    ``-y (1 - p)^gamma_pos log p - (1 - y) p_m^gamma_neg log(1 - p_m)`` with ``p_m = max(p - clip, 0)``.
+
+    Texts have few labels and many absent ones: the negatives' focusing (``gamma_neg`` > ``gamma_pos``) and the
+    margin ``clip`` (an easy negative below it costs nothing, and a mislabelled negative with a high probability
+    is not pushed down as hard) keep the many easy negatives from drowning the rare positives.
+    """
+
+    def __init__(
+        self, gamma_neg: float = 4.0, gamma_pos: float = 0.0, clip: float = 0.05, label_smoothing: float = 0.0
+    ) -> None:
+        if gamma_neg < 0 or gamma_pos < 0 or not 0.0 <= clip < 1.0:
+            raise ValueError(
+                f"asymmetric loss needs gammas >= 0 and 0 <= clip < 1, got {gamma_neg}, {gamma_pos}, {clip}"
+            )
+        self.gamma_neg, self.gamma_pos, self.clip = gamma_neg, gamma_pos, clip
+        self.label_smoothing = _check_smoothing(label_smoothing)
+
+    def __call__(self, outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+        logits = outputs["logits"].float()
+        y = _smoothed(labels, self.label_smoothing)
+        p = torch.sigmoid(logits)
+        p_neg = (p - self.clip).clamp_min(0.0) if self.clip else p
+        positive = (1.0 - p).clamp_min(1e-6) ** self.gamma_pos * F.logsigmoid(logits)
+        # log(1 - p_m) = log(min(1 - p + clip, 1)); 1 - p = sigmoid(-x), kept in log space while unshifted.
+        log_not = torch.log((torch.sigmoid(-logits) + self.clip).clamp(max=1.0)) if self.clip else F.logsigmoid(-logits)
+        negative = p_neg.clamp_min(1e-6) ** self.gamma_neg * log_not
+        per_item = -(y * positive + (1.0 - y) * negative).mean(dim=-1)
+        return _reduce(per_item, num_items_in_batch)
+
+
+class MultiLabelHierarchicalLoss:
+    """Multi-label with groups of labels: the fine loss plus ``weight`` times the binary cross-entropy of each
+    group, present when any of its labels is, with the group's logit the log-sum-exp of its members' logits (a
+    smooth maximum: the group is as present as its most present label). Rare labels share what their group's
+    frequent labels teach; the model and every prediction path stay those of the flat model."""
+
+    def __init__(self, fine, group_ids: list[int], weight: float = 0.5) -> None:
+        if weight < 0:
+            raise ValueError(f"hierarchy weight must be >= 0, got {weight}")
+        self.fine, self.weight = fine, weight
+        member = F.one_hot(torch.tensor(group_ids), max(group_ids) + 1).T.bool()  # groups x labels
+        self.mask = torch.zeros(member.shape).masked_fill(~member, float("-inf"))
+        self.member = member.float()
+
+    def __call__(self, outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+        fine = self.fine(outputs, labels, num_items_in_batch)
+        if not self.weight:
+            return fine
+        logits = outputs["logits"].float()
+        group_logits = torch.logsumexp(logits[:, None, :] + self.mask.to(logits.device), dim=-1)
+        present = (labels.float() @ self.member.T.to(logits.device)).clamp(max=1.0)
+        coarse = F.binary_cross_entropy_with_logits(group_logits, present, reduction="none").mean(dim=-1)
+        return fine + self.weight * _reduce(coarse, num_items_in_batch)
+
+
 def make_loss(
     kind: str,
     weights: list[float] | None,
@@ -139,10 +241,22 @@ def make_loss(
     group_ids: list[int] | None = None,
     hierarchy_weight: float = 0.5,
     group_weights: list[float] | None = None,
+    asl_gamma_neg: float = 4.0,
+    asl_clip: float = 0.05,
 ):
-    """The loss for an imbalance plan: ``ce``, ``weighted-ce``, ``logit-adjusted`` or ``focal``, each with
-    ``label_smoothing``; with ``group_ids`` (each label's group), wrapped in ``HierarchicalLoss``, whose group
-    term is weighted by ``group_weights`` exactly when the fine loss is weighted by ``weights``."""
+    """The loss for an imbalance plan: single-label ``ce``, ``weighted-ce``, ``logit-adjusted`` or ``focal``;
+    multi-label ``bce``, ``weighted-bce`` (per-label positive weights), ``focal-bce`` or ``asl``; each with
+    ``label_smoothing``. With ``group_ids`` (each label's group), wrapped in the hierarchy-aware loss of its task,
+    whose group term (single-label) is weighted by ``group_weights`` exactly when the fine loss is weighted."""
+    if kind in ("bce", "weighted-bce", "focal-bce", "asl"):
+        pos_weight = weights if kind == "weighted-bce" or (kind == "focal-bce" and focal_alpha) else None
+        if kind == "asl":
+            fine = AsymmetricLoss(asl_gamma_neg, 0.0, asl_clip, label_smoothing)
+        elif kind == "focal-bce":
+            fine = BinaryFocalLoss(gamma, pos_weight, label_smoothing)
+        else:
+            fine = BinaryCrossEntropy(pos_weight, label_smoothing)
+        return fine if group_ids is None else MultiLabelHierarchicalLoss(fine, group_ids, hierarchy_weight)
     weighted = kind == "weighted-ce" or (kind == "focal" and focal_alpha)
     if kind == "focal":
         fine = FocalLoss(gamma, weights if weighted else None, label_smoothing)

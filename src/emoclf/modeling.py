@@ -21,14 +21,16 @@ from typing import Any
 from emoclf.config import PreprocessConfig
 from emoclf.errors import ModelLoadError
 from emoclf.layout import META_FILE, WEIGHTS_FILE, __version__
+from emoclf.task import TASKS
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "minilm"
 DEFAULT_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 # The emoclf.json format this code writes, and the newest it reads. 1: no "format" key (emoclf 0.1.0 before
-# it); 2: "format" saved, and always "class_bias" and "hierarchy" (null when unused).
-FORMAT = 2
+# it); 2: "format" saved, and always "class_bias" and "hierarchy" (null when unused); 3: "task", "thresholds" and
+# "allow_no_label" (multi-label models).
+FORMAT = 3
 # The keys prediction depends on, each with the first format that always saved it: a folder of that format
 # or later without one is damaged (a default would predict other probabilities without a word).
 REQUIRED = {
@@ -39,6 +41,9 @@ REQUIRED = {
     "temperature": 1,
     "class_bias": 2,
     "hierarchy": 2,
+    "task": 3,
+    "thresholds": 3,
+    "allow_no_label": 3,
 }
 
 
@@ -88,6 +93,9 @@ class BundleMeta:
     data: dict[str, Any] = field(default_factory=dict)  # source, texts and class counts per split
     training: dict[str, Any] = field(default_factory=dict)  # what "auto" settings resolved to
     hierarchy: dict[str, Any] | None = None  # groups of labels (hierarchy.Hierarchy.to_dict), or None: flat
+    task: str = "single-label"  # or "multi-label" (emoclf.task)
+    thresholds: list[float] | None = None  # multi-label: each label's decision threshold, fitted on validation
+    allow_no_label: bool = False  # multi-label: a text may get no label (else at least its most probable one)
     format: int = FORMAT  # of this file: what it is sure to hold (FORMAT)
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,6 +128,17 @@ class BundleMeta:
                 f"{path}: temperature {meta.temperature} or class bias {meta.class_bias} is not a "
                 "finite number (a positive one for the temperature); the model cannot give "
                 "probabilities: retrain it"
+            )
+        if meta.task not in TASKS:
+            raise ModelLoadError(f"{path}: unknown task {meta.task!r}; expected one of {', '.join(TASKS)}")
+        thresholds = meta.thresholds
+        if thresholds is not None and (
+            len(thresholds) != len(meta.labels)
+            or not all(isinstance(t, (int, float)) and 0.0 < t < 1.0 for t in thresholds)
+        ):
+            raise ModelLoadError(
+                f"{path}: thresholds {thresholds} are not one number between 0 and 1 for each of the "
+                f"{len(meta.labels)} labels; the model cannot decide its labels: restore the file, or retrain"
             )
         return meta
 
@@ -155,8 +174,9 @@ def check_keys(path: Path, raw: dict[str, Any]) -> None:
         )
 
 
-def load_for_training(name: str, labels: list[str]):
-    """Tokenizer and a sequence-classification model whose config names the real classes."""
+def load_for_training(name: str, labels: list[str], problem_type: str = "single_label_classification"):
+    """Tokenizer and a sequence-classification model whose config names the real classes and the task (softmax
+    or sigmoid outputs)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     path = resolve_model_name(name)
@@ -164,7 +184,11 @@ def load_for_training(name: str, labels: list[str]):
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=len(labels), id2label=id2label, label2id={v: k for k, v in id2label.items()}
+            path,
+            num_labels=len(labels),
+            id2label=id2label,
+            label2id={v: k for k, v in id2label.items()},
+            problem_type=problem_type,
         )
     except OSError as e:
         raise unloadable(name, e) from None

@@ -1,15 +1,19 @@
 """What a prediction looks like, the same on every path.
 
-A single request (CLI arguments, HTTP, ``Predictor.predict``) gets one ``Prediction`` per text:
-``label``, ``probability`` (the label's), ``probabilities`` (every class's). A batch (files, the
-MLflow model, Spark) gets one row per text with the same numbers in ``prediction_columns``:
-``predicted_label``, ``predicted_probability``, ``prob_<class>``, and ``skipped``, which says why a
-row has no prediction (its text is empty after preprocessing). Nothing is dropped or reordered.
+A single request (CLI arguments, HTTP, ``Predictor.predict``) gets one record per text; a batch (files, the
+MLflow model, Spark) gets one row per text with the same numbers as columns, and ``skipped``, which says why a row
+has no prediction (its text is empty after preprocessing). Nothing is dropped or reordered.
 
-A model trained with a hierarchy (``--hierarchy``) adds the predicted label's group and that group's
-probability (the sum of its members' probabilities): ``group`` and ``group_probability`` for a single
-request, ``predicted_group`` and ``group_probability`` columns for a batch. Labels and probabilities are
-those of a flat model; a flat model's predictions have no group fields at all.
+Single-label: a ``Prediction`` (``label``, ``probability``: the label's, ``probabilities``: every class's, summing
+to 1); columns ``predicted_label``, ``predicted_probability``, ``prob_<class>``. Multi-label: a
+``MultiLabelPrediction`` (``labels``: every label over its threshold, most probable first, ``probabilities``:
+every label's own probability); columns ``predicted_labels`` (``joy,relief``), ``prob_<label>``.
+
+A model trained with a hierarchy (``--hierarchy``) adds groups; labels and probabilities are those of a flat
+model, and a flat model's predictions have no group fields at all. Single-label: the predicted label's group and
+that group's probability (the sum of its members'): ``group`` and ``group_probability``, columns
+``predicted_group`` and ``group_probability``. Multi-label: every group with a predicted label, ``groups``
+(column ``predicted_groups``).
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ from emoclf.data.io import missing_columns_error
 from emoclf.data.validate import check_types
 from emoclf.errors import DataError
 from emoclf.hierarchy import Hierarchy, group_probabilities
+from emoclf.task import Task
 
 log = logging.getLogger(__name__)
 
 SKIPPED_EMPTY = "empty after preprocessing"
+LABEL_SEPARATOR = ","  # between the labels of one text in ``predicted_labels``
 
 
 @dataclass
@@ -42,14 +48,37 @@ class Prediction:
     group_probability: float | None = None
 
 
-def prediction_columns(labels: list[str], hierarchy: Hierarchy | None = None) -> list[str]:
+@dataclass
+class MultiLabelPrediction:
+    """One text's labels (each over its threshold, most probable first; empty only for a model that allows no
+    label) and every label's own probability (they need not sum to 1); with a hierarchy, every group one of the
+    labels is in (None without one)."""
+
+    labels: list[str]
+    probabilities: dict[str, float]
+    groups: list[str] | None = None
+
+
+def prediction_columns(labels: list[str], hierarchy: Hierarchy | None = None, task: Task | None = None) -> list[str]:
     """The columns a batch prediction adds, in order."""
+    probs = [f"prob_{lab}" for lab in labels]
+    if task is not None and task.multi_label:
+        return ["predicted_labels", *(["predicted_groups"] if hierarchy else []), *probs, "skipped"]
     groups = ["predicted_group", "group_probability"] if hierarchy else []
-    return ["predicted_label", "predicted_probability", *groups, *(f"prob_{lab}" for lab in labels), "skipped"]
+    return ["predicted_label", "predicted_probability", *groups, *probs, "skipped"]
 
 
-def single_predictions(probs: np.ndarray, labels: list[str], hierarchy: Hierarchy | None) -> list[Prediction]:
-    """One ``Prediction`` per row of probabilities."""
+def records(task: Task, probs: np.ndarray, decided: np.ndarray, labels: list[str], hierarchy: Hierarchy | None):
+    """One record per row of probabilities: ``Prediction``, or ``MultiLabelPrediction`` for a multi-label task."""
+    if task.multi_label:
+        return [
+            MultiLabelPrediction(
+                names := chosen_labels(p, d, labels),
+                dict(zip(labels, map(float, p))),
+                chosen_groups(names, hierarchy) if hierarchy else None,
+            )
+            for p, d in zip(probs, decided)
+        ]
     groups = zip(*label_groups(probs, labels, hierarchy)) if hierarchy else ((None, None) for _ in probs)
     return [
         Prediction(
@@ -63,6 +92,26 @@ def single_predictions(probs: np.ndarray, labels: list[str], hierarchy: Hierarch
     ]
 
 
+def as_line(record: Prediction | MultiLabelPrediction) -> str:
+    """A record as ``emoclf predict`` prints it before the text: ``joy<TAB>0.9100`` (and the group and its
+    probability), or for a multi-label model ``joy 0.91, relief 0.63`` (and ``<TAB>groups: positive``)."""
+    if isinstance(record, MultiLabelPrediction):
+        chosen = ", ".join(f"{lab} {record.probabilities[lab]:.2f}" for lab in record.labels) or "(no label)"
+        return chosen + (f"\tgroups: {', '.join(record.groups)}" if record.groups is not None else "")
+    group = f"\t{record.group}\t{record.group_probability:.4f}" if record.group is not None else ""
+    return f"{record.label}\t{record.probability:.4f}{group}"
+
+
+def chosen_labels(probs: np.ndarray, decided: np.ndarray, labels: list[str]) -> list[str]:
+    """The labels a text got, most probable first."""
+    return [labels[j] for j in np.argsort(-probs, kind="stable") if decided[j]]
+
+
+def chosen_groups(names: list[str], hierarchy: Hierarchy) -> list[str]:
+    """Multi-label: every group (in the hierarchy's order) with a chosen label."""
+    return [g for g, members in hierarchy.groups.items() if any(m in names for m in members)]
+
+
 def label_groups(probs: np.ndarray, labels: list[str], hierarchy: Hierarchy) -> tuple[np.ndarray, np.ndarray]:
     """The group of each row's most probable label, and that group's probability (the sum of its members')."""
     ids = np.asarray(hierarchy.group_ids(labels), dtype=np.int64)[probs.argmax(axis=1)]
@@ -70,37 +119,56 @@ def label_groups(probs: np.ndarray, labels: list[str], hierarchy: Hierarchy) -> 
     return np.asarray(hierarchy.names, dtype=object)[ids], group_probs[np.arange(len(ids)), ids]
 
 
+def _columns(predictor, kept: np.ndarray, keep: np.ndarray) -> dict[str, np.ndarray]:
+    """The task's own prediction columns (all but ``prob_*`` and ``skipped``) for every row; ``kept`` holds the
+    probabilities of the rows ``keep`` marks."""
+    n, labels, hierarchy = len(keep), predictor.labels, predictor.hierarchy
+    if predictor.task.multi_label:
+        names = np.full(n, "", dtype=object)
+        chosen = [chosen_labels(p, d, labels) for p, d in zip(kept, predictor.decide(kept))]
+        names[keep] = [LABEL_SEPARATOR.join(c) for c in chosen]
+        if not hierarchy:
+            return {"predicted_labels": names}
+        groups = np.full(n, "", dtype=object)
+        groups[keep] = [LABEL_SEPARATOR.join(chosen_groups(c, hierarchy)) for c in chosen]
+        return {"predicted_labels": names, "predicted_groups": groups}
+    label, top = np.full(n, "", dtype=object), np.full(n, np.nan)
+    top[keep], label[keep] = kept.max(axis=1), [labels[i] for i in kept.argmax(axis=1)]
+    if not hierarchy:
+        return {"predicted_label": label, "predicted_probability": top}
+    group, group_prob = np.full(n, "", dtype=object), np.full(n, np.nan)
+    group[keep], group_prob[keep] = label_groups(kept, labels, hierarchy)
+    return {
+        "predicted_label": label,
+        "predicted_probability": top,
+        "predicted_group": group,
+        "group_probability": group_prob,
+    }
+
+
 def predictions_frame(predictor, texts: list[str], progress: bool = False) -> pd.DataFrame:
-    """One row per text in input order, columns ``prediction_columns(predictor.labels)``.
+    """One row per text in input order, columns ``prediction_columns(predictor.labels, ...)``.
 
     A text that is empty after preprocessing keeps its row, with no label or probabilities and
     ``skipped`` saying why; ``skipped`` is empty for every predicted row.
     """
-    labels, hierarchy = predictor.labels, predictor.hierarchy
+    labels = predictor.labels
     clean = predictor.clean(texts)
     keep = np.array([bool(t) for t in clean], dtype=bool)
     probs = np.full((len(clean), len(labels)), np.nan)
-    label = np.full(len(clean), "", dtype=object)
-    top = np.full(len(clean), np.nan)
-    group, group_prob = np.full(len(clean), "", dtype=object), np.full(len(clean), np.nan)
+    kept = np.zeros((0, len(labels)))
     if keep.any():
         kept = predictor.probabilities([t for t, k in zip(clean, keep) if k], progress)
-        probs[keep], top[keep] = kept, kept.max(axis=1)
-        label[keep] = [labels[i] for i in kept.argmax(axis=1)]
-        if hierarchy:
-            group[keep], group_prob[keep] = label_groups(kept, labels, hierarchy)
+        probs[keep] = kept
     if (~keep).any():
         log.warning(
             "%d of %d text(s) are empty after preprocessing: no prediction, 'skipped' says so",
             int((~keep).sum()),
             len(keep),
         )
-    groups = {"predicted_group": group, "group_probability": group_prob} if hierarchy else {}
     return pd.DataFrame(
         {
-            "predicted_label": label,
-            "predicted_probability": top,
-            **groups,
+            **_columns(predictor, kept, keep),
             **{f"prob_{lab}": probs[:, j] for j, lab in enumerate(labels)},
             "skipped": np.where(keep, "", SKIPPED_EMPTY),
         }
@@ -118,7 +186,7 @@ def predict_table(predictor, df: pd.DataFrame, text_column: str = "text", progre
     error = missing_columns_error(source, df, {text_column: "--text-column"})
     if error:
         raise error
-    clash = [c for c in prediction_columns(predictor.labels, predictor.hierarchy) if c in df.columns]
+    clash = [c for c in prediction_columns(predictor.labels, predictor.hierarchy, predictor.task) if c in df.columns]
     if clash:
         raise DataError(
             f"{source}: has column(s) {', '.join(map(repr, clash))}, which the predictions would overwrite; rename them"

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.metrics import accuracy_score
 from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_pt_utils import LengthGroupedSampler
@@ -36,6 +37,7 @@ from emoclf.distributed import is_main_process
 from emoclf.errors import ModelLoadError, TrainingDivergedError, TrainingInterrupted
 from emoclf.evaluation.metrics import macro_f1
 from emoclf.layout import CHECKPOINT_DIR, STAGING_DIR
+from emoclf.task import SINGLE, TASKS, Task
 from emoclf.tracking import tracked_metrics
 
 log = logging.getLogger(__name__)
@@ -55,12 +57,13 @@ def pad_multiple() -> int | None:
     return 8 if torch.cuda.is_available() else None
 
 
-def tokenize_split(df, tokenizer, max_length: int):
-    """A ``datasets.Dataset`` of input ids and labels, tokenised once in one batched call."""
+def tokenize_split(df, tokenizer, max_length: int, task: Task = TASKS[SINGLE], num_labels: int = 0):
+    """A ``datasets.Dataset`` of input ids and labels (as the task trains on them), tokenised once in one batched
+    call."""
     from datasets import Dataset
 
     enc = tokenizer(df["text"].tolist(), truncation=True, max_length=max_length)
-    return Dataset.from_dict({**enc, "labels": df["label_id"].tolist()})
+    return Dataset.from_dict({**enc, "labels": task.targets(df["label_id"].tolist(), num_labels)})
 
 
 class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
@@ -389,10 +392,19 @@ def run_training(trainer: Trainer, stop: GracefulStop, checkpoint: Path | None, 
         )
 
 
-def compute_metrics(eval_pred) -> dict[str, float]:
-    preds = np.asarray(eval_pred.predictions).argmax(axis=-1)
-    labels = np.asarray(eval_pred.label_ids)
-    return {"macro_f1": macro_f1(labels, preds), "accuracy": float((preds == labels).mean())}
+def validation_metrics(task: Task = TASKS[SINGLE], allow_empty: bool = False, threshold: float | None = None):
+    """The Trainer's ``compute_metrics``: validation macro-F1 (what early stopping and the best checkpoint go by)
+    and accuracy, of the labels the model would give: the most probable class, or every label over its threshold,
+    fitted on these texts as the finished model's will be (or ``threshold``)."""
+
+    def compute(eval_pred) -> dict[str, float]:
+        y = np.asarray(eval_pred.label_ids)
+        probs = task.probabilities(np.asarray(eval_pred.predictions))
+        decided = task.decide(probs, task.thresholds(probs, y, threshold), allow_empty)
+        preds = task.labels_of(decided)
+        return {"macro_f1": macro_f1(y, preds), "accuracy": float(accuracy_score(y, preds))}
+
+    return compute
 
 
 def build_training_args(cfg: Config, precision: str) -> TrainingArguments:

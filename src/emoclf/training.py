@@ -41,6 +41,7 @@ from emoclf.layout import CHECKPOINT_DIR, HIERARCHY_JSON, LOG_FILE, MODEL_DIR, R
 from emoclf.losses import make_loss
 from emoclf.modeling import BundleMeta, hub_id, load_for_training, model_max_length, save_bundle
 from emoclf.preprocess import Preprocessor
+from emoclf.task import Task, task_for
 from emoclf.tracking import ended_run, log_training_results, log_training_setup, make_tracker, run_description, run_name
 from emoclf.trainer import (
     DivergenceCheck,
@@ -49,12 +50,12 @@ from emoclf.trainer import (
     EpochSummary,
     GracefulStop,
     build_training_args,
-    compute_metrics,
     pad_multiple,
     plan_steps,
     resolve_precision,
     run_training,
     tokenize_split,
+    validation_metrics,
 )
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ class _Setup:
     val_ds: Any
     precision: str
     hierarchy: Hierarchy | None
+    task: Task
     steps: dict = field(default_factory=dict)  # what plan_steps decided, then the steps trained
 
     def resolved(self) -> dict[str, Any]:
@@ -191,10 +193,11 @@ def _run(
     t, out, main = cfg.train, Path(cfg.train.output_dir), is_main_process()
     plan = imbalance.plan(
         t.imbalance,
-        data.splits["train"]["label_id"].to_numpy(),
+        data.y("train"),
         len(data.labels),
         t.imbalance_threshold,
         hierarchy.group_ids(data.labels) if hierarchy else None,
+        task_for(data.task),
     )
     summary = data.summary(cfg.data.data or DEMO_SOURCE)  # what the run, the model and its card say it learnt from
     tracker = make_tracker(cfg.tracking, local_dir=out, enabled=main)
@@ -246,23 +249,26 @@ def _setup(cfg: Config, data: PreparedData, plan: imbalance.Plan, tracker, hiera
         f"loading {cfg.model.model} and tokenising {sum(map(len, data.splits.values()))} texts",
         enabled=is_main_process(),
     ):
-        tokenizer, model = load_for_training(cfg.model.model, data.labels)
+        task = task_for(data.task)
+        tokenizer, model = load_for_training(cfg.model.model, data.labels, task.problem_type)
         limit = model_max_length(tokenizer, model.config)
         prof = profile(data, tokenizer, limit)
         max_length = min(cfg.model.max_length or prof["suggested_max_length"], limit)
         if is_main_process():
             write_profile(prof, out / REPORT_DIR)
-        rows = imbalance.resample_indices(plan.strategy, data.splits["train"]["label_id"].to_numpy(), t.seed)
+        rows = imbalance.resample_indices(plan.strategy, data.y("train"), t.seed)
+        k = len(data.labels)
         setup = _Setup(
             tokenizer,
             model,
             prof,
             max_length,
             plan,
-            tokenize_split(data.splits["train"], tokenizer, max_length).select(rows),
-            tokenize_split(data.splits["validation"], tokenizer, max_length),
+            tokenize_split(data.splits["train"], tokenizer, max_length, task, k).select(rows),
+            tokenize_split(data.splits["validation"], tokenizer, max_length, task, k),
             resolve_precision(t.precision),
             hierarchy,
+            task,
         )
     log.info(
         "training %s on %d texts (imbalance %s, ratio %.2f, loss %s), max_length %d, %s",
@@ -291,7 +297,7 @@ def _fit(
         eval_dataset=setup.val_ds,
         processing_class=setup.tokenizer,
         data_collator=DataCollatorWithPadding(setup.tokenizer, pad_to_multiple_of=pad_multiple()),
-        compute_metrics=compute_metrics,
+        compute_metrics=validation_metrics(setup.task, cfg.data.allow_no_label, t.threshold),
         compute_loss_func=make_loss(
             setup.plan.loss,
             setup.plan.class_weights,
@@ -301,6 +307,8 @@ def _fit(
             setup.plan.group_ids,
             t.hierarchy_weight,
             setup.plan.group_weights,
+            t.asl_gamma_neg,
+            t.asl_clip,
         ),
         layer_decay=t.layer_decay,
         callbacks=[EpochSummary(tracker), DivergenceCheck(), stop, *callbacks]
@@ -339,6 +347,8 @@ def _evaluate(
         data=summary,
         training={**setup.resolved(), **setup.steps},
         hierarchy=setup.hierarchy.to_dict() if setup.hierarchy else None,
+        task=setup.task.name,
+        allow_no_label=cfg.data.allow_no_label,
     )
     staged = save_bundle(Path(cfg.train.output_dir) / STAGED_MODEL_DIR, trainer.model, setup.tokenizer, meta)
     return finish_model(cfg, data, staged, trainer.state.log_history, holdout, setup.steps)

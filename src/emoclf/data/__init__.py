@@ -1,8 +1,9 @@
 """Labelled data in, checked splits out: ``load_data`` for training, ``load_labelled`` for scoring a model.
 
 Both read with ``emoclf.data.io``, clean and check with the same steps (the preprocessing, empty
-texts dropped and counted or refused, labels as class-name strings), and decide here, in one
-place, what the pure checks of ``emoclf.data.validate`` say to drop.
+texts dropped and counted or refused, labels as class-name strings, or tuples of them for multi-label data:
+``emoclf.data.labels``), and decide here, in one place, what the pure checks of ``emoclf.data.validate`` say to
+drop.
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ import numpy as np
 import pandas as pd
 
 from emoclf.config import DataConfig
-from emoclf.data.io import read_file, read_source
+from emoclf.data.io import read_file, read_label_names, read_source, with_label_names
 from emoclf.data.issues import apply_label_issues, changed
+from emoclf.data.labels import decide_task, describe, label_sets
 from emoclf.data.split import carve_missing, subsample
 from emoclf.data.validate import (
     DataReport,
     absent_classes,
     check_train_covers,
     duplicates,
+    each_label,
     empty_texts,
     label_order,
     label_strings,
@@ -33,6 +36,7 @@ from emoclf.data.validate import (
 )
 from emoclf.errors import DataError
 from emoclf.preprocess import Preprocessor
+from emoclf.task import MULTI, SINGLE
 
 log = logging.getLogger(__name__)
 
@@ -42,20 +46,32 @@ DEMO_SOURCE = "the embedded demo set"
 
 @dataclass
 class PreparedData:
-    """Train/validation/test frames (``text`` preprocessed, ``raw_text`` as read, ``label_id``) and labels."""
+    """Train/validation/test frames (``text`` preprocessed, ``raw_text`` as read, ``label`` and ``label_id``),
+    the labels in the model's order, and the task: single-label (``label`` a class name, ``label_id`` its index)
+    or multi-label (``label`` a tuple of names, ``label_id`` a 0/1 tuple over the labels)."""
 
     splits: dict[str, pd.DataFrame]
     labels: list[str]
     report: DataReport
+    task: str = SINGLE
+
+    @property
+    def multi_label(self) -> bool:
+        return self.task == MULTI
+
+    def y(self, split: str) -> np.ndarray:
+        """A split's labels: class ids (single-label) or a texts x labels 0/1 matrix (multi-label)."""
+        return np.asarray(self.splits[split]["label_id"].tolist())
 
     def summary(self, source: str) -> dict:
-        """Source, texts and class counts per split: what a model card and a report say it was trained on."""
+        """Source, texts and class counts per split (texts with each label, for multi-label data), and the task:
+        what a model card and a report say it was trained on."""
+        counts = {s: each_label(df).value_counts() for s, df in self.splits.items()}
         return {
             "source": source,
+            "task": self.task,
             "texts": {s: len(df) for s, df in self.splits.items()},
-            "class_counts": {
-                s: {lab: int((df["label"] == lab).sum()) for lab in self.labels} for s, df in self.splits.items()
-            },
+            "class_counts": {s: {lab: int(c.get(lab, 0)) for lab in self.labels} for s, c in counts.items()},
         }
 
 
@@ -70,7 +86,9 @@ class Labelled:
 
     @classmethod
     def from_split(cls, df: pd.DataFrame, split: str) -> Labelled:
-        return cls(df["raw_text"].tolist(), df["label_id"].to_numpy(), str(df.attrs.get("source", split)), split)
+        """``y_true``: class ids, or for multi-label data a texts x labels 0/1 matrix."""
+        y = np.asarray(df["label_id"].tolist(), dtype=np.int64)
+        return cls(df["raw_text"].tolist(), y, str(df.attrs.get("source", split)), split)
 
 
 def _keep(df: pd.DataFrame, mask: pd.Series) -> pd.DataFrame:
@@ -79,9 +97,9 @@ def _keep(df: pd.DataFrame, mask: pd.Series) -> pd.DataFrame:
     return kept
 
 
-def _clean(df: pd.DataFrame, preprocessor: Preprocessor, cfg: DataConfig, report: DataReport, split: str):
+def _clean(df: pd.DataFrame, preprocessor: Preprocessor, cfg: DataConfig, report: DataReport, split: str, task: str):
     """Preprocessed ``text`` beside ``raw_text``; texts left empty dropped and counted (or refused with
-    ``strict``); labels as class-name strings."""
+    ``strict``); labels as class-name strings, or for multi-label data sorted tuples of them."""
     df = df.copy()
     df["raw_text"] = df["text"]
     df["text"] = [preprocessor(t) if isinstance(t, str) else t for t in df["text"]]
@@ -93,7 +111,11 @@ def _clean(df: pd.DataFrame, preprocessor: Preprocessor, cfg: DataConfig, report
         log.warning("%s: dropped %d empty or missing text(s)", df.attrs.get("source", split), int(empty.sum()))
         df = _keep(df, ~empty)
     df["text"] = df["text"].astype(str)
-    df["label"] = label_strings(df)
+    if task == MULTI:
+        names = read_label_names(cfg.label_names) if cfg.label_names else None
+        df["label"] = label_sets(df, cfg.label_column, cfg.label_separator, names, cfg.allow_no_label)
+    else:
+        df["label"] = label_strings(df)
     return df
 
 
@@ -140,23 +162,29 @@ def _drop_leakage(splits: dict[str, pd.DataFrame], cfg: DataConfig, report: Data
             splits["train"] = _keep(train, keep)
 
 
-def _with_ids(df: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+def _with_ids(df: pd.DataFrame, labels: list[str], task: str) -> pd.DataFrame:
     out = df.reset_index(drop=True)
-    out["label_id"] = out["label"].map({lab: i for i, lab in enumerate(labels)}).astype(int)
+    index = {lab: i for i, lab in enumerate(labels)}
+    if task == MULTI:
+        out["label_id"] = out["label"].map(lambda tags: tuple(int(lab in tags) for lab in labels))
+    else:
+        out["label_id"] = out["label"].map(index).astype(int)
     return out
 
 
 def load_data(cfg: DataConfig, preprocessor: Preprocessor | None = None) -> PreparedData:
     """Read, clean, check and split the data named by ``cfg``; see ``DataReport`` for what was dropped."""
     preprocessor = preprocessor or Preprocessor()
+    cfg = with_label_names(cfg)
     splits, names = read_source(cfg)
     for split, path in (("validation", cfg.val_data), ("test", cfg.test_data)):
         if path:
             splits[split] = read_file(path, cfg, names if cfg.label_names else None)
+    task = decide_task(cfg.task, list(splits.values()), cfg.label_separator)
     report = DataReport(rows_read={k: len(v) for k, v in splits.items()})
-    splits = {split: _clean(df, preprocessor, cfg, report, split) for split, df in splits.items()}
+    splits = {split: _clean(df, preprocessor, cfg, report, split, task) for split, df in splits.items()}
     refuse_label_variants(list(splits.values()))
-    labels = label_order(set(splits["train"]["label"]), names)
+    labels = label_order(set(each_label(splits["train"])), names)
     for split in ("validation", "test"):
         if split in splits:
             refuse_unknown_labels(
@@ -166,7 +194,7 @@ def load_data(cfg: DataConfig, preprocessor: Preprocessor | None = None) -> Prep
                 "data; the model cannot learn them (fix the labels or add training examples)",
             )
     _deduplicate(splits, cfg, report)
-    carve_missing(splits, cfg, report)
+    carve_missing(splits, cfg, report, task == MULTI)
     _drop_leakage(splits, cfg, report)
     if cfg.exclude_label_issues:
         # After the split, before any subsample: only the training rows the audit saw, all of them.
@@ -174,9 +202,9 @@ def load_data(cfg: DataConfig, preprocessor: Preprocessor | None = None) -> Prep
             splits["train"], cfg.exclude_label_issues, cfg.label_issues_action, labels, cfg.label_issues_top
         )
     if cfg.max_samples:
-        splits["train"] = subsample(splits["train"], cfg.max_samples, cfg.split_seed)
+        splits["train"] = subsample(splits["train"], cfg.max_samples, cfg.split_seed, task == MULTI)
     if cfg.max_val_samples:
-        splits["validation"] = subsample(splits["validation"], cfg.max_val_samples, cfg.split_seed)
+        splits["validation"] = subsample(splits["validation"], cfg.max_val_samples, cfg.split_seed, task == MULTI)
     check_train_covers(splits["train"], labels)
     for split in ("validation", "test"):
         report.absent_classes[split] = absent = absent_classes(splits[split], labels)
@@ -189,25 +217,30 @@ def load_data(cfg: DataConfig, preprocessor: Preprocessor | None = None) -> Prep
                 len(labels) - len(absent),
                 split,
             )
-    prepared = {split: _with_ids(splits[split], labels) for split in SPLITS}
+    prepared = {split: _with_ids(splits[split], labels, task) for split in SPLITS}
     issues = report.label_issues
     log.info(
-        "data: %s: %s texts%s",
+        "data: %s: %s texts%s%s",
         cfg.data or DEMO_SOURCE,
         ", ".join(f"{k} {len(v)}" for k, v in prepared.items()),
         f" ({changed(issues)} as label issues)" if issues else "",
+        f"; {describe(prepared['train']['label'], labels)}" if task == MULTI else "",
     )
-    return PreparedData(prepared, labels, report)
+    return PreparedData(prepared, labels, report, task)
 
 
-def load_labelled(cfg: DataConfig, labels: list[str], preprocessor: Preprocessor) -> Labelled:
+def load_labelled(
+    cfg: DataConfig, labels: list[str], preprocessor: Preprocessor, task: str = SINGLE, allow_no_label: bool = False
+) -> Labelled:
     """The texts to score a model on: the test split of a folder, or every row of a file, cleaned as
-    ``load_data`` cleans them with the model's own ``preprocessor``; labels in ``labels`` order."""
+    ``load_data`` cleans them with the model's own ``preprocessor``, read as the model's ``task``; labels in
+    ``labels`` order."""
+    cfg = with_label_names(DataConfig(**{**cfg.__dict__, "allow_no_label": allow_no_label or cfg.allow_no_label}))
     splits, _ = read_source(cfg)
     split = "test" if "test" in splits else "all rows"
-    df = _clean(splits.get("test", splits["train"]), preprocessor, cfg, DataReport(), split)
+    df = _clean(splits.get("test", splits["train"]), preprocessor, cfg, DataReport(), split, task)
     refuse_unknown_labels(df, set(labels), f"are not among the model's labels ({', '.join(labels)})")
-    return Labelled.from_split(_with_ids(df, labels), split)
+    return Labelled.from_split(_with_ids(df, labels, task), split)
 
 
 __all__ = [

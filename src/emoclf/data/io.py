@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import os
+import re
 import sys
 from importlib import resources
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from emoclf.config import DataConfig
+from emoclf.data.labels import from_indicators, holds_several, indicator_columns
 from emoclf.data.validate import check_types, names_of_ids, refuse_unnamed_ids
 from emoclf.errors import ConfigError, DataError
 from emoclf.network import unreachable
@@ -30,6 +32,7 @@ FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".
 SPLIT_NAMES = {"train": ("train",), "validation": ("validation", "val", "valid", "dev"), "test": ("test",)}
 HF_PREFIX = "hf:"
 DEMO_NAME = "demo"
+LABEL_NAMES_FILE = "labels.txt"  # in a data folder: the names of integer labels, line k for id k (as GoEmotions)
 
 
 def demo_path() -> Path:
@@ -121,11 +124,14 @@ def _read_txt_to_predict(text: str, path: Path, labels: list[str]) -> pd.DataFra
     return pd.DataFrame({"text": [line for line, _ in lines]}, index=pd.Index([n for _, n in lines], name="row"))
 
 
-def read_table(path: str | Path, cfg: DataConfig, txt_labels: list[str] | None = None) -> pd.DataFrame:
+def read_table(
+    path: str | Path, cfg: DataConfig, txt_labels: list[str] | None = None, header: bool = True
+) -> pd.DataFrame:
     """Every column of one file, as read, in file order; the index (``row``) is each record's row or line number.
 
     A ``txt`` file is ``text;label`` lines (split on the last ``;``). With ``txt_labels`` (texts to
-    predict), it may also be one text per line: see ``_read_txt_to_predict``.
+    predict), it may also be one text per line: see ``_read_txt_to_predict``. ``header=False``: a CSV or TSV
+    whose first line is data; its columns are numbered from 0.
     """
     path = Path(path)
     if not path.is_file():
@@ -158,13 +164,15 @@ def read_table(path: str | Path, cfg: DataConfig, txt_labels: list[str] | None =
                     keep_default_na=False,
                     na_values=[""],
                     quoting=csv.QUOTE_MINIMAL,
+                    header=0 if header else None,
                 )
             except pd.errors.ParserError as e:
                 raise DataError(f"{path}: malformed {fmt.upper()}: {e}") from None
             except pd.errors.EmptyDataError:
                 raise DataError(f"{path}: the file is empty") from None
             # Header is row 1, so data rows start at 2: the number an editor shows for one-line records.
-            df.index = pd.RangeIndex(2, len(df) + 2, name="row")
+            first = 2 if header else 1
+            df.index = pd.RangeIndex(first, len(df) + first, name="row")
         if df.empty:
             raise DataError(f"{path}: no data rows (header only)")
     df.attrs["source"] = str(path)
@@ -212,19 +220,59 @@ def read_label_names(spec: str) -> list[str]:
 
 
 def _name_labels(df: pd.DataFrame, cfg: DataConfig, names: list[str] | None) -> pd.DataFrame:
-    """Integer labels as ``--label-names`` names them; every id must have a name."""
+    """Integer labels as ``--label-names`` names them; every id must have a name. Cells holding several labels
+    (multi-label) are named with their other labels (``emoclf.data.labels.label_sets``)."""
     if names is None:
         return df
-    named = names_of_ids(df["label"], names)
-    refuse_unnamed_ids(df, named, names, cfg.label_column, cfg.label_names)
+    one = ~df["label"].map(lambda v: holds_several(v, cfg.label_separator))
+    named = names_of_ids(df["label"], names).astype(object).where(one, None)
+    refuse_unnamed_ids(df.loc[one], named.loc[one], names, cfg.label_column, cfg.label_names or "")
     df["label"] = named.where(named.notna(), df["label"])
     return df
+
+
+def _headerless(path: Path, df: pd.DataFrame, cfg: DataConfig) -> pd.DataFrame | None:
+    """A CSV or TSV without a header row (GoEmotions' published files: text, label ids, comment id), read again
+    with the first line as data; None when the first line is a header. Told by its second field, which is
+    label ids (``27`` or ``8,20``) where a header would name a column."""
+    columns = [str(c) for c in df.columns]
+    if cfg.text_column in columns or len(columns) < 2 or detect_format(path, cfg.format) not in ("csv", "tsv"):
+        return None
+    if not re.fullmatch(r"\s*\d+(\s*,\s*\d+)*\s*", columns[1]):
+        return None
+    log.info("%s: no header row: column 1 read as the text, column 2 as the label(s)", path)
+    raw = read_table(path, cfg, header=False)
+    return raw.rename(columns={0: cfg.text_column, 1: cfg.label_column})
+
+
+def _indicator_labels(path: Path, df: pd.DataFrame, cfg: DataConfig) -> pd.DataFrame | None:
+    """Multi-label data given as one 0/1 column per label (and no label column), as text/label/row with a tuple
+    of label names per text; None when the file is not of that form."""
+    if cfg.task == "single-label" or cfg.label_column in df.columns or cfg.text_column not in df.columns:
+        return None
+    columns = indicator_columns(df, cfg.text_column)
+    if len(columns) < 2:
+        return None
+    log.info("%s: no %r column; %d 0/1 columns read as one label each", path, cfg.label_column, len(columns))
+    out = pd.DataFrame(
+        {"text": df[cfg.text_column].to_numpy(), "label": from_indicators(df, columns, str(path)).to_numpy()}
+    )
+    out["row"] = df.index.to_numpy()
+    out.attrs["source"] = str(path)
+    check_types(out, cfg.text_column, None)
+    return out
 
 
 def read_file(path: str | Path, cfg: DataConfig, names: list[str] | None = None) -> pd.DataFrame:
     """Read one labelled file into ``text``/``label``/``row`` columns, naming the file in every error; with
     ``names`` (``--label-names``), integer labels become those names."""
     df = read_table(path, cfg)
+    if cfg.label_column not in df.columns:
+        unheaded = _headerless(Path(path), df, cfg)
+        df = df if unheaded is None else unheaded
+    indicators = _indicator_labels(Path(path), df, cfg)
+    if indicators is not None:
+        return indicators
     error = missing_columns_error(path, df, {cfg.text_column: "--text-column", cfg.label_column: "--label-column"})
     if error:
         raise error
@@ -305,6 +353,15 @@ def read_hf(
     if "train" not in splits:
         raise DataError(f"{spec}: no train split (found {', '.join(ds.keys())})")
     return splits, given or names
+
+
+def with_label_names(cfg: DataConfig) -> DataConfig:
+    """``cfg``, naming integer labels by a data folder's ``labels.txt`` when ``--label-names`` is not given."""
+    folder = Path(cfg.data) if cfg.data and not cfg.data.startswith(HF_PREFIX) else None
+    if cfg.label_names or folder is None or not (folder / LABEL_NAMES_FILE).is_file():
+        return cfg
+    log.info("names of integer labels: %s", folder / LABEL_NAMES_FILE)
+    return DataConfig(**{**cfg.__dict__, "label_names": str(folder / LABEL_NAMES_FILE)})
 
 
 def read_source(cfg: DataConfig) -> tuple[dict[str, pd.DataFrame], list[str] | None]:

@@ -57,7 +57,7 @@ def _plain(value):
 def _is_label(value) -> bool:
     value = _plain(value)
     return (
-        isinstance(value, str)
+        isinstance(value, (str, list, tuple, np.ndarray))  # a list: the labels of a multi-label text
         or _is_missing(value)
         or (isinstance(value, int) and not isinstance(value, bool))
         or (isinstance(value, float) and value.is_integer())
@@ -72,7 +72,7 @@ def check_types(df: pd.DataFrame, text_column: str, label_column: str | None) ->
     """
     checks = [("text", text_column, "text", lambda v: isinstance(v, str) or _is_missing(_plain(v)))]
     if label_column is not None and "label" in df.columns:
-        checks.append(("label", label_column, "a class name or an integer", _is_label))
+        checks.append(("label", label_column, "a class name, an integer or a list of labels", _is_label))
     for column, name, expected, ok in checks:
         bad = ~df[column].map(ok)
         if bad.any():
@@ -124,7 +124,7 @@ def refuse_label_variants(frames: list[pd.DataFrame]) -> None:
     meaning (joy, Joy, JOY: 3 classes): refused, naming each spelling where it first occurs."""
     seen: dict[str, dict[str, str]] = {}
     for df in frames:
-        first = df.drop_duplicates("label")
+        first = df.explode("label").dropna(subset=["label"]).drop_duplicates("label")
         for label, row in zip(first["label"], first["row"]):
             seen.setdefault(variant(label), {}).setdefault(label, f"{df.attrs.get('source', '<data>')} row {row}")
     clashes = [spellings for spellings in seen.values() if len(spellings) > 1]
@@ -170,7 +170,7 @@ def label_order(train_labels: set[str], names: list[str] | None) -> list[str]:
 
 def refuse_unknown_labels(df: pd.DataFrame, known: set[str], what: str) -> None:
     """A label that ``known`` lacks cannot be learned or scored; ``what`` says whose labels ``known`` are."""
-    unknown = sorted(set(df["label"]) - known)
+    unknown = sorted(set(each_label(df)) - known)
     if unknown:
         raise DataError(f"{df.attrs.get('source', 'data')}: label(s) {', '.join(map(repr, unknown))} {what}")
 
@@ -203,15 +203,21 @@ def shared_texts(df: pd.DataFrame, *others: pd.DataFrame) -> set[str]:
     return set(text_keys(df)) & held_out
 
 
+def each_label(df: pd.DataFrame) -> pd.Series:
+    """One row per label per text: the label column itself for single-label data, its tuples unpacked for
+    multi-label data (a text without labels adds none). Counts, orders and checks of classes read this."""
+    return df["label"].explode().dropna()
+
+
 def absent_classes(df: pd.DataFrame, labels: list[str]) -> list[str]:
-    present = set(df["label"])
+    present = set(each_label(df))
     return [lab for lab in labels if lab not in present]
 
 
 def check_class_sizes(
     df: pd.DataFrame, minimum: int, purpose: str, fix: str = "add examples or remove the class"
 ) -> None:
-    counts = df["label"].value_counts()
+    counts = each_label(df).value_counts()
     small = counts[counts < minimum]
     if len(small):
         listed = ", ".join(f"{lab!r} ({n})" for lab, n in small.items())

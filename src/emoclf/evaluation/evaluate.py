@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from emoclf.calibration import calibrated_probs, expected_calibration_error, reliability_bins
+from emoclf.calibration import expected_calibration_error, reliability_bins
 from emoclf.config import DataConfig
 from emoclf.data import Labelled, load_labelled
+from emoclf.evaluation import multilabel
 from emoclf.evaluation.context import report_context
 from emoclf.evaluation.metrics import classification_metrics, group_metrics
 from emoclf.evaluation.report import write_report
@@ -54,18 +55,16 @@ def evaluate(
     started = time.perf_counter()
     logits = predictor.logits(data.texts, progress=progress)
     rate = len(data.texts) / max(time.perf_counter() - started, 1e-9)
-    meta = predictor.meta
-    raw = calibrated_probs(logits)
-    probs = calibrated_probs(logits, meta.temperature, meta.class_bias)
+    meta, task = predictor.meta, predictor.task
+    raw = task.probabilities(logits)
+    probs = task.probabilities(logits, meta.temperature, meta.class_bias)
+    if task.multi_label:
+        metrics = _multilabel(predictor, data, raw, probs, out_dir, history, fitted, context, training)
+        return Evaluation(metrics, probs, rate, data.source, data.split)
     metrics = classification_metrics(data.y_true, probs.argmax(axis=1), predictor.labels)
     if predictor.hierarchy is not None:  # flat metrics as they are, and the same predictions scored by group
         metrics["groups"] = group_metrics(metrics["confusion_matrix"], predictor.labels, predictor.hierarchy.groups)
-    metrics["calibration"] = {
-        "temperature": meta.temperature,
-        **(fitted or {}),
-        "ece_before": expected_calibration_error(raw, data.y_true),
-        "ece_after": expected_calibration_error(probs, data.y_true),
-    }
+    metrics["calibration"] = _calibration(fitted, meta.temperature, raw, probs, data.y_true, task)
     if meta.class_bias is not None:
         without = classification_metrics(data.y_true, raw.argmax(axis=1), predictor.labels)["macro_f1"]
         metrics["class_bias"] = {
@@ -74,10 +73,7 @@ def evaluate(
             "macro_f1_with": metrics["macro_f1"],
             "helped": metrics["macro_f1"] > without,
         }
-    metrics["calibration"]["bins"] = {
-        "before": reliability_bins(raw, data.y_true),
-        "after": reliability_bins(probs, data.y_true),
-    }
+    metrics["calibration"]["bins"] = _bins(raw, probs, data.y_true, task)
     if training:
         metrics["training"] = training
     if out_dir is not None:
@@ -93,6 +89,51 @@ def evaluate(
             context=context or report_context(meta, data),
         )
     return Evaluation(metrics, probs, rate, data.source, data.split)
+
+
+def _calibration(fitted: dict | None, temperature: float, raw, probs, y, task) -> dict:
+    return {
+        "temperature": temperature,
+        **(fitted or {}),
+        "ece_before": expected_calibration_error(raw, y, task=task),
+        "ece_after": expected_calibration_error(probs, y, task=task),
+    }
+
+
+def _bins(raw, probs, y, task) -> dict:
+    return {"before": reliability_bins(raw, y, task=task), "after": reliability_bins(probs, y, task=task)}
+
+
+def _multilabel(predictor, data: Labelled, raw, probs, out_dir, history, fitted, context, training) -> dict:
+    """``evaluate`` of a multi-label model: ``multilabel.multilabel_metrics``, the groups when it has a hierarchy,
+    calibration over all (text, label) pairs and per label, and ``multilabel.write_report``."""
+    meta, task, labels, y = predictor.meta, predictor.task, predictor.labels, data.y_true
+    decided = predictor.decide(probs)
+    metrics = multilabel.multilabel_metrics(y, decided, probs, labels, meta.thresholds)
+    if predictor.hierarchy is not None:
+        metrics["groups"] = multilabel.group_metrics(y, decided, labels, predictor.hierarchy.groups)
+    metrics["calibration"] = _calibration(fitted, meta.temperature, raw, probs, y, task)
+    metrics["calibration"]["per_label_ece"] = {
+        lab: expected_calibration_error(probs[:, [k]], y[:, [k]], task=task) for k, lab in enumerate(labels)
+    }
+    metrics["calibration"]["bins"] = _bins(raw, probs, y, task)
+    if training:
+        metrics["training"] = training
+    if out_dir is not None:
+        multilabel.write_report(
+            out_dir,
+            metrics,
+            labels,
+            data.texts,
+            y,
+            probs,
+            decided,
+            history,
+            raw_probs=raw,
+            context=context or report_context(meta, data),
+            task=task,
+        )
+    return metrics
 
 
 def evaluate_model(
@@ -125,7 +166,9 @@ def evaluate_model(
     cfg = (
         data if isinstance(data, DataConfig) else DataConfig(data=None if data is None else str(data), **data_settings)
     )
-    labelled = load_labelled(cfg, predictor.labels, predictor.preprocessor)
+    labelled = load_labelled(
+        cfg, predictor.labels, predictor.preprocessor, predictor.task.name, predictor.meta.allow_no_label
+    )
     return evaluate(
         predictor,
         labelled,

@@ -9,7 +9,9 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 def macro_f1(y_true, y_pred) -> float:
     """Macro-F1 over the classes present in ``y_true``: a class with no rows there has no F1 to average
     (counting it as 0 would report a model as worse than it is; predicting it still costs the true class's recall)."""
-    present = np.unique(np.asarray(y_true))
+    y_true = np.asarray(y_true)
+    # Multi-label: a texts x labels 0/1 matrix, whose present labels are the columns with a positive.
+    present = np.flatnonzero(y_true.sum(axis=0)) if y_true.ndim == 2 else np.unique(y_true)
     return float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0))
 
 
@@ -57,10 +59,16 @@ def group_metrics(confusion, labels: list[str], groups: dict[str, list[str]]) ->
     }
 
 
+# Multi-label evaluations have these too (``evaluation.multilabel``).
+MULTI_LABEL_HEADLINE = ("micro_f1", "samples_f1", "hamming_loss", "macro_roc_auc", "macro_average_precision")
+
+
 def model_metrics(metrics: dict) -> dict:
     """What a model folder keeps of its test evaluation: the headline, each class's scores (and the groups')."""
+    extra = {k: metrics[k] for k in ("task", *MULTI_LABEL_HEADLINE) if k in metrics}
     return {
         **{k: metrics[k] for k in ("accuracy", "macro_f1", "weighted_f1", "n")},
+        **extra,
         "per_class": metrics["per_class"],
         **({"groups": metrics["groups"]} if "groups" in metrics else {}),
     }
@@ -69,11 +77,12 @@ def model_metrics(metrics: dict) -> dict:
 def flat_metrics(metrics: dict, prefix: str = "test/") -> dict[str, float]:
     """Scalar metrics with per-class F1/precision/recall, as MLflow metric names."""
     out = {f"{prefix}{k}": metrics[k] for k in ("accuracy", "macro_f1", "weighted_f1")}
+    out.update({f"{prefix}{k}": metrics[k] for k in MULTI_LABEL_HEADLINE if metrics.get(k) is not None})
     if "groups" in metrics:
         out.update({f"{prefix}group_{k}": metrics["groups"][k] for k in ("accuracy", "macro_f1")})
     for lab, row in metrics["per_class"].items():
-        for k in ("precision", "recall", "f1"):
-            if row[k] is not None:  # a class absent from the split has no score to log
+        for k in ("precision", "recall", "f1", "threshold"):
+            if row.get(k) is not None:  # a class absent from the split has no score to log
                 out[f"{prefix}{k}_{lab}"] = row[k]
     return out
 
