@@ -69,6 +69,59 @@ def trained(tmp_path_factory, tiny_model):
         tracking=False,
         batch_size=16,
         patience=4,
+        # precision auto trains in bf16 on CPUs with AMX, where this tiny model learns less: one precision on
+        # every CPU keeps the thresholds of the tests that read this model the same.
+        precision="fp32",
+    )
+    return train(cfg)
+
+
+MULTI_LABELS = ["anger", "fear", "joy", "love", "sadness", "surprise"]
+
+
+def write_multi_label_csv(path: Path, rows: int = 400, seed: int = 0) -> Path:
+    """A small multi-label data set in the tiny model's vocabulary: demo sentences, and pairs of them joined with
+    "and" labelled with both classes (about a third of the texts have two labels)."""
+    import random
+
+    from emoclf.data.io import demo_path
+
+    demo = pd.read_csv(demo_path())
+    rng = random.Random(seed)
+    out = []
+    for _ in range(rows):
+        a = demo.iloc[rng.randrange(len(demo))]
+        b = demo.iloc[rng.randrange(len(demo))]
+        if rng.random() < 0.4 and a.label != b.label:
+            out.append({"text": f"{a.text} and {b.text}", "label": ",".join(sorted({a.label, b.label}))})
+        else:
+            out.append({"text": a.text, "label": a.label})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(out).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def multi_csv(tmp_path_factory) -> Path:
+    return write_multi_label_csv(tmp_path_factory.mktemp("multi") / "multi.csv")
+
+
+@pytest.fixture(scope="session")
+def trained_multi(tmp_path_factory, tiny_model, multi_csv):
+    """One tiny multi-label training, shared by tests that only read its outputs."""
+    from emoclf.config import Config
+    from emoclf.training import train
+
+    cfg = Config().replace(
+        data=str(multi_csv),
+        model=str(tiny_model),
+        epochs=8.0,
+        learning_rate=3e-3,
+        output_dir=str(tmp_path_factory.mktemp("trained-multi")),
+        tracking=False,
+        batch_size=16,
+        patience=4,
+        precision="fp32",
     )
     return train(cfg)
 

@@ -224,7 +224,8 @@ def _name_labels(df: pd.DataFrame, cfg: DataConfig, names: list[str] | None) -> 
     (multi-label) are named with their other labels (``emoclf.data.labels.label_sets``)."""
     if names is None:
         return df
-    one = ~df["label"].map(lambda v: holds_several(v, cfg.label_separator))
+    # Cells holding several labels are named with them; cells holding a name already keep it.
+    one = ~df["label"].map(lambda v: holds_several(v, cfg.label_separator) or (isinstance(v, str) and v in names))
     named = names_of_ids(df["label"], names).astype(object).where(one, None)
     refuse_unnamed_ids(df.loc[one], named.loc[one], names, cfg.label_column, cfg.label_names or "")
     df["label"] = named.where(named.notna(), df["label"])

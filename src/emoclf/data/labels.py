@@ -97,7 +97,8 @@ def label_sets(df: pd.DataFrame, column: str, separator: str, names: list[str] |
     if bad:
         rows = pd.Series([r for r, _ in bad])
         first = bad[0][1]
-        known = f"ids 0..{len(names) - 1} and the names {', '.join(names[:MAX_LISTED])}, ..." if names else ""
+        more = ", ..." if names and len(names) > MAX_LISTED else ""
+        known = f"ids 0..{len(names) - 1} and the names {', '.join(names[:MAX_LISTED])}{more}" if names else ""
         raise DataError(
             f"{where(df, rows)}, column {column!r}: label {first!r} is not a label of --label-names ({known}; "
             f"{len(bad)} row(s)); fix the labels, or give the names of every label"

@@ -1,0 +1,84 @@
+"""A multi-label model end to end on a tiny data set: training, the model folder, every prediction path of
+this package's core (Python, CLI, files, evaluation) agreeing on labels and probabilities."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import MULTI_LABELS
+
+from emoclf.cli import main
+from emoclf.evaluation.evaluate import evaluate_model
+from emoclf.inference import Predictor
+from emoclf.layout import COOCCURRENCE_PNG, META_FILE, METRICS_JSON, MISCLASSIFIED_CSV, REPORT_HTML
+from emoclf.predictions import MultiLabelPrediction, prediction_columns, predictions_frame
+
+TEXTS = ["i feel so happy today", "i am scared and i feel angry about it", "i love you and i miss you"]
+
+
+def test_the_model_folder_says_multi_label_and_keeps_a_threshold_per_label(trained_multi):
+    meta = json.loads((trained_multi.model_dir / META_FILE).read_text())
+    assert meta["task"] == "multi-label" and meta["labels"] == MULTI_LABELS and meta["format"] == 3
+    assert len(meta["thresholds"]) == 6 and all(0 < t < 1 for t in meta["thresholds"])
+    assert meta["allow_no_label"] is False
+    assert meta["training"]["loss"] in ("bce", "weighted-bce") and meta["data"]["task"] == "multi-label"
+
+
+def test_training_scores_the_untouched_test_split_with_multi_label_metrics(trained_multi):
+    m = trained_multi.metrics
+    for key in ("macro_f1", "micro_f1", "weighted_f1", "samples_f1", "accuracy", "hamming_loss"):
+        assert 0.0 <= m[key] <= 1.0, key
+    assert m["task"] == "multi-label" and m["n"] == len(
+        pd.read_csv(trained_multi.output_dir / "report" / MISCLASSIFIED_CSV)
+    ) + int(round(m["accuracy"] * m["n"]))
+    assert set(m["per_class"]) == set(MULTI_LABELS)
+    assert all("threshold" in row for row in m["per_class"].values())
+    assert len(m["cooccurrence"]) == 6 and "per_label_ece" in m["calibration"]
+    report = trained_multi.output_dir / "report"
+    for name in (METRICS_JSON, REPORT_HTML, COOCCURRENCE_PNG, MISCLASSIFIED_CSV):
+        assert (report / name).is_file(), name
+    assert "Per-label scores" in (report / REPORT_HTML).read_text()
+
+
+def test_every_label_over_its_threshold_is_predicted(trained_multi):
+    predictor = Predictor.load(trained_multi.model_dir)
+    probs = predictor.predict_proba(TEXTS)
+    assert probs.shape == (3, 6) and ((probs > 0) & (probs < 1)).all()
+    thresholds = np.asarray(predictor.meta.thresholds)
+    for p, record in zip(probs, predictor.predict(TEXTS)):
+        assert isinstance(record, MultiLabelPrediction)
+        over = [lab for lab, q, t in zip(MULTI_LABELS, p, thresholds) if q >= t]
+        expected = over or [MULTI_LABELS[int(p.argmax())]]  # never empty: at least the most probable label
+        assert sorted(record.labels) == sorted(expected)
+        assert record.labels == sorted(record.labels, key=lambda lab: -record.probabilities[lab])
+        assert record.probabilities == pytest.approx(dict(zip(MULTI_LABELS, map(float, p))))
+
+
+def test_files_get_predicted_labels_and_every_probability(trained_multi):
+    predictor = Predictor.load(trained_multi.model_dir)
+    frame = predictions_frame(predictor, [*TEXTS, "!!!"])
+    assert list(frame.columns) == prediction_columns(MULTI_LABELS, None, predictor.task)
+    assert list(frame.columns)[0] == "predicted_labels"
+    records = predictor.predict(TEXTS)
+    assert frame["predicted_labels"].tolist()[:3] == [",".join(r.labels) for r in records]
+    assert frame.loc[3, "skipped"] == "empty after preprocessing" and frame.loc[3, "predicted_labels"] == ""
+
+
+def test_cli_prints_each_label_with_its_probability(trained_multi, capsys):
+    assert main(["predict", "--model", str(trained_multi.model_dir), *TEXTS[:2]]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    records = Predictor.load(trained_multi.model_dir).predict(TEXTS[:2])
+    assert lines == [
+        ", ".join(f"{lab} {r.probabilities[lab]:.2f}" for lab in r.labels) + f"\t{text}"
+        for r, text in zip(records, TEXTS[:2])
+    ]
+
+
+def test_evaluate_scores_a_file_as_training_scored_its_test_split(trained_multi, multi_csv, tmp_path):
+    result = evaluate_model(trained_multi.model_dir, multi_csv, tmp_path / "eval")
+    assert result.metrics["task"] == "multi-label" and result.metrics["n"] == 400
+    assert result.probs.shape == (400, 6)
+    assert (tmp_path / "eval" / REPORT_HTML).is_file()
