@@ -4,6 +4,7 @@ this package's core (Python, CLI, files, evaluation) agreeing on labels and prob
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -82,3 +83,51 @@ def test_evaluate_scores_a_file_as_training_scored_its_test_split(trained_multi,
     assert result.metrics["task"] == "multi-label" and result.metrics["n"] == 400
     assert result.probs.shape == (400, 6)
     assert (tmp_path / "eval" / REPORT_HTML).is_file()
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (
+            {"class_bias": True},
+            "--class-bias applies to single-label data; this data is multi-label, and its model fits a decision "
+            "threshold per label on validation instead",
+        ),
+        (
+            {"imbalance": "oversample"},
+            "imbalance 'oversample' does not apply to multi-label data; choose one of auto, none, class-weight, "
+            "focal, asl",
+        ),
+    ],
+)
+def test_single_label_settings_are_refused_for_multi_label_data_before_anything_is_written(
+    multi_csv, tiny_model, tmp_path, settings, message
+):
+    from emoclf.config import Config
+    from emoclf.errors import ConfigError
+    from emoclf.training import train
+
+    cfg = Config().replace(data=str(multi_csv), model=str(tiny_model), output_dir=str(tmp_path / "run"), **settings)
+    with pytest.raises(ConfigError, match="^" + re.escape(message) + "$"):
+        train(cfg)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_threshold_is_refused_for_single_label_data(tiny_model, tmp_path):
+    from emoclf.config import Config
+    from emoclf.errors import ConfigError
+    from emoclf.training import train
+
+    cfg = Config().replace(model=str(tiny_model), output_dir=str(tmp_path / "run"), threshold=0.3)
+    with pytest.raises(ConfigError, match=r"^--threshold applies to multi-label data; this data is single-label"):
+        train(cfg)
+
+
+def test_one_threshold_for_every_label_overrides_the_saved_ones(trained_multi, trained):
+    from emoclf.errors import ConfigError
+
+    low = Predictor.load(trained_multi.model_dir, threshold=0.01)
+    assert low.meta.thresholds == [0.01] * 6
+    assert all(sorted(r.labels) == sorted(MULTI_LABELS) for r in low.predict(TEXTS))
+    with pytest.raises(ConfigError, match="^--threshold applies to multi-label models; .* is single-label"):
+        Predictor.load(trained.model_dir, threshold=0.5)

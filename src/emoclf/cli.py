@@ -448,7 +448,7 @@ def cmd_evaluate(args) -> int:
         from emoclf.evaluation.evaluate import evaluate_model
         from emoclf.inference import Predictor
 
-        predictor = Predictor.load(opts.model, batch_size=opts.batch_size)
+        predictor = Predictor.load(opts.model, batch_size=opts.batch_size, threshold=opts.threshold)
     result = evaluate_model(predictor, cfg.data, opts.out, progress=True)
     m = result.metrics
     print(
@@ -479,7 +479,9 @@ def cmd_predict(args) -> int:
         if bool(opts.texts) == bool(opts.input):
             raise ConfigError("give either texts as arguments or --input FILE (not both, not neither)")
         output_format(opts.output)  # an unknown extension fails now, not after the predictions
-        predictor = Predictor.load(opts.model, batch_size=opts.batch_size, precision=opts.precision)
+        predictor = Predictor.load(
+            opts.model, batch_size=opts.batch_size, precision=opts.precision, threshold=opts.threshold
+        )
     if opts.texts:
         for text, pred in zip(opts.texts, predictor.predict(opts.texts, progress=True)):
             print(f"{as_line(pred)}\t{text}")
@@ -532,6 +534,7 @@ def cmd_serve(args) -> int:
         num_threads=opts.threads,
         access_log=not args.quiet,
         precision=opts.precision,
+        threshold=opts.threshold,
     )
     return 0
 

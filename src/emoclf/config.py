@@ -351,6 +351,10 @@ class Config:
         return Config.from_dict(raw)
 
 
+THRESHOLD_HELP = (
+    "Multi-label models: one decision threshold for every label instead of the per-label thresholds saved with "
+    "the model."
+)
 MODEL_HELP = "Model folder, ONNX export folder or MLflow model URI (runs:/..., models:/...)."
 BATCH_HELP = "Prediction batch size."
 
@@ -439,6 +443,7 @@ class EvaluateOptions:
     model: str | None = _f(None, MODEL_HELP, required=True)
     out: str = _f("evaluation", "Folder for the report.")
     batch_size: int = _f(64, BATCH_HELP)
+    threshold: float | None = _f(None, THRESHOLD_HELP)
 
 
 @dataclass
@@ -468,6 +473,7 @@ class PredictOptions:
         "(slower elsewhere), with slightly different probabilities; fp32 "
         "predicts exactly as evaluated.",
     )
+    threshold: float | None = _f(None, THRESHOLD_HELP)
 
 
 @dataclass
@@ -510,6 +516,7 @@ class ServeOptions:
         "PyTorch models: bf16 weights, faster on CPUs with AMX and on GPUs "
         "(slower elsewhere); fp32 predicts exactly as evaluated.",
     )
+    threshold: float | None = _f(None, THRESHOLD_HELP)
 
 
 SECTIONS: dict[str, type] = {

@@ -182,23 +182,42 @@ class Predictor:
 
     @classmethod
     def load(
-        cls, source: str | Path, batch_size: int = 64, precision: str = "fp32", num_threads: int | None = None
+        cls,
+        source: str | Path,
+        batch_size: int = 64,
+        precision: str = "fp32",
+        num_threads: int | None = None,
+        threshold: float | None = None,
     ) -> Predictor:
         """Load ``source``: a model folder (``emoclf train``), an export folder (``emoclf export``, run by ONNX
         Runtime) or an MLflow model URI (``runs:/<run id>/<name>``, ``models:/<name>/<version>``).
 
         ``precision`` (PyTorch models): ``fp32`` predicts as evaluated; ``bf16`` weights are faster on CPUs with
-        AMX and on GPUs. ``num_threads``: CPU threads (default: torch's; ONNX: one per usable core). A missing,
-        damaged or foreign folder raises ``ModelLoadError``, one line saying what is wrong.
+        AMX and on GPUs. ``num_threads``: CPU threads (default: torch's; ONNX: one per usable core). ``threshold``
+        (multi-label models): one decision threshold for every label instead of the thresholds saved with the
+        model. A missing, damaged or foreign folder raises ``ModelLoadError``, one line saying what is wrong.
         """
         folder = resolve_source(source)
         backend, tokenizer, meta = open_model(folder, source, precision, num_threads)
         predictor = cls(backend, tokenizer, meta, batch_size)
         predictor.source = str(source)
+        if threshold is not None:
+            predictor.override_threshold(threshold)
         if is_export(folder):
             check_export(predictor, folder)
         log.debug("loaded %s with %s", source, backend.name)
         return predictor
+
+    def override_threshold(self, threshold: float) -> None:
+        """Decide every label at ``threshold`` instead of the thresholds fitted on validation (multi-label)."""
+        if not self.task.multi_label:
+            raise ConfigError(
+                f"--threshold applies to multi-label models; {self.source or 'this model'} is single-label "
+                "(its label is the most probable class)"
+            )
+        if not 0.0 < threshold < 1.0:
+            raise ConfigError(f"threshold must be between 0 and 1 (exclusive), got {threshold}")
+        self.meta.thresholds = [threshold] * len(self.labels)
 
     def clean(self, texts: list[str]) -> list[str]:
         """The saved preprocessing applied to ``texts``; a single string is refused, not read letter by letter."""

@@ -277,11 +277,14 @@ def serve(
     num_threads: int | None = None,
     access_log: bool = True,
     precision: str = "fp32",
+    threshold: float | None = None,
 ) -> None:
     """Load ``source`` and serve it until interrupted (Ctrl-C or SIGTERM end it cleanly)."""
     import uvicorn
 
-    predictor = Predictor.load(source, batch_size=batch_size, precision=precision, num_threads=num_threads)
+    predictor = Predictor.load(
+        source, batch_size=batch_size, precision=precision, num_threads=num_threads, threshold=threshold
+    )
     predictor.predict_proba(EXAMPLE_TEXTS)  # first-call allocations happen now, not in the first request
     app = create_app(predictor, limits, model_name=display_name(source))
     log.info("serving %s (%s): try it at http://%s:%d/ (API docs: /docs)", source, predictor.backend.name, host, port)

@@ -32,6 +32,7 @@ from emoclf.data import DEMO_SOURCE, Labelled, PreparedData, load_data
 from emoclf.data.profile import profile, write_profile
 from emoclf.distributed import is_main_process, wait_for_everyone
 from emoclf.environment import record_run
+from emoclf.errors import ConfigError
 from emoclf.evaluation.context import now
 from emoclf.evaluation.evaluate import evaluate
 from emoclf.finishing import finish_model
@@ -138,6 +139,7 @@ def train(
     out = Path(cfg.train.output_dir)
     # The data first: bad data fails in seconds, before any file is written or any MLflow run opened.
     data = data or load_data(cfg.data, Preprocessor(cfg.preprocess))
+    check_task_settings(cfg, data)
     spec = cfg.train.hierarchy
     given = Hierarchy.parse(spec, data.labels) if spec and spec != AUTO else None  # refused before anything is written
     # Under torchrun/accelerate every rank runs this; only rank 0 tracks, writes and evaluates.
@@ -152,6 +154,23 @@ def train(
     with console.log_file(out / LOG_FILE) if main else contextlib.nullcontext():
         hierarchy = given or (auto_hierarchy(cfg, data, resume=checkpoint is not None) if spec == AUTO else None)
         return _run(cfg, data, checkpoint, resume, callbacks, holdout, hierarchy)
+
+
+def check_task_settings(cfg: Config, data: PreparedData) -> None:
+    """Settings of one task given for data of the other are refused before anything is written."""
+    t = cfg.train
+    if data.multi_label and t.class_bias:
+        raise ConfigError(
+            "--class-bias applies to single-label data; this data is multi-label, and its model fits a decision "
+            "threshold per label on validation instead"
+        )
+    if not data.multi_label and t.threshold is not None:
+        raise ConfigError(
+            "--threshold applies to multi-label data; this data is single-label (one class per text): drop it, or "
+            "pass --task multi-label if texts may have several labels"
+        )
+    # The imbalance plan names the strategies a task has no use for (oversample on multi-label data).
+    imbalance.plan(t.imbalance, data.y("train"), len(data.labels), t.imbalance_threshold, task=task_for(data.task))
 
 
 def auto_hierarchy(

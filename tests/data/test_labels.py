@@ -157,3 +157,15 @@ def test_a_model_scores_multi_label_files_as_it_was_trained(tmp_path):
     _frame(lambda labs, i: json.dumps(labs)).to_csv(tmp_path / "d.csv", index=False)
     labelled = load_labelled(DataConfig(data=str(tmp_path / "d.csv")), NAMES, Preprocessor(), "multi-label")
     assert labelled.y_true.shape == (60, 4) and labelled.y_true[0].tolist() == [1, 1, 0, 0]
+
+
+def test_a_hugging_face_dataset_with_a_list_of_class_labels(tmp_path):
+    import datasets
+
+    features = datasets.Features(
+        {"text": datasets.Value("string"), "labels": datasets.Sequence(datasets.ClassLabel(names=NAMES))}
+    )
+    ids = [[NAMES.index(n) for n in _labels(i)] for i in range(len(TEXTS))]
+    datasets.Dataset.from_dict({"text": TEXTS, "labels": ids}, features=features).save_to_disk(str(tmp_path / "hf"))
+    data = _load(f"hf:{tmp_path / 'hf'}", label_column="labels")
+    assert data.task == "multi-label" and data.labels == NAMES and _sets(data) == EXPECTED

@@ -301,6 +301,13 @@ def _find_split_files(folder: Path) -> dict[str, Path]:
     return found
 
 
+def _class_names(value, names: list[str]):
+    """A ClassLabel id as its name (None for -1, the datasets convention for no label), or a list of ids as names."""
+    if isinstance(value, (list, tuple)) or getattr(value, "ndim", 0):  # a list, or an array of ids
+        return [names[int(i)] for i in value]
+    return names[value] if value is not None and value >= 0 else None
+
+
 def read_hf(
     spec: str, cfg: DataConfig, given: list[str] | None = None
 ) -> tuple[dict[str, pd.DataFrame], list[str] | None]:
@@ -341,12 +348,14 @@ def read_hf(
                 f"{', '.join(map(repr, part.column_names))}; use --text-column / --label-column"
             )
         feature = part.features[cfg.label_column]
-        if isinstance(feature, datasets.ClassLabel) and given is None:
-            names = list(feature.names)
+        # A ClassLabel, or a list of them (multi-label: GoEmotions on the hub is a Sequence of ClassLabel).
+        classes = feature if isinstance(feature, datasets.ClassLabel) else getattr(feature, "feature", None)
+        if isinstance(classes, datasets.ClassLabel) and given is None:
+            names = list(classes.names)
         df = part.select_columns([cfg.text_column, cfg.label_column]).to_pandas()
         df.columns = ["text", "label"]
         if names is not None:
-            df["label"] = [names[i] if i is not None and i >= 0 else None for i in df["label"]]
+            df["label"] = [_class_names(v, names) for v in df["label"]]
         df["row"] = range(1, len(df) + 1)
         df.attrs["source"] = f"{spec} [{split}]"
         check_types(df, cfg.text_column, cfg.label_column)

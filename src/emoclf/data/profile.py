@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 
 from emoclf.data import PreparedData
 from emoclf.data.issues import changed
+from emoclf.data.labels import describe
 from emoclf.layout import CLASS_PNG, PROFILE_JSON
 
 log = logging.getLogger(__name__)
@@ -39,18 +40,24 @@ def _percentiles(values: np.ndarray) -> dict[str, float]:
 def profile(data: PreparedData, tokenizer=None, model_limit: int = 512) -> dict:
     """The profile as a JSON-ready dict; token statistics need a tokenizer."""
     splits = data.splits
-    train_counts = splits["train"]["label"].value_counts()
-    counts = {s: {lab: int((df["label"] == lab).sum()) for lab in data.labels} for s, df in splits.items()}
+    summary = data.summary("")
+    train_counts = list(summary["class_counts"]["train"].values())
     out = {
+        "task": data.task,
         "labels": data.labels,
-        "rows": {s: len(df) for s, df in splits.items()},
-        "class_counts": counts,
-        "imbalance_ratio": float(train_counts.max() / train_counts.min()),
+        "rows": summary["texts"],
+        "class_counts": summary["class_counts"],  # multi-label: the texts that have each label
+        "imbalance_ratio": float(max(train_counts) / min(train_counts)) if min(train_counts) else float("inf"),
         "validation": data.report.to_dict(),
         "word_length": _percentiles(
             np.concatenate([df["text"].str.split().str.len().to_numpy() for df in splits.values()])
         ),
     }
+    if data.multi_label:
+        sizes = {s: df["label"].map(len) for s, df in splits.items()}
+        out["labels_per_text"] = {s: round(float(n.mean()), 3) for s, n in sizes.items()}
+        out["texts_with_several_labels"] = {s: int((n > 1).sum()) for s, n in sizes.items()}
+        out["describe"] = describe(splits["train"]["label"], data.labels)
     if tokenizer is not None:
         lengths = np.concatenate([token_lengths(df["text"].tolist(), tokenizer) for df in splits.values()])
         max_length = suggest_max_length(lengths, model_limit)
@@ -118,6 +125,8 @@ def format_profile(prof: dict) -> str:
     lines = text_table(["class", *splits], [*rows, ["all", *(prof["rows"][s] for s in splits)]])
     v = prof["validation"]
     lines += ["", f"imbalance ratio (train, largest/smallest class): {prof['imbalance_ratio']:.2f}", ""]
+    if "describe" in prof:
+        lines[-1:-1] = [f"{prof['describe']} (train); class counts are the texts with each label"]
     lines += text_table(
         ["check", "found", "dropped"],
         [
