@@ -131,3 +131,50 @@ def test_one_threshold_for_every_label_overrides_the_saved_ones(trained_multi, t
     assert all(sorted(r.labels) == sorted(MULTI_LABELS) for r in low.predict(TEXTS))
     with pytest.raises(ConfigError, match="^--threshold applies to multi-label models; .* is single-label"):
         Predictor.load(trained.model_dir, threshold=0.5)
+
+
+@pytest.mark.slow
+def test_a_multi_label_training_resumed_mid_way_matches_one_never_interrupted(
+    multi_csv, tiny_model, tmp_path, monkeypatch
+):
+    from test_reliability import assert_same_weights
+
+    from emoclf.checkpoints import latest_checkpoint
+    from emoclf.config import Config
+    from emoclf.trainer import EmoclfTrainer
+    from emoclf.training import train
+
+    cfg = Config().replace(
+        data=str(multi_csv),
+        model=str(tiny_model),
+        tracking=False,
+        epochs=2.0,
+        max_samples=160,
+        batch_size=16,
+        learning_rate=3e-3,
+        checkpoint_steps=4,
+        num_threads=1,
+        precision="fp32",
+        patience=100,
+        min_steps=0,
+    )
+    whole = train(cfg.replace(output_dir=str(tmp_path / "whole")))
+    save = EmoclfTrainer._save_checkpoint
+
+    def crash_after_step_12(self, model, trial):
+        save(self, model, trial)
+        if self.state.global_step == 12:  # inside the second epoch
+            raise RuntimeError("power cut")
+
+    monkeypatch.setattr(EmoclfTrainer, "_save_checkpoint", crash_after_step_12)
+    with pytest.raises(RuntimeError, match="power cut"):
+        train(cfg.replace(output_dir=str(tmp_path / "cut")))
+    monkeypatch.setattr(EmoclfTrainer, "_save_checkpoint", save)
+    resumed = train(cfg.replace(output_dir=str(tmp_path / "cut")), resume=True)
+    assert_same_weights(tmp_path / "cut" / "model", tmp_path / "whole" / "model")
+    assert (
+        json.loads((tmp_path / "cut" / "model" / META_FILE).read_text())["thresholds"]
+        == json.loads((tmp_path / "whole" / "model" / META_FILE).read_text())["thresholds"]
+    )
+    assert resumed.metrics["macro_f1"] == pytest.approx(whole.metrics["macro_f1"])
+    assert latest_checkpoint(tmp_path / "cut" / "checkpoints") is not None

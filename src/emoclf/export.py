@@ -249,7 +249,8 @@ def compare(source: Predictor, exported: Predictor, data: Labelled) -> dict:
     return {
         "before": before,
         "after": after,
-        "agreement": float((p_before.argmax(axis=1) == p_after.argmax(axis=1)).mean()),
+        # Texts given the same labels: the same class, or (multi-label) the same set of labels.
+        "agreement": float((source.decide(p_before) == exported.decide(p_after)).all(axis=1).mean()),
         "max_probability_difference": float(np.abs(p_before - p_after).max()),
         "macro_f1_drop_points": round(100 * (before["macro_f1"] - after["macro_f1"]), 4),
         "speedup": round(after["texts_per_second"] / before["texts_per_second"], 2),
@@ -296,7 +297,13 @@ def export_model(
         use_store(tracking_uri)  # where runs:/ and models:/ sources are read from, too
     source_predictor = Predictor.load(source, batch_size=batch_size)
     # Read the data before the slow export, so a bad path fails in a second.
-    labelled = load_labelled(data, source_predictor.labels, source_predictor.preprocessor)
+    labelled = load_labelled(
+        data,
+        source_predictor.labels,
+        source_predictor.preprocessor,
+        source_predictor.task.name,
+        source_predictor.meta.allow_no_label,
+    )
     with console.status(f"exporting to ONNX ({precision})"):
         out = convert(source, out or default_out(source, precision), precision, portable)
         exported = Predictor.load(out, batch_size=batch_size)

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy.special import expit, softmax
 
 SINGLE = "single-label"
 MULTI = "multi-label"
@@ -28,6 +27,16 @@ TaskName = Literal["single-label", "multi-label"]
 # all labels instead.
 MIN_POSITIVES = 10
 THRESHOLD_GRID = np.round(np.arange(0.02, 0.981, 0.01), 2)
+
+
+# NumPy rather than SciPy: prediction imports this module, and SciPy adds a second to every start-up.
+def softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return np.exp(-np.logaddexp(0.0, -x))  # never overflows, whatever the logit
 
 
 @dataclass(frozen=True)
@@ -96,7 +105,7 @@ class Task:
         """What every prediction path returns: ``softmax((logits + bias) / T)``, rows summing to 1."""
         if bias is not None:
             logits = logits + np.asarray(bias, dtype=logits.dtype)
-        return softmax(logits / temperature, axis=1)
+        return softmax(logits / temperature)
 
     def decide(self, probs: np.ndarray, thresholds: list[float] | None = None, allow_empty: bool = False):
         """The labels each text gets, as an indicator matrix: the most probable class."""
@@ -148,7 +157,7 @@ class MultiLabelTask(Task):
 
     def probabilities(self, logits: np.ndarray, temperature: float = 1.0, bias: list[float] | None = None):
         """``sigmoid(logits / T)``: each label's probability on its own."""
-        return expit(logits / temperature)
+        return sigmoid(logits / temperature)
 
     def decide(self, probs: np.ndarray, thresholds=None, allow_empty: bool = False):
         """Every label whose probability reaches its threshold (0.5 without; a list or ``Thresholds``); with
