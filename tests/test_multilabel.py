@@ -178,3 +178,43 @@ def test_a_multi_label_training_resumed_mid_way_matches_one_never_interrupted(
     )
     assert resumed.metrics["macro_f1"] == pytest.approx(whole.metrics["macro_f1"])
     assert latest_checkpoint(tmp_path / "cut" / "checkpoints") is not None
+
+
+@pytest.mark.slow
+def test_onnx_exports_and_the_mlflow_model_give_the_folders_labels(trained_multi, multi_csv, tmp_path):
+    import mlflow
+
+    from emoclf.config import DataConfig
+    from emoclf.export import export_model
+
+    folder = Predictor.load(trained_multi.model_dir)
+    expected = folder.predict(TEXTS)
+    frame = predictions_frame(folder, TEXTS)
+    for precision, tolerance in (("fp32", 1e-5), ("int8", 0.05)):
+        result = export_model(
+            trained_multi.model_dir, tmp_path / precision, DataConfig(data=str(multi_csv)), precision, tracking=False
+        )
+        assert result.report["agreement"] >= (0.999 if precision == "fp32" else 0.9)
+        onnx = Predictor.load(tmp_path / precision)
+        assert onnx.task.multi_label and onnx.meta.thresholds == folder.meta.thresholds
+        got = onnx.predict(TEXTS)
+        np.testing.assert_allclose(
+            [list(r.probabilities.values()) for r in got],
+            [list(r.probabilities.values()) for r in expected],
+            atol=tolerance,
+        )
+        if precision == "fp32":
+            assert [r.labels for r in got] == [r.labels for r in expected]
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        with mlflow.start_run():
+            from emoclf.mlflow_model import log_pyfunc
+
+            uri = log_pyfunc(trained_multi.model_dir, TEXTS[:2]).model_uri
+        pyfunc = mlflow.pyfunc.load_model(uri).predict(pd.DataFrame({"text": TEXTS}))
+        assert pyfunc["predicted_labels"].tolist() == frame["predicted_labels"].tolist()
+        np.testing.assert_allclose(pyfunc[[f"prob_{lab}" for lab in MULTI_LABELS]], frame.iloc[:, 1:7], atol=1e-6)
+        assert [r.labels for r in Predictor.load(uri).predict(TEXTS)] == [r.labels for r in expected]
+    finally:
+        mlflow.set_tracking_uri(previous)
