@@ -90,7 +90,7 @@ def load_space(path: str | Path | None, base: Config) -> list[Param]:
     except yaml.YAMLError as e:
         raise ConfigError(f"{source}: not valid YAML: {e}") from None
     if not isinstance(raw, dict) or not raw:
-        raise ConfigError(f"{source}: expected a mapping of settings to ranges (see the README), got {raw!r}")
+        raise ConfigError(f"{source}: expected a mapping of settings to ranges (see docs/tuning.md), got {raw!r}")
     space: list[Param] = []
     for name, entry in raw.items():
         space.append(_param(str(name), entry, [p.name for p in space], f"{source}: {name}"))
