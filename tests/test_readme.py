@@ -79,6 +79,8 @@ def test_the_python_example_runs_with_the_tiny_model(tiny_model, tmp_path, monke
 def test_the_python_example_runs_as_written(tmp_path, monkeypatch, capsys):
     """The README's example itself: the default MiniLM on the embedded demo set, tracked in ./mlflow.db."""
     monkeypatch.chdir(tmp_path)
+    # As in a fresh shell: mlflow.set_tracking_uri (earlier tests' trainings) exports the URI into the environment.
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     exec(compile(python_example(), "README.md", "exec"), {})
     assert capsys.readouterr().out.split() == ["joy", "1.0"]  # what the README says it prints
     assert (tmp_path / "runs" / "api" / "model" / "model.safetensors").is_file()
