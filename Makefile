@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The `cpu` extra pins the small CPU build of torch; GPU users: CPU= make test keeps your torch.
 CPU ?= cpu,
 
-.PHONY: demo test test-fast lint format clean
+.PHONY: demo test test-fast lint format docs docs-build clean
 
 # One stamp per extras set: the demo needs no test tools (PySpark alone is ~450 MB).
 $(VENV)/.installed-%: pyproject.toml
@@ -14,7 +14,8 @@ $(VENV)/.installed-%: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[$(CPU)$*]"
 	touch $@
 
-demo: $(VENV)/.installed-serve  ## train on the embedded demo data, then predict with the saved model
+# The demo installs what the README's tour runs: serving and the ONNX export.
+demo: $(VENV)/.installed-serve,export  ## train on the embedded demo data, then predict with the saved model
 	$(BIN)/emoclf train --output-dir runs/demo --overwrite
 	$(BIN)/emoclf predict --model runs/demo/model "i finally got the job and i cant stop smiling" "why does nobody ever listen to me"
 
@@ -32,5 +33,11 @@ format: $(VENV)/.installed-test  ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+docs: $(VENV)/.installed-docs  ## the documentation site at http://127.0.0.1:8000/, rebuilt as you edit
+	$(BIN)/mkdocs serve
+
+docs-build: $(VENV)/.installed-docs  ## build the site into site/ as CI does: a broken link or a page left out fails
+	$(BIN)/mkdocs build --strict
+
 clean:
-	rm -rf runs inspect evaluation audit benchmarks/out mlflow.db mlruns mlartifacts
+	rm -rf runs inspect evaluation audit benchmarks/out mlflow.db mlruns mlartifacts site

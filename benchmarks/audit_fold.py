@@ -1,7 +1,7 @@
 """Cost of `emoclf audit --audit-model finetune`: one fold of it on the emotion data, cut to --steps optimizer steps.
 
 Prints the seconds of the fold's training (with its validation calibration) and of predicting its held-out rows;
-a full audit is --folds such folds at the full number of steps (README, "Finding label errors").
+a full audit is --folds such folds at the full number of steps (docs/audit.md).
 """
 
 from __future__ import annotations

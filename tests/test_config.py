@@ -243,7 +243,7 @@ def test_max_samples_below_one_is_refused(value):
 
 
 def test_the_shipped_default_yaml_is_the_default_config():
-    """configs/default.yaml is what the README points users to: it must say what the code does."""
+    """configs/default.yaml is what docs/getting-started.md points users to: it must say what the code does."""
     path = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
     assert Config.from_yaml(path) == Config()
     assert yaml.safe_load(path.read_text()) == Config().to_dict()  # every field spelled out, none missing

@@ -45,7 +45,7 @@ def test_choices_follow_the_instruction_sets():
     # AVX-512 without VNNI (Skylake-X) still multiplies int8 pairs into int16.
     skylake = dataclasses.replace(AVX2_ONLY, avx512=True)
     assert not skylake.int8_full_range_exact and not skylake.bf16_fast
-    # AVX512-BF16 without AMX trains slower in bf16 than in fp32 (measured, README): fp32 stays.
+    # AVX512-BF16 without AMX trains slower in bf16 than in fp32 (measured, docs/training-speed.md): fp32 stays.
     assert not dataclasses.replace(AVX2_ONLY, avx512=True, vnni=True, avx512_bf16=True).bf16_fast
     assert ARM.int8_full_range_exact and not ARM.x86
     assert AVX2_ONLY.describe() == "AMD EPYC 7B13 (x86_64, 2 cores, AVX2)"

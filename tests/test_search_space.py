@@ -108,7 +108,7 @@ def test_a_user_space_replaces_the_default_and_reads_1e_minus_5_as_a_number(tmp_
             "imbalance: {type: categorical, choices: [focal]}",
             "focal_gamma: when names 'imbalance', which is not an earlier entry of the space",
         ),
-        ("", "expected a mapping of settings to ranges (see the README), got None"),
+        ("", "expected a mapping of settings to ranges (see docs/tuning.md), got None"),
     ],
 )
 def test_mistakes_in_a_space_are_refused_naming_file_entry_and_fix(tmp_path, text, message):

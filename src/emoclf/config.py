@@ -400,7 +400,7 @@ class TuneOptions:
     study_name: str = _f("emoclf-tune", "Optuna study name; the same name and storage resume the study.")
     storage: str | None = _f(None, "Optuna storage URL (default: sqlite:///OUTPUT_DIR/study.db).")
     space: str | None = _f(
-        None, "YAML search space replacing the built-in one (format in the README).", metavar="FILE.yaml"
+        None, "YAML search space replacing the built-in one (format in docs/tuning.md).", metavar="FILE.yaml"
     )
     pruner: Literal["median", "none"] = _f(
         "median",

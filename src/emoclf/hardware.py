@@ -51,7 +51,7 @@ class Hardware:
     @property
     def bf16_fast(self) -> bool:
         """bf16 beats fp32 on this CPU: AMX only. AVX512-BF16 alone was measured slower than fp32 (training
-        MiniLM under bf16 autocast: 70 against 88 examples/s on a 2-core Xeon without AMX, README)."""
+        MiniLM under bf16 autocast: 70 against 88 examples/s on a 2-core Xeon without AMX, docs/training-speed.md)."""
         return self.amx
 
     @property

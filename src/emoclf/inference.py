@@ -84,7 +84,7 @@ CHECK_TOLERANCE = 1e-3
 class TorchBackend:
     """The transformers model as trained, in fp32 or, opt-in, with bf16 weights.
 
-    bf16 pays on CPUs with AMX and on GPUs (README, Inference speed), and it moves probabilities
+    bf16 pays on CPUs with AMX and on GPUs (docs/inference-speed.md), and it moves probabilities
     slightly, so it is never the default: the default predicts exactly as the model was evaluated.
     The weights are cast once rather than under autocast, which re-casts them on every call.
     """

@@ -83,7 +83,7 @@ def load_space(path: str | Path | None, base: Config) -> list[Param]:
     source = Path(path) if path else default_space_path()
     raw = read_yaml(source, "search space file")
     if not isinstance(raw, dict) or not raw:
-        raise ConfigError(f"{source}: expected a mapping of settings to ranges (see the README), got {raw!r}")
+        raise ConfigError(f"{source}: expected a mapping of settings to ranges (see docs/tuning.md), got {raw!r}")
     space: list[Param] = []
     for name, entry in raw.items():
         space.append(_param(str(name), entry, [p.name for p in space], f"{source}: {name}"))

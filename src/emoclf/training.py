@@ -129,7 +129,7 @@ def train(
             the run FINISHED with its tags.
 
     Returns:
-        A ``TrainResult``: ``model_dir`` (load it with ``Predictor.load``), ``output_dir`` (with
+        TrainResult: ``model_dir`` (load it with ``Predictor.load``), ``output_dir`` (with
         ``report/``), test ``metrics``, the data ``profile``, the MLflow ``run_id``, ``train_seconds`` and
         the Trainer's ``history``.
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -137,13 +138,13 @@ def _multilabel(predictor, data: Labelled, raw, probs, out_dir, history, fitted,
 
 
 def evaluate_model(
-    model,
+    model: str | Path | Predictor,
     data: str | Path | DataConfig | None = None,
     out_dir: str | Path | None = None,
     *,
     batch_size: int = 64,
     progress: bool = False,
-    **data_settings,
+    **data_settings: Any,
 ) -> Evaluation:
     """Score a saved model on labelled data exactly as ``emoclf predict`` would predict it (``emoclf evaluate``).
 
@@ -159,7 +160,7 @@ def evaluate_model(
         **data_settings: other ``DataConfig`` fields, e.g. ``text_column="sentence"``.
 
     Returns:
-        An ``Evaluation``: ``metrics`` (accuracy, macro_f1, weighted_f1, per_class, confusion_matrix,
+        Evaluation: ``metrics`` (accuracy, macro_f1, weighted_f1, per_class, confusion_matrix,
         calibration), ``probs``, ``texts_per_second``, ``source`` and ``split``.
     """
     predictor = model if isinstance(model, Predictor) else Predictor.load(model, batch_size=batch_size)
