@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -212,3 +213,16 @@ def test_failed_run_is_marked_failed(mlflow_server, tmp_path, tiny_model, monkey
     exp = client.get_experiment_by_name("fail")
     runs = client.search_runs([exp.experiment_id])
     assert [r.info.status for r in runs] == ["FAILED"]
+
+
+def test_a_store_emoclf_pointed_at_is_not_taken_for_the_users_choice_later(tmp_path, monkeypatch):
+    from emoclf.stores import DEFAULT_TRACKING_URI, point_mlflow_at, tracking_uri
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    point_mlflow_at(f"sqlite:///{tmp_path / 'first.db'}")
+    # MLflow itself would have set the variable: a second training would then log to the first one's store.
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert tracking_uri() == tracking_uri(DEFAULT_TRACKING_URI)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'users.db'}")
+    point_mlflow_at(f"sqlite:///{tmp_path / 'second.db'}")
+    assert os.environ["MLFLOW_TRACKING_URI"] == f"sqlite:///{tmp_path / 'users.db'}"

@@ -69,20 +69,30 @@ def store_lock(uri: str):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def use_store(uri: str) -> None:
-    """Read ``runs:/`` and ``models:/`` URIs from the store at ``uri`` (``--tracking-uri``) from now on."""
+def point_mlflow_at(uri: str) -> None:
+    """``mlflow.set_tracking_uri`` without its side effect on this process's environment: MLflow also writes the
+    URI into ``MLFLOW_TRACKING_URI`` (for subprocesses), where ``tracking_uri`` would later read it as the user's
+    choice, and a second training in the same Python process would log to the first one's store."""
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri(uri))
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+
+
+def use_store(uri: str) -> None:
+    """Read ``runs:/`` and ``models:/`` URIs from the store at ``uri`` (``--tracking-uri``) from now on."""
+    point_mlflow_at(tracking_uri(uri))
 
 
 def _reading_store():
     """MLflow, pointed at the store emoclf uses (``TrackingError`` when a local one does not exist)."""
     import mlflow
 
-    mlflow.set_tracking_uri(
-        existing_store(tracking_uri(mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None))
-    )
+    point_mlflow_at(existing_store(tracking_uri(mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None)))
     return mlflow
 
 

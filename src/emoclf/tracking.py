@@ -39,7 +39,7 @@ from emoclf.evaluation.metrics import flat_metrics
 from emoclf.layout import CARD_FILE, FAILURES_FILE, RUN_INFO_FILE
 from emoclf.modeling import hub_id, short_name
 from emoclf.network import unreachable
-from emoclf.stores import store_lock, tracking_uri
+from emoclf.stores import point_mlflow_at, store_lock, tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -288,7 +288,7 @@ class MLflowTracker:
         the status and end time it had."""
         for name, value in CLIENT_DEFAULTS.items():
             os.environ.setdefault(name, value)
-        self.mlflow.set_tracking_uri(self.uri)
+        point_mlflow_at(self.uri)
         try:
             info = self.mlflow.MlflowClient().get_run(run_id).info
             self.mlflow.start_run(run_id=run_id, nested=self.mlflow.active_run() is not None)
@@ -304,7 +304,7 @@ class MLflowTracker:
                 f"MLflow tracking server {self.uri} is unreachable ({why}); start it, fix "
                 "--tracking-uri, or pass --no-tracking (or --tracking-optional to train anyway)"
             )
-        self.mlflow.set_tracking_uri(self.uri)
+        point_mlflow_at(self.uri)
         previous = recorded_run_id(self.local_dir, self.uri) if resume else None
         try:
             with store_lock(self.uri):
