@@ -154,6 +154,12 @@ def test_predict_keeps_every_input_column_and_row_and_never_overwrites_labels(tr
     assert out[["text", "label"]].values.tolist() == [["i am so happy", "joy"], ["i am scared", "fear"]]
     expected = Predictor.load(trained.model_dir).predict(["i am so happy", "i am scared"])
     assert out["predicted_label"].tolist() == [p.label for p in expected]
+    # One text per line: a blank line is a row too, marked skipped as a CSV's empty text is (5 lines, 5 rows).
+    txt.write_text("i am so happy\ni am scared\n\nwhat a surprise\nso sad\n")
+    assert main(["predict", "--model", str(trained.model_dir), "--input", str(txt), "--output", str(dst)]) == 0
+    out = pd.read_csv(dst, keep_default_na=False)
+    assert out["text"].tolist() == ["i am so happy", "i am scared", "", "what a surprise", "so sad"]
+    assert out["skipped"].tolist() == ["", "", "empty after preprocessing", "", ""]
 
 
 def test_predict_refuses_what_it_cannot_do_before_predicting(trained, tmp_path, capsys):
