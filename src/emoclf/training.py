@@ -34,6 +34,7 @@ from emoclf.checkpoints import (
     REPORT_DIR,
     STAGED_MODEL_DIR,
     latest_checkpoint,
+    output_lock,
     prepare_output,
 )
 from emoclf.config import Config
@@ -145,18 +146,19 @@ def train(
     data = data or load_data(cfg.data, Preprocessor(cfg.preprocess))
     spec = cfg.train.hierarchy
     given = Hierarchy.parse(spec, data.labels) if spec and spec != AUTO else None  # refused before anything is written
-    # Under torchrun/accelerate every rank runs this; only rank 0 tracks, writes and evaluates.
+    # Under torchrun/accelerate every rank runs this; only rank 0 tracks, writes, evaluates and holds the lock.
     main = is_main_process()
-    checkpoint = (
-        prepare_output(out, resume, cfg.train.overwrite)
-        if main
-        else latest_checkpoint(out / CHECKPOINT_DIR)
-        if resume
-        else None
-    )
-    with console.log_file(out / LOG_FILE) if main else contextlib.nullcontext():
-        hierarchy = given or (auto_hierarchy(cfg, data, resume=checkpoint is not None) if spec == AUTO else None)
-        return _run(cfg, data, checkpoint, resume, callbacks, holdout, hierarchy)
+    with output_lock(out) if main else contextlib.nullcontext():
+        checkpoint = (
+            prepare_output(out, resume, cfg.train.overwrite)
+            if main
+            else latest_checkpoint(out / CHECKPOINT_DIR)
+            if resume
+            else None
+        )
+        with console.log_file(out / LOG_FILE) if main else contextlib.nullcontext():
+            hierarchy = given or (auto_hierarchy(cfg, data, resume=checkpoint is not None) if spec == AUTO else None)
+            return _run(cfg, data, checkpoint, resume, callbacks, holdout, hierarchy)
 
 
 def auto_hierarchy(
