@@ -301,3 +301,24 @@ def test_one_training_at_a_time_in_an_output_folder_and_a_killed_holder_never_bl
         holder.wait()
     result = train(_tiny(tiny_model, out, min_steps=4))
     assert (result.model_dir / META_FILE).is_file() and not (out / ".lock.owner").exists()
+
+
+def test_an_explicit_step_count_wins_over_the_floor_and_a_length_the_model_cannot_take_is_refused(tmp_path, tiny_model):
+    result = train(_tiny(tiny_model, tmp_path / "steps", max_steps=6, min_steps=120))
+    t = result.metrics["training"]
+    assert (t["steps"], t["optimizer_steps"], t["min_steps_applied"]) == (6, 6, False)
+    cfg = _tiny(tiny_model, tmp_path / "long", max_length=100000)
+    with pytest.raises(
+        ConfigError,
+        match="^"
+        + re.escape(
+            f"max_length 100000 is more than model {str(tiny_model)!r} accepts (128 tokens); pass --max-length 128 "
+            "or less, or leave it out to take it from the data"
+        )
+        + "$",
+    ):
+        train(cfg)
+    assert not (tmp_path / "long").exists()  # refused before anything is written
+    at_limit = train(cfg.replace(max_length=128, output_dir=str(tmp_path / "at-limit"), max_steps=2))
+    saved = json.loads((at_limit.model_dir / META_FILE).read_text())
+    assert saved["max_length"] == saved["config"]["model"]["max_length"] == 128  # what was trained is recorded

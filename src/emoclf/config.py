@@ -141,12 +141,14 @@ class TrainConfig:
     epochs: float = _f(3.0, "Maximum number of epochs (early stopping may end sooner).")
     max_steps: int | None = _f(
         None,
-        "Train for this many optimizer steps instead of --epochs (compare gives every arm the same number this way).",
+        "Train for exactly this many optimizer steps instead of --epochs, even below the --min-steps floor "
+        "(compare gives every arm the same number this way).",
     )
     min_steps: int = _f(
         MIN_STEPS,
         "Train for at least this many optimizer steps: on small data, epochs x rows / "
-        "batch size gives too few to learn (the log and the report say when it applies).",
+        "batch size gives too few to learn (the log and the report say when it applies); "
+        "an explicit --max-steps wins over it.",
     )
     batch_size: int = _f(32, "Training batch size per device.")
     eval_batch_size: int = _f(128, "Evaluation and prediction batch size.")

@@ -20,7 +20,7 @@ from typing import Any
 
 from emoclf import __version__
 from emoclf.config import PreprocessConfig
-from emoclf.errors import ModelLoadError
+from emoclf.errors import ConfigError, ModelLoadError
 
 log = logging.getLogger(__name__)
 
@@ -295,3 +295,14 @@ def load_tokenizer(name: str):
     except OSError as e:
         raise ModelLoadError(f"cannot load tokenizer {name!r}: {e}") from None
     return tokenizer, model_max_length(tokenizer, config)
+
+
+def check_max_length(name: str, max_length: int) -> None:
+    """A ``--max-length`` the model cannot take is refused, not cut down to its limit behind the user's back
+    (the saved config would then say one length and the model have trained at another)."""
+    limit = load_tokenizer(name)[1]
+    if max_length > limit:
+        raise ConfigError(
+            f"max_length {max_length} is more than model {name!r} accepts ({limit} tokens); pass --max-length "
+            f"{limit} or less, or leave it out to take it from the data"
+        )

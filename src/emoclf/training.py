@@ -46,7 +46,7 @@ from emoclf.evaluation.evaluate import evaluate, finish_model
 from emoclf.hierarchy import AUTO, FOUND_JSON, Hierarchy, first_model, from_validation, read_found
 from emoclf.inference import Predictor
 from emoclf.losses import make_loss
-from emoclf.modeling import BundleMeta, hub_id, load_for_training, model_max_length, save_bundle
+from emoclf.modeling import BundleMeta, check_max_length, hub_id, load_for_training, model_max_length, save_bundle
 from emoclf.preprocess import Preprocessor
 from emoclf.tracking import ended_run, log_training_results, log_training_setup, make_tracker, run_description, run_name
 from emoclf.trainer import (
@@ -146,6 +146,8 @@ def train(
     data = data or load_data(cfg.data, Preprocessor(cfg.preprocess))
     spec = cfg.train.hierarchy
     given = Hierarchy.parse(spec, data.labels) if spec and spec != AUTO else None  # refused before anything is written
+    if cfg.model.max_length:
+        check_max_length(cfg.model.model, cfg.model.max_length)
     # Under torchrun/accelerate every rank runs this; only rank 0 tracks, writes, evaluates and holds the lock.
     main = is_main_process()
     with output_lock(out) if main else contextlib.nullcontext():
