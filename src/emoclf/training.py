@@ -43,6 +43,7 @@ from emoclf.data.profile import profile, write_profile
 from emoclf.environment import record_run
 from emoclf.evaluation.context import now
 from emoclf.evaluation.evaluate import evaluate, finish_model
+from emoclf.evaluation.metrics import metric_labels
 from emoclf.hierarchy import AUTO, FOUND_JSON, Hierarchy, first_model, from_validation, read_found
 from emoclf.inference import Predictor
 from emoclf.losses import make_loss
@@ -148,6 +149,8 @@ def train(
     given = Hierarchy.parse(spec, data.labels) if spec and spec != AUTO else None  # refused before anything is written
     if cfg.model.max_length:
         check_max_length(cfg.model.model, cfg.model.max_length)
+    if cfg.tracking.tracking:
+        metric_labels(data.labels)  # two labels that MLflow would log under one name are refused now
     # Under torchrun/accelerate every rank runs this; only rank 0 tracks, writes, evaluates and holds the lock.
     main = is_main_process()
     with output_lock(out) if main else contextlib.nullcontext():
