@@ -527,6 +527,7 @@ def cmd_serve(args) -> int:
         num_threads=opts.threads,
         access_log=not args.quiet,
         precision=opts.precision,
+        token=opts.token,
     )
     return 0
 

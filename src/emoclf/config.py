@@ -456,7 +456,14 @@ class ExportOptions:
 @dataclass
 class ServeOptions:
     model: str | None = _f(None, MODEL_HELP, required=True)
-    host: str = _f("127.0.0.1", "Address to bind (127.0.0.1: this machine only).")
+    host: str = _f(
+        "127.0.0.1", "Address to bind (127.0.0.1: this machine only; any other warns unless a token is set)."
+    )
+    token: str | None = _f(
+        None,
+        "Require 'Authorization: Bearer TOKEN' on every endpoint but /health (the page at / asks for it). "
+        "Default: $EMOCLF_TOKEN, better than this flag, which other users can see in the process list.",
+    )
     port: int = _f(8000, "Port.")
     max_texts: int = _f(256, "Most texts per request; more get 413.")
     max_body_bytes: int = _f(1_000_000, "Largest request body; larger get 413.")
