@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import logging
+import os
 import signal
 import sys
 from dataclasses import MISSING, dataclass, fields
@@ -570,6 +571,11 @@ def main(argv: list[str] | None = None) -> int:
         _close_progress_bars()
         print(f"emoclf: interrupted{f': {e}' if isinstance(e, TrainingInterrupted) else ''}", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `emoclf predict ... | head`: the reader is gone. What is still buffered goes nowhere, quietly, and the
+        # exit status is a command's stopped by SIGPIPE, as `yes | head` ends.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE
     except Exception as e:  # a library failure: one readable line, the traceback on request
         if args.debug:
             raise
