@@ -424,8 +424,9 @@ def cmd_inspect(args) -> int:
         from emoclf.preprocess import Preprocessor
 
     cfg = config_from_args(args, args.sections)
-    data = load_data(cfg.data, Preprocessor(cfg.preprocess))
-    tokenizer, limit = load_tokenizer(cfg.model.model)
+    with console.status(f"reading and checking {cfg.data.data or 'the demo set'}"):
+        data = load_data(cfg.data, Preprocessor(cfg.preprocess))
+        tokenizer, limit = load_tokenizer(cfg.model.model)
     prof = profile(data, tokenizer, limit)
     paths = write_profile(prof, options(args, C.InspectOptions).out)
     print(format_profile(prof))

@@ -85,7 +85,11 @@ class DataConfig:
     strict: bool = _f(False, "Refuse empty or missing texts instead of dropping and counting them.")
     drop_duplicates: bool = _f(True, "Drop exact duplicate rows from the training split (they are always counted).")
     drop_leakage: bool = _f(True, "Drop training rows whose text also occurs in validation or test (always counted).")
-    max_samples: int | None = _f(None, "Use at most this many training rows (stratified), for quick runs.")
+    max_samples: int | None = _f(
+        None,
+        "Use at most this many training rows (stratified), for quick runs; validation is capped by "
+        "--max-val-samples, test never (its score is the model's).",
+    )
     max_val_samples: int | None = _f(
         None, "Use at most this many validation rows (stratified), for quick runs and searches."
     )
