@@ -12,8 +12,8 @@ from emoclf.errors import DataError
 
 def _give_every_class_a_row(source: pd.DataFrame, target: pd.DataFrame, seed: int):
     """Move one seeded row of each class that ``target`` lacks from ``source`` (which keeps at least one)."""
-    counts = source["label"].value_counts()
-    missing = [lab for lab in counts.index if counts[lab] > 1 and lab not in set(target["label"])]
+    counts, present = source["label"].value_counts(), set(target["label"])
+    missing = [lab for lab in counts.index if counts[lab] > 1 and lab not in present]
     if not missing:
         return source, target
     moved = source[source["label"].isin(missing)].groupby("label", sort=True).sample(n=1, random_state=seed)
