@@ -151,7 +151,7 @@ class BearerToken:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
             given = dict(scope["headers"]).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self.expected):  # in constant time: the token cannot be guessed by it
+            if not hmac.compare_digest(given, self.expected):  # constant time: no timing says how much was right
                 detail = (
                     "missing or wrong token: send the header 'Authorization: Bearer <token>' with the token this "
                     f"server was started with (--token or ${TOKEN_ENV})"
