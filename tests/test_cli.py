@@ -154,6 +154,29 @@ def test_predict_keeps_every_input_column_and_row_and_never_overwrites_labels(tr
     assert out[["text", "label"]].values.tolist() == [["i am so happy", "joy"], ["i am scared", "fear"]]
     expected = Predictor.load(trained.model_dir).predict(["i am so happy", "i am scared"])
     assert out["predicted_label"].tolist() == [p.label for p in expected]
+    # One text per line: a blank line is a row too, marked skipped as a CSV's empty text is (5 lines, 5 rows).
+    txt.write_text("i am so happy\ni am scared\n\nwhat a surprise\nso sad\n")
+    assert main(["predict", "--model", str(trained.model_dir), "--input", str(txt), "--output", str(dst)]) == 0
+    out = pd.read_csv(dst, keep_default_na=False)
+    assert out["text"].tolist() == ["i am so happy", "i am scared", "", "what a surprise", "so sad"]
+    assert out["skipped"].tolist() == ["", "", "empty after preprocessing", "", ""]
+
+
+def test_predict_into_a_pipe_or_a_file_writes_no_bars_and_ends_quietly_when_the_reader_leaves(trained, tmp_path):
+    src = tmp_path / "many.csv"
+    pd.DataFrame({"text": [f"i am so happy today number {i}" for i in range(3000)]}).to_csv(src, index=False)
+    predict = [sys.executable, "-m", "emoclf.cli", "predict", "--model", str(trained.model_dir), "--input", str(src)]
+    # stderr is a file, not a terminal: no progress bar (carriage returns) in it, only the result line.
+    with (tmp_path / "err.txt").open("w") as err:
+        subprocess.run([*predict, "--batch-size", "8", "--output", str(tmp_path / "out.csv")], stderr=err, check=True)
+    assert (tmp_path / "err.txt").read_text() == f"3000 predictions written to {tmp_path / 'out.csv'}\n"
+    # `emoclf predict ... | head -1`: the reader leaves after one line.
+    proc = subprocess.Popen(predict, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline().startswith(b"text,predicted_label,")
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141  # 128 + SIGPIPE, as `yes | head -1` ends
+    assert stderr == "", stderr
 
 
 def test_predict_refuses_what_it_cannot_do_before_predicting(trained, tmp_path, capsys):

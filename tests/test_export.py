@@ -161,12 +161,13 @@ def test_every_export_carries_its_check_and_is_refused_where_it_computes_differe
         Predictor.load(moved)
 
 
-def _load_emulated(folders: list[Path], tmp_path: Path) -> dict:
-    """Each folder loaded and run as an AVX2-only CPU (no AVX-512, no VNNI) would: qemu's Haswell model."""
+def _load_emulated(folders: list[Path], tmp_path: Path, batch_size: int = 1) -> dict:
+    """Each folder loaded and run as an AVX2-only CPU (no AVX-512, no VNNI) would: qemu's Haswell model, in
+    batches of ``batch_size`` (1: where a check in the user's batches refused sound exports)."""
     texts = tmp_path / "texts.json"
     texts.write_text(json.dumps(TEXTS))
     proc = subprocess.run(
-        [QEMU, "-cpu", "Haswell", sys.executable, str(EMULATED_LOAD), str(texts), *map(str, folders)],
+        [QEMU, "-cpu", "Haswell", sys.executable, str(EMULATED_LOAD), str(texts), str(batch_size), *map(str, folders)],
         capture_output=True,
         text=True,
         timeout=900,
@@ -188,8 +189,9 @@ def test_int8_export_is_identical_on_an_emulated_avx2_cpu(trained, tmp_path):
     portable = convert(trained.model_dir, tmp_path / "portable", precision="int8", portable=True)
     fp32 = convert(trained.model_dir, tmp_path / "fp32")
     out = _load_emulated([portable, fp32], tmp_path)
-    np.testing.assert_array_equal(out[str(portable)]["probabilities"], Predictor.load(portable).predict_proba(TEXTS))
-    np.testing.assert_allclose(out[str(fp32)]["probabilities"], Predictor.load(fp32).predict_proba(TEXTS), atol=1e-6)
+    here = {folder: Predictor.load(folder, batch_size=1).predict_proba(TEXTS) for folder in (portable, fp32)}
+    np.testing.assert_array_equal(out[str(portable)]["probabilities"], here[portable])
+    np.testing.assert_allclose(out[str(fp32)]["probabilities"], here[fp32], atol=1e-6)
 
 
 @pytest.mark.slow
@@ -237,10 +239,10 @@ def test_export_losing_quality_fails_loudly_and_keeps_the_report(trained, tmp_pa
     predicted = [p.label for p in Predictor.load(trained.model_dir).predict(texts)]
     data = tmp_path / "own.csv"
     pd.DataFrame({"text": texts, "label": predicted}).to_csv(data, index=False)
-    real_convert = export.convert
+    real_stage = export.stage
 
     def corrupted(*args, **kwargs):
-        out = real_convert(*args, **kwargs)
+        out = real_stage(*args, **kwargs)
         _negate_logits(out / ONNX_FILE)
         # As a bad quantisation would be: wrong from the start, so its own check texts agree with it.
         meta = BundleMeta.read(out)
@@ -250,7 +252,7 @@ def test_export_losing_quality_fails_loudly_and_keeps_the_report(trained, tmp_pa
         write_meta(out, meta)
         return out
 
-    monkeypatch.setattr(export, "convert", corrupted)
+    monkeypatch.setattr(export, "stage", corrupted)
     message = (
         r"export lost \d+\.\d\d points of macro-F1 on .*own\.csv \(\d\.\d{4} -> 0\.0000\), "
         r"more than the allowed 1; the folder .* is kept for inspection \(see export_report\.json\)"
@@ -260,6 +262,46 @@ def test_export_losing_quality_fails_loudly_and_keeps_the_report(trained, tmp_pa
     report = json.loads((tmp_path / "bad" / EXPORT_REPORT_FILE).read_text())
     assert report["passed"] is False and report["agreement"] == 0.0 and report["after"]["macro_f1"] == 0.0
     assert report["macro_f1_drop_points"] > 1.0
+
+
+def test_an_export_cut_short_leaves_no_folder_without_its_report(trained, demo, fp32, tmp_path, monkeypatch):
+    import emoclf.export as export
+
+    out = shutil.copytree(fp32.folder, tmp_path / "onnx")  # an earlier, complete export
+    before = (out / ONNX_FILE).read_bytes()
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C after the model file is written, while the export is scored
+
+    monkeypatch.setattr(export, "compare", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        export_model(trained.model_dir, out, demo, precision="int8", tracking=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["onnx"]  # no staged folder left
+    assert (out / ONNX_FILE).read_bytes() == before and (out / EXPORT_REPORT_FILE).is_file()
+    with pytest.raises(KeyboardInterrupt):
+        export_model(trained.model_dir, tmp_path / "new", demo, tracking=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["onnx"]  # nothing that predict could load
+
+
+def test_the_check_runs_as_one_batch_whatever_the_batch_size(trained, tmp_path, monkeypatch):
+    """Dynamic int8 quantises activations per batch: at --batch-size 1 or 8 the check texts' probabilities moved
+    by up to 0.05 on MiniLM (0.0002 on the tiny model) and a sound export was refused; they now always run as
+    the one batch they were computed in where the export was made."""
+    from emoclf.inference import OnnxBackend
+
+    int8 = convert(trained.model_dir, tmp_path / "int8", precision="int8")
+    stored = np.asarray(BundleMeta.read(int8).export["check"]["probabilities"])
+    batches = []
+    run = OnnxBackend.__call__
+    monkeypatch.setattr(
+        OnnxBackend, "__call__", lambda self, batch: batches.append(len(batch["input_ids"])) or run(self, batch)
+    )
+    for size in (1, 8, 64):
+        batches.clear()
+        predictor = Predictor.load(int8, batch_size=size)
+        assert batches == [len(CHECK_TEXTS)], size
+        assert predictor.batch_size == size
+    np.testing.assert_allclose(predictor.predict_proba(list(CHECK_TEXTS)), stored, atol=1e-6)
 
 
 def test_threshold_and_precision_are_checked(trained, demo, fp32, tmp_path):

@@ -65,7 +65,7 @@ def test_health_metadata_and_docs(client, trained):
     assert docs.status_code == 200 and "swagger-ui" in docs.text
     paths = client.get("/openapi.json").json()["paths"]
     assert set(paths) == {"/predict", "/health", "/metadata"}
-    assert set(paths["/predict"]["post"]["responses"]) == {"200", "400", "413", "422", "500"}
+    assert set(paths["/predict"]["post"]["responses"]) == {"200", "400", "401", "413", "422", "500"}
 
 
 @pytest.mark.parametrize(
@@ -121,6 +121,62 @@ def test_health_metadata_and_docs(client, trained):
 def test_bad_input_is_a_clear_4xx(client, request_kwargs, status, detail):
     response = client.post("/predict", **request_kwargs)
     assert (response.status_code, response.json()) == (status, {"detail": detail})
+
+
+def test_absurdly_nested_json_is_a_clear_400_naming_the_limit(predictor):
+    client = TestClient(create_app(predictor))
+    for depth in (33, 10_000):
+        body = b'{"texts": ' + b"[" * (depth - 1) + b"]" * (depth - 1) + b"}"
+        response = client.post("/predict", content=body, headers=JSON)
+        assert (response.status_code, response.json()) == (
+            400,
+            {"detail": 'body: JSON nested deeper than 32 levels; send {"texts": [...]}'},
+        )
+    # Brackets inside texts are text, and {"texts": [...]} is two levels.
+    response = client.post("/predict", json={"texts": ["[[[[{{{{" * 20 + " i am happy"]})
+    assert response.status_code == 200
+
+
+def test_a_token_guards_every_endpoint_but_health_and_the_page(predictor):
+    client = TestClient(create_app(predictor, token="s3cret"))
+    assert client.get("/health").json() == {"status": "ok"}
+    page = client.get("/")
+    assert page.status_code == 200 and "s3cret" not in page.text  # the page asks for the token, never holds it
+    denied = {
+        "detail": "missing or wrong token: send the header 'Authorization: Bearer <token>' with the token this "
+        "server was started with (--token or $EMOCLF_TOKEN)"
+    }
+    for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": "s3cret"}):
+        for method, path in (("post", "/predict"), ("get", "/metadata"), ("get", "/docs"), ("get", "/openapi.json")):
+            response = client.request(method, path, json={"texts": ["hi"]}, headers=headers)
+            assert (response.status_code, response.json()) == (401, denied), (path, headers)
+            assert response.headers["www-authenticate"] == "Bearer"
+    good = {"authorization": "Bearer s3cret"}
+    assert client.post("/predict", json={"texts": ["i am happy"]}, headers=good).status_code == 200
+    assert client.get("/metadata", headers=good).json()["labels"] == LABELS
+
+
+def test_serving_beyond_loopback_warns_unless_a_token_is_set(trained, monkeypatch, caplog):
+    import uvicorn
+
+    from emoclf.serving import serve
+
+    apps = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: apps.append((app, kwargs["host"])))
+    monkeypatch.delenv("EMOCLF_TOKEN", raising=False)
+    warning = "serving on 0.0.0.0, which other machines can reach, without a token: anyone who reaches it can use"
+    for host in ("127.0.0.1", "::1", "localhost"):
+        serve(trained.model_dir, host=host)
+    assert "without a token" not in caplog.text
+    serve(trained.model_dir, host="0.0.0.0")
+    assert warning in caplog.text and "set EMOCLF_TOKEN (or --token) to require one" in caplog.text
+    caplog.clear()
+    monkeypatch.setenv("EMOCLF_TOKEN", "from-env")
+    serve(trained.model_dir, host="0.0.0.0")
+    assert "without a token" not in caplog.text
+    client = TestClient(apps[-1][0])
+    assert client.get("/metadata").status_code == 401
+    assert client.get("/metadata", headers={"authorization": "Bearer from-env"}).status_code == 200
 
 
 def test_a_model_that_computes_nan_answers_500_never_null(predictor, monkeypatch):

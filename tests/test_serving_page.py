@@ -50,6 +50,23 @@ def server(predictor):
 
 
 @pytest.fixture(scope="module")
+def guarded(predictor):
+    """The app served with a token, as ``emoclf serve --token`` serves it."""
+    import uvicorn
+
+    port = free_port()
+    app = create_app(predictor, model_name="tiny", token="s3cret")
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/health", timeout=30)
+    yield url
+    uv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
 def browser():
     if not CHROMIUM.is_file():
         pytest.skip(f"no browser at {CHROMIUM}: apt-get install chromium (.ci/run does)")
@@ -95,6 +112,24 @@ def test_the_page_classifies_a_typed_sentence_and_shows_the_model(server, browse
     assert page.locator("#scores tr").count() == len(LABELS) + 1  # test F1 per class
     assert outside(requests, server) == []
     assert {u.removeprefix(server) for u in requests} >= {"/", "/metadata", "/predict"}
+
+
+def test_the_page_asks_once_for_the_token_of_a_guarded_server(guarded, browser, predictor):
+    page = browser.new_page()
+    asked = []
+
+    def answer(dialog):
+        asked.append(dialog.message)
+        dialog.accept("s3cret")
+
+    page.on("dialog", answer)
+    assert "s3cret" not in page.goto(guarded + "/").text()  # the token is never in the page
+    page.locator("#meta").get_by_text("tiny").first.wait_for(timeout=15_000)
+    page.fill("#texts", "i am so happy today")
+    page.click("#classify")
+    page.locator(".result").first.wait_for(timeout=15_000)
+    assert page.locator(".result .label").text_content() == predictor.predict(["i am so happy today"])[0].label
+    assert asked == ["This server needs its access token:"]  # once, then kept for the tab
 
 
 def test_the_page_shows_the_servers_error_in_one_line(server, browser):

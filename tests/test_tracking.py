@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from emoclf.config import Config
-from emoclf.errors import TrackingError
+from emoclf.errors import ConfigError, TrackingError
 from emoclf.stores import tracking_uri
 from emoclf.tracking import (
     MLflowTracker,
@@ -93,6 +93,72 @@ def test_the_model_requirements_install_from_an_index():
 
 def test_flatten_nested_config():
     assert flatten({"a": {"b": 1, "c": {"d": 2}}, "e": 3}) == {"a.b": 1, "a.c.d": 2, "e": 3}
+
+
+def test_a_call_mlflow_refuses_is_tried_once_never_queued_and_listed(tmp_path, caplog):
+    import json
+
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+    from emoclf.layout import FAILURES_FILE
+    from emoclf.tracking import Outbox
+
+    tries, delivered = [], []
+
+    def refuse(metrics):
+        tries.append(metrics)
+        raise MlflowException("Invalid metric name: 'test/f1_joy«'", INVALID_PARAMETER_VALUE)
+
+    outbox = Outbox("sqlite:///x.db", attempts=3, backoff=0.01)
+    assert outbox.send("log metrics", refuse, {"test/f1_joy«": 0.5}, detail={"step": None}) is None
+    assert outbox.send("log params", delivered.append, "p") is None and delivered == ["p"]  # nothing waits behind it
+    assert len(tries) == 1 and outbox.pending == [] and outbox.flush(final=True)  # tried once, not queued
+    assert (
+        "MLflow at sqlite:///x.db refused to log metrics (MlflowException: Invalid metric name: 'test/f1_joy«'); "
+        "not retried, as it cannot succeed" in caplog.text
+    )
+    failures = json.loads(outbox.write_failures(tmp_path, "run-1").read_text())["failures"]
+    assert failures == [
+        {
+            "call": "log metrics",
+            "error": "MlflowException: Invalid metric name: 'test/f1_joy«'",
+            "detail": {"step": None},
+            "refused": True,
+        }
+    ]
+    assert (tmp_path / FAILURES_FILE).is_file()
+
+
+@pytest.mark.slow
+def test_a_label_mlflow_cannot_name_still_gets_its_test_metrics(tmp_path, tiny_model, monkeypatch):
+    import mlflow
+    import pandas as pd
+
+    from emoclf.data.io import demo_path
+
+    monkeypatch.chdir(tmp_path)
+    data = pd.read_csv(demo_path()).replace({"label": {"surprise": "surprise «wow»"}})
+    data.to_csv(tmp_path / "d.csv", index=False)
+    cfg = Config().replace(
+        data=str(tmp_path / "d.csv"),
+        model=str(tiny_model),
+        output_dir=str(tmp_path / "run"),
+        tracking_uri="sqlite:///mlflow.db",
+        max_steps=4,
+        batch_size=16,
+        num_threads=1,
+    )
+    clash = data.replace({"label": {"joy": "surprise »wow«"}})
+    clash.to_csv(tmp_path / "clash.csv", index=False)
+    with pytest.raises(ConfigError, match=r"^labels 'surprise «wow»', 'surprise »wow«' would share the MLflow metric"):
+        train(cfg.replace(data=str(tmp_path / "clash.csv")))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clash.csv", "d.csv"]  # refused before anything
+    result = train(cfg)
+    assert result.tracking_failures is None
+    run = mlflow.MlflowClient(tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")).get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert {"test/f1_surprise _wow_", "test/f1_joy", "test/macro_f1"} <= set(run.data.metrics)
 
 
 def test_unreachable_server_fails_fast_naming_uri():

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -277,3 +280,46 @@ def test_layer_decay_gives_each_depth_its_learning_rate(tiny_model, tmp_path):
     # 1 is the Trainer's own optimizer: one rate for all.
     plain = EmoclfTrainer(model=model, args=args).create_optimizer()
     assert {g["lr"] for g in plain.param_groups} == {1e-3}
+
+
+def test_one_training_at_a_time_in_an_output_folder_and_a_killed_holder_never_blocks(tmp_path, tiny_model):
+    out = tmp_path / "run"
+    hold = "import sys, time\nfrom pathlib import Path\nfrom emoclf.checkpoints import output_lock\n"
+    hold += "with output_lock(Path(sys.argv[1])):\n    print('held', flush=True)\n    time.sleep(600)\n"
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(
+            ConfigError,
+            match=rf"^{re.escape(str(out))} is in use by another training \(PID {holder.pid} on host "
+            rf"{re.escape(socket.gethostname())} since \d{{4}}-\d\d-\d\dT[\d:]+\+00:00\); wait for it to end, or "
+            "choose another --output-dir$",
+        ):
+            train(_tiny(tiny_model, out, min_steps=4))
+        assert sorted(p.name for p in out.iterdir()) == [".lock", ".lock.owner"]  # nothing prepared or written
+    finally:
+        holder.kill()  # as kill -9 leaves it: the lock file and the owner's note stay behind
+        holder.wait()
+    result = train(_tiny(tiny_model, out, min_steps=4))
+    assert (result.model_dir / META_FILE).is_file() and not (out / ".lock.owner").exists()
+
+
+def test_an_explicit_step_count_wins_over_the_floor_and_a_length_the_model_cannot_take_is_refused(tmp_path, tiny_model):
+    result = train(_tiny(tiny_model, tmp_path / "steps", max_steps=6, min_steps=120))
+    t = result.metrics["training"]
+    assert (t["steps"], t["optimizer_steps"], t["min_steps_applied"]) == (6, 6, False)
+    cfg = _tiny(tiny_model, tmp_path / "long", max_length=100000)
+    with pytest.raises(
+        ConfigError,
+        match="^"
+        + re.escape(
+            f"max_length 100000 is more than model {str(tiny_model)!r} accepts (128 tokens); pass --max-length 128 "
+            "or less, or leave it out to take it from the data"
+        )
+        + "$",
+    ):
+        train(cfg)
+    assert not (tmp_path / "long").exists()  # refused before anything is written
+    at_limit = train(cfg.replace(max_length=128, output_dir=str(tmp_path / "at-limit"), max_steps=2))
+    saved = json.loads((at_limit.model_dir / META_FILE).read_text())
+    assert saved["max_length"] == saved["config"]["model"]["max_length"] == 128  # what was trained is recorded

@@ -39,6 +39,7 @@ from emoclf.config import AuditOptions, Config
 from emoclf.data import DEMO_SOURCE, PreparedData, load_data
 from emoclf.errors import DataError
 from emoclf.evaluation.html import page, table
+from emoclf.evaluation.metrics import metric_label, metric_labels
 from emoclf.hardware import detect
 from emoclf.inference import Predictor
 from emoclf.modeling import hub_id, load_encoder, model_max_length
@@ -306,6 +307,8 @@ def audit(cfg: Config, opts: AuditOptions) -> AuditResult:
     out = Path(opts.out)
     data = load_data(cfg.data, Preprocessor(cfg.preprocess))
     folds = stratified_folds(data, opts.folds, cfg.train.seed)
+    if cfg.tracking.tracking:
+        metric_labels(data.labels)
     tracker = make_tracker(cfg.tracking, local_dir=out)
     tracker.start(cfg.tracking.run_name or f"audit-{opts.audit_model}")
     with ended_run(tracker):
@@ -337,7 +340,7 @@ def audit(cfg: Config, opts: AuditOptions) -> AuditResult:
                 "audit/issue_share": summary["issue_share"],
                 "audit/out_of_fold_accuracy": summary["out_of_fold_accuracy"],
                 "system/audit_seconds": seconds["total"],
-                **{f"audit/issues.{lab}": c["issues"] for lab, c in summary["per_class"].items()},
+                **{f"audit/issues.{metric_label(lab)}": c["issues"] for lab, c in summary["per_class"].items()},
             }
         )
         tracker.log_artifacts(out, "audit")

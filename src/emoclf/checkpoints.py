@@ -1,5 +1,5 @@
-"""A training's folder and its checkpoints: the names of what is in it, which checkpoint to resume
-from, and what a fresh start may replace.
+"""A training's folder and its checkpoints: one training at a time in it, which checkpoint to resume from, and
+what a fresh start may replace.
 
 Checkpoints appear only when complete (the trainer writes them to ``STAGING_DIR`` and renames them);
 ``latest_checkpoint`` skips anything else. A finished or unfinished training is replaced only on
@@ -9,10 +9,14 @@ file in the folder names another run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import re
 import shutil
+import socket
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +30,10 @@ from emoclf.layout import (
     CONFIG_FILE,
     ENVIRONMENT_FILE,
     FAILURES_FILE,
+    LOCK_FILE,
     LOG_FILE,
     MODEL_DIR,
+    OWNER_FILE,
     REPORT_DIR,
     RUN_INFO_FILE,
     STAGED_MODEL_DIR,
@@ -36,6 +42,45 @@ from emoclf.layout import (
 )
 
 log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def output_lock(out: Path):
+    """One training at a time in ``out``: a second one is refused, naming the folder and the process holding it.
+
+    The kernel releases the lock when its holder ends, however it ends (``kill -9`` included), so a lock left
+    by a killed training never blocks the next one.
+    """
+    from filelock import FileLock, Timeout
+
+    out.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(out / LOCK_FILE, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise ConfigError(
+            f"{out} is in use by another training ({lock_holder(out)}); wait for it to end, or choose another "
+            "--output-dir"
+        ) from None
+    try:
+        owner = out / OWNER_FILE
+        tmp = owner.with_name(f"{OWNER_FILE}.{os.getpid()}")
+        since = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        tmp.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": since}))
+        os.replace(tmp, owner)
+        yield
+    finally:
+        (out / OWNER_FILE).unlink(missing_ok=True)
+        lock.release()
+
+
+def lock_holder(out: Path) -> str:
+    """``PID 123 on host h since 2026-12-03T12:00:00+00:00``, as the holder of ``out``'s lock wrote it."""
+    try:
+        owner = json.loads((out / OWNER_FILE).read_text())
+        return f"PID {owner['pid']} on host {owner['host']} since {owner['since']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "a process that has not said which yet"
 
 
 def latest_checkpoint(folder: Path) -> Path | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import logging
+import os
 import signal
 import sys
 from dataclasses import MISSING, dataclass, fields
@@ -432,8 +433,9 @@ def cmd_inspect(args) -> int:
         from emoclf.preprocess import Preprocessor
 
     cfg = config_from_args(args, args.sections)
-    data = load_data(cfg.data, Preprocessor(cfg.preprocess))
-    tokenizer, limit = load_tokenizer(cfg.model.model)
+    with console.status(f"reading and checking {cfg.data.data or 'the demo set'}"):
+        data = load_data(cfg.data, Preprocessor(cfg.preprocess))
+        tokenizer, limit = load_tokenizer(cfg.model.model)
     prof = profile(data, tokenizer, limit)
     paths = write_profile(prof, options(args, C.InspectOptions).out)
     print(format_profile(prof))
@@ -535,6 +537,7 @@ def cmd_serve(args) -> int:
         access_log=not args.quiet,
         precision=opts.precision,
         threshold=opts.threshold,
+        token=opts.token,
     )
     return 0
 
@@ -577,6 +580,11 @@ def main(argv: list[str] | None = None) -> int:
         _close_progress_bars()
         print(f"emoclf: interrupted{f': {e}' if isinstance(e, TrainingInterrupted) else ''}", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `emoclf predict ... | head`: the reader is gone. What is still buffered goes nowhere, quietly, and the
+        # exit status is a command's stopped by SIGPIPE, as `yes | head` ends.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE
     except Exception as e:  # a library failure: one readable line, the traceback on request
         if args.debug:
             raise

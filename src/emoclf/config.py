@@ -112,7 +112,11 @@ class DataConfig:
     strict: bool = _f(False, "Refuse empty or missing texts instead of dropping and counting them.")
     drop_duplicates: bool = _f(True, "Drop exact duplicate rows from the training split (they are always counted).")
     drop_leakage: bool = _f(True, "Drop training rows whose text also occurs in validation or test (always counted).")
-    max_samples: int | None = _f(None, "Use at most this many training rows (stratified), for quick runs.")
+    max_samples: int | None = _f(
+        None,
+        "Use at most this many training rows (stratified), for quick runs; validation is capped by "
+        "--max-val-samples, test never (its score is the model's).",
+    )
     max_val_samples: int | None = _f(
         None, "Use at most this many validation rows (stratified), for quick runs and searches."
     )
@@ -168,12 +172,14 @@ class TrainConfig:
     epochs: float = _f(3.0, "Maximum number of epochs (early stopping may end sooner).")
     max_steps: int | None = _f(
         None,
-        "Train for this many optimizer steps instead of --epochs (compare gives every arm the same number this way).",
+        "Train for exactly this many optimizer steps instead of --epochs, even below the --min-steps floor "
+        "(compare gives every arm the same number this way).",
     )
     min_steps: int = _f(
         MIN_STEPS,
         "Train for at least this many optimizer steps: on small data, epochs x rows / "
-        "batch size gives too few to learn (the log and the report say when it applies).",
+        "batch size gives too few to learn (the log and the report say when it applies); "
+        "an explicit --max-steps wins over it.",
     )
     batch_size: int = _f(32, "Training batch size per device.")
     eval_batch_size: int = _f(128, "Evaluation and prediction batch size.")
@@ -505,7 +511,14 @@ class ExportOptions:
 @dataclass
 class ServeOptions:
     model: str | None = _f(None, MODEL_HELP, required=True)
-    host: str = _f("127.0.0.1", "Address to bind (127.0.0.1: this machine only).")
+    host: str = _f(
+        "127.0.0.1", "Address to bind (127.0.0.1: this machine only; any other warns unless a token is set)."
+    )
+    token: str | None = _f(
+        None,
+        "Require 'Authorization: Bearer TOKEN' on every endpoint but /health (the page at / asks for it). "
+        "Default: $EMOCLF_TOKEN, better than this flag, which other users can see in the process list.",
+    )
     port: int = _f(8000, "Port.")
     max_texts: int = _f(256, "Most texts per request; more get 413.")
     max_body_bytes: int = _f(1_000_000, "Largest request body; larger get 413.")

@@ -5,8 +5,8 @@ progress bars on stderr, and library chatter only when asked for (``-v``) or in 
 imported: transformers, huggingface_hub, datasets and MLflow read their verbosity and progress-bar
 switches from the environment when they are imported. Library code only logs and asks
 ``progress``/``status`` for bars, which show on a terminal after ``DELAY`` seconds and vanish when
-done, so a quick step leaves no trace. Without ``configure`` (the Python API) bars follow tqdm's
-own defaults and logging is the caller's.
+done, so a quick step leaves no trace; never where stderr is not a terminal (a pipe, a log file). Without
+``configure`` (the Python API) bars show on a terminal too, and logging is the caller's.
 """
 
 from __future__ import annotations
@@ -128,7 +128,8 @@ def bars_enabled() -> bool:
 
 
 def progress(iterable=None, *, desc: str, total: int | None = None, unit: str = "it", enabled: bool = True, **kwargs):
-    """A tqdm bar that appears after ``DELAY`` seconds and is erased when done (``leave=False``)."""
+    """A tqdm bar that appears after ``DELAY`` seconds and is erased when done (``leave=False``); only on a
+    terminal (tqdm's ``disable=None``): a log file or a pipe never gets a bar's carriage returns."""
     from tqdm.auto import tqdm
 
     return tqdm(
@@ -139,7 +140,7 @@ def progress(iterable=None, *, desc: str, total: int | None = None, unit: str = 
         leave=False,
         delay=DELAY,
         dynamic_ncols=True,
-        disable=not (enabled and _bars),
+        disable=None if enabled and _bars else True,
         **kwargs,
     )
 

@@ -37,7 +37,7 @@ from emoclf.config import DataConfig, ExportPrecision
 from emoclf.data import Labelled, load_labelled
 from emoclf.errors import ConfigError, ExportError
 from emoclf.evaluation.evaluate import evaluate
-from emoclf.inference import CHECK_TEXTS, CHECK_TOLERANCE, Predictor, is_export, resolve_source
+from emoclf.inference import CHECK_TEXTS, CHECK_TOLERANCE, Predictor, check_probabilities, is_export, resolve_source
 from emoclf.layout import EXPORT_REPORT_FILE, ONNX_FILE
 from emoclf.modelcard import write_meta_and_card
 from emoclf.modeling import load_bundle, replace_folder, write_meta
@@ -166,7 +166,7 @@ def default_out(source: str | Path, precision: str) -> Path:
 def _check(folder: Path) -> dict:
     """The export's probabilities on ``CHECK_TEXTS`` here, for ``Predictor.check_export`` wherever it is loaded."""
     predictor = Predictor.load(folder)
-    probs = predictor.predict_proba(list(CHECK_TEXTS))
+    probs = check_probabilities(predictor, list(CHECK_TEXTS))
     if not np.isfinite(probs).all():
         raise ExportError(f"the export computes non-finite probabilities ({folder}); the model or runtime is broken")
     return {
@@ -184,6 +184,12 @@ def convert(source: str | Path, out: str | Path, precision: str = "fp32", portab
     ``precision``: fp32; int8 (dynamic quantisation of the weights, for CPUs); fp16 (for GPUs).
     ``portable`` (int8): 7-bit weights, exact on every CPU; default: 8-bit where this CPU has VNNI/AMX.
     """
+    return replace_folder(stage(source, out, precision, portable), Path(out))
+
+
+def stage(source: str | Path, out: str | Path, precision: str = "fp32", portable: bool | None = None) -> Path:
+    """The complete export of ``source`` in a temporary folder beside ``out``, for the caller to put in place
+    (``replace_folder``) once it holds all it should; removed if writing it fails."""
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
     if portable is not None and precision != "int8":
@@ -223,12 +229,11 @@ def convert(source: str | Path, out: str | Path, precision: str = "fp32", portab
         write_meta(tmp, meta)
         meta.export["check"] = _check(tmp)
         write_meta_and_card(tmp, meta)
-        replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    log.info("exported %s to %s (%s, %.1f MB)", source, out, precision, (out / ONNX_FILE).stat().st_size / 1e6)
-    return out
+    log.info("exported %s (%s, %.1f MB)", source, precision, (tmp / ONNX_FILE).stat().st_size / 1e6)
+    return tmp
 
 
 def _score(predictor: Predictor, data: Labelled) -> tuple[dict, np.ndarray]:
@@ -304,25 +309,33 @@ def export_model(
         source_predictor.task.name,
         source_predictor.meta.allow_no_label,
     )
+    out = Path(out or default_out(source, precision))
     with console.status(f"exporting to ONNX ({precision})"):
-        out = convert(source, out or default_out(source, precision), precision, portable)
-        exported = Predictor.load(out, batch_size=batch_size)
-    with console.status(f"scoring the original and the export on {len(labelled.texts)} texts"):
-        scores = compare(source_predictor, exported, labelled)
-    report = {
-        "source": str(source),
-        "export": str(out),
-        "format": "onnx",
-        "precision": precision,
-        "quantization": exported.meta.export["quantization"],
-        "hardware": hardware.detect().to_dict(),
-        "data": {"source": labelled.source, "split": labelled.split, "n": len(labelled.texts)},
-        **scores,
-        "max_f1_drop_points": max_f1_drop,
-        "onnx_megabytes": round((out / ONNX_FILE).stat().st_size / 1e6, 2),
-    }
-    report["passed"] = report["macro_f1_drop_points"] <= max_f1_drop
-    (out / EXPORT_REPORT_FILE).write_text(json.dumps(report, indent=2), encoding="utf-8")
+        staged = stage(source, out, precision, portable)
+    try:
+        # Scored and reported in the staged folder, put in place only then: an export cut short (Ctrl-C, a
+        # failure) never leaves a folder without its report that loads as if it had been checked.
+        exported = Predictor.load(staged, batch_size=batch_size)
+        with console.status(f"scoring the original and the export on {len(labelled.texts)} texts"):
+            scores = compare(source_predictor, exported, labelled)
+        report = {
+            "source": str(source),
+            "export": str(out),
+            "format": "onnx",
+            "precision": precision,
+            "quantization": exported.meta.export["quantization"],
+            "hardware": hardware.detect().to_dict(),
+            "data": {"source": labelled.source, "split": labelled.split, "n": len(labelled.texts)},
+            **scores,
+            "max_f1_drop_points": max_f1_drop,
+            "onnx_megabytes": round((staged / ONNX_FILE).stat().st_size / 1e6, 2),
+        }
+        report["passed"] = report["macro_f1_drop_points"] <= max_f1_drop
+        (staged / EXPORT_REPORT_FILE).write_text(json.dumps(report, indent=2), encoding="utf-8")
+        replace_folder(staged, out)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
     run_id = run_id or (model_run_id(str(source)) if tracking else None)
     if tracking and run_id:
         run_id = log_report(run_id, report, tracking_uri)

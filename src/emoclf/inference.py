@@ -18,9 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from emoclf import hardware
+from emoclf import console, hardware
 from emoclf.config import PredictPrecision
 from emoclf.errors import ConfigError, EmptyTextError, ModelLoadError, PredictionError, TrackingError
 from emoclf.hierarchy import Hierarchy
@@ -76,6 +75,9 @@ CHECK_TEXTS = (
     "so thrilled",
     "i am terrified of spiders and snakes and dark rooms",
 )
+# Dynamic int8 quantisation scales each batch's activations by that batch's range, so a text's probabilities
+# depend on the texts batched with it: the check texts are always run as one batch (check_probabilities),
+# whatever batch size predicts, as they were where the export was made.
 # Identical kernels give identical int8 results and fp32 results within ~1e-7 on any x86 CPU (measured
 # under qemu's Haswell emulation, tests/test_export.py); saturating int8 kernels move them by 1e-2 to 1e-1.
 CHECK_TOLERANCE = 1e-3
@@ -229,7 +231,7 @@ class Predictor:
             raise TypeError(f"texts[{bad}] is {type(texts[bad]).__name__} {texts[bad]!r}, not str")
         return self.preprocessor.batch(texts)
 
-    def _raw_logits(self, clean: list[str], progress: bool) -> np.ndarray:
+    def _raw_logits(self, clean: list[str], progress: bool, batch_size: int | None = None) -> np.ndarray:
         with self._tokenizer_lock:
             enc = self.tokenizer(
                 clean,
@@ -241,11 +243,12 @@ class Predictor:
         # Longest first: the biggest batch allocates first, and equal token counts share a batch (no padding waste).
         order = np.argsort(-lengths, kind="stable")
         out = np.zeros((len(clean), len(self.labels)), dtype=np.float32)
-        starts = range(0, len(clean), self.batch_size)
+        batch_size = batch_size or self.batch_size
+        starts = range(0, len(clean), batch_size)
         if progress and len(starts) > 1:  # no bar object at all otherwise: a single text is a hot path
-            starts = tqdm(starts, desc="predict", unit="batch")
+            starts = console.progress(starts, desc="predict", unit="batch")
         for start in starts:
-            rows = order[start : start + self.batch_size]
+            rows = order[start : start + batch_size]
             with self._tokenizer_lock:
                 batch = self.tokenizer.pad(
                     {n: [enc[n][i] for i in rows] for n in self.input_names}, return_tensors="np"
@@ -253,10 +256,12 @@ class Predictor:
             out[rows] = self.backend({n: batch[n].astype(np.int64, copy=False) for n in self.input_names})
         return out
 
-    def probabilities(self, clean: list[str], progress: bool) -> np.ndarray:
+    def probabilities(self, clean: list[str], progress: bool, batch_size: int | None = None) -> np.ndarray:
+        """Probabilities of preprocessed texts, in batches of ``batch_size`` (default: the predictor's)."""
         if not clean:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        probs = self.task.probabilities(self._raw_logits(clean, progress), self.meta.temperature, self.meta.class_bias)
+        logits = self._raw_logits(clean, progress, batch_size)
+        probs = self.task.probabilities(logits, self.meta.temperature, self.meta.class_bias)
         broken = np.flatnonzero(~np.isfinite(probs).all(axis=1))
         if len(broken):
             raise PredictionError(
@@ -313,6 +318,11 @@ class Predictor:
         return records(self.task, probs, self.decide(probs), self.labels, self.hierarchy)
 
 
+def check_probabilities(predictor: Predictor, texts: list[str]) -> np.ndarray:
+    """``texts`` (the check texts) as one batch, whatever ``predictor.batch_size`` is (see ``CHECK_TEXTS``)."""
+    return predictor.probabilities(predictor.clean(texts), False, batch_size=len(texts))
+
+
 def check_export(predictor: Predictor, folder: Path) -> None:
     """Refuse an export whose outputs here differ from those measured where it was exported."""
     check = predictor.meta.export.get("check")
@@ -320,7 +330,7 @@ def check_export(predictor: Predictor, folder: Path) -> None:
         # Another execution provider (CUDA) rounds differently by design; the check compares like with like.
         return
     expected = np.asarray(check["probabilities"], dtype=np.float32)
-    got = predictor.predict_proba(list(check["texts"]))
+    got = check_probabilities(predictor, list(check["texts"]))
     difference = float(np.abs(got - expected).max())
     if not difference <= check["tolerance"]:  # NaN fails too
         here = hardware.detect()

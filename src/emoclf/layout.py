@@ -27,6 +27,8 @@ CONFIG_FILE = "config.yaml"
 LOG_FILE = "train.log"  # everything logged during the training, library warnings included
 RUN_INFO_FILE = "run_info.json"  # the MLflow run and store, for --resume
 FAILURES_FILE = "tracking_failures.json"  # only after an MLflow outage: what could not be logged
+LOCK_FILE = ".lock"  # held by the training that writes the folder, from before it is prepared to its end
+OWNER_FILE = ".lock.owner"  # who holds it: process, host, since when
 
 # A report folder (REPORT_DIR of a run, or ``emoclf evaluate --out``).
 METRICS_JSON = "metrics.json"

@@ -18,6 +18,12 @@ def _reduce(per_item: torch.Tensor, num_items_in_batch: int | torch.Tensor | Non
     return per_item.sum() / num_items_in_batch
 
 
+def _per_text(num_items_in_batch, labels: torch.Tensor):
+    """The Trainer counts a multi-label batch's items as its label cells (texts x labels); the losses average
+    over texts, as they average each text's labels."""
+    return None if num_items_in_batch is None else num_items_in_batch / labels.shape[-1]
+
+
 def _check_smoothing(epsilon: float) -> float:
     if not 0.0 <= epsilon < 1.0:
         raise ValueError(f"label smoothing must be at least 0 and below 1, got {epsilon}")
@@ -150,7 +156,7 @@ class BinaryCrossEntropy:
         w = self.pos_weight.to(logits.device) if self.pos_weight is not None else None
         y = _smoothed(labels, self.label_smoothing)
         per_item = F.binary_cross_entropy_with_logits(logits, y, pos_weight=w, reduction="none").mean(dim=-1)
-        return _reduce(per_item, num_items_in_batch)
+        return _reduce(per_item, _per_text(num_items_in_batch, labels))
 
 
 class BinaryFocalLoss:
@@ -172,7 +178,7 @@ class BinaryFocalLoss:
         p = torch.sigmoid(logits)
         p_true = p * y + (1.0 - p) * (1.0 - y)
         per_item = ((1.0 - p_true).clamp_min(1e-6) ** self.gamma * bce).mean(dim=-1)
-        return _reduce(per_item, num_items_in_batch)
+        return _reduce(per_item, _per_text(num_items_in_batch, labels))
 
 
 class AsymmetricLoss:
@@ -204,7 +210,7 @@ class AsymmetricLoss:
         log_not = torch.log((torch.sigmoid(-logits) + self.clip).clamp(max=1.0)) if self.clip else F.logsigmoid(-logits)
         negative = p_neg.clamp_min(1e-6) ** self.gamma_neg * log_not
         per_item = -(y * positive + (1.0 - y) * negative).mean(dim=-1)
-        return _reduce(per_item, num_items_in_batch)
+        return _reduce(per_item, _per_text(num_items_in_batch, labels))
 
 
 class MultiLabelHierarchicalLoss:
@@ -229,7 +235,7 @@ class MultiLabelHierarchicalLoss:
         group_logits = torch.logsumexp(logits[:, None, :] + self.mask.to(logits.device), dim=-1)
         present = (labels.float() @ self.member.T.to(logits.device)).clamp(max=1.0)
         coarse = F.binary_cross_entropy_with_logits(group_logits, present, reduction="none").mean(dim=-1)
-        return fine + self.weight * _reduce(coarse, num_items_in_batch)
+        return fine + self.weight * _reduce(coarse, _per_text(num_items_in_batch, labels))
 
 
 def make_loss(

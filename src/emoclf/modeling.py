@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from emoclf.config import PreprocessConfig
-from emoclf.errors import ModelLoadError
+from emoclf.errors import ConfigError, ModelLoadError
 from emoclf.layout import META_FILE, WEIGHTS_FILE, __version__
 from emoclf.task import TASKS
 
@@ -317,3 +317,14 @@ def load_tokenizer(name: str):
     except OSError as e:
         raise ModelLoadError(f"cannot load tokenizer {name!r}: {e}") from None
     return tokenizer, model_max_length(tokenizer, config)
+
+
+def check_max_length(name: str, max_length: int) -> None:
+    """A ``--max-length`` the model cannot take is refused, not cut down to its limit behind the user's back
+    (the saved config would then say one length and the model have trained at another)."""
+    limit = load_tokenizer(name)[1]
+    if max_length > limit:
+        raise ConfigError(
+            f"max_length {max_length} is more than model {name!r} accepts ({limit} tokens); pass --max-length "
+            f"{limit} or less, or leave it out to take it from the data"
+        )

@@ -7,7 +7,9 @@ and see labels and probabilities; OpenAPI docs at ``/docs`` and ``/redoc``. Ever
 is self-contained, and the docs' scripts and styles are served from the ``fastapi-offline`` package instead of a
 CDN. Bad input is a 4xx with a one-line ``detail``, never a 500: malformed JSON 400; wrong types, missing or
 extra fields, an empty list, an empty text, a text that preprocessing leaves empty (emoji or punctuation only),
-invalid Unicode or a body that is not UTF-8 422; too many texts or too large a body 413. Probabilities are
+invalid Unicode or a body that is not UTF-8 422; too many texts or too large a body 413; JSON nested deeper than
+``MAX_JSON_DEPTH`` 400. With a token (``--token`` or ``$EMOCLF_TOKEN``), every endpoint but ``/health`` and the page
+at ``/`` (which asks for it) wants ``Authorization: Bearer <token>``, else 401. Probabilities are
 always finite: a model that computes NaN answers 500 and never a null. The model is whatever ``Predictor.load``
 accepts: a saved folder, an ONNX export or an MLflow model URI.
 """
@@ -15,8 +17,11 @@ accepts: a saved folder, an ONNX export or an MLflow model URI.
 from __future__ import annotations
 
 import codecs
+import hmac
+import ipaddress
 import logging
 import os
+import re
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -35,6 +40,23 @@ from emoclf.stores import MLFLOW_SCHEMES
 log = logging.getLogger(__name__)
 
 EXAMPLE_TEXTS = ["i finally got the job and i cant stop smiling", "why does nobody ever listen to me"]
+TOKEN_ENV = "EMOCLF_TOKEN"
+OPEN_PATHS = ("/health", "/")  # the page holds nothing but the form, and asks for the token itself
+# A request is {"texts": [...]}, two levels; Python's JSON parser would recurse into anything up to its stack
+# limit and FastAPI answer "There was an error parsing the body".
+MAX_JSON_DEPTH = 32
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+
+
+def json_depth_over(body: bytes, limit: int) -> bool:
+    """Whether the JSON ``body`` nests arrays and objects deeper than ``limit`` (brackets inside strings aside)."""
+    depth = 0
+    for c in _JSON_STRING.sub(b"", body).translate(None, _NOT_BRACKETS):
+        depth += 1 if c in b"[{" else -1
+        if depth > limit:
+            return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -75,8 +97,9 @@ class Detail(BaseModel):
 
 
 class BodyGuard:
-    """Answers 413 to bodies over ``max_bytes`` (by Content-Length up front, or counted while chunks arrive)
-    and 422 to bodies that are not UTF-8, which JSON must be (RFC 8259), checked as the chunks arrive."""
+    """Answers 413 to bodies over ``max_bytes`` (by Content-Length up front, or counted while chunks arrive),
+    422 to bodies that are not UTF-8, which JSON must be (RFC 8259), checked as the chunks arrive, and 400 to
+    JSON nested deeper than ``MAX_JSON_DEPTH``, checked once the body is complete."""
 
     def __init__(self, app, max_bytes: int) -> None:
         self.app, self.max_bytes = app, max_bytes
@@ -93,24 +116,50 @@ class BodyGuard:
             return await JSONResponse({"detail": exc.detail}, exc.status_code)(scope, receive, send)
         received = 0
         decoder = codecs.getincrementaldecoder("utf-8")()
+        chunks: list[bytes] = []
 
         async def counted():
             nonlocal received
             message = await receive()
             chunk = message.get("body", b"")
+            final = not message.get("more_body", False)
             # Raised inside the route's body read, so FastAPI turns them into the response.
             if received + len(chunk) > self.max_bytes:
                 raise self._too_large(f"at least {received + len(chunk)}")
             try:
-                decoder.decode(chunk, final=not message.get("more_body", False))
+                decoder.decode(chunk, final=final)
             except UnicodeDecodeError as e:
                 raise HTTPException(
                     422, f"body: not valid UTF-8 at byte {received + e.start}; send UTF-8 text"
                 ) from None
             received += len(chunk)
+            chunks.append(chunk)
+            if final and json_depth_over(b"".join(chunks), MAX_JSON_DEPTH):
+                raise HTTPException(
+                    400, f'body: JSON nested deeper than {MAX_JSON_DEPTH} levels; send {{"texts": [...]}}'
+                )
             return message
 
         await self.app(scope, counted, send)
+
+
+class BearerToken:
+    """401 to a request without ``Authorization: Bearer <token>``, on every path but ``OPEN_PATHS``."""
+
+    def __init__(self, app, token: str) -> None:
+        self.app, self.expected = app, f"Bearer {token}".encode()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):  # constant time: no timing says how much was right
+                detail = (
+                    "missing or wrong token: send the header 'Authorization: Bearer <token>' with the token this "
+                    f"server was started with (--token or ${TOKEN_ENV})"
+                )
+                response = JSONResponse({"detail": detail}, 401, headers={"www-authenticate": "Bearer"})
+                return await response(scope, receive, send)
+        await self.app(scope, receive, send)
 
 
 class SameOriginPages:
@@ -139,7 +188,8 @@ class SameOriginPages:
 ERROR_RESPONSES = {
     code: {"model": Detail, "description": why}
     for code, why in (
-        (400, "Malformed JSON."),
+        (400, f"Malformed JSON, or JSON nested deeper than {MAX_JSON_DEPTH} levels."),
+        (401, "A token is required (the server was started with one) and was missing or wrong."),
         (413, "Too many texts or too large a body."),
         (
             422,
@@ -190,8 +240,11 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     return JSONResponse({"detail": detail + (f" (and {len(errors) - 5} more)" if len(errors) > 5 else "")}, 422)
 
 
-def create_app(predictor: Predictor, limits: Limits = Limits(), model_name: str | None = None) -> FastAPI:
-    """The app for one loaded model; the endpoints are plain functions, so requests run in parallel threads."""
+def create_app(
+    predictor: Predictor, limits: Limits = Limits(), model_name: str | None = None, token: str | None = None
+) -> FastAPI:
+    """The app for one loaded model; the endpoints are plain functions, so requests run in parallel threads.
+    With ``token``, every endpoint but ``OPEN_PATHS`` wants ``Authorization: Bearer <token>``."""
     meta = predictor.meta
     app = FastAPIOffline(
         title="emoclf",
@@ -203,6 +256,8 @@ def create_app(predictor: Predictor, limits: Limits = Limits(), model_name: str 
     page = resources.files("emoclf").joinpath("resources", "index.html").read_text(encoding="utf-8")
     app.add_middleware(BodyGuard, max_bytes=limits.max_body_bytes)
     app.add_middleware(SameOriginPages)
+    if token:
+        app.add_middleware(BearerToken, token=token)
     app.add_exception_handler(RequestValidationError, _validation_error)
 
     # None only stands for the group fields of a flat model, which are left out rather than sent as null.
@@ -268,6 +323,16 @@ def display_name(source: str | Path) -> str:
         return str(Path(path.parent.name, path.name))
 
 
+def loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only (127.0.0.1, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to any address
+        return False
+
+
 def serve(
     source: str | Path,
     host: str = "127.0.0.1",
@@ -278,14 +343,25 @@ def serve(
     access_log: bool = True,
     precision: str = "fp32",
     threshold: float | None = None,
+    token: str | None = None,
 ) -> None:
-    """Load ``source`` and serve it until interrupted (Ctrl-C or SIGTERM end it cleanly)."""
+    """Load ``source`` and serve it until interrupted (Ctrl-C or SIGTERM end it cleanly). ``token`` (default:
+    ``$EMOCLF_TOKEN``) is required of every request but ``/health`` and the page; without one, an address
+    other machines can reach is served with a warning."""
     import uvicorn
 
+    token = token or os.environ.get(TOKEN_ENV) or None
+    if not token and not loopback(host):
+        log.warning(
+            "serving on %s, which other machines can reach, without a token: anyone who reaches it can use the "
+            "model; set %s (or --token) to require one, or serve on 127.0.0.1",
+            host,
+            TOKEN_ENV,
+        )
     predictor = Predictor.load(
         source, batch_size=batch_size, precision=precision, num_threads=num_threads, threshold=threshold
     )
     predictor.predict_proba(EXAMPLE_TEXTS)  # first-call allocations happen now, not in the first request
-    app = create_app(predictor, limits, model_name=display_name(source))
+    app = create_app(predictor, limits, model_name=display_name(source), token=token)
     log.info("serving %s (%s): try it at http://%s:%d/ (API docs: /docs)", source, predictor.backend.name, host, port)
     uvicorn.run(app, host=host, port=port, access_log=access_log, log_config=None)

@@ -100,6 +100,22 @@ def model_name(experiment: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", experiment).strip("-.") or "model"
 
 
+class Refused(TrackingError):
+    """MLflow refused the call itself (an invalid metric name or value, an unknown run, no permission): sending
+    it again cannot succeed."""
+
+
+def never_succeeds(error: Exception) -> bool:
+    """Whether ``error`` is MLflow refusing the request (a 4xx status) rather than failing to answer it: a
+    timeout (408) or a rate limit (429) passes, an invalid parameter (400) or a missing run (404) does not."""
+    from mlflow.exceptions import MlflowException
+
+    if not isinstance(error, MlflowException):
+        return False
+    status = error.get_http_status_code()
+    return 400 <= status < 500 and status not in (408, 429)
+
+
 @dataclass
 class _Call:
     """One MLflow call, kept with a JSON-able description so an undelivered one can be reported."""
@@ -113,11 +129,13 @@ class _Call:
 class Outbox:
     """Calls delivered in order through an outage: each tried ``attempts`` times (backing off), the
     failed ones queued and the queue probed at most every ``probe_every`` seconds, then flushed at
-    the end; what is left is written to ``FAILURES_FILE``."""
+    the end; what is left is written to ``FAILURES_FILE``. A call MLflow refuses (``never_succeeds``)
+    is tried once, never queued, and listed there too."""
 
     def __init__(self, uri: str, attempts: int = 3, backoff: float = 0.5, probe_every: float = 5.0) -> None:
         self.uri, self.attempts, self.backoff, self.probe_every = uri, attempts, backoff, probe_every
         self.pending: list[_Call] = []
+        self.refused: list[_Call] = []
         self.offline: str | None = None  # why no run could be started: every call is kept
         self._last_probe = 0.0
 
@@ -127,6 +145,8 @@ class Outbox:
                 return call.send()
             except Exception as e:  # MLflow raises its own, HTTP and SQLAlchemy errors alike
                 call.error = f"{type(e).__name__}: {e}"
+                if never_succeeds(e):
+                    raise Refused(call.error) from None
                 if i + 1 < attempts:
                     time.sleep(self.backoff * 2**i)
         raise TrackingError(call.error)
@@ -139,12 +159,18 @@ class Outbox:
         while self.pending:
             try:
                 self._attempt(self.pending[0], self.attempts if final else 1)
+            except Refused:
+                self._refuse(self.pending[0])
             except TrackingError:
                 return False
             self.pending.pop(0)
             if not self.pending:
                 log.warning("MLflow at %s is reachable again; the queued calls were delivered", self.uri)
         return True
+
+    def _refuse(self, call: _Call) -> None:
+        log.error("MLflow at %s refused to %s (%s); not retried, as it cannot succeed", self.uri, call.what, call.error)
+        self.refused.append(call)
 
     def send(self, what: str, fn: Callable, *args: Any, detail: Any = None, **kwargs: Any) -> Any:
         call = _Call(what, functools.partial(fn, *args, **kwargs), detail)
@@ -153,6 +179,9 @@ class Outbox:
             return None
         try:
             return self._attempt(call, self.attempts)
+        except Refused:
+            self._refuse(call)
+            return None
         except TrackingError:
             log.warning(
                 "MLflow at %s failed to %s (%s); queued for retry, training goes on", self.uri, what, call.error
@@ -170,17 +199,19 @@ class Outbox:
                     "run_id": run_id,
                     "kept_locally": str(where.resolve()),
                     "failures": [{"call": "start a run", "error": self.offline}] * bool(self.offline)
+                    + [{"call": c.what, "error": c.error, "detail": c.detail, "refused": True} for c in self.refused]
                     + [{"call": c.what, "error": c.error, "detail": c.detail} for c in self.pending],
                 },
                 indent=2,
                 default=str,
             )
         )
-        first = self.offline or f"{self.pending[0].what}: {self.pending[0].error}"
+        undelivered = self.refused + self.pending
+        first = self.offline or f"{undelivered[0].what}: {undelivered[0].error}"
         log.error(
             "MLflow at %s: %d call(s) could not be logged (%s); the results are in %s, the calls in %s",
             self.uri,
-            len(self.pending) + bool(self.offline),
+            len(undelivered) + bool(self.offline),
             first,
             where,
             path,
@@ -405,7 +436,7 @@ class MLflowTracker:
             if self._kept:  # an attached run gets back the status and end time it had
                 self.outbox.send("restore the run's status", client.set_terminated, self.run_id, *self._kept)
                 self.outbox.flush(final=True)
-        if self.outbox.pending or self.outbox.offline:
+        if self.outbox.pending or self.outbox.refused or self.outbox.offline:
             self.failures_file = self.outbox.write_failures(self.local_dir or Path.cwd(), self.run_id)
 
 

@@ -338,15 +338,16 @@ class EmoclfTrainer(Trainer):
 
 
 def plan_steps(trainer: Trainer, cfg: Config) -> dict:
-    """The optimizer steps of this training, set on the trainer: ``max_steps``, else epochs x the Trainer's
-    own steps per epoch, raised to ``min_steps`` when fewer (a floor that small data needs to learn)."""
+    """The optimizer steps of this training, set on the trainer: ``max_steps`` when given (an explicit count wins
+    over the floor), else epochs x the Trainer's own steps per epoch, raised to ``min_steps`` when fewer (a floor
+    that small data needs to learn)."""
     t, a = cfg.train, trainer.args
     # As the Trainer counts them (each process draws its share of every global batch), without building
     # and preparing a second dataloader just for its length.
     global_batch = a.train_batch_size * a.world_size * a.gradient_accumulation_steps
     per_epoch = math.ceil(len(trainer.train_dataset) / global_batch)
     planned = t.max_steps or math.ceil(per_epoch * t.epochs)
-    steps = max(planned, t.min_steps)
+    steps = t.max_steps or max(planned, t.min_steps)
     floored = steps > planned
     if floored:
         log.warning(

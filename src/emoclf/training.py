@@ -26,7 +26,7 @@ from transformers import DataCollatorWithPadding, TrainerCallback, set_seed
 from transformers.trainer import TRAINER_STATE_NAME, TrainerState
 
 from emoclf import console, imbalance
-from emoclf.checkpoints import latest_checkpoint, prepare_output
+from emoclf.checkpoints import latest_checkpoint, output_lock, prepare_output
 from emoclf.config import Config
 from emoclf.data import DEMO_SOURCE, Labelled, PreparedData, load_data
 from emoclf.data.profile import profile, write_profile
@@ -35,12 +35,13 @@ from emoclf.environment import record_run
 from emoclf.errors import ConfigError
 from emoclf.evaluation.context import now
 from emoclf.evaluation.evaluate import evaluate
+from emoclf.evaluation.metrics import metric_labels
 from emoclf.finishing import finish_model
 from emoclf.hierarchy import AUTO, Hierarchy, first_model, from_validation, read_found
 from emoclf.inference import Predictor
 from emoclf.layout import CHECKPOINT_DIR, HIERARCHY_JSON, LOG_FILE, MODEL_DIR, REPORT_DIR, STAGED_MODEL_DIR, __version__
 from emoclf.losses import make_loss
-from emoclf.modeling import BundleMeta, hub_id, load_for_training, model_max_length, save_bundle
+from emoclf.modeling import BundleMeta, check_max_length, hub_id, load_for_training, model_max_length, save_bundle
 from emoclf.preprocess import Preprocessor
 from emoclf.task import Task, task_for
 from emoclf.tracking import ended_run, log_training_results, log_training_setup, make_tracker, run_description, run_name
@@ -142,18 +143,23 @@ def train(
     check_task_settings(cfg, data)
     spec = cfg.train.hierarchy
     given = Hierarchy.parse(spec, data.labels) if spec and spec != AUTO else None  # refused before anything is written
-    # Under torchrun/accelerate every rank runs this; only rank 0 tracks, writes and evaluates.
+    if cfg.model.max_length:
+        check_max_length(cfg.model.model, cfg.model.max_length)
+    if cfg.tracking.tracking:
+        metric_labels(data.labels)  # two labels that MLflow would log under one name are refused now
+    # Under torchrun/accelerate every rank runs this; only rank 0 tracks, writes, evaluates and holds the lock.
     main = is_main_process()
-    checkpoint = (
-        prepare_output(out, resume, cfg.train.overwrite)
-        if main
-        else latest_checkpoint(out / CHECKPOINT_DIR)
-        if resume
-        else None
-    )
-    with console.log_file(out / LOG_FILE) if main else contextlib.nullcontext():
-        hierarchy = given or (auto_hierarchy(cfg, data, resume=checkpoint is not None) if spec == AUTO else None)
-        return _run(cfg, data, checkpoint, resume, callbacks, holdout, hierarchy)
+    with output_lock(out) if main else contextlib.nullcontext():
+        checkpoint = (
+            prepare_output(out, resume, cfg.train.overwrite)
+            if main
+            else latest_checkpoint(out / CHECKPOINT_DIR)
+            if resume
+            else None
+        )
+        with console.log_file(out / LOG_FILE) if main else contextlib.nullcontext():
+            hierarchy = given or (auto_hierarchy(cfg, data, resume=checkpoint is not None) if spec == AUTO else None)
+            return _run(cfg, data, checkpoint, resume, callbacks, holdout, hierarchy)
 
 
 def check_task_settings(cfg: Config, data: PreparedData) -> None:

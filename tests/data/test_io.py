@@ -100,14 +100,25 @@ def test_txt_line_without_semicolon_names_line(tmp_path):
 
 def test_txt_to_predict_is_one_text_per_line_unless_every_line_ends_in_a_label(tmp_path):
     model_labels = ["joy", "sadness"]
-    plain = _write(tmp_path / "plain.txt", "first; with semicolon\n\nsecond\n")
+    plain = _write(tmp_path / "plain.txt", "first; with semicolon\n\nsecond\n  \nfifth\n")
     df = read_table(plain, DataConfig(), txt_labels=model_labels)
     assert list(df.columns) == ["text"] and df.index.name == "row"
-    assert list(zip(df["text"], df.index)) == [("first; with semicolon", 1), ("second", 3)]
+    # Every line is a row, blank ones too (they get no prediction, marked skipped): output row k is line k.
+    assert list(zip(df["text"], df.index)) == [
+        ("first; with semicolon", 1),
+        ("", 2),
+        ("second", 3),
+        ("  ", 4),
+        ("fifth", 5),
+    ]
     # The training format: the label goes to its own column and never into the text.
-    labelled = _write(tmp_path / "labelled.txt", "i feel great;joy\nso low; today;sadness\n")
+    labelled = _write(tmp_path / "labelled.txt", "i feel great;joy\n\nso low; today;sadness\n")
     df = read_table(labelled, DataConfig(), txt_labels=model_labels)
-    assert list(zip(df["text"], df["label"], df.index)) == [("i feel great", "joy", 1), ("so low; today", "sadness", 2)]
+    assert list(zip(df["text"], df["label"].fillna("-"), df.index)) == [
+        ("i feel great", "joy", 1),
+        ("", "-", 2),
+        ("so low; today", "sadness", 3),
+    ]
     mixed = _write(tmp_path / "mixed.txt", "i feel great;joy\nno label here\n")
     with _err(
         "^"

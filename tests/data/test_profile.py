@@ -139,3 +139,25 @@ def test_texts_far_longer_than_the_model_limit_are_counted_and_warned(tiny_model
     assert prof["token_length"]["p100"] == 502  # 500 words + [CLS] + [SEP]
     assert prof["suggested_max_length"] == 128  # capped by the model
     assert "3 text(s) are longer than the model's limit of 128 tokens and will be truncated" in caplog.text
+
+
+def test_tokens_are_counted_in_chunks_and_on_a_stated_sample_of_many_texts(monkeypatch):
+    import emoclf.data.profile as profile_module
+
+    class WordTokenizer:
+        calls = []
+
+        def __call__(self, texts, **kw):
+            self.calls.append(len(texts))
+            return {"input_ids": [[0] * (len(t.split()) + 2) for t in texts]}
+
+    tokenizer = WordTokenizer()
+    monkeypatch.setattr(profile_module, "CHUNK", 4)
+    whole = profile(_prepared(), tokenizer, model_limit=5)
+    assert tokenizer.calls == [4, 4, 4, 4] and whole["token_length_texts"] == 16  # every text, 4 at a time
+    assert "texts would be truncated" in format_profile(whole)
+    monkeypatch.setattr(profile_module, "TOKENS_COUNTED", 10)
+    sampled = profile(_prepared(), tokenizer, model_limit=5)
+    assert sampled["token_length_texts"] == 10 and sampled["rows"] == whole["rows"]
+    assert "texts of a random sample of 10 of the 16 would be truncated" in format_profile(sampled)
+    assert sampled == profile(_prepared(), tokenizer, model_limit=5)  # the same sample every time

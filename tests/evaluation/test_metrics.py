@@ -37,3 +37,24 @@ def test_every_class_present_is_the_usual_macro_f1():
     m = classification_metrics(y_true, y_pred, LABELS)
     assert m["classes_absent"] == [] and "No rows" not in markdown_table(m)
     assert m["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro"))
+
+
+def test_labels_become_metric_names_mlflow_admits_and_a_shared_one_is_refused():
+    from mlflow.utils.validation import _validate_metric_name
+
+    from emoclf.errors import ConfigError
+    from emoclf.evaluation.metrics import metric_labels
+
+    labels = ["joy «x»", "café", "a/b", "anger"]
+    m = classification_metrics([0, 1, 2, 3], [0, 1, 2, 3], labels)
+    names = flat_metrics(m)
+    assert {"test/f1_joy _x_", "test/f1_café", "test/f1_a_b", "test/f1_anger"} <= set(names)
+    for name in names:
+        _validate_metric_name(name)  # MLflow's own check: every name passes
+    assert metric_labels(labels) == {"joy «x»": "joy _x_", "café": "café", "a/b": "a_b", "anger": "anger"}
+    with pytest.raises(
+        ConfigError,
+        match=r"^labels 'joy«', 'joy»' would share the MLflow metric names of 'joy_' \(MLflow admits letters, "
+        r"digits, '_', '-', '\.' and spaces\); rename them apart, or pass --no-tracking$",
+    ):
+        metric_labels(["joy«", "joy»", "anger"])

@@ -105,14 +105,18 @@ def _read_jsonl(text: str, path: Path) -> pd.DataFrame:
 
 def _read_txt_to_predict(text: str, path: Path, labels: list[str]) -> pd.DataFrame:
     """Lines are ``text;label`` only when every one ends in ``;`` and one of the model's labels, else one text
-    per line: a label must never be read as part of a text, and a ``;`` inside a text never cuts it."""
-    lines = [(line, n) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    per line: a label must never be read as part of a text, and a ``;`` inside a text never cuts it. Every line
+    is a row, a blank one too (it gets no prediction, marked ``skipped``), so that output row k is input line k."""
+    every = text.splitlines()
+    rows = pd.Index(range(1, len(every) + 1), name="row")
+    lines = [(line, n) for n, line in enumerate(every, start=1) if line.strip()]
     known = set(labels)
     labelled = [line.rpartition(";")[2].strip() in known and ";" in line for line, _ in lines]
     if lines and all(labelled):
-        df = _read_txt(text, path)
+        df = _read_txt(text, path).set_index("row").reindex(rows)
+        df["text"] = df["text"].fillna("")
         log.info("%s: read as 'text;label' lines (every line ends in one of the model's labels)", path)
-        return df.set_index("row")
+        return df
     if any(labelled):
         first = next(n for (_, n), ok in zip(lines, labelled) if not ok)
         example = next(n for (_, n), ok in zip(lines, labelled) if ok)
@@ -121,7 +125,7 @@ def _read_txt_to_predict(text: str, path: Path, labels: list[str]) -> pd.DataFra
             "predict is either 'text;label' on every line or one text per line: fix the file, or use a CSV with a "
             "text column"
         )
-    return pd.DataFrame({"text": [line for line, _ in lines]}, index=pd.Index([n for _, n in lines], name="row"))
+    return pd.DataFrame({"text": every}, index=rows)
 
 
 def read_table(

@@ -91,7 +91,7 @@ def names_of_ids(values: pd.Series, names: list[str]) -> pd.Series:
 
     def name(value):
         value = _plain(value)
-        if isinstance(value, str) and value.strip().isdigit():
+        if isinstance(value, str) and value.strip().isdecimal():
             value = int(value.strip())
         elif isinstance(value, float) and value.is_integer():
             value = int(value)

@@ -2,8 +2,36 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+from emoclf.errors import ConfigError
+
+# MLflow refuses a metric whose name holds anything but letters, digits, "_", "-", ".", " ", "/" (and ":" but not
+# on Windows); a label's other characters become "_" in the names that carry it ("joy «x»" -> "f1_joy _x_").
+_UNSAFE_IN_METRIC_NAME = re.compile(r"[^\w.\- ]")
+
+
+def metric_label(label: str) -> str:
+    """``label`` as it appears in MLflow metric names (reports keep it as it is)."""
+    return _UNSAFE_IN_METRIC_NAME.sub("_", label)
+
+
+def metric_labels(labels: list[str]) -> dict[str, str]:
+    """Each label's ``metric_label``; labels that would share one are refused, or their metrics would overwrite
+    each other's."""
+    forms: dict[str, list[str]] = {}
+    for label in labels:
+        forms.setdefault(metric_label(label), []).append(label)
+    shared = next(((form, same) for form, same in forms.items() if len(same) > 1), None)
+    if shared:
+        raise ConfigError(
+            f"labels {', '.join(map(repr, shared[1]))} would share the MLflow metric names of {shared[0]!r} (MLflow "
+            "admits letters, digits, '_', '-', '.' and spaces); rename them apart, or pass --no-tracking"
+        )
+    return {label: metric_label(label) for label in labels}
 
 
 def macro_f1(y_true, y_pred) -> float:
@@ -75,7 +103,7 @@ def model_metrics(metrics: dict) -> dict:
 
 
 def flat_metrics(metrics: dict, prefix: str = "test/") -> dict[str, float]:
-    """Scalar metrics with per-class F1/precision/recall, as MLflow metric names."""
+    """Scalar metrics with per-class F1/precision/recall, as MLflow metric names (labels as ``metric_label``)."""
     out = {f"{prefix}{k}": metrics[k] for k in ("accuracy", "macro_f1", "weighted_f1")}
     out.update({f"{prefix}{k}": metrics[k] for k in MULTI_LABEL_HEADLINE if metrics.get(k) is not None})
     if "groups" in metrics:
@@ -83,7 +111,7 @@ def flat_metrics(metrics: dict, prefix: str = "test/") -> dict[str, float]:
     for lab, row in metrics["per_class"].items():
         for k in ("precision", "recall", "f1", "threshold"):
             if row.get(k) is not None:  # a class absent from the split has no score to log
-                out[f"{prefix}{k}_{lab}"] = row[k]
+                out[f"{prefix}{k}_{metric_label(lab)}"] = row[k]
     return out
 
 
