@@ -155,7 +155,7 @@ def names(*sections: str) -> frozenset[str]:
 
 
 # What `emoclf evaluate` reads of the data settings: it scores a file or a folder's test split as they are.
-EVALUATE_DATA = frozenset({"format", "text_column", "label_column", "label_names", "encoding", "strict"})
+EVALUATE_DATA = frozenset({"format", "text_column", "label_column", "label_names", "label_map", "encoding", "strict"})
 
 
 COMMANDS = {

@@ -105,6 +105,14 @@ class DataConfig:
         "labels.txt) or a comma-separated list; the labels are then read, trained and saved as those names.",
         metavar="FILE|NAMES",
     )
+    label_map: str | None = _f(
+        None,
+        "Train on coarser labels: a YAML or JSON file mapping each group to its labels (GoEmotions' "
+        "ekman_mapping.json); every label is replaced by its group as the data is read (a text's labels by the set "
+        "of their groups; a label in no group keeps its name), and the map is saved with the model, so evaluating "
+        "a file of the fine labels maps them alike.",
+        metavar="FILE",
+    )
     encoding: str = _f("utf-8", "Text encoding of the input files (utf-8 with or without BOM is read cleanly).")
     val_size: float = _f(0.1, "Share of the training data carved out for validation when no validation split is given.")
     test_size: float = _f(0.1, "Share of the data held out for testing when no test split is given.")
