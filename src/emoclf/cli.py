@@ -367,7 +367,8 @@ def cmd_compare(args) -> int:
     cfg = config_from_args(args, args.sections)
     if "output_dir" not in vars(args):
         cfg = cfg.replace(output_dir="runs/compare")
-    result = compare(cfg, [s.strip() for s in opts.strategies.split(",")], opts.seeds, opts.quick, opts.budget)
+    strategies = opts.strategies and [s.strip() for s in opts.strategies.split(",")]
+    result = compare(cfg, strategies, opts.seeds, opts.quick, opts.budget)
     return say(
         result.paths["markdown"].read_text(encoding="utf-8"),
         f"comparison: {result.paths['markdown'].parent}",

@@ -378,10 +378,11 @@ class TrainOptions:
 
 @dataclass
 class CompareOptions:
-    strategies: str = _f(
-        ",".join(s for s in IMBALANCE_STRATEGIES if s != "auto"),
+    strategies: str | None = _f(
+        None,
         "Comma-separated imbalance strategies to compare, or flat,hierarchical: the config's "
-        "strategy without and with --hierarchy.",
+        "strategy without and with --hierarchy. Default: every strategy of the data's task (single-label: none, "
+        "oversample, undersample, class-weight, focal, logit-adjust; multi-label: none, class-weight, focal, asl).",
     )
     seeds: int = _f(1, "Trainings per strategy, seeds SEED, SEED+1, ...")
     quick: bool = _f(
