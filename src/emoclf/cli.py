@@ -406,10 +406,15 @@ def cmd_audit(args) -> int:
     opts = options(args, C.AuditOptions)
     r = audit(config_from_args(args, args.sections), opts)
     s = r.summary
+    score = (
+        f"subset accuracy {s['out_of_fold_accuracy']:.4f}, macro-F1 {s['out_of_fold_macro_f1']:.4f}"
+        if "out_of_fold_macro_f1" in s
+        else f"accuracy {s['out_of_fold_accuracy']:.4f}"
+    )
     print(
         f"{s['issues']} of {s['rows_audited']} training rows ({s['issue_share']:.2%}) look mislabelled "
-        f"({opts.audit_model} out-of-fold probabilities over {opts.folds} folds, accuracy "
-        f"{s['out_of_fold_accuracy']:.4f}; {s['seconds']['total']:.0f} s)"
+        f"({opts.audit_model} out-of-fold probabilities over {opts.folds} folds, {score}; "
+        f"{s['seconds']['total']:.0f} s)"
     )
     print(
         "\n".join(

@@ -208,7 +208,13 @@ def load_data(cfg: DataConfig, preprocessor: Preprocessor | None = None) -> Prep
     if cfg.exclude_label_issues:
         # After the split, before any subsample: only the training rows the audit saw, all of them.
         splits["train"], report.label_issues = apply_label_issues(
-            splits["train"], cfg.exclude_label_issues, cfg.label_issues_action, labels, cfg.label_issues_top
+            splits["train"],
+            cfg.exclude_label_issues,
+            cfg.label_issues_action,
+            labels,
+            cfg.label_issues_top,
+            cfg.label_separator if task == MULTI else None,
+            cfg.allow_no_label,
         )
     if cfg.max_samples:
         splits["train"] = subsample(splits["train"], cfg.max_samples, cfg.split_seed, task == MULTI)
