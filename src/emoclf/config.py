@@ -227,8 +227,9 @@ class TrainConfig:
     hierarchy: str | None = _f(
         None,
         "Groups of labels trained with a hierarchy-aware loss: name=label,label;name=label, "
-        "a YAML file {group: [labels]}, or auto (groups of the classes a first, quick "
-        "model confuses on validation). Predictions then carry the group too.",
+        "a YAML or JSON file {group: [labels]} (GoEmotions' ekman_mapping.json; a label in no group is a group of "
+        "its own), or auto (groups of the classes a first, quick model confuses on validation). Predictions then "
+        "carry the group too.",
     )
     hierarchy_weight: float = _f(0.5, "Weight of the group term of the hierarchy-aware loss (0: the flat loss).")
     calibrate: bool = _f(True, "Fit a softmax temperature on validation (changes confidences, never labels).")
