@@ -38,7 +38,7 @@ def main() -> None:
     )
     data = load_data(cfg.data)
     train = data.splits["train"]
-    fit, held = next(stratified_folds(data, args.folds, cfg.train.seed).split(train, train["label_id"]))
+    fit, held = stratified_folds(data, args.folds, cfg.train.seed)[0]
     started = time.perf_counter()
     result = training.train(cfg, fold_data(data, fit), holdout=None)
     trained = time.perf_counter()

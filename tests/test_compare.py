@@ -339,3 +339,129 @@ def test_compare_flat_and_hierarchical_with_auto_groups(tiny_model, tmp_path):
     md = result.paths["markdown"].read_text()
     assert "| strategy | accuracy | macro-F1 | weighted F1 | group accuracy | group macro-F1 |" in md
     assert result.verdict.best in ("flat", "hierarchical")
+
+
+def fake_multilabel_train(seen: list):
+    """training.train without a model: records each arm's settings and data, scores the test split as right."""
+    from pathlib import Path
+
+    from emoclf import training
+    from emoclf.evaluation.multilabel import multilabel_metrics
+
+    def train(variant, data):
+        seen.append((variant.train.imbalance, variant.train.max_steps, data))
+        y = data.y("test")
+        f = {"none": 0.5, "class-weight": 0.7, "focal": 0.6, "asl": 0.65}[variant.train.imbalance]
+        metrics = {
+            **multilabel_metrics(y, y, y.astype(float), data.labels, None),
+            "macro_f1": f,
+            "micro_f1": f + 0.1,
+            "training": {"optimizer_steps": variant.train.max_steps, "examples_seen": 1},
+        }
+        out = Path(variant.train.output_dir)
+        return training.TrainResult(out, out / "model", metrics, {}, None, 1.0, 1.0)
+
+    return train
+
+
+def test_multi_label_data_compares_its_own_strategies_on_matched_steps(multi_csv, tmp_path, monkeypatch):
+    from emoclf import training
+
+    seen = []
+    monkeypatch.setattr(training, "train", fake_multilabel_train(seen))
+    cfg = Config().replace(data=str(multi_csv), output_dir=str(tmp_path), tracking=False)
+    result = compare(cfg)  # no strategies given: every strategy of the data's task
+    assert [s for s, _, _ in seen] == ["none", "class-weight", "focal", "asl"]
+    assert len({steps for _, steps, _ in seen}) == 1 and all(d is seen[0][2] for _, _, d in seen)
+    assert seen[0][2].task == "multi-label"
+    assert result.table.index.tolist() == ["none", "class-weight", "focal", "asl"]
+    assert result.verdict.best == "class-weight" and "mean test macro-F1 0.7000" in result.verdict.text
+    assert result.table.loc["class-weight", "micro_f1_mean"] == pytest.approx(0.8)
+    md = result.paths["markdown"].read_text()
+    assert "| strategy | subset accuracy | macro-F1 | micro-F1 | weighted F1 | F1 anger |" in md
+    assert "| class-weight | 1.0000 | 0.7000 | 0.8000 | 1.0000 |" in md
+
+
+@pytest.mark.parametrize(
+    "strategies, settings, message",
+    [
+        (
+            ["none", "oversample", "logit-adjust"],
+            {},
+            "imbalance 'oversample', 'logit-adjust' do not apply to multi-label data; choose from auto, none, "
+            "class-weight, focal, asl",
+        ),
+        (
+            ["flat", "hierarchical"],
+            {"imbalance": "undersample", "hierarchy": "a=joy,love;b=anger,fear"},
+            "imbalance 'undersample' does not apply to multi-label data; choose from auto, none, class-weight, "
+            "focal, asl",
+        ),
+    ],
+)
+def test_strategies_multi_label_data_has_no_use_for_are_refused_before_anything(
+    multi_csv, tmp_path, monkeypatch, strategies, settings, message
+):
+    from emoclf import training
+
+    monkeypatch.setattr(training, "train", lambda *a, **k: pytest.fail("a strategy was trained"))
+    out = tmp_path / "cmp"
+    cfg = Config().replace(data=str(multi_csv), output_dir=str(out), tracking=False, **settings)
+    with pytest.raises(ConfigError) as e:
+        compare(cfg, strategies)
+    assert str(e.value) == message and not out.exists()
+
+
+@pytest.mark.slow
+def test_multi_label_flat_and_hierarchical_arms_with_auto_groups(tiny_model, multi_csv, tmp_path):
+    """auto finds the labels the first model gives texts of one another; both arms are scored by group, the flat
+    one from its own test decisions."""
+    from emoclf.evaluation.multilabel import group_metrics as multilabel_group_metrics
+    from emoclf.hierarchy import Hierarchy
+    from emoclf.inference import Predictor
+
+    cfg = Config().replace(
+        data=str(multi_csv),
+        model=str(tiny_model),
+        tracking=False,
+        learning_rate=3e-3,
+        batch_size=16,
+        num_threads=1,
+        output_dir=str(tmp_path),
+        min_steps=150,
+        hierarchy="auto",
+        precision="fp32",
+    )
+    result = compare(cfg, ["flat", "hierarchical"], quick=True)
+    saved = tmp_path / "comparison" / "hierarchy.yaml"
+    groups = Hierarchy.parse(str(saved), LABELS).groups
+    assert (tmp_path / "comparison" / "hierarchy_dendrogram.png").is_file()
+    flat = json.loads((tmp_path / "flat-seed42" / "model" / "emoclf.json").read_text())
+    hier = json.loads((tmp_path / "hierarchical-seed42" / "model" / "emoclf.json").read_text())
+    assert flat["hierarchy"] is None and hier["hierarchy"]["groups"] == groups
+    assert flat["task"] == hier["task"] == "multi-label" and hier["training"]["loss"] == flat["training"]["loss"]
+    # The flat arm's group scores: its own test decisions grouped, as evaluate groups the hierarchical arm's.
+    from emoclf.data import Labelled, load_data
+
+    test = load_data(cfg.data).splits["test"]
+    predictor = Predictor.load(tmp_path / "flat-seed42" / "model")
+    labelled = Labelled.from_split(test, "test")
+    expected = multilabel_group_metrics(
+        labelled.y_true, predictor.decide(predictor.predict_proba(labelled.texts)), LABELS, groups
+    )
+    flat_row = result.runs.set_index("strategy").loc["flat"]
+    assert flat_row["group_macro_f1"] == pytest.approx(expected["macro_f1"])
+    assert result.runs["micro_f1"].notna().all()
+    md = result.paths["markdown"].read_text()
+    assert "| strategy | subset accuracy | macro-F1 | micro-F1 | weighted F1 | group accuracy | group macro-F1 |" in md
+
+
+def test_cli_compare_refuses_a_strategy_of_the_other_task_in_one_line(multi_csv, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    flags = ["compare", str(multi_csv), "--strategies", "none,oversample", "--output-dir", str(out), "--no-tracking"]
+    assert main(flags) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "emoclf: error: imbalance 'oversample' does not apply to multi-label data; choose from auto, none, "
+        "class-weight, focal, asl"
+    )
+    assert not out.exists()

@@ -185,7 +185,7 @@ def test_null_for_required_field_is_refused():
         ({"train": {"precision": "fp8"}}, "precision must be one of auto, fp32, bf16, fp16; got 'fp8'"),
         (
             {"train": {"imbalance": "smote"}},
-            "imbalance must be one of auto, none, oversample, undersample, class-weight, focal, logit-adjust; "
+            "imbalance must be one of auto, none, oversample, undersample, class-weight, focal, logit-adjust, asl; "
             "got 'smote'",
         ),
         ({"preprocess": {"urls": "drop"}}, "urls must be one of keep, remove, token; got 'drop'"),

@@ -17,7 +17,7 @@ from emoclf.config import Config
 from emoclf.data import PreparedData
 from emoclf.errors import ConfigError
 from emoclf.evaluation.metrics import group_metrics
-from emoclf.hierarchy import Hierarchy, from_validation
+from emoclf.hierarchy import Hierarchy, from_validation, label_confusion
 from emoclf.imbalance import plan
 from emoclf.inference import Predictor
 from emoclf.layout import DENDROGRAM_PNG, HIERARCHY_JSON, META_FILE
@@ -50,13 +50,17 @@ def test_inline_and_yaml_specs_give_the_same_groups_in_label_order(tmp_path):
         ),
         (
             "positive=joy,love,surprise;negative=sadness,anger,fear,joy",
-            "hierarchy: label 'joy' is in two groups ('positive' and 'negative'); put every label in exactly one group "
-            "(a group may hold a single label)",
+            "hierarchy: label 'joy' is in two groups ('positive' and 'negative'); put each label in one group",
         ),
         (
-            "positive=joy,love;negative=sadness,anger",
-            "hierarchy: label(s) 'fear', 'surprise' in no group; put every label in exactly one group (a group may "
-            "hold a single label)",
+            "positive=joy,love;fear=sadness,anger",
+            "hierarchy: label 'fear' is in no group, but a group is named 'fear'; list it in that group or rename the "
+            "group",
+        ),
+        (
+            "a=joy;b=love",
+            "hierarchy: every group holds one label, so it adds nothing to the flat loss; put labels that belong "
+            "together in one group",
         ),
         (
             "all=" + ",".join(LABELS),
@@ -67,11 +71,7 @@ def test_inline_and_yaml_specs_give_the_same_groups_in_label_order(tmp_path):
             "hierarchy: cannot read 'love'; write groups as name=label,label;name=label, give a YAML file or 'auto'",
         ),
         ("a=joy;a=love", "hierarchy: group 'a' is given twice; give each group once"),
-        (
-            "a=;b=" + ",".join(LABELS),
-            "hierarchy: group 'a' has no labels; put every label in exactly one group (a group "
-            "may hold a single label)",
-        ),
+        ("a=;b=" + ",".join(LABELS), "hierarchy: group 'a' has no labels; list its labels or remove it"),
         ("missing.yaml", "hierarchy: file not found: missing.yaml; give a YAML file, name=label,label;... or 'auto'"),
     ],
 )
@@ -79,6 +79,38 @@ def test_every_wrong_spec_is_one_line_saying_what_to_do(spec, message):
     with pytest.raises(ConfigError) as e:
         Hierarchy.parse(spec, LABELS)
     assert str(e.value) == message
+
+
+def test_labels_in_no_group_become_groups_of_their_own_with_a_warning(tmp_path, caplog):
+    path = tmp_path / "ekman.json"  # GoEmotions' ekman_mapping.json format: JSON, group -> labels, neutral left out
+    path.write_text(json.dumps({"positive": ["joy", "love", "surprise"], "negative": ["fear", "anger"]}))
+    with caplog.at_level(logging.WARNING, logger="emoclf"):
+        found = Hierarchy.parse(str(path), LABELS)
+    assert found.groups == {
+        "positive": ["joy", "love", "surprise"],
+        "negative": ["anger", "fear"],
+        "sadness": ["sadness"],
+    }
+    assert caplog.messages == ["hierarchy: label(s) 'sadness' in no group, each kept as a group of its own"]
+    assert found.group_ids(LABELS) == [1, 1, 0, 0, 2, 0]
+    caplog.clear()  # read back from a model folder: the same groups, and nothing to warn about
+    assert Hierarchy.from_dict(json.loads(json.dumps(found.to_dict())), LABELS) == found and not caplog.messages
+
+
+def test_label_confusion_is_the_confusion_matrix_for_one_label_and_its_analogue_for_several():
+    from sklearn.metrics import confusion_matrix
+
+    rng = np.random.default_rng(2)
+    y_true, y_pred = rng.integers(0, 6, 200), rng.integers(0, 6, 200)
+    matrix, support = label_confusion(np.eye(6, dtype=int)[y_true], np.eye(6, dtype=int)[y_pred])
+    np.testing.assert_array_equal(matrix, confusion_matrix(y_true, y_pred, labels=range(6)))
+    np.testing.assert_array_equal(support, np.bincount(y_true, minlength=6))
+    # Text 0 has labels 0 and 1 and got 0 and 2: label 2 wrongly given to a text of 0 and of 1; text 1 (label 0)
+    # got 1 instead; text 2 is right.
+    y = np.array([[1, 1, 0], [1, 0, 0], [0, 0, 1]])
+    decided = np.array([[1, 0, 1], [0, 1, 0], [0, 0, 1]])
+    matrix, support = label_confusion(y, decided)
+    assert matrix.tolist() == [[1, 1, 1], [0, 0, 1], [0, 0, 1]] and support.tolist() == [2, 1, 1]
 
 
 def test_a_yaml_file_of_the_wrong_shape_is_refused(tmp_path):
@@ -323,10 +355,67 @@ def test_a_resumed_auto_training_keeps_the_groups_it_started_with(recorded, tmp_
 
 
 def test_auto_without_groups_says_the_training_is_flat(tmp_path, caplog):
+    right = np.repeat(np.eye(6, dtype=int), 20, axis=0)  # every validation text's label predicted, nothing else
     with caplog.at_level(logging.INFO, logger="emoclf"):
-        assert from_validation(np.diag([20] * 6), LABELS, tmp_path) is None
+        assert from_validation(right, right, LABELS, tmp_path) is None
     assert caplog.messages == [
         "hierarchy auto: no two classes are confused more than the mean pair (0.000) on "
         "validation: no groups found, this training is flat"
     ]
     assert not (tmp_path / DENDROGRAM_PNG).exists()
+
+
+def test_a_multi_label_plan_with_groups_trains_the_multi_label_hierarchical_loss():
+    from emoclf.losses import BinaryCrossEntropy, MultiLabelHierarchicalLoss
+    from emoclf.task import MULTI, task_for
+
+    found = Hierarchy.parse(SPEC, LABELS)
+    y = np.eye(6, dtype=int)[np.arange(60) % 6]
+    y[::4, 2] = 1  # a quarter of the texts have joy too
+    p = plan("class-weight", y, 6, 3.0, found.group_ids(LABELS), task_for(MULTI))
+    assert p.loss == "weighted-bce" and p.group_ids == [1, 1, 0, 0, 1, 0] and p.group_weights is None
+    loss = make_loss(p.loss, p.class_weights, group_ids=p.group_ids, hierarchy_weight=0.5)
+    assert isinstance(loss, MultiLabelHierarchicalLoss) and isinstance(loss.fine, BinaryCrossEntropy)
+    logits, labels = torch.randn(8, 6), torch.tensor(y[:8], dtype=torch.float32)
+    assert loss({"logits": logits}, labels) > loss.fine({"logits": logits}, labels)  # the group term is added
+
+
+@pytest.fixture(scope="module")
+def multi_hierarchical(tiny_model, multi_csv, tmp_path_factory):
+    from emoclf.training import train
+
+    out = tmp_path_factory.mktemp("multi-hierarchical")
+    groups = out / "ekman.json"  # GoEmotions' ekman_mapping.json format, one label (sadness) left out as neutral is
+    groups.write_text(json.dumps({"positive": ["joy", "love", "surprise"], "negative": ["anger", "fear"]}))
+    cfg = Config().replace(
+        data=str(multi_csv),
+        model=str(tiny_model),
+        epochs=8.0,
+        learning_rate=3e-3,
+        output_dir=str(out / "run"),
+        tracking=False,
+        batch_size=16,
+        patience=4,
+        precision="fp32",
+        hierarchy=str(groups),
+    )
+    return train(cfg)
+
+
+@pytest.mark.slow
+def test_a_multi_label_model_with_groups_reports_them_and_predicts_them(multi_hierarchical):
+    meta = json.loads((multi_hierarchical.model_dir / META_FILE).read_text())
+    assert meta["task"] == "multi-label" and meta["hierarchy"]["groups"] == {
+        "positive": ["joy", "love", "surprise"],
+        "negative": ["anger", "fear"],
+        "sadness": ["sadness"],
+    }
+    assert meta["training"]["hierarchy"] == "positive: {joy, love, surprise} negative: {anger, fear} sadness: {sadness}"
+    groups = multi_hierarchical.metrics["groups"]
+    assert set(groups["per_group"]) == {"positive", "negative", "sadness"} and 0 <= groups["macro_f1"] <= 1
+    assert "| positive | joy, love, surprise |" in (multi_hierarchical.output_dir / "report" / "report.md").read_text()
+    predictor = Predictor.load(multi_hierarchical.model_dir)
+    for record in predictor.predict(["i feel so happy today", "i am scared and i feel angry about it"]):
+        assert record.groups == [g for g, m in meta["hierarchy"]["groups"].items() if set(m) & set(record.labels)]
+    frame = predictions_frame(predictor, ["i feel so happy today"])
+    assert frame.loc[0, "predicted_groups"] == ",".join(predictor.predict(["i feel so happy today"])[0].groups)

@@ -8,6 +8,9 @@ import pytest
 from emoclf.config import Config
 from emoclf.errors import ConfigError
 from emoclf.search_space import default_space_path, load_space, space_dict
+from emoclf.task import MULTI, task_for
+
+MULTI_TASK = task_for(MULTI)
 
 
 def write(tmp_path, text: str):
@@ -97,7 +100,7 @@ def test_a_user_space_replaces_the_default_and_reads_1e_minus_5_as_a_number(tmp_
             "imbalance: {type: categorical, choices: [none, smote]}",
             "imbalance: 'smote' is not a valid value: imbalance "
             "must be one of auto, none, oversample, undersample, "
-            "class-weight, focal, logit-adjust; got 'smote'",
+            "class-weight, focal, logit-adjust, asl; got 'smote'",
         ),
         (
             "warmup_ratio: {type: float, low: 0.0, high: 1.5}",
@@ -141,3 +144,45 @@ def test_a_missing_space_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match=f"search space file not found: {tmp_path / 'nope.yaml'}"):
         load_space(tmp_path / "nope.yaml", Config())
     assert default_space_path().is_file()
+
+
+def test_the_default_space_of_multi_label_data_draws_its_strategies_and_their_parameters():
+    space = space_dict(load_space(None, Config(), MULTI_TASK))
+    assert space["imbalance"]["choices"] == ["none", "class-weight", "focal", "asl"]
+    assert space["focal_gamma"]["when"] == {"imbalance": ["focal"]}
+    assert space["asl_gamma_neg"] == {
+        "type": "float",
+        "low": 1.0,
+        "high": 6.0,
+        "log": False,
+        "when": {"imbalance": ["asl"]},
+    }
+    assert default_space_path(MULTI_TASK).name == "search_space_multilabel.yaml"
+
+
+@pytest.mark.parametrize(
+    "text, base, message",
+    [
+        (
+            "imbalance: {type: categorical, choices: [none, oversample, logit-adjust]}",
+            Config(),
+            "{path}: imbalance: 'oversample', 'logit-adjust' do not apply to multi-label data; choose from auto, none, "
+            "class-weight, focal, asl",
+        ),
+        (
+            "learning_rate: {type: float, low: 1.0e-5, high: 1.0e-4}",
+            Config().replace(imbalance="undersample"),
+            "imbalance 'undersample' does not apply to multi-label data; choose from auto, none, class-weight, focal, "
+            "asl",
+        ),
+    ],
+)
+def test_strategies_the_task_has_no_use_for_are_refused_drawn_or_fixed(tmp_path, text, base, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as e:
+        load_space(path, base, MULTI_TASK)
+    assert str(e.value) == message.format(path=path)
+    with pytest.raises(ConfigError, match="^imbalance 'asl' does not apply to single-label data; choose from auto"):
+        load_space(write(tmp_path, "epochs: {type: int, low: 1, high: 3}"), Config().replace(imbalance="asl"))
+    # Drawn, the strategy replaces the config's: only the choices are checked.
+    assert load_space(None, Config().replace(imbalance="asl"), MULTI_TASK)[5].name == "imbalance"

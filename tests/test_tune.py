@@ -450,3 +450,42 @@ def test_auto_hierarchy_is_found_once_for_every_trial_and_kept_on_resume(tmp_pat
     ]
     groups = yaml.safe_load((out / "hierarchy.yaml").read_text())
     assert json.loads((out / "hierarchy.json").read_text())["groups"] == groups
+
+
+@pytest.mark.slow
+def test_multi_label_data_is_searched_over_its_own_strategies(tmp_path, tiny_model, multi_csv, monkeypatch):
+    """The default space of multi-label data, trials trained on multi-label data and scored by validation
+    macro-F1 over the labels, the best model kept as a multi-label model."""
+    trained = []
+    real_train = training.train
+
+    def spy_train(cfg, data=None, *args, **kwargs):
+        trained.append((cfg.train.imbalance, data.task))
+        return real_train(cfg, data, *args, **kwargs)
+
+    monkeypatch.setattr(training, "train", spy_train)
+    out = tmp_path / "out"
+    flags = ["tune", str(multi_csv), "--model", str(tiny_model), "--output-dir", str(out), "--no-tracking"]
+    flags += ["--n-trials", "2", "--pruner", "none", "--precision", "fp32", "--num-threads", "1", "--min-steps", "0"]
+    assert main(flags) == 0
+    summary = json.loads((out / "tune.json").read_text())
+    space = load_study(tmp_path).user_attrs["space"]
+    assert space["imbalance"]["choices"] == ["none", "class-weight", "focal", "asl"] and "asl_gamma_neg" in space
+    assert all(task == "multi-label" for _, task in trained) and len(trained) == 2
+    assert {s for s, _ in trained} <= {"none", "class-weight", "focal", "asl"}
+    history = json.loads((out / "trials" / f"trial-{summary['best_trial']:04d}" / "history.json").read_text())
+    assert summary["best_value"] == best_validation_f1(history)
+    assert json.loads((out / "model" / "emoclf.json").read_text())["task"] == "multi-label"
+
+
+def test_a_strategy_multi_label_data_has_no_use_for_is_refused_before_any_trial(tmp_path, multi_csv):
+    space = tmp_path / "space.yaml"
+    space.write_text("imbalance: {type: categorical, choices: [none, oversample]}\n")
+    cfg = Config().replace(data=str(multi_csv), output_dir=str(tmp_path / "out"), tracking=False)
+    with pytest.raises(ConfigError) as e:
+        tune_module.tune(cfg, TuneOptions(space=str(space)))
+    assert str(e.value) == (
+        f"{space}: imbalance: 'oversample' does not apply to multi-label data; choose from auto, none, class-weight, "
+        "focal, asl"
+    )
+    assert not (tmp_path / "out").exists()

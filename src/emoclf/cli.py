@@ -156,7 +156,7 @@ def names(*sections: str) -> frozenset[str]:
 
 
 # What `emoclf evaluate` reads of the data settings: it scores a file or a folder's test split as they are.
-EVALUATE_DATA = frozenset({"format", "text_column", "label_column", "label_names", "encoding", "strict"})
+EVALUATE_DATA = frozenset({"format", "text_column", "label_column", "label_names", "label_map", "encoding", "strict"})
 
 
 COMMANDS = {
@@ -368,7 +368,8 @@ def cmd_compare(args) -> int:
     cfg = config_from_args(args, args.sections)
     if "output_dir" not in vars(args):
         cfg = cfg.replace(output_dir="runs/compare")
-    result = compare(cfg, [s.strip() for s in opts.strategies.split(",")], opts.seeds, opts.quick, opts.budget)
+    strategies = opts.strategies and [s.strip() for s in opts.strategies.split(",")]
+    result = compare(cfg, strategies, opts.seeds, opts.quick, opts.budget)
     return say(
         result.paths["markdown"].read_text(encoding="utf-8"),
         f"comparison: {result.paths['markdown'].parent}",
@@ -406,10 +407,15 @@ def cmd_audit(args) -> int:
     opts = options(args, C.AuditOptions)
     r = audit(config_from_args(args, args.sections), opts)
     s = r.summary
+    score = (
+        f"subset accuracy {s['out_of_fold_accuracy']:.4f}, macro-F1 {s['out_of_fold_macro_f1']:.4f}"
+        if "out_of_fold_macro_f1" in s
+        else f"accuracy {s['out_of_fold_accuracy']:.4f}"
+    )
     print(
         f"{s['issues']} of {s['rows_audited']} training rows ({s['issue_share']:.2%}) look mislabelled "
-        f"({opts.audit_model} out-of-fold probabilities over {opts.folds} folds, accuracy "
-        f"{s['out_of_fold_accuracy']:.4f}; {s['seconds']['total']:.0f} s)"
+        f"({opts.audit_model} out-of-fold probabilities over {opts.folds} folds, {score}; "
+        f"{s['seconds']['total']:.0f} s)"
     )
     print(
         "\n".join(

@@ -12,10 +12,17 @@ without early stopping, so over-sampling cannot win by training longer nor under
 by training less; ``budget="epochs"`` gives every strategy the same epochs instead. The table
 shows the steps and examples each one trained on, and the verdict names the budget.
 
+Strategies: by default every strategy of the data's task (``emoclf.task``: single-label none, oversample,
+undersample, class-weight, focal, logit-adjust; multi-label none, class-weight, focal, asl); one the task has no use
+for is refused, naming those that apply, once the data is read and before anything is trained or written.
+Multi-label arms are scored as ``emoclf train`` scores them: macro-F1 over the labels (the verdict's), micro-F1
+beside it, and subset accuracy.
+
 Hierarchy: the arms ``flat`` and ``hierarchical`` train with the config's imbalance strategy, without and
 with the config's ``hierarchy`` (``auto`` is found once, before the arms, and saved as
 ``comparison/hierarchy.yaml``, so every seed trains the same groups). With a hierarchy every arm, flat
-included, is also scored by group (``group_accuracy``, ``group_macro_f1``), from its test confusion.
+included, is also scored by group (``group_accuracy``, ``group_macro_f1``): single-label from its test
+confusion, multi-label from its test decisions (a text has a group when it has one of its labels).
 
 Verdict rule: the best strategy has the highest mean test macro-F1. Its lead over the runner-up
 counts as real only when ``best mean - runner-up mean > max(std best, std runner-up)``, the
@@ -35,21 +42,22 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from emoclf import training
+from emoclf import imbalance, training
 from emoclf.config import IMBALANCE_STRATEGIES, QUICK_BATCH_SIZE, QUICK_EPOCHS, QUICK_MAX_SAMPLES, Config
-from emoclf.data import load_data
+from emoclf.data import Labelled, PreparedData, load_data
 from emoclf.data.split import subsample
 from emoclf.errors import ConfigError
+from emoclf.evaluation import multilabel
 from emoclf.evaluation.metrics import group_metrics
 from emoclf.hierarchy import AUTO, Hierarchy, pin
+from emoclf.inference import Predictor
 from emoclf.layout import CHECKPOINT_DIR, CONFIG_FILE, MODEL_DIR
 from emoclf.preprocess import Preprocessor
+from emoclf.task import Task, task_for
 from emoclf.tracking import ended_run, make_tracker
 
 log = logging.getLogger(__name__)
 
-# Every strategy except "auto", which only picks one of the others.
-DEFAULT_STRATEGIES = tuple(s for s in IMBALANCE_STRATEGIES if s != "auto")
 QUICK_EVAL_ROWS = 500
 # Arms that compare the hierarchy-aware loss with the flat one (imbalance strategy: the config's).
 HIERARCHY_ARMS = ("flat", "hierarchical")
@@ -59,7 +67,8 @@ COMPARISON_CSV = "comparison.csv"
 RUNS_CSV = "comparison_runs.csv"
 COMPARISON_JSON = "comparison.json"
 CHART_PNG = "per_class_f1_by_strategy.png"
-HEADLINE = ("accuracy", "macro_f1", "weighted_f1")
+# The scores of every arm; micro-F1 where the task has it (multi-label), where accuracy is subset accuracy.
+HEADLINE = ("accuracy", "macro_f1", "micro_f1", "weighted_f1")
 RULE = (
     "the lead counts as real when best mean macro-F1 - runner-up mean macro-F1 > "
     "max(std best, std runner-up), sample standard deviations (ddof=1) over seeds"
@@ -88,6 +97,8 @@ class ComparisonResult:
 
 
 def check_strategies(strategies) -> list[str]:
+    """The strategies given, refused when a name is unknown or repeated (whether they apply to the data's task is
+    ``applicable``'s, once the data is read)."""
     strategies = list(strategies)
     unknown = [s for s in strategies if s not in IMBALANCE_STRATEGIES + HIERARCHY_ARMS]
     if unknown:
@@ -100,17 +111,29 @@ def check_strategies(strategies) -> list[str]:
     return strategies
 
 
+def applicable(strategies: list[str] | None, cfg: Config, task: Task) -> list[str]:
+    """``strategies``, or by default every strategy of ``task``; refused in one line when one (or, for the
+    ``flat``/``hierarchical`` arms, the config's ``imbalance``) does not apply to the task."""
+    strategies = list(task.losses) if strategies is None else strategies
+    arms = [s for s in strategies if s in HIERARCHY_ARMS]
+    imbalance.check_strategies(
+        [s for s in strategies if s not in HIERARCHY_ARMS] + ([cfg.train.imbalance] if arms else []), task
+    )
+    return strategies
+
+
 def compare(
-    cfg: Config, strategies=DEFAULT_STRATEGIES, seeds: int = 1, quick: bool = False, budget: str = "steps"
+    cfg: Config, strategies=None, seeds: int = 1, quick: bool = False, budget: str = "steps"
 ) -> ComparisonResult:
-    """Train every strategy with seeds ``train.seed``, ``train.seed + 1``, ... on one split; write and log the table.
+    """Train every strategy (default: every strategy of the data's task) with seeds ``train.seed``,
+    ``train.seed + 1``, ... on one split; write and log the table.
 
     Only ``train.seed`` varies between seeds (initialisation, shuffling, resampling); the split
     stays fixed by ``data.split_seed``. ``quick`` trains on at most 4,000 rows for one epoch in
     batches of 16 (at least ``min_steps``) and scores on stratified subsets of at most 500
     validation and test rows.
     """
-    strategies = check_strategies(strategies)
+    strategies = None if strategies is None else check_strategies(strategies)
     if seeds < 1:
         raise ConfigError(f"seeds must be at least 1, got {seeds}")
     if quick:
@@ -120,11 +143,13 @@ def compare(
             max_samples=min(cfg.data.max_samples or QUICK_MAX_SAMPLES, QUICK_MAX_SAMPLES),
         )
     out = Path(cfg.train.output_dir)
+    # The data first: it decides the task, and so which strategies apply; nothing is written before.
+    data = _load(cfg, quick)
+    strategies = applicable(strategies, cfg, task_for(data.task))
     _refuse_earlier_comparison(out, strategies, range(cfg.train.seed, cfg.train.seed + seeds), cfg.train.overwrite)
     report_dir = out / COMPARISON_DIR
     report_dir.mkdir(parents=True, exist_ok=True)
     cfg.save_yaml(out / CONFIG_FILE)
-    data = _load(cfg, quick)
     cfg, hierarchy = _hierarchy(cfg, data, strategies, report_dir)
     n_test = len(data.splits["test"])
     arm, budget_text = matched_budget(cfg, len(data.splits["train"]), budget)
@@ -158,7 +183,7 @@ def compare(
                 result = training.train(variant, data)
                 # Checkpoints (~250 MB each for MiniLM) are only for resuming; the saved model stays.
                 shutil.rmtree(out / name / CHECKPOINT_DIR, ignore_errors=True)
-                rows.append(run_row(strategy, seed, result, data.labels, hierarchy))
+                rows.append(run_row(strategy, seed, result, data.labels, hierarchy, data))
         runs = pd.DataFrame(rows)
         table = summarise(runs, strategies)
         verdict = decide(table, seeds, budget_text)
@@ -235,22 +260,27 @@ def _load(cfg: Config, quick: bool):
         # Evaluation dominates a one-epoch run (validation twice, test once). A stratified subset
         # keeps real rows at real class frequencies, the same rows for every strategy.
         for split in ("validation", "test"):
-            data.splits[split] = subsample(data.splits[split], QUICK_EVAL_ROWS, cfg.data.split_seed).reset_index(
-                drop=True
-            )
+            data.splits[split] = subsample(
+                data.splits[split], QUICK_EVAL_ROWS, cfg.data.split_seed, data.multi_label
+            ).reset_index(drop=True)
     return data
 
 
 def run_row(
-    strategy: str, seed: int, result: training.TrainResult, labels: list[str], hierarchy: Hierarchy | None = None
+    strategy: str,
+    seed: int,
+    result: training.TrainResult,
+    labels: list[str],
+    hierarchy: Hierarchy | None = None,
+    data: PreparedData | None = None,
 ) -> dict:
     """One training's scores; with a hierarchy, its group scores too (a flat arm's predictions grouped alike)."""
     m = result.metrics
-    groups = group_metrics(m["confusion_matrix"], labels, hierarchy.groups) if hierarchy else None
+    groups = group_scores(m, labels, hierarchy, result.model_dir, data) if hierarchy else None
     return {
         "strategy": strategy,
         "seed": seed,
-        **{k: m[k] for k in HEADLINE},
+        **{k: m[k] for k in HEADLINE if k in m},
         **({f"group_{k}": groups[k] for k in ("accuracy", "macro_f1")} if groups else {}),
         **{f"f1_{lab}": m["per_class"][lab]["f1"] for lab in labels},
         "optimizer_steps": m["training"]["optimizer_steps"],
@@ -258,6 +288,19 @@ def run_row(
         "train_seconds": result.train_seconds,
         "run_id": result.run_id,
     }
+
+
+def group_scores(metrics: dict, labels: list[str], hierarchy: Hierarchy, model_dir: Path, data) -> dict:
+    """A training's test scores by group: single-label from its confusion matrix; multi-label those its evaluation
+    made (a model with the hierarchy), else from its test decisions, predicted again (a flat model has no groups)."""
+    if "confusion_matrix" in metrics:
+        return group_metrics(metrics["confusion_matrix"], labels, hierarchy.groups)
+    if "groups" in metrics:
+        return metrics["groups"]
+    predictor = Predictor.load(model_dir)
+    test = Labelled.from_split(data.splits["test"], "test")
+    decided = predictor.decide(predictor.predict_proba(test.texts))
+    return multilabel.group_metrics(test.y_true, decided, labels, hierarchy.groups)
 
 
 def summarise(runs: pd.DataFrame, strategies: list[str]) -> pd.DataFrame:
@@ -305,9 +348,11 @@ def _pm(mean: float, std: float, digits: int) -> str:
 
 def markdown(table: pd.DataFrame, verdict: Verdict, labels: list[str], seeds: int, quick: bool, n_test: int) -> str:
     groups = [("group accuracy", "group_accuracy", 4), ("group macro-F1", "group_macro_f1", 4)]
+    multi = "micro_f1_mean" in table  # multi-label: accuracy is subset accuracy, and micro-F1 is shown too
     metrics = [
-        ("accuracy", "accuracy", 4),
+        ("subset accuracy" if multi else "accuracy", "accuracy", 4),
         ("macro-F1", "macro_f1", 4),
+        *([("micro-F1", "micro_f1", 4)] if multi else []),
         ("weighted F1", "weighted_f1", 4),
         *(groups if "group_accuracy_mean" in table else []),
         *((f"F1 {lab}", f"f1_{lab}", 4) for lab in labels),

@@ -105,6 +105,14 @@ class DataConfig:
         "labels.txt) or a comma-separated list; the labels are then read, trained and saved as those names.",
         metavar="FILE|NAMES",
     )
+    label_map: str | None = _f(
+        None,
+        "Train on coarser labels: a YAML or JSON file mapping each group to its labels (GoEmotions' "
+        "ekman_mapping.json); every label is replaced by its group as the data is read (a text's labels by the set "
+        "of their groups; a label in no group keeps its name), and the map is saved with the model, so evaluating "
+        "a file of the fine labels maps them alike.",
+        metavar="FILE",
+    )
     encoding: str = _f("utf-8", "Text encoding of the input files (utf-8 with or without BOM is read cleanly).")
     val_size: float = _f(0.1, "Share of the training data carved out for validation when no validation split is given.")
     test_size: float = _f(0.1, "Share of the data held out for testing when no test split is given.")
@@ -225,8 +233,9 @@ class TrainConfig:
     hierarchy: str | None = _f(
         None,
         "Groups of labels trained with a hierarchy-aware loss: name=label,label;name=label, "
-        "a YAML file {group: [labels]}, or auto (groups of the classes a first, quick "
-        "model confuses on validation). Predictions then carry the group too.",
+        "a YAML or JSON file {group: [labels]} (GoEmotions' ekman_mapping.json; a label in no group is a group of "
+        "its own), or auto (groups of the classes a first, quick model confuses on validation). Predictions then "
+        "carry the group too.",
     )
     hierarchy_weight: float = _f(0.5, "Weight of the group term of the hierarchy-aware loss (0: the flat loss).")
     calibrate: bool = _f(True, "Fit a softmax temperature on validation (changes confidences, never labels).")
@@ -380,10 +389,11 @@ class TrainOptions:
 
 @dataclass
 class CompareOptions:
-    strategies: str = _f(
-        ",".join(s for s in IMBALANCE_STRATEGIES if s != "auto"),
+    strategies: str | None = _f(
+        None,
         "Comma-separated imbalance strategies to compare, or flat,hierarchical: the config's "
-        "strategy without and with --hierarchy.",
+        "strategy without and with --hierarchy. Default: every strategy of the data's task (single-label: none, "
+        "oversample, undersample, class-weight, focal, logit-adjust; multi-label: none, class-weight, focal, asl).",
     )
     seeds: int = _f(1, "Trainings per strategy, seeds SEED, SEED+1, ...")
     quick: bool = _f(

@@ -1,24 +1,28 @@
 """A hierarchy of the labels: groups of classes (``positive = joy, love, surprise``), given or found.
 
-``Hierarchy.parse`` reads a given one (inline ``name=a,b;name2=c`` or a YAML file ``{group: [labels]}``)
-and checks it against the model's labels: every label in exactly one group. ``Hierarchy.from_confusion``
-finds one from a validation confusion matrix (``--hierarchy auto``): classes the first model confuses
-with each other share a group. The hierarchy is saved in the model's ``emoclf.json``, and a group's
-probability is the sum of its members' probabilities, so groups always agree with the labels.
+``Hierarchy.parse`` reads a given one (inline ``name=a,b;name2=c`` or a YAML or JSON file ``{group: [labels]}``,
+such as GoEmotions' ``ekman_mapping.json``) and checks it against the model's labels: every label in one group at
+most, an unknown label refused, a label in no group a group of its own (with a warning naming it).
+``Hierarchy.from_confusion`` finds one from a validation confusion matrix (``--hierarchy auto``): classes the first
+model confuses with each other share a group; for multi-label data the matrix counts the texts of one label given
+another they lack (``label_confusion``). The hierarchy is saved in the model's ``emoclf.json``; a single-label group's
+probability is the sum of its members' probabilities, so groups always agree with the labels, and a multi-label
+text has every group one of its labels is predicted in.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from emoclf.config import QUICK_BATCH_SIZE, QUICK_EPOCHS, QUICK_MAX_SAMPLES, Config, read_yaml
+from emoclf.config import QUICK_BATCH_SIZE, QUICK_EPOCHS, QUICK_MAX_SAMPLES, Config
 from emoclf.data import PreparedData
+from emoclf.data.labels import place_labels, read_groups
 from emoclf.data.split import subsample
 from emoclf.errors import ConfigError
 from emoclf.layout import DENDROGRAM_PNG, HIERARCHY_FIRST_MODEL_DIR, HIERARCHY_JSON
@@ -27,7 +31,7 @@ log = logging.getLogger(__name__)
 
 AUTO = "auto"
 GROUPS_YAML = "hierarchy.yaml"  # groups found once by compare/tune, given to every training they run
-FIX = "put every label in exactly one group (a group may hold a single label)"
+FILE_FIX = "; give a YAML file, name=label,label;... or 'auto'"
 
 
 @dataclass(frozen=True)
@@ -69,34 +73,25 @@ class Hierarchy:
 
     @classmethod
     def check(cls, groups: dict[str, list[str]], labels: list[str], source: str = "given") -> Hierarchy:
-        """The hierarchy if every label is in exactly one group and every group has a label; else one line saying
-        which label or group is wrong."""
-        seen: dict[str, str] = {}
-        for name, members in groups.items():
-            if not members:
-                raise ConfigError(f"hierarchy: group {name!r} has no labels; {FIX}")
-            for lab in members:
-                if lab not in labels:
-                    raise ConfigError(
-                        f"hierarchy: unknown label {lab!r} in group {name!r}; the labels are {', '.join(labels)}"
-                    )
-                if lab in seen:
-                    raise ConfigError(f"hierarchy: label {lab!r} is in two groups ({seen[lab]!r} and {name!r}); {FIX}")
-                seen[lab] = name
-        missing = [lab for lab in labels if lab not in seen]
-        if missing:
-            raise ConfigError(f"hierarchy: label(s) {', '.join(map(repr, missing))} in no group; {FIX}")
-        if len(groups) < 2:
+        """The hierarchy of ``groups`` over ``labels`` (``data.labels.place_labels``: a label in no group is a group
+        of its own, with a warning), refused in one line when a label or group is wrong or the groups add nothing."""
+        placed = place_labels(groups, labels, "hierarchy")
+        if len(placed) < 2:
             raise ConfigError(
                 "hierarchy: one group holds every label, so it adds nothing to the flat loss; give two or more groups"
             )
-        return cls({g: [lab for lab in labels if lab in m] for g, m in groups.items()}, source)
+        if all(len(m) == 1 for m in placed.values()):
+            raise ConfigError(
+                "hierarchy: every group holds one label, so it adds nothing to the flat loss; put labels that belong "
+                "together in one group"
+            )
+        return cls(placed, source)
 
     @classmethod
     def parse(cls, spec: str, labels: list[str]) -> Hierarchy:
         """A given hierarchy: a YAML file ``{group: [labels]}`` or inline ``name=a,b;name2=c``."""
         if "=" not in spec:  # a file: every inline spec has a name=
-            return cls.check(_read_yaml(Path(spec)), labels)
+            return cls.check(read_groups(Path(spec), "hierarchy", FILE_FIX), labels)
         groups: dict[str, list[str]] = {}
         for part in filter(None, (p.strip() for p in spec.split(";"))):
             name, eq, members = part.partition("=")
@@ -112,10 +107,12 @@ class Hierarchy:
         return cls.check(groups, labels)
 
     @classmethod
-    def from_confusion(cls, matrix, labels: list[str]) -> tuple[Hierarchy | None, dict]:
+    def from_confusion(cls, matrix, labels: list[str], support=None) -> tuple[Hierarchy | None, dict]:
         """Groups of the classes that are confused with each other more than the average pair of classes.
 
-        ``matrix[i][j]`` counts texts of class i predicted as j (validation, never test). The symmetric
+        ``matrix[i][j]`` counts texts of class i predicted as j (validation, never test); ``support`` the texts of
+        each class, by default the rows' sums (what they are for single-label data, not for multi-label data, see
+        ``label_confusion``). The symmetric
         confusion rate of two classes is s_ij = (C_ij / n_i + C_ji / n_j) / 2; average-linkage clustering on the
         distance 1 - s / max(s) merges the most confused classes first and stops before a merge whose classes
         are, on average, confused no more than the mean pair: above-average confusion is what a shared group
@@ -128,7 +125,8 @@ class Hierarchy:
         from scipy.spatial.distance import squareform
 
         cm = np.asarray(matrix, dtype=np.float64)
-        rates = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+        n = cm.sum(axis=1) if support is None else np.asarray(support, dtype=np.float64)
+        rates = cm / np.maximum(n, 1)[:, None]
         s = (rates + rates.T) / 2
         np.fill_diagonal(s, 0.0)
         pairs = s[np.triu_indices(len(labels), 1)]
@@ -145,16 +143,6 @@ class Hierarchy:
         if len(clusters) < 2 or all(len(c) == 1 for c in clusters):
             return None, tree
         return cls({"+".join(c): c for c in clusters}, AUTO), tree
-
-
-def _read_yaml(path: Path) -> dict[str, list[str]]:
-    raw = read_yaml(path, "hierarchy: file", "; give a YAML file, name=label,label;... or 'auto'")
-    ok = isinstance(raw, dict) and all(isinstance(m, list) and all(isinstance(x, str) for x in m) for m in raw.values())
-    if not ok:
-        raise ConfigError(
-            f"hierarchy: {path} must map each group name to a list of labels, e.g. 'positive: [joy, love]'"
-        )
-    return {str(g): m for g, m in raw.items()}
 
 
 def pin(cfg: Config, found: Hierarchy, folder: Path) -> Config:
@@ -210,17 +198,31 @@ def first_model(cfg: Config, data: PreparedData) -> tuple[Config, PreparedData]:
     first = cfg.replace(
         output_dir=str(Path(cfg.train.output_dir) / HIERARCHY_FIRST_MODEL_DIR), overwrite=True, **quick, **flat
     )
-    train = subsample(data.splits["train"], QUICK_MAX_SAMPLES, cfg.data.split_seed)
+    train = subsample(data.splits["train"], QUICK_MAX_SAMPLES, cfg.data.split_seed, data.multi_label)
     log.info(
         "hierarchy auto: training a first flat model on %d texts to find the groups from its validation confusion",
         len(train),
     )
-    return first, PreparedData({"train": train, "validation": data.splits["validation"]}, data.labels, data.report)
+    return first, replace(data, splits={"train": train, "validation": data.splits["validation"]})
 
 
-def from_validation(matrix, labels: list[str], report_dir: Path) -> Hierarchy | None:
-    """``from_confusion`` on the first model's validation confusion, logged as text and drawn in ``report_dir``."""
-    found, tree = Hierarchy.from_confusion(matrix, labels)
+def label_confusion(y: np.ndarray, decided: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The confusion of labels given as texts x labels 0/1 rows (true ``y``, predicted ``decided``), and each
+    label's texts: ``[i][i]`` counts the texts whose label i was predicted, ``[i][j]`` the texts of label i given
+    label j they do not have. For single-label rows this is the confusion matrix; for multi-label ones its analogue
+    that ``auto`` groups by (a text of several labels counts in each of their rows, so rows need not sum to the
+    label's texts, and a model that gives every text every label confuses every pair alike)."""
+    y, d = np.asarray(y).astype(np.int64), np.asarray(decided).astype(np.int64)
+    matrix = y.T @ (d * (1 - y))
+    np.fill_diagonal(matrix, (y * d).sum(axis=0))
+    return matrix, y.sum(axis=0)
+
+
+def from_validation(y: np.ndarray, decided: np.ndarray, labels: list[str], report_dir: Path) -> Hierarchy | None:
+    """``from_confusion`` on the first model's validation labels (``y``) and decisions (0/1 rows), logged as text and
+    drawn in ``report_dir``."""
+    matrix, support = label_confusion(y, decided)
+    found, tree = Hierarchy.from_confusion(matrix, labels, support)
     report_dir.mkdir(parents=True, exist_ok=True)
     plot_dendrogram(tree, report_dir / DENDROGRAM_PNG)
     (report_dir / HIERARCHY_JSON).write_text(json.dumps(found.to_dict() if found else None), encoding="utf-8")

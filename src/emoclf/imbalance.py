@@ -71,6 +71,17 @@ def positive_weights(y: np.ndarray) -> list[float]:
     return weights.round(6).tolist()
 
 
+def check_strategies(strategies, task: Task) -> None:
+    """Refuse, in one line naming those that apply, strategies the task has no use for (resampling texts by one
+    label, or adjusting one softmax, means nothing for multi-label data): before any training starts."""
+    wrong = [s for s in strategies if s != "auto" and s not in task.losses]
+    if wrong:
+        raise ConfigError(
+            f"imbalance {', '.join(map(repr, wrong))} {'does' if len(wrong) == 1 else 'do'} not apply to {task.name} "
+            f"data; choose from auto, {', '.join(task.losses)}"
+        )
+
+
 def plan(
     strategy: str,
     label_ids: np.ndarray,
@@ -81,10 +92,7 @@ def plan(
 ) -> Plan:
     """Resolve ``auto`` against ``threshold`` and say which loss and weights go with the strategy (and, given
     each label's group, the groups' weights); a strategy the task has no use for is refused."""
-    if strategy != "auto" and strategy not in task.losses:
-        raise ConfigError(
-            f"imbalance {strategy!r} does not apply to {task.name} data; choose one of auto, {', '.join(task.losses)}"
-        )
+    check_strategies([strategy], task)
     ratio = imbalance_ratio(label_ids, num_labels)
     if strategy == "auto":
         strategy = AUTO_IMBALANCED if ratio > threshold else "none"

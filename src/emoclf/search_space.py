@@ -2,8 +2,10 @@
 
 A space is a YAML mapping, one entry per ``Config`` setting (the flat names ``Config.replace``
 takes), drawn in file order; the default is ``resources/search_space.yaml``, whose comments give
-the format. Every entry is checked when the file is read, and its bounds and choices are put
-through ``Config`` validation, so that a bad space fails before any trial trains, not in trial 7.
+the format (``resources/search_space_multilabel.yaml`` for multi-label data: its imbalance choices are that
+task's). Every entry is checked when the file is read, its bounds and choices are put through ``Config``
+validation, and imbalance strategies the data's task has no use for are refused, so that a bad space fails
+before any trial trains, not in trial 7.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any
 
 from emoclf.config import FIELD_SECTION, Config, read_yaml
 from emoclf.errors import ConfigError
+from emoclf.imbalance import check_strategies
+from emoclf.task import SINGLE, TASKS, Task
 
 KINDS = ("float", "int", "categorical")
 KEYS = {"float": {"low", "high", "log", "step"}, "int": {"low", "high", "log", "step"}, "categorical": {"choices"}}
@@ -35,11 +39,14 @@ FIXED = {
     "max_val_samples",
     "output_dir",
     "overwrite",
+    "label_map",
 }
+DEFAULT_SPACES = {"single-label": "search_space.yaml", "multi-label": "search_space_multilabel.yaml"}
 
 
-def default_space_path() -> Path:
-    return Path(str(resources.files("emoclf") / "resources" / "search_space.yaml"))
+def default_space_path(task: Task = TASKS[SINGLE]) -> Path:
+    """The built-in space for ``task``'s data."""
+    return Path(str(resources.files("emoclf") / "resources" / DEFAULT_SPACES[task.name]))
 
 
 @dataclass(frozen=True)
@@ -78,9 +85,10 @@ class Param:
         return out
 
 
-def load_space(path: str | Path | None, base: Config) -> list[Param]:
-    """The space in ``path`` (default: the built-in one), each entry checked against ``base``."""
-    source = Path(path) if path else default_space_path()
+def load_space(path: str | Path | None, base: Config, task: Task = TASKS[SINGLE]) -> list[Param]:
+    """The space in ``path`` (default: the built-in one for ``task``), each entry checked against ``base`` and the
+    imbalance strategies, drawn or fixed by ``base``, against ``task``."""
+    source = Path(path) if path else default_space_path(task)
     raw = read_yaml(source, "search space file")
     if not isinstance(raw, dict) or not raw:
         raise ConfigError(f"{source}: expected a mapping of settings to ranges (see docs/tuning.md), got {raw!r}")
@@ -94,6 +102,11 @@ def load_space(path: str | Path | None, base: Config) -> list[Param]:
             f"{source}: epochs is drawn, but max_steps sets every trial's steps, so the epochs drawn "
             "would change nothing; drop the epochs entry or --max-steps"
         )
+    drawn = next((p for p in space if p.name == "imbalance"), None)
+    try:
+        check_strategies(drawn.choices if drawn else [base.train.imbalance], task)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: imbalance: {str(e).removeprefix('imbalance ')}" if drawn else str(e)) from None
     return space
 
 

@@ -183,8 +183,9 @@ def auto_hierarchy(
     cfg: Config, data: PreparedData, report_dir: Path | None = None, resume: bool = False
 ) -> Hierarchy | None:
     """``--hierarchy auto``: the groups of the classes that a first, quick flat model (``hierarchy.first_model``)
-    confuses on validation (never test), the tree drawn in ``report_dir`` (default: the run's report folder);
-    None, and a flat training, when it confuses none more than the mean. ``resume``: the groups recorded there."""
+    confuses on validation (never test; multi-label: a label given to texts of another that lack it), the tree
+    drawn in ``report_dir`` (default: the run's report folder); None, and a flat training, when it confuses none
+    more than the mean. ``resume``: the groups recorded there."""
     report_dir = report_dir or Path(cfg.train.output_dir) / REPORT_DIR
     if resume and (report_dir / HIERARCHY_JSON).is_file():
         kept = read_found(report_dir, data.labels)
@@ -197,11 +198,10 @@ def auto_hierarchy(
     model_dir = train(first, small, holdout=None).model_dir  # under torchrun, trained by every rank together
     if is_main_process():  # rank 0 alone saved it: it finds and records the groups, the other ranks read them
         predictor = Predictor.load(model_dir, batch_size=cfg.train.eval_batch_size)
-        matrix = evaluate(predictor, Labelled.from_split(data.splits["validation"], "validation")).metrics[
-            "confusion_matrix"
-        ]
+        validation = Labelled.from_split(data.splits["validation"], "validation")
+        decided = predictor.decide(evaluate(predictor, validation).probs)
         shutil.rmtree(first.train.output_dir, ignore_errors=True)
-        from_validation(matrix, data.labels, report_dir)
+        from_validation(predictor.task.indicator(validation.y_true, len(data.labels)), decided, data.labels, report_dir)
     wait_for_everyone()
     return read_found(report_dir, data.labels)
 

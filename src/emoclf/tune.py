@@ -44,6 +44,7 @@ from emoclf.layout import CHECKPOINT_DIR, CONFIG_FILE, MODEL_DIR, REPORT_DIR, RU
 from emoclf.modeling import load_tokenizer
 from emoclf.preprocess import Preprocessor
 from emoclf.search_space import Param, load_space, space_dict
+from emoclf.task import task_for
 from emoclf.tracking import Tracker, ended_run, flatten, make_tracker
 
 try:
@@ -216,11 +217,12 @@ def tune(cfg: Config, opts: TuneOptions) -> TuneResult:
     """Search, keep and evaluate the best model; see the module docstring. The parent run ends FINISHED,
     FAILED or KILLED; on Ctrl-C the study stays resumable with the same command."""
     _check_options(opts)
-    space = load_space(opts.space, cfg)
     out = Path(cfg.train.output_dir)
-    # The data first: bad data fails in seconds, before any file is written or any run opened.
+    # The data first: bad data fails in seconds, before any file is written or any run opened; its task decides
+    # the default space and which imbalance strategies a space may draw.
     data = load_data(cfg.data, Preprocessor(cfg.preprocess))
-    search = PreparedData({split: data.splits[split] for split in SEARCH_SPLITS}, data.labels, data.report)
+    space = load_space(opts.space, cfg, task_for(data.task))
+    search = replace(data, splits={split: data.splits[split] for split in SEARCH_SPLITS})
     base = _pin_max_length(cfg, search)
     out.mkdir(parents=True, exist_ok=True)
     with _folder_lock(out):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -107,3 +109,68 @@ def test_label_issues_top_takes_only_the_files_first_rows(tmp_path, plain):
     kept = set(data.splits["train"]["text"])
     assert not {train.iloc[3]["text"], train.iloc[10]["text"]} & kept
     assert {train.iloc[50]["text"], train.iloc[60]["text"]} <= kept
+
+
+@pytest.fixture(scope="module")
+def multi(multi_csv):
+    return DataConfig(data=str(multi_csv)), load_data(DataConfig(data=str(multi_csv)))
+
+
+def multi_issues_file(path, rows: pd.DataFrame, suggested: list[str], given: list[str] | None = None) -> str:
+    """An audit's label_issues.csv of multi-label ``rows``: label sets written as cells (``joy,sadness``)."""
+    pd.DataFrame(
+        {
+            "rank": range(1, len(rows) + 1),
+            "row": rows["row"],
+            "text": rows["text"],
+            "raw_text": rows["raw_text"],
+            "given_label": given or [",".join(tags) for tags in rows["label"]],
+            "suggested_label": suggested,
+            "label_quality": 0.01,
+        }
+    ).to_csv(path, index=False)
+    return str(path)
+
+
+def test_multi_label_rows_are_matched_by_their_label_set_in_any_order(tmp_path, multi):
+    cfg, plain = multi
+    train = plain.splits["train"]
+    two = train[train["label"].map(len) == 2].iloc[:2]
+    # Written in another order than load_data keeps them: still the same sets.
+    given = [",".join(reversed(tags)) for tags in two["label"]]
+    path = multi_issues_file(tmp_path / "issues.csv", two, ["joy", "joy"], given)
+    data = load_data(replace(cfg, exclude_label_issues=path))
+    assert data.report.label_issues["changed"] == 2 and data.report.label_issues["not_in_train"] == 0
+    assert len(data.splits["train"]) == len(train) - 2
+    assert not set(two["text"]) & set(data.splits["train"]["text"])
+    one = train[train["label"].map(len) == 1].iloc[:1]  # the same text with a set it was not given is no match
+    wrong = multi_issues_file(tmp_path / "wrong.csv", one, ["joy"], ["anger,fear,love"])
+    with pytest.raises(LabelIssuesMismatch, match="none of its 1 rows is a training row"):
+        load_data(replace(cfg, exclude_label_issues=wrong))
+
+
+def test_multi_label_relabel_gives_the_suggested_label_sets(tmp_path, multi):
+    cfg, plain = multi
+    train = plain.splits["train"]
+    rows = train.iloc[[0, 1, 2]]
+    path = multi_issues_file(tmp_path / "issues.csv", rows, ["sadness,joy", "fear", ",".join(rows.iloc[2]["label"])])
+    data = load_data(replace(cfg, exclude_label_issues=path, label_issues_action="relabel"))
+    new = data.splits["train"].set_index("text")["label"]
+    assert new[rows.iloc[0]["text"]] == ("joy", "sadness") and new[rows.iloc[1]["text"]] == ("fear",)
+    assert data.report.label_issues["changed"] == 2  # the third row's suggestion is its own set
+    y = data.y("train")[data.splits["train"]["text"] == rows.iloc[0]["text"]][0]
+    assert [lab for lab, v in zip(data.labels, y) if v] == ["joy", "sadness"]  # label ids follow the new set
+
+
+@pytest.mark.parametrize(
+    "suggested, message",
+    [
+        ("joy,glee", "suggested label(s) 'glee' are not among the training labels (anger, fear, joy, love, sadness, "),
+        ("", "1 row(s) suggest no label, but every text must have one; give each a label, or pass --allow-no-label"),
+    ],
+)
+def test_a_multi_label_suggestion_that_cannot_be_a_label_set_is_refused(tmp_path, multi, suggested, message):
+    cfg, plain = multi
+    path = multi_issues_file(tmp_path / "issues.csv", plain.splits["train"].iloc[[0]], [suggested])
+    with pytest.raises(DataError, match=re.escape(f"{path}: {message}")):
+        load_data(replace(cfg, exclude_label_issues=path, label_issues_action="relabel"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,7 @@ import pandas as pd
 from emoclf.config import DataConfig
 from emoclf.data.io import read_file, read_label_names, read_source, with_label_names
 from emoclf.data.issues import apply_label_issues, changed
-from emoclf.data.labels import decide_task, describe, label_sets
+from emoclf.data.labels import decide_task, describe, label_sets, map_labels, place_labels, read_groups
 from emoclf.data.split import carve_missing, subsample
 from emoclf.data.validate import (
     DataReport,
@@ -54,6 +55,7 @@ class PreparedData:
     labels: list[str]
     report: DataReport
     task: str = SINGLE
+    label_map: dict[str, list[str]] | None = None  # --label-map: the groups the labels were replaced by
 
     @property
     def multi_label(self) -> bool:
@@ -64,14 +66,15 @@ class PreparedData:
         return np.asarray(self.splits[split]["label_id"].tolist())
 
     def summary(self, source: str) -> dict:
-        """Source, texts and class counts per split (texts with each label, for multi-label data), and the task:
-        what a model card and a report say it was trained on."""
+        """Source, texts and class counts per split (texts with each label, for multi-label data), the task, and the
+        label map: what a model card and a report say it was trained on, and what scoring its model maps labels by."""
         counts = {s: each_label(df).value_counts() for s, df in self.splits.items()}
         return {
             "source": source,
             "task": self.task,
             "texts": {s: len(df) for s, df in self.splits.items()},
             "class_counts": {s: {lab: int(c.get(lab, 0)) for lab in self.labels} for s, c in counts.items()},
+            **({"label_map": self.label_map} if self.label_map else {}),
         }
 
 
@@ -184,7 +187,13 @@ def load_data(cfg: DataConfig, preprocessor: Preprocessor | None = None) -> Prep
     report = DataReport(rows_read={k: len(v) for k, v in splits.items()})
     splits = {split: _clean(df, preprocessor, cfg, report, split, task) for split, df in splits.items()}
     refuse_label_variants(list(splits.values()))
-    labels = label_order(set(each_label(splits["train"])), names)
+    groups = None
+    if cfg.label_map:  # before anything counts, checks or splits the labels: they are the groups from here on
+        read = set().union(*(set(each_label(df)) for df in splits.values()))
+        groups = place_labels(read_groups(Path(cfg.label_map), "label map"), sorted(read), "label map")
+        for df in splits.values():
+            df["label"] = map_labels(df["label"], groups)
+    labels = label_order(set(each_label(splits["train"])), list(groups) if groups else names)
     for split in ("validation", "test"):
         if split in splits:
             refuse_unknown_labels(
@@ -199,7 +208,13 @@ def load_data(cfg: DataConfig, preprocessor: Preprocessor | None = None) -> Prep
     if cfg.exclude_label_issues:
         # After the split, before any subsample: only the training rows the audit saw, all of them.
         splits["train"], report.label_issues = apply_label_issues(
-            splits["train"], cfg.exclude_label_issues, cfg.label_issues_action, labels, cfg.label_issues_top
+            splits["train"],
+            cfg.exclude_label_issues,
+            cfg.label_issues_action,
+            labels,
+            cfg.label_issues_top,
+            cfg.label_separator if task == MULTI else None,
+            cfg.allow_no_label,
         )
     if cfg.max_samples:
         splits["train"] = subsample(splits["train"], cfg.max_samples, cfg.split_seed, task == MULTI)
@@ -226,19 +241,28 @@ def load_data(cfg: DataConfig, preprocessor: Preprocessor | None = None) -> Prep
         f" ({changed(issues)} as label issues)" if issues else "",
         f"; {describe(prepared['train']['label'], labels)}" if task == MULTI else "",
     )
-    return PreparedData(prepared, labels, report, task)
+    return PreparedData(prepared, labels, report, task, groups)
 
 
 def load_labelled(
-    cfg: DataConfig, labels: list[str], preprocessor: Preprocessor, task: str = SINGLE, allow_no_label: bool = False
+    cfg: DataConfig,
+    labels: list[str],
+    preprocessor: Preprocessor,
+    task: str = SINGLE,
+    allow_no_label: bool = False,
+    label_map: dict[str, list[str]] | None = None,
 ) -> Labelled:
     """The texts to score a model on: the test split of a folder, or every row of a file, cleaned as
-    ``load_data`` cleans them with the model's own ``preprocessor``, read as the model's ``task``; labels in
-    ``labels`` order."""
+    ``load_data`` cleans them with the model's own ``preprocessor``, read as the model's ``task``, labels mapped by
+    ``cfg.label_map`` if given, else by the model's ``label_map`` (so a file of fine labels scores a model trained
+    on their groups); labels in ``labels`` order."""
     cfg = with_label_names(DataConfig(**{**cfg.__dict__, "allow_no_label": allow_no_label or cfg.allow_no_label}))
     splits, _ = read_source(cfg)
     split = "test" if "test" in splits else "all rows"
     df = _clean(splits.get("test", splits["train"]), preprocessor, cfg, DataReport(), split, task)
+    groups = read_groups(Path(cfg.label_map), "label map") if cfg.label_map else label_map
+    if groups:
+        df["label"] = map_labels(df["label"], groups)
     refuse_unknown_labels(df, set(labels), f"are not among the model's labels ({', '.join(labels)})")
     return Labelled.from_split(_with_ids(df, labels, task), split)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from emoclf.config import DataConfig
 from emoclf.data.validate import DataReport, check_class_sizes, each_label
@@ -41,6 +41,18 @@ def _indicator(df: pd.DataFrame) -> np.ndarray:
     for i, tags in enumerate(df["label"]):
         y[i, [column[t] for t in tags]] = 1
     return y
+
+
+def kfold(y: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Seeded stratified folds, as (fitted rows, held-out rows) pairs, of labels ``y``: class ids, or a texts x labels
+    0/1 matrix, folded by iterative stratification (each label's share kept in every fold as far as texts allow)."""
+    if np.ndim(y) == 1:
+        splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    else:
+        from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
+        splitter = MultilabelStratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(len(y)), y))
 
 
 def _draw(df: pd.DataFrame, n_out: int, seed: int, multi_label: bool) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -153,7 +153,8 @@ def evaluate_model(
             loaded ``Predictor``.
         data: a file (csv, tsv, jsonl, parquet, or txt with ``text;label`` lines), a folder with a test split,
             ``hf:<dataset id>``, or a ``DataConfig``; None scores every row of the embedded demo set. A folder is
-            scored on its test split, a file on every row.
+            scored on its test split, a file on every row. Its labels are mapped by the model's label map (a model
+            trained with ``--label-map``), or by ``label_map`` when given.
         out_dir: where to write the full report (metrics.json, report.html, figures); None writes nothing.
         batch_size: texts per forward pass.
         progress: show a progress bar over the batches.
@@ -167,8 +168,14 @@ def evaluate_model(
     cfg = (
         data if isinstance(data, DataConfig) else DataConfig(data=None if data is None else str(data), **data_settings)
     )
+    meta = predictor.meta
     labelled = load_labelled(
-        cfg, predictor.labels, predictor.preprocessor, predictor.task.name, predictor.meta.allow_no_label
+        cfg,
+        predictor.labels,
+        predictor.preprocessor,
+        predictor.task.name,
+        meta.allow_no_label,
+        meta.data.get("label_map"),
     )
     return evaluate(
         predictor,
