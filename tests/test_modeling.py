@@ -114,7 +114,7 @@ def _grow_vocabulary(folder: Path) -> None:
         (lambda f: _truncate(f / "tokenizer.json"), "truncated or damaged"),
         (lambda f: (f / META_FILE).unlink(), "not an emoclf model folder"),
         (lambda f: _edit_meta(f, labels=[]), "no labels saved"),
-        (lambda f: _edit_meta(f, labels=None), r"emoclf\.json: labels missing \(format 2 always saves it\)"),
+        (lambda f: _edit_meta(f, labels=None), r"emoclf\.json: labels missing \(format 3 always saves it\)"),
         (lambda f: _edit_meta(f, labels=LABELS[:5]), "the model has 6 outputs but 5 labels are saved"),
         (_grow_vocabulary, r"tokenizer has \d+ tokens but the embeddings only \d+"),
     ],
@@ -184,13 +184,13 @@ def test_non_finite_weights_or_temperature_are_refused(bundle, tmp_path):
 
 def test_a_lost_setting_an_unknown_key_or_a_newer_format_is_refused_in_one_line(bundle):
     meta = BundleMeta.read(bundle)
-    assert meta.format == 2 and json.loads((bundle / META_FILE).read_text())["format"] == 2
-    for key in ("temperature", "class_bias", "hierarchy", "max_length"):
+    assert meta.format == 3 and json.loads((bundle / META_FILE).read_text())["format"] == 3
+    for key in ("temperature", "class_bias", "hierarchy", "max_length", "task", "thresholds", "allow_no_label"):
         saved = (bundle / META_FILE).read_text()
         _edit_meta(bundle, **{key: None})
         with pytest.raises(
             ModelLoadError,
-            match=rf"^{bundle}/emoclf\.json: {key} missing \(format 2 always saves it\); the file is damaged or "
+            match=rf"^{bundle}/emoclf\.json: {key} missing \(format 3 always saves it\); the file is damaged or "
             "was edited: restore it from the training run, or retrain$",
         ):
             Predictor.load(bundle)
@@ -198,15 +198,15 @@ def test_a_lost_setting_an_unknown_key_or_a_newer_format_is_refused_in_one_line(
     _edit_meta(bundle, calibration=1.5, preprocess={**meta.preprocess, "stem": True}, emoclf_version="0.1.0")
     with pytest.raises(
         ModelLoadError,
-        match=r"emoclf\.json: unknown key\(s\) calibration, preprocess\.stem \(written by emoclf 0\.1\.0, format 2\); "
+        match=r"emoclf\.json: unknown key\(s\) calibration, preprocess\.stem \(written by emoclf 0\.1\.0, format 3\); "
         "the file was edited or comes from another tool: restore it, or retrain$",
     ):
         Predictor.load(bundle)
-    _edit_meta(bundle, format=3, emoclf_version="9.0.0", calibration=None)
+    _edit_meta(bundle, format=4, emoclf_version="9.0.0", calibration=None)
     with pytest.raises(
         ModelLoadError,
-        match=r"emoclf\.json: written by emoclf 9\.0\.0 in model format 3; this emoclf \(0\.1\.0\) reads formats "
-        r"up to 2: upgrade emoclf \(pip install -U emoclf\) to load it$",
+        match=r"emoclf\.json: written by emoclf 9\.0\.0 in model format 4; this emoclf \(0\.1\.0\) reads formats "
+        r"up to 3: upgrade emoclf \(pip install -U emoclf\) to load it$",
     ):
         Predictor.load(bundle)
 
@@ -216,6 +216,10 @@ def test_a_model_folder_of_the_first_format_loads_and_predicts_as_it_did(bundle)
     nfd = ["un cafe\u0301 tre\u0300s nai\u0308ve"]
     old_preprocess = Preprocessor(PreprocessConfig(normalize_unicode=False))
     expected = Predictor.load(bundle)
+    _edit_meta(bundle, format=2, task=None, thresholds=None, allow_no_label=None)
+    before_multi_label = Predictor.load(bundle)  # format 2: no task, as every model before multi-label
+    assert before_multi_label.task.name == "single-label" and before_multi_label.meta.thresholds is None
+    assert (before_multi_label.predict_proba(nfd) == expected.predict_proba(nfd)).all()
     _edit_meta(bundle, format=None, class_bias=None, hierarchy=None, preprocess=old_preprocess.to_dict())
     _edit_meta(bundle, preprocess={k: v for k, v in old_preprocess.to_dict().items() if k != "normalize_unicode"})
     old = Predictor.load(bundle)

@@ -180,12 +180,12 @@ def test_diverged_training_stops_naming_the_step_saves_nothing_and_fails_the_run
 
 
 def test_a_failed_evaluation_leaves_no_model_folder(tmp_path, tiny_model, monkeypatch):
-    import emoclf.evaluation.evaluate as evaluation
+    import emoclf.finishing as finishing
 
     def broken(*args, **kwargs):
         raise RuntimeError("evaluation crashed")
 
-    monkeypatch.setattr(evaluation, "evaluate", broken)
+    monkeypatch.setattr(finishing, "evaluate", broken)
     with pytest.raises(RuntimeError, match="evaluation crashed"):
         train(_tiny(tiny_model, tmp_path / "run"))
     assert sorted(p.name for p in (tmp_path / "run").iterdir() if p.name.startswith((".model", "model"))) == []

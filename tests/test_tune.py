@@ -20,13 +20,12 @@ import yaml
 from conftest import free_port
 from optuna.trial import TrialState
 
-from emoclf import training
+from emoclf import finishing, training
 from emoclf import tune as tune_module
 from emoclf.cli import main
 from emoclf.config import Config, DataConfig, TuneOptions
 from emoclf.data import load_data
 from emoclf.errors import ConfigError, TrainingInterrupted
-from emoclf.evaluation import evaluate as evaluation
 from emoclf.inference import Predictor
 from emoclf.tune import best_validation_f1
 
@@ -100,7 +99,7 @@ def study(tmp_path_factory, tiny_model):
     """One 3-trial study whose trial 1 is pruned, with every training, evaluation and scored text recorded."""
     root = tmp_path_factory.mktemp("tune")
     calls: list[tuple] = []
-    real_train, real_evaluate, real_logits = training.train, evaluation.evaluate, Predictor.logits
+    real_train, real_evaluate, real_logits = training.train, finishing.evaluate, Predictor.logits
 
     def spy_train(cfg, data=None, resume=False, callbacks=(), holdout="test"):
         calls.append(("train", tuple(data.splits), holdout))
@@ -121,7 +120,7 @@ def study(tmp_path_factory, tiny_model):
         with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(printed):
             mp.setattr(tune_module, "make_pruner", lambda name: PruneTrialOne())
             mp.setattr(training, "train", spy_train)
-            mp.setattr(evaluation, "evaluate", spy_evaluate)
+            mp.setattr(finishing, "evaluate", spy_evaluate)
             mp.setattr(Predictor, "logits", spy_logits)
             rc = main(tune_flags(tiny_model, root, "--n-trials", "3"))
     finally:
