@@ -13,14 +13,16 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import yaml
 
 from emoclf.config import QUICK_BATCH_SIZE, QUICK_EPOCHS, QUICK_MAX_SAMPLES, Config
-from emoclf.data import PreparedData
-from emoclf.data.split import subsample
 from emoclf.errors import ConfigError
+
+if TYPE_CHECKING:  # the data modules import pandas and scikit-learn: seconds a prediction does not need
+    from emoclf.data import PreparedData
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +216,9 @@ def plot_dendrogram(tree: dict, path: Path) -> Path | None:
 def first_model(cfg: Config, data: PreparedData) -> tuple[Config, PreparedData]:
     """What ``auto`` trains its first, flat model on: ``compare --quick``'s budget (at most 4,000 training rows,
     one epoch in batches of 16, at least ``min_steps``) on the same training and validation splits (no test)."""
+    from emoclf.data import PreparedData
+    from emoclf.data.split import subsample
+
     first = cfg.replace(
         hierarchy=None,
         output_dir=str(Path(cfg.train.output_dir) / FIRST_MODEL_DIR),

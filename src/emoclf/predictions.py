@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
-from emoclf.data.io import missing_columns_error
-from emoclf.data.validate import check_types
 from emoclf.errors import DataError
 from emoclf.hierarchy import Hierarchy, group_probabilities
+
+if TYPE_CHECKING:  # pandas is imported by the batch paths only: a single text predicts without its second
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +34,15 @@ SKIPPED_EMPTY = "empty after preprocessing"
 @dataclass
 class Prediction:
     """One text's label, its probability, and every class's probability (they sum to 1); with a hierarchy, the
-    label's group and the group's probability (None without one)."""
+    label's group and the group's probability (None without one); ``truncated``: the text is longer than the
+    model reads (its ``max_length`` tokens), and only its start was classified."""
 
     label: str
     probability: float
     probabilities: dict[str, float]
     group: str | None = None
     group_probability: float | None = None
+    truncated: bool = False
 
 
 def prediction_columns(labels: list[str], hierarchy: Hierarchy | None = None) -> list[str]:
@@ -48,9 +51,12 @@ def prediction_columns(labels: list[str], hierarchy: Hierarchy | None = None) ->
     return ["predicted_label", "predicted_probability", *groups, *(f"prob_{lab}" for lab in labels), "skipped"]
 
 
-def single_predictions(probs: np.ndarray, labels: list[str], hierarchy: Hierarchy | None) -> list[Prediction]:
-    """One ``Prediction`` per row of probabilities."""
+def single_predictions(
+    probs: np.ndarray, labels: list[str], hierarchy: Hierarchy | None, truncated: np.ndarray | None = None
+) -> list[Prediction]:
+    """One ``Prediction`` per row of probabilities; ``truncated`` marks the rows whose text was cut."""
     groups = zip(*label_groups(probs, labels, hierarchy)) if hierarchy else ((None, None) for _ in probs)
+    cut = np.zeros(len(probs), dtype=bool) if truncated is None else truncated
     return [
         Prediction(
             labels[int(p.argmax())],
@@ -58,8 +64,9 @@ def single_predictions(probs: np.ndarray, labels: list[str], hierarchy: Hierarch
             dict(zip(labels, map(float, p))),
             g,
             None if gp is None else float(gp),
+            bool(c),
         )
-        for p, (g, gp) in zip(probs, groups)
+        for p, (g, gp), c in zip(probs, groups, cut)
     ]
 
 
@@ -76,6 +83,8 @@ def predictions_frame(predictor, texts: list[str], progress: bool = False) -> pd
     A text that is empty after preprocessing keeps its row, with no label or probabilities and
     ``skipped`` saying why; ``skipped`` is empty for every predicted row.
     """
+    import pandas as pd
+
     labels, hierarchy = predictor.labels, predictor.hierarchy
     clean = predictor.clean(texts)
     keep = np.array([bool(t) for t in clean], dtype=bool)
@@ -114,6 +123,11 @@ def predict_table(predictor, df: pd.DataFrame, text_column: str = "text", progre
     text is an empty one (no prediction, marked ``skipped``); an input column that a prediction
     column would overwrite is refused.
     """
+    import pandas as pd
+
+    from emoclf.data.io import missing_columns_error
+    from emoclf.data.validate import check_types
+
     source = df.attrs.get("source", "input")
     error = missing_columns_error(source, df, {text_column: "--text-column"})
     if error:

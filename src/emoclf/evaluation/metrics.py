@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 
 def macro_f1(y_true, y_pred) -> float:
     """Macro-F1 over the classes present in ``y_true``: a class with no rows there has no F1 to average
     (counting it as 0 would report a model as worse than it is; predicting it still costs the true class's recall)."""
+    from sklearn.metrics import f1_score  # here, not above: formatting scores (model cards, pages) needs no sklearn
+
     present = np.unique(np.asarray(y_true))
     return float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0))
 
@@ -19,6 +20,8 @@ def classification_metrics(y_true, y_pred, labels: list[str]) -> dict:
     Classes without rows in ``y_true`` are listed in ``classes_absent``; their per-class scores are
     None (not measurable) and macro-F1 averages over the others.
     """
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     ids = list(range(len(labels)))
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=ids, zero_division=0)
@@ -58,10 +61,12 @@ def group_metrics(confusion, labels: list[str], groups: dict[str, list[str]]) ->
 
 
 def model_metrics(metrics: dict) -> dict:
-    """What a model folder keeps of its test evaluation: the headline, each class's scores (and the groups')."""
+    """What a model folder keeps of its test evaluation: the headline, each class's scores, the confusion matrix
+    (the model card's known weaknesses), and the groups'."""
     return {
         **{k: metrics[k] for k in ("accuracy", "macro_f1", "weighted_f1", "n")},
         "per_class": metrics["per_class"],
+        "confusion_matrix": metrics["confusion_matrix"],
         **({"groups": metrics["groups"]} if "groups" in metrics else {}),
     }
 
