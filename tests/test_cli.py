@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import fields
 from pathlib import Path
 
@@ -234,14 +235,41 @@ def test_commands_offer_only_the_settings_they_read(capsys):
     assert "--val-size" in out and "--lowercase" in out and "--model" in out and "--max-length" not in out
 
 
-def test_help_and_argument_errors_come_before_heavy_imports():
+def test_help_and_argument_errors_come_before_heavy_imports(tmp_path):
+    missing = str(tmp_path / "missing")
     code = (
-        "import sys\nfrom emoclf.cli import main\nfor argv in (['train', '--help'], ['train', '--lr', '1']):\n"
+        "import sys\nfrom emoclf.cli import main\n"
+        f"for argv in (['train', '--help'], ['train', '--lr', '1'], ['predict', '--model', {missing!r}, 'hi'],\n"
+        f"             ['evaluate', {missing!r}, '--model', {missing!r}], ['train', {missing!r}],\n"
+        "             ['predict', '--model', '.']):\n"
         "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
-        "print(sorted({'torch', 'transformers', 'mlflow', 'pandas'} & set(sys.modules)), file=sys.stderr)"
+        "print(sorted({'torch', 'transformers', 'mlflow', 'pandas', 'sklearn'} & set(sys.modules)), file=sys.stderr)"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.stderr.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize(
+    "argv,said",
+    [
+        (["--help"], "usage: emoclf [-h]"),
+        (["predict", "--model", "{tmp}/model", "hello"], "emoclf: error: --model {tmp}/model: no such model folder"),
+        (
+            ["evaluate", "{tmp}/val.txt", "--model", "{tmp}"],
+            "emoclf: error: DATA {tmp}/val.txt: no such file or folder",
+        ),
+    ],
+)
+def test_help_and_path_errors_answer_at_once(argv, said, tmp_path):
+    """Seconds go to torch and transformers only when a model is needed: help and a mistyped path are answered
+    in well under a second on an idle machine (2 s here: the machine may be shared)."""
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "emoclf.cli", *(a.format(tmp=tmp_path) for a in argv)], capture_output=True, text=True
+    )
+    took = time.perf_counter() - started
+    assert said.format(tmp=tmp_path) in proc.stdout + proc.stderr
+    assert took < 2.0, f"{argv[0]} took {took:.1f} s"
 
 
 def test_inspect_prints_tables(capsys, tmp_path):

@@ -16,7 +16,7 @@ from dataclasses import MISSING, dataclass, fields
 
 from emoclf import __version__, console
 from emoclf import config as C
-from emoclf.errors import EmoclfError
+from emoclf.errors import ConfigError, EmoclfError
 
 log = logging.getLogger("emoclf")
 
@@ -206,7 +206,7 @@ COMMANDS = {
         ALL_SECTIONS,
         "?",
         "[DATA] [options]",
-        names(*ALL_SECTIONS) - {"output_dir", "overwrite", "register_name"},
+        names(*ALL_SECTIONS) - {"output_dir", "overwrite", "register_name", "model_name", "license", "language"},
     ),
     "inspect": Command(
         "cmd_inspect",
@@ -460,23 +460,24 @@ def cmd_report(args) -> int:
 
 def cmd_predict(args) -> int:
     opts = options(args, C.PredictOptions)
+    if bool(opts.texts) == bool(opts.input):
+        raise ConfigError("give either texts as arguments or --input FILE (not both, not neither)")
+    if opts.output:
+        from emoclf.data.io import output_format  # pandas: imported only when a file is written
+
+        output_format(opts.output)  # an unknown extension fails now, not after the model has loaded
     with console.status("loading the model"):
-        from emoclf.config import DataConfig
-        from emoclf.data.io import output_format, read_table, write_table
-        from emoclf.errors import ConfigError
+        from emoclf.data.io import read_table, write_table
         from emoclf.inference import Predictor
         from emoclf.predictions import predict_table
 
-        if bool(opts.texts) == bool(opts.input):
-            raise ConfigError("give either texts as arguments or --input FILE (not both, not neither)")
-        output_format(opts.output)  # an unknown extension fails now, not after the predictions
         predictor = Predictor.load(opts.model, batch_size=opts.batch_size, precision=opts.precision)
     if opts.texts:
         for text, pred in zip(opts.texts, predictor.predict(opts.texts, progress=True)):
             group = f"{pred.group}\t{pred.group_probability:.4f}\t" if pred.group is not None else ""
             print(f"{pred.label}\t{pred.probability:.4f}\t{group}{text}")
         return 0
-    table = read_table(opts.input, DataConfig(text_column=opts.text_column), txt_labels=predictor.labels)
+    table = read_table(opts.input, C.DataConfig(text_column=opts.text_column), txt_labels=predictor.labels)
     out = predict_table(predictor, table, opts.text_column, progress=True)
     write_table(out, opts.output)
     if opts.output:
@@ -556,6 +557,9 @@ def main(argv: list[str] | None = None) -> int:
     console.configure(verbosity(args))
     signal.signal(signal.SIGTERM, _terminate)
     try:
+        command = COMMANDS[args.command]
+        for cls in filter(None, (command.options, *(C.SECTIONS[s] for s in command.sections))):
+            C.check_paths(cls, vars(args))  # a mistyped path is answered before any heavy import
         return args.func(args)
     except EmoclfError as e:
         if args.debug:
