@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from emoclf.config import DataConfig
-from emoclf.data.io import demo_path, detect_format, read_file, read_hf, read_source, read_table
+from emoclf.data.io import detect_format, read_file, read_hf, read_source, read_table
 from emoclf.errors import DataError
 
 TEXTS = ["i feel great", "so angry, really", "tears; again"]
@@ -382,7 +382,7 @@ def test_integer_labels(tmp_path):
 def test_read_source_demo():
     splits, names = read_source(DataConfig())
     assert names is None and list(splits) == ["train"]
-    assert splits["train"].attrs["source"] == str(demo_path())
+    assert splits["train"].attrs["source"] == "the embedded demo set"  # how errors and reports name it
     assert len(splits["train"]) == 460
     assert sorted(splits["train"]["label"].unique()) == ["anger", "fear", "joy", "love", "sadness", "surprise"]
     same, _ = read_source(DataConfig(data="demo"))
@@ -504,3 +504,11 @@ def test_hf_unknown_id_fails_within_10_seconds():
     assert time.monotonic() - start < 10
     message = str(info.value)
     assert "hub" in message.lower() and "nobody/nothing-here-xyz" in message
+
+
+def test_a_data_sets_short_name_is_the_data_sets_not_its_files():
+    from emoclf.data.io import data_name
+
+    sources = ("../emotion/train.txt", "reviews.csv", "hf:dair-ai/emotion", "data/go emotions")
+    assert [data_name(s) for s in sources] == ["emotion", "reviews", "emotion", "go-emotions"]
+    assert data_name("the embedded demo set") == data_name("demo") == "emoclf-demo"

@@ -431,3 +431,29 @@ def test_max_val_samples_caps_validation_stratified_and_leaves_test_alone():
     assert set(capped.splits["validation"]["label"]) == set(full.splits["validation"]["label"])  # every class kept
     pd.testing.assert_frame_equal(capped.splits["test"], full.splits["test"])
     pd.testing.assert_frame_equal(capped.splits["train"], full.splits["train"])
+
+
+def test_the_summary_names_where_each_split_came_from_never_by_an_absolute_path(tmp_path, monkeypatch):
+    folder = tmp_path / "emotion"
+    folder.mkdir()
+    train = write_csv(folder / "train.csv", balanced(20))
+    held_out = write_csv(folder / "val.csv", balanced(3, tag="held-out"))
+    summary = load_data(DataConfig(data=str(train), test_data=str(held_out))).summary(str(train))
+    assert summary["source"] == "emotion/train.csv" and summary["name"] == "emotion" and summary["hub_id"] is None
+    assert summary["splits"] == {
+        "train": {"from": "emotion/train.csv", "carved": False},
+        "validation": {"from": "emotion/train.csv", "carved": True},
+        "test": {"from": "emotion/val.csv", "carved": False},
+    }
+    assert summary["texts"] == {"train": 54, "validation": 6, "test": 9}
+    monkeypatch.chdir(tmp_path)  # below the working folder: relative to it
+    assert load_data(DataConfig(data=str(train))).summary(str(train))["splits"]["test"] == {
+        "from": "emotion/train.csv",
+        "carved": True,
+    }
+    demo = load_data(DataConfig()).summary("demo")
+    assert (demo["source"], demo["name"], demo["splits"]["test"]) == (
+        "the embedded demo set",
+        "emoclf-demo",
+        {"from": "the embedded demo set", "carved": True},
+    )

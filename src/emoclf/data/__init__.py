@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from emoclf.config import DataConfig
-from emoclf.data.io import read_file, read_source
+from emoclf.config import DEMO_DATA, DEMO_SOURCE, HF_PREFIX, DataConfig
+from emoclf.data.io import data_name, read_file, read_source
 from emoclf.data.issues import apply_label_issues, changed
 from emoclf.data.split import carve_missing, subsample
 from emoclf.data.validate import (
@@ -31,12 +32,12 @@ from emoclf.data.validate import (
     shared_texts,
 )
 from emoclf.errors import DataError
+from emoclf.naming import source_name
 from emoclf.preprocess import Preprocessor
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
-DEMO_SOURCE = "the embedded demo set"
 
 
 @dataclass
@@ -48,9 +49,19 @@ class PreparedData:
     report: DataReport
 
     def summary(self, source: str) -> dict:
-        """Source, texts and class counts per split: what a model card and a report say it was trained on."""
+        """What a model card, a report and a run say it was trained on: the source by a name that is never a local
+        absolute path (``source_name``), the Hugging Face dataset id when it is one, where each split came from (a
+        file, or carved out of the training data), and texts and class counts per split."""
+        source = DEMO_SOURCE if source == DEMO_DATA else source
+        hub = source[len(HF_PREFIX) :] if source.startswith(HF_PREFIX) else None
         return {
-            "source": source,
+            "source": source_name(source),
+            "name": data_name(source),
+            "hub_id": hub if hub and not Path(hub).exists() else None,
+            "splits": {
+                s: {"from": source_name(df.attrs.get("source", source)), "carved": s in self.report.split_created}
+                for s, df in self.splits.items()
+            },
             "texts": {s: len(df) for s, df in self.splits.items()},
             "class_counts": {
                 s: {lab: int((df["label"] == lab).sum()) for lab in self.labels} for s, df in self.splits.items()
