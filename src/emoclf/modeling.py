@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -74,6 +75,11 @@ class BundleMeta:
     data: dict[str, Any] = field(default_factory=dict)  # source, texts and class counts per split
     training: dict[str, Any] = field(default_factory=dict)  # what "auto" settings resolved to
     hierarchy: dict[str, Any] | None = None  # groups of labels (hierarchy.Hierarchy.to_dict), or None: flat
+    # What the model card (and the page of `emoclf serve`) says of it besides its scores.
+    name: str | None = None  # --model-name, else modelcard.default_name
+    license: str | None = None
+    language: list[str] = field(default_factory=list)
+    examples: list[dict[str, str]] = field(default_factory=list)  # a held-out text per class, with its label
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -102,6 +108,37 @@ class BundleMeta:
                 "probabilities: retrain it"
             )
         return meta
+
+
+def default_name(base_model: str, data: str) -> str:
+    """``<base model>-finetuned-<data>`` (``all-MiniLM-L6-v2-finetuned-emotion``), as a Hub repository name."""
+    base = base_model.rstrip("/").split("/")[-1]
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", f"{base}-finetuned-{data}").strip("-.")[:96]
+
+
+def model_name(meta: BundleMeta) -> str:
+    """The model's name: the one it was trained with (``--model-name``), else ``default_name`` (folders saved
+    before models had names)."""
+    return meta.name or default_name(meta.base_model, (meta.data or {}).get("name", "emoclf"))
+
+
+def base_card(name: str) -> dict[str, Any]:
+    """The license and language(s) the base model's own model card declares (its folder's ``README.md``, or the
+    Hub's when it was loaded from there); empty when it has none or none can be read."""
+    from huggingface_hub import hf_hub_download, metadata_load
+
+    folder = Path(resolve_model_name(name))
+    if folder.exists() and not (folder / "README.md").is_file():
+        return {}
+    try:
+        found = metadata_load(folder / "README.md" if folder.exists() else hf_hub_download(name, "README.md")) or {}
+    except Exception:  # noqa: BLE001 - no card, no connection, a card that is not YAML: nothing to carry over
+        return {}
+    language = found.get("language")
+    return {
+        "license": found.get("license") if isinstance(found.get("license"), str) else None,
+        "language": [language] if isinstance(language, str) else list(language or []),
+    }
 
 
 def load_for_training(name: str, labels: list[str]):

@@ -26,7 +26,7 @@ from accelerate import PartialState
 from transformers import DataCollatorWithPadding, TrainerCallback, set_seed
 from transformers.trainer import TRAINER_STATE_NAME, TrainerState
 
-from emoclf import __version__, console, imbalance
+from emoclf import __version__, console, hardware, imbalance
 from emoclf.checkpoints import (
     CHECKPOINT_DIR,
     LOG_FILE,
@@ -45,7 +45,16 @@ from emoclf.evaluation.evaluate import evaluate, finish_model
 from emoclf.hierarchy import AUTO, FOUND_JSON, Hierarchy, first_model, from_validation, read_found
 from emoclf.inference import Predictor
 from emoclf.losses import make_loss
-from emoclf.modeling import BundleMeta, hub_id, load_for_training, model_max_length, save_bundle
+from emoclf.modeling import (
+    BundleMeta,
+    base_card,
+    default_name,
+    hub_id,
+    load_for_training,
+    model_max_length,
+    save_bundle,
+)
+from emoclf.naming import source_name
 from emoclf.preprocess import Preprocessor
 from emoclf.tracking import ended_run, log_training_results, log_training_setup, make_tracker, run_description, run_name
 from emoclf.trainer import (
@@ -217,7 +226,7 @@ def _run(
             resume=resume,
             description=run_description(cfg, summary, plan.strategy, plan.loss),
         )
-    with ended_run(tracker):
+    with ended_run(tracker, out / LOG_FILE if main else None):
         setup = _setup(cfg, data, plan, tracker, hierarchy)
         trainer, seconds, examples = _fit(cfg, setup, tracker, checkpoint, callbacks)
         history = trainer.state.log_history
@@ -325,7 +334,10 @@ def _fit(
     run_training(trainer, stop, checkpoint, out)
     seconds = time.perf_counter() - started
     setup.steps.update(
-        optimizer_steps=trainer.state.global_step, examples_seen=round(len(setup.train_ds) * trainer.state.epoch)
+        optimizer_steps=trainer.state.global_step,
+        examples_seen=round(len(setup.train_ds) * trainer.state.epoch),
+        train_seconds=round(seconds, 1),
+        hardware=hardware.detect().describe(),
     )
     return trainer, seconds, len(setup.train_ds) * (trainer.state.epoch - start_epoch)
 
@@ -340,11 +352,14 @@ def _evaluate(
     holdout: str | None,
 ) -> dict:
     """Save the model with what describes it (``emoclf.json``, model card), then finish it (``finish_model``)."""
+    m = cfg.model
+    base = base_card(m.model) if not (m.license and m.language) else {}
+    languages = base.get("language", [])
     meta = BundleMeta(
         labels=data.labels,
         preprocess=Preprocessor(cfg.preprocess).to_dict(),
         max_length=setup.max_length,
-        base_model=hub_id(cfg.model.model),
+        base_model=source_name(hub_id(m.model)),  # a local base model by a relative name
         config=cfg.to_dict(),
         trained_at=now(),
         run_id=run_id,
@@ -352,6 +367,10 @@ def _evaluate(
         data=summary,
         training={**setup.resolved(), **setup.steps},
         hierarchy=setup.hierarchy.to_dict() if setup.hierarchy else None,
+        name=m.model_name or default_name(hub_id(m.model), summary["name"]),
+        license=m.license or base.get("license"),
+        # A base model's one language is its fine-tuned model's too; of a multilingual one's, the data's are unknown.
+        language=[c.strip() for c in m.language.split(",")] if m.language else languages if len(languages) == 1 else [],
     )
     staged = save_bundle(Path(cfg.train.output_dir) / STAGED_MODEL_DIR, trainer.model, setup.tokenizer, meta)
     return finish_model(cfg, data, staged, trainer.state.log_history, holdout, setup.steps)

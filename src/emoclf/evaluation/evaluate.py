@@ -32,7 +32,7 @@ from emoclf.evaluation.context import log_evaluation, report_context
 from emoclf.evaluation.metrics import classification_metrics, group_metrics, model_metrics
 from emoclf.evaluation.report import write_report
 from emoclf.inference import Predictor
-from emoclf.modelcard import write_meta_and_card
+from emoclf.modelcard import pick_examples, write_meta_and_card
 from emoclf.modeling import replace_folder
 
 log = logging.getLogger(__name__)
@@ -153,6 +153,7 @@ def finish_model(
                 predictor, scored, out / REPORT_DIR, history, fitted, progress=True, context=context, training=training
             ).metrics
             predictor.meta.metrics = model_metrics(metrics)
+            predictor.meta.examples = pick_examples(scored.texts, scored.y_true, predictor.labels)
         write_meta_and_card(staged, predictor.meta)
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
