@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from emoclf import hardware
 from emoclf.calibration import calibrated_probs
-from emoclf.config import PredictPrecision
+from emoclf.config import MLFLOW_SCHEMES, PredictPrecision
 from emoclf.errors import ConfigError, EmptyTextError, ModelLoadError, PredictionError, TrackingError
 from emoclf.hierarchy import Hierarchy
 from emoclf.modeling import META_FILE, BundleMeta, load_bundle
@@ -32,7 +32,6 @@ from emoclf.preprocess import Preprocessor
 
 log = logging.getLogger(__name__)
 
-MLFLOW_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:/")
 ONNX_FILE = "model.onnx"
 PRECISIONS = typing.get_args(PredictPrecision)
 
@@ -190,6 +189,7 @@ class Predictor:
         self.batch_size = batch_size
         self.input_names = [n for n in tokenizer.model_input_names if n in backend.input_names]
         self.source: str | None = None  # what load() was given, for reports and /metadata
+        self.folder: Path | None = None  # the model folder it was loaded from (an MLflow model: its download)
         self._tokenizer_lock = threading.Lock()
 
     @classmethod
@@ -206,7 +206,7 @@ class Predictor:
         folder = resolve_source(source)
         backend, tokenizer, meta = open_model(folder, source, precision, num_threads)
         predictor = cls(backend, tokenizer, meta, batch_size)
-        predictor.source = str(source)
+        predictor.source, predictor.folder = str(source), folder
         if is_export(folder):
             check_export(predictor, folder)
         log.debug("loaded %s with %s", source, backend.name)
@@ -286,15 +286,24 @@ class Predictor:
         self._refuse_empty(list(texts), clean)
         return self.probabilities(clean, progress)
 
+    def truncated(self, texts: list[str]) -> np.ndarray:
+        """Which texts are longer than the model reads (``max_length`` tokens after preprocessing): only their
+        start is classified."""
+        clean = self.clean(texts)
+        with self._tokenizer_lock:  # counted untruncated; `verbose=False`: no warning about the model's limit
+            lengths = [len(ids) for ids in self.tokenizer(clean, verbose=False)["input_ids"]] if clean else []
+        return np.asarray(lengths, dtype=np.int64) > self.meta.max_length
+
     def predict(self, texts: list[str], progress: bool = False) -> list[Prediction]:
         """One ``Prediction`` per raw text (a list), in input order: ``label``, ``probability`` (the label's)
-        and ``probabilities`` (every class's, summing to 1), with a hierarchy ``group`` and ``group_probability``;
-        the saved preprocessing is applied here.
+        and ``probabilities`` (every class's, summing to 1), with a hierarchy ``group`` and ``group_probability``,
+        and ``truncated`` (the text was cut at ``max_length`` tokens); the saved preprocessing is applied here.
 
         Raises ``EmptyTextError`` when a text is empty after preprocessing (only emoji or punctuation): it gets
         no label rather than a guess (``predictions_frame`` keeps such rows, marked ``skipped``).
         """
-        return single_predictions(self.predict_proba(texts, progress), self.labels, self.hierarchy)
+        probs = self.predict_proba(texts, progress)
+        return single_predictions(probs, self.labels, self.hierarchy, self.truncated(texts))
 
 
 def check_export(predictor: Predictor, folder: Path) -> None:
