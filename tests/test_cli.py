@@ -95,8 +95,13 @@ def test_inspect_emotion_data(tmp_path, capsys, emotion_dir):
 
 def test_predict_texts_and_files(trained, tmp_path, capsys):
     assert main(["predict", "--model", str(trained.model_dir), "i am so happy", "i am scared"]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 2 and lines[0].endswith("\ti am so happy")
+    out = capsys.readouterr()
+    lines = out.out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].endswith("\ti am so happy") and "longer than" not in out.err
+    assert main(["predict", "--model", str(trained.model_dir), "i am so happy", "i am " * 60]) == 0
+    limit = json.loads((trained.model_dir / "emoclf.json").read_text())["max_length"]
+    said = f"emoclf: 1 text(s) longer than the model reads ({limit} tokens): only their start was classified"
+    assert capsys.readouterr().err.strip().endswith(said)
     src = tmp_path / "in.jsonl"
     src.write_text('{"text": "what a lovely day"}\n{"text": "I HATE this"}\n{"text": "oh wow"}\n')
     for ext in ("csv", "parquet", "jsonl"):

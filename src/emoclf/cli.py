@@ -473,9 +473,17 @@ def cmd_predict(args) -> int:
 
         predictor = Predictor.load(opts.model, batch_size=opts.batch_size, precision=opts.precision)
     if opts.texts:
-        for text, pred in zip(opts.texts, predictor.predict(opts.texts, progress=True)):
+        predictions = predictor.predict(opts.texts, progress=True)
+        for text, pred in zip(opts.texts, predictions):
             group = f"{pred.group}\t{pred.group_probability:.4f}\t" if pred.group is not None else ""
             print(f"{pred.label}\t{pred.probability:.4f}\t{group}{text}")
+        cut = sum(p.truncated for p in predictions)
+        if cut:
+            print(
+                f"emoclf: {cut} text(s) longer than the model reads ({predictor.meta.max_length} tokens): "
+                "only their start was classified",
+                file=sys.stderr,
+            )
         return 0
     table = read_table(opts.input, C.DataConfig(text_column=opts.text_column), txt_labels=predictor.labels)
     out = predict_table(predictor, table, opts.text_column, progress=True)
