@@ -6,10 +6,10 @@ folder, and `emoclf serve` to answer its first request; and where predict's seco
 Each command runs as a user runs it, in a fresh process (``python -m emoclf.cli``); each figure is the best of
 --repeats runs (the least disturbed by other load), as wall seconds and as the CPU seconds the process used (user +
 system: on a busy machine, the closer of the two to what an idle one takes). The split of ``predict`` comes from a
-fresh process that times its steps: imports (``emoclf.inference``, with torch), the model's code (transformers
-imports the modules of the model's architecture on first use), loading the folder (weights, tokenizer, checks),
-predicting one text. Prints one JSON line, with the CPU and the load average when it started: figures from a
-machine that other work keeps busy are slower than an idle machine's.
+fresh process that times its steps as wall and CPU seconds: the CLI, torch, the rest of ``emoclf.inference``, the
+model's code (transformers imports the modules of the model's architecture on first use), loading the folder
+(weights, tokenizer, checks), predicting one text (on one thread, as ``emoclf predict TEXT`` does). Prints one
+JSON line, with the CPU and the load average when it started: a machine that other work keeps busy is slower.
 """
 
 from __future__ import annotations
@@ -28,21 +28,27 @@ from pathlib import Path
 TEXT = "i finally got the job and i cant stop smiling"
 # Run in a fresh interpreter: the steps of `emoclf predict MODEL TEXT`, each timed.
 SPLIT = """
-import json, sys, time
-started = time.perf_counter()
+import json, resource, sys, time
+def now():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return time.perf_counter(), usage.ru_utime + usage.ru_stime
+marks = [now()]
 import emoclf.cli
+marks.append(now())
+import torch
+marks.append(now())
 from emoclf.inference import Predictor
-imported = time.perf_counter()
+marks.append(now())
 from transformers import AutoConfig
 from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
 MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING[type(AutoConfig.from_pretrained(sys.argv[1]))]
-code = time.perf_counter()
-predictor = Predictor.load(sys.argv[1])
-loaded = time.perf_counter()
+marks.append(now())
+predictor = Predictor.load(sys.argv[1], num_threads=1)  # as `emoclf predict TEXT` loads it
+marks.append(now())
 predictor.predict([sys.argv[2]])
-done = time.perf_counter()
-print(json.dumps({"imports": imported - started, "model_code": code - imported, "model_load": loaded - code,
-                  "predict": done - loaded}))
+marks.append(now())
+steps = ["cli", "torch", "emoclf_inference", "model_code", "model_load", "predict"]
+print(json.dumps({s: [b[0] - a[0], b[1] - a[1]] for s, a, b in zip(steps, marks, marks[1:])}))
 """
 
 
@@ -67,11 +73,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """The CPU seconds (user + system) a running process has used so far, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def first_answer(model: str) -> tuple[float, float]:
-    """Seconds from starting `emoclf serve` to its first answer to POST /predict, and the CPU seconds used."""
+    """Seconds from starting `emoclf serve` to its first answer to POST /predict, and the CPU seconds the server
+    had used by then (not those of its shutdown afterwards)."""
     port = free_port()
     body = json.dumps({"texts": [TEXT]})
-    cpu, started = cpu_seconds(), time.perf_counter()
+    started = time.perf_counter()
     server = subprocess.Popen(
         [sys.executable, "-m", "emoclf.cli", "--quiet", "serve", "--model", model, "--port", str(port)],
         stdout=subprocess.DEVNULL,
@@ -88,11 +101,11 @@ def first_answer(model: str) -> tuple[float, float]:
                     break
             except OSError:
                 time.sleep(0.05)
-        wall = time.perf_counter() - started
+        wall, cpu = time.perf_counter() - started, process_cpu_seconds(server.pid)
     finally:
         server.terminate()
         server.wait()
-    return wall, cpu_seconds() - cpu
+    return wall, cpu
 
 
 def best(measure, repeats: int) -> dict:
@@ -121,7 +134,10 @@ def main() -> None:
         "help": best(lambda: run([*cli, "--help"])[:2], args.repeats),
         "path_error": best(lambda: run([*cli, "evaluate", missing, "--model", missing])[:2], args.repeats),
         "predict_one_text": best(lambda: run([*cli, "predict", "--model", args.model, TEXT])[:2], args.repeats),
-        "predict_split_s": {k: round(min(s[k] for s in splits), 2) for k in splits[0]},
+        # per step: [wall, cpu] seconds, each the best of the runs
+        "predict_split_s": {
+            k: [round(min(s[k][0] for s in splits), 2), round(min(s[k][1] for s in splits), 2)] for k in splits[0]
+        },
         "serve_first_answer": best(lambda: first_answer(args.model), args.repeats),
     }
     print(json.dumps(out))

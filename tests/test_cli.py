@@ -263,6 +263,7 @@ def test_help_and_argument_errors_come_before_heavy_imports(tmp_path):
             ["evaluate", "{tmp}/val.txt", "--model", "{tmp}"],
             "emoclf: error: DATA {tmp}/val.txt: no such file or folder",
         ),
+        (["train", "--config", "{tmp}/run.yaml"], "emoclf: error: config file not found: {tmp}/run.yaml"),
     ],
 )
 def test_help_and_path_errors_answer_at_once(argv, said, tmp_path):
@@ -334,6 +335,11 @@ def test_terminal_output_of_a_tiny_training_and_of_predict(tiny_model, tmp_path)
     )
     assert predict.returncode == 0 and predict.stderr == ""
     assert [line.split("\t")[2] for line in predict.stdout.splitlines()] == texts
+    # predict ends its process without Python's teardown: what it wrote is complete all the same.
+    pd.DataFrame({"text": texts}).to_csv(tmp_path / "in.csv", index=False)
+    to_file = [*cli, "predict", "--model", str(tmp_path / "run" / "model"), "--input", "in.csv", "--output"]
+    assert subprocess.run([*to_file, "out.parquet"], capture_output=True, cwd=tmp_path, env=env).returncode == 0
+    assert pd.read_parquet(tmp_path / "out.parquet")["text"].tolist() == texts
     log = (tmp_path / "run" / "train.log").read_text()  # the whole story is in the run's log file
     # 120 rows are 4 steps an epoch: the --min-steps floor makes it 120 steps, evaluated once (1 epoch asked for).
     assert "INFO emoclf.trainer: epoch 30.00: train loss" in log and "INFO emoclf.tracking: MLflow: run " in log

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import logging
+import os
 import signal
 import sys
 from dataclasses import MISSING, dataclass, fields
@@ -147,6 +148,9 @@ class Command:
     data: str | None = None  # nargs of the positional DATA, when the command reads labelled data
     usage: str = "[options]"
     offered: frozenset[str] | None = None  # the config fields it reads, when not all of its sections'
+    # Ends its process without Python's teardown of torch and transformers, a second of CPU (docs/benchmarks.md):
+    # for a command that writes its files through libraries that close them and logs to no tracking server.
+    quick_exit: bool = False
 
 
 def names(*sections: str) -> frozenset[str]:
@@ -248,6 +252,7 @@ COMMANDS = {
         "when every line ends in one of the model's labels, else one text per line.",
         C.PredictOptions,
         usage="--model MODEL (TEXT ... | --input FILE [--output FILE]) [options]",
+        quick_exit=True,
     ),
     "export": Command(
         "cmd_export",
@@ -467,11 +472,14 @@ def cmd_predict(args) -> int:
 
         output_format(opts.output)  # an unknown extension fails now, not after the model has loaded
     with console.status("loading the model"):
-        from emoclf.data.io import read_table, write_table
         from emoclf.inference import Predictor
-        from emoclf.predictions import predict_table
 
-        predictor = Predictor.load(opts.model, batch_size=opts.batch_size, precision=opts.precision)
+        # A few texts as arguments: one thread. A second one only waits at every operation for a core another
+        # process holds (1 s for one text on 2 busy cores, 0.02 s with one thread: docs/benchmarks.md).
+        threads = 1 if opts.texts else None
+        predictor = Predictor.load(
+            opts.model, batch_size=opts.batch_size, precision=opts.precision, num_threads=threads
+        )
     if opts.texts:
         predictions = predictor.predict(opts.texts, progress=True)
         for text, pred in zip(opts.texts, predictions):
@@ -485,6 +493,9 @@ def cmd_predict(args) -> int:
                 file=sys.stderr,
             )
         return 0
+    from emoclf.data.io import read_table, write_table  # pandas: only a file of texts needs it
+    from emoclf.predictions import predict_table
+
     table = read_table(opts.input, C.DataConfig(text_column=opts.text_column), txt_labels=predictor.labels)
     out = predict_table(predictor, table, opts.text_column, progress=True)
     write_table(out, opts.output)
@@ -568,7 +579,15 @@ def main(argv: list[str] | None = None) -> int:
         command = COMMANDS[args.command]
         for cls in filter(None, (command.options, *(C.SECTIONS[s] for s in command.sections))):
             C.check_paths(cls, vars(args))  # a mistyped path is answered before any heavy import
-        return args.func(args)
+        if getattr(args, "config", None) is not None:
+            C.Config.from_yaml(args.config)  # a missing or invalid --config file too
+        code = args.func(args)
+        if argv is None and command.quick_exit:  # the process's own command line: nothing runs after it
+            sys.stdout.flush()
+            sys.stderr.flush()
+            logging.shutdown()
+            os._exit(code)
+        return code
     except EmoclfError as e:
         if args.debug:
             raise
