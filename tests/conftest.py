@@ -207,6 +207,17 @@ def _restore_console():
 
 
 @pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """``emoclf predict TEXT`` runs torch on one thread, for the rest of its process; run in-process by a test, it
+    would leave the next tests (and the trainings they start, whose numbers depend on it) on one thread too."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
 def _isolate_mlflow_state():
     """MLflow keeps the active experiment in a module global and in $MLFLOW_EXPERIMENT_ID; each test
     uses its own store, so that id must not leak into the next test."""

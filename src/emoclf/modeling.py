@@ -76,7 +76,7 @@ class BundleMeta:
     training: dict[str, Any] = field(default_factory=dict)  # what "auto" settings resolved to
     hierarchy: dict[str, Any] | None = None  # groups of labels (hierarchy.Hierarchy.to_dict), or None: flat
     # What the model card (and the page of `emoclf serve`) says of it besides its scores.
-    name: str | None = None  # --model-name, else modelcard.default_name
+    name: str | None = None  # --model-name; model_name() gives the default of folders saved without one
     license: str | None = None
     language: list[str] = field(default_factory=list)
     examples: list[dict[str, str]] = field(default_factory=list)  # a held-out text per class, with its label

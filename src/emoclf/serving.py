@@ -267,7 +267,8 @@ def create_app(predictor: Predictor, limits: Limits = Limits(), name: str | None
     # None only stands for the group fields of a flat model, which are left out rather than sent as null.
     @app.post("/predict", response_model=PredictResponse, response_model_exclude_none=True, responses=ERROR_RESPONSES)
     def predict(request: PredictRequest) -> dict:
-        """Label, its probability and all class probabilities for each text."""
+        """Label, its probability and all class probabilities for each text, and whether it was cut at the model's
+        token limit; for a text with nothing left to classify after preprocessing, why it was skipped."""
         texts = request.texts
         check_texts(texts, limits)
         usable = [i for i, clean in enumerate(predictor.clean(texts)) if clean]
