@@ -126,6 +126,29 @@ def trained_multi(tmp_path_factory, tiny_model, multi_csv):
     return train(cfg)
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's chromium driven by Playwright, for the tests of what a person sees (pages, reports)."""
+    if not CHROMIUM.is_file():
+        pytest.skip(f"no browser at {CHROMIUM}: apt-get install chromium (.ci/run does)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright (test extra)")
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -234,6 +257,17 @@ def _restore_console():
     root.handlers[:], root.level = handlers, level
     logging.captureWarnings(False)
     console._bars = True
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """``emoclf predict TEXT`` runs torch on one thread, for the rest of its process; run in-process by a test, it
+    would leave the next tests (and the trainings they start, whose numbers depend on it) on one thread too."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import fields
 from pathlib import Path
 
@@ -115,8 +116,13 @@ def test_inspect_refuses_label_variants_and_names_integer_labels(tmp_path, capsy
 
 def test_predict_texts_and_files(trained, tmp_path, capsys):
     assert main(["predict", "--model", str(trained.model_dir), "i am so happy", "i am scared"]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 2 and lines[0].endswith("\ti am so happy")
+    out = capsys.readouterr()
+    lines = out.out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].endswith("\ti am so happy") and "longer than" not in out.err
+    assert main(["predict", "--model", str(trained.model_dir), "i am so happy", "i am " * 60]) == 0
+    limit = json.loads((trained.model_dir / "emoclf.json").read_text())["max_length"]
+    said = f"emoclf: 1 text(s) longer than the model reads ({limit} tokens): only their start was classified"
+    assert capsys.readouterr().err.strip().endswith(said)
     src = tmp_path / "in.jsonl"
     src.write_text('{"text": "what a lovely day"}\n{"text": "I HATE this"}\n{"text": "oh wow"}\n')
     for ext in ("csv", "parquet", "jsonl"):
@@ -278,14 +284,42 @@ def test_commands_offer_only_the_settings_they_read(capsys):
     assert "--val-size" in out and "--lowercase" in out and "--model" in out and "--max-length" not in out
 
 
-def test_help_and_argument_errors_come_before_heavy_imports():
+def test_help_and_argument_errors_come_before_heavy_imports(tmp_path):
+    missing = str(tmp_path / "missing")
     code = (
-        "import sys\nfrom emoclf.cli import main\nfor argv in (['train', '--help'], ['train', '--lr', '1']):\n"
+        "import sys\nfrom emoclf.cli import main\n"
+        f"for argv in (['train', '--help'], ['train', '--lr', '1'], ['predict', '--model', {missing!r}, 'hi'],\n"
+        f"             ['evaluate', {missing!r}, '--model', {missing!r}], ['train', {missing!r}],\n"
+        "             ['predict', '--model', '.']):\n"
         "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
-        "print(sorted({'torch', 'transformers', 'mlflow', 'pandas'} & set(sys.modules)), file=sys.stderr)"
+        "print(sorted({'torch', 'transformers', 'mlflow', 'pandas', 'sklearn'} & set(sys.modules)), file=sys.stderr)"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.stderr.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize(
+    "argv,said",
+    [
+        (["--help"], "usage: emoclf [-h]"),
+        (["predict", "--model", "{tmp}/model", "hello"], "emoclf: error: --model {tmp}/model: no such model folder"),
+        (
+            ["evaluate", "{tmp}/val.txt", "--model", "{tmp}"],
+            "emoclf: error: DATA {tmp}/val.txt: no such file or folder",
+        ),
+        (["train", "--config", "{tmp}/run.yaml"], "emoclf: error: config file not found: {tmp}/run.yaml"),
+    ],
+)
+def test_help_and_path_errors_answer_at_once(argv, said, tmp_path):
+    """Seconds go to torch and transformers only when a model is needed: help and a mistyped path are answered
+    in well under a second on an idle machine (2 s here: the machine may be shared)."""
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "emoclf.cli", *(a.format(tmp=tmp_path) for a in argv)], capture_output=True, text=True
+    )
+    took = time.perf_counter() - started
+    assert said.format(tmp=tmp_path) in proc.stdout + proc.stderr
+    assert took < 2.0, f"{argv[0]} took {took:.1f} s"
 
 
 def test_inspect_prints_tables(capsys, tmp_path):
@@ -345,6 +379,11 @@ def test_terminal_output_of_a_tiny_training_and_of_predict(tiny_model, tmp_path)
     )
     assert predict.returncode == 0 and predict.stderr == ""
     assert [line.split("\t")[2] for line in predict.stdout.splitlines()] == texts
+    # predict ends its process without Python's teardown: what it wrote is complete all the same.
+    pd.DataFrame({"text": texts}).to_csv(tmp_path / "in.csv", index=False)
+    to_file = [*cli, "predict", "--model", str(tmp_path / "run" / "model"), "--input", "in.csv", "--output"]
+    assert subprocess.run([*to_file, "out.parquet"], capture_output=True, cwd=tmp_path, env=env).returncode == 0
+    assert pd.read_parquet(tmp_path / "out.parquet")["text"].tolist() == texts
     log = (tmp_path / "run" / "train.log").read_text()  # the whole story is in the run's log file
     # 120 rows are 4 steps an epoch: the --min-steps floor makes it 120 steps, evaluated once (1 epoch asked for).
     assert "INFO emoclf.trainer: epoch 30.00: train loss" in log and "INFO emoclf.tracking: MLflow: run " in log

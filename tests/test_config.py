@@ -259,3 +259,40 @@ def test_label_smoothing_and_max_val_samples_are_checked():
 def test_layer_decay_is_checked():
     with pytest.raises(ConfigError, match="layer_decay must be above 0 and at most 1, got 1.5"):
         Config().replace(layer_decay=1.5)
+
+
+def test_a_path_setting_naming_nothing_is_refused_naming_its_flag(tmp_path):
+    from emoclf.config import DataConfig, PredictOptions, ReportOptions, check_paths
+
+    data = tmp_path / "train.csv"
+    data.write_text("text,label\nhi,joy\n")
+    check_paths(DataConfig, {"data": str(data), "test_data": None})  # present, or not given: nothing to say
+    check_paths(DataConfig, {"data": "hf:dair-ai/emotion"})  # not a local path
+    check_paths(PredictOptions, {"model": "runs:/abc/model", "input": str(data)})
+    with pytest.raises(ConfigError, match=rf"^DATA {tmp_path}/nope.csv: no such file or folder$"):
+        check_paths(DataConfig, {"data": str(tmp_path / "nope.csv")})
+    with pytest.raises(ConfigError, match=rf"^--test-data {tmp_path}/val.txt: no such file$"):
+        check_paths(DataConfig, {"data": str(data), "test_data": str(tmp_path / "val.txt")})
+    with pytest.raises(ConfigError, match=rf"^--model {tmp_path}/model: no such model folder$"):
+        check_paths(PredictOptions, {"model": str(tmp_path / "model")})
+    with pytest.raises(ConfigError, match=rf"^--model {data}: a file, not a folder; give a model folder$"):
+        check_paths(PredictOptions, {"model": str(data)})
+    with pytest.raises(ConfigError, match=rf"^RUN_DIR {tmp_path}/b: no such folder$"):
+        check_paths(ReportOptions, {"runs": [str(tmp_path), str(tmp_path / "b")]})
+
+
+@pytest.mark.parametrize(
+    "setting,value,message",
+    [
+        ("model_name", "my model", "model_name must be 1 to 96 letters, digits"),
+        ("model_name", "x" * 97, "model_name must be 1 to 96 letters, digits"),
+        ("language", "English", "language must be ISO 639-1 codes"),
+        ("license", "Apache 2.0", "license must be a Hugging Face license id"),
+    ],
+)
+def test_what_the_model_card_says_is_checked(setting, value, message):
+    with pytest.raises(ConfigError, match=message):
+        Config().replace(**{setting: value})
+    assert Config().replace(model_name="minilm-emotion", language="en,fr", license="apache-2.0").model.language == (
+        "en,fr"
+    )

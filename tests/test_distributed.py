@@ -127,10 +127,10 @@ def test_two_process_training_is_one_run_with_whole_split_metrics(launch, tiny_m
 
     # The logged validation metrics equal a single-process evaluation of the saved (best) model on
     # the whole validation split, so no rank scored only its half.
-    history = client.get_metric_history(run.info.run_id, "val/macro_f1")
+    history = client.get_metric_history(run.info.run_id, "curves/val/macro_f1")
     assert len(history) == EPOCHS
     best = max(history, key=lambda m: (m.value, -m.step))
-    accuracy = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "val/accuracy")}
+    accuracy = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "curves/val/accuracy")}
     val = load_data(DataConfig(), Preprocessor(PreprocessConfig())).splits["validation"]
     predicted = Predictor.load(out / "model").logits(val["raw_text"].tolist()).argmax(axis=1)
     from sklearn.metrics import f1_score

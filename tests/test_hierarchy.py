@@ -299,7 +299,7 @@ def test_every_prediction_path_returns_the_same_labels_probabilities_and_groups(
     client = TestClient(create_app(Predictor.load(uri)))
     served = client.post("/predict", json={"texts": TEXTS}).json()["predictions"]
     assert client.get("/metadata").json()["hierarchy"] == folder.meta.hierarchy
-    assert set(served[0]) == {"label", "probability", "probabilities", "group", "group_probability"}
+    assert set(served[0]) == {"label", "probability", "probabilities", "group", "group_probability", "truncated"}
     for got in (onnx.predict(TEXTS), [Predictor.load(uri).predict([t])[0] for t in TEXTS]):
         assert [(p.label, p.group) for p in got] == [(p.label, p.group) for p in expected]
         np.testing.assert_allclose(

@@ -189,7 +189,13 @@ def test_kill_9_mid_save_then_resume_matches_uninterrupted(tmp_path, tiny_model,
     assert [(r.info.run_id, r.info.status) for r in runs] == [(run_id, "FINISHED")]
     ref_client = MlflowClient(ref_uri)
     ref_id = run_id_of(ref_run)
-    for key in ("train/loss", "train/learning_rate", "train/grad_norm", "val/loss", "val/macro_f1"):
+    for key in (
+        "curves/train/loss",
+        "curves/train/learning_rate",
+        "curves/train/grad_norm",
+        "curves/val/loss",
+        "curves/val/macro_f1",
+    ):
         got, want = history(client, run_id, key), history(ref_client, ref_id, key)
         assert [s for s, _ in got] == [s for s, _ in want], key  # every step once: continued, not repeated
         assert np.allclose([v for _, v in got], [v for _, v in want], atol=1e-5), key
@@ -369,10 +375,10 @@ def test_server_killed_mid_run_and_restarted_loses_nothing(tmp_path, tiny_model,
     client = MlflowClient(server.uri)
     run = client.get_run(result.run_id)
     assert run.info.status == "FINISHED"
-    logged = [s for s, _ in history(client, result.run_id, "train/loss")]
+    logged = [s for s, _ in history(client, result.run_id, "curves/train/loss")]
     trained = [h["step"] for h in result.history if "loss" in h]
     assert logged == trained  # the steps logged while the server was down arrived after it came back
-    assert [s for s, _ in history(client, result.run_id, "val/macro_f1")] == [
+    assert [s for s, _ in history(client, result.run_id, "curves/val/macro_f1")] == [
         h["step"] for h in result.history if "eval_macro_f1" in h
     ]
     assert run.data.metrics["test/macro_f1"] == pytest.approx(result.metrics["macro_f1"])
@@ -411,7 +417,7 @@ def test_two_trainings_log_to_one_new_sqlite_store_at_once_and_agree(references)
     a, b = (json.loads((root / n / "report" / "metrics.json").read_text()) for n in ("a", "b"))
     assert a["n"] == b["n"] and a["macro_f1"] == pytest.approx(b["macro_f1"], abs=1e-6)
     assert_same_weights(root / "a" / "model", root / "b" / "model")
-    first, second = (np.array(history(client, r.info.run_id, "val/loss")) for r in runs)
+    first, second = (np.array(history(client, r.info.run_id, "curves/val/loss")) for r in runs)
     assert first.shape == second.shape and np.allclose(first, second, atol=1e-6)
 
 

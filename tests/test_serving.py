@@ -31,7 +31,7 @@ def predictor(trained) -> Predictor:
 
 @pytest.fixture(scope="module")
 def client(predictor) -> TestClient:
-    return TestClient(create_app(predictor, Limits(max_texts=8, max_body_bytes=2_000), model_name="tiny"))
+    return TestClient(create_app(predictor, Limits(max_texts=8, max_body_bytes=2_000), name="tiny"))
 
 
 @pytest.fixture(scope="module")
@@ -46,18 +46,39 @@ def test_predict_returns_label_its_probability_and_all_classes(client, predictor
     expected = predictor.predict_proba(TEXTS)
     assert len(predictions) == len(TEXTS)
     for row, probs in zip(predictions, expected):
-        assert set(row) == {"label", "probability", "probabilities"}
+        assert set(row) == {"label", "probability", "probabilities", "truncated"}
         assert list(row["probabilities"]) == LABELS
         np.testing.assert_allclose([row["probabilities"][lab] for lab in LABELS], probs, atol=1e-6)
         assert row["label"] == LABELS[int(probs.argmax())]
         assert row["probability"] == row["probabilities"][row["label"]] == max(row["probabilities"].values())
+    # Only the last text is longer than the model reads (its max_length tokens): only its start was classified.
+    assert [row["truncated"] for row in predictions] == [False, False, False, False, True]
+
+
+def test_a_text_with_nothing_to_classify_is_skipped_and_the_others_classified(client, predictor):
+    texts = ["i am so happy today", "\U0001f621\U0001f621", "!!!", "why would you do that to me"]
+    predictions = client.post("/predict", json={"texts": texts}).json()["predictions"]
+    skipped = {
+        "skipped": "empty after preprocessing: only emoji, punctuation or invisible characters, which the model's "
+        "preprocessing removes; there is nothing to classify"
+    }
+    assert predictions[1] == predictions[2] == skipped
+    assert [p["label"] for p in (predictions[0], predictions[3])] == [
+        p.label for p in predictor.predict([texts[0], texts[3]])
+    ]
+    assert client.post("/predict", json={"texts": ["!!!"]}).json() == {"predictions": [skipped]}
 
 
 def test_health_metadata_and_docs(client, trained):
+    from emoclf.naming import source_name
+
     assert client.get("/health").json() == {"status": "ok"}
     meta = client.get("/metadata").json()
     saved = json.loads((trained.model_dir / "emoclf.json").read_text())
     assert meta["model"] == "tiny" and meta["backend"] == "pytorch" and meta["labels"] == LABELS
+    assert meta["source"] == source_name(trained.model_dir) and not meta["source"].startswith("/")
+    assert meta["examples"] == saved["examples"] and len(meta["examples"]) == len(LABELS)
+    assert meta["links"] == {"card": "card", "report": "report/"}
     assert meta["preprocessing"] == saved["preprocess"] and meta["metrics"] == saved["metrics"]
     assert meta["max_length"] == saved["max_length"] and meta["export"] is None and meta["hierarchy"] is None
     assert meta["limits"] == {"max_texts": 8, "max_body_bytes": 2_000}
@@ -97,12 +118,6 @@ def test_health_metadata_and_docs(client, trained):
             dict(content=b'{"texts": ["fine", "caf\xe9"]}', headers=JSON),
             422,
             "body: not valid UTF-8 at byte 23; send UTF-8 text",
-        ),
-        (
-            dict(json={"texts": ["i am happy", "\U0001f621\U0001f621", "!!!"]}),
-            422,
-            "texts[1]: empty after preprocessing (2 in all): only emoji, punctuation or invisible characters, which "
-            "the model's preprocessing removes; send words",
         ),
         (
             dict(json={"texts": ["a"] * 9}),
@@ -192,6 +207,25 @@ def test_a_model_that_computes_nan_answers_500_never_null(predictor, monkeypatch
         "detail": "the model computed non-finite probabilities for 1 of 1 text(s) (first: "
         "texts[0]); it is broken: retrain or re-export it"
     }
+
+
+def test_the_model_card_and_the_training_report_are_served_beside_the_model(client, trained):
+    card = client.get("/card")
+    assert card.status_code == 200 and card.headers["content-type"].startswith("text/html")
+    assert "<h2>Known weaknesses</h2>" in card.text and "<table>" in card.text
+    assert '<code class="language-yaml">' in card.text and "<hr" not in card.text  # metadata as a YAML block
+    report = client.get("/report/")
+    assert report.status_code == 200 and report.text == (trained.output_dir / "report" / "report.html").read_text()
+    csv = client.get("/report/misclassified.csv")  # the report's link, resolved from /report/
+    assert csv.text == (trained.output_dir / "report" / "misclassified.csv").read_text()
+    assert client.get("/report").status_code == 200  # redirected to /report/
+    assert client.get("/report/metrics.json").status_code == 404  # nothing else of the folder
+
+
+def test_an_export_has_its_card_but_no_training_report(int8_export):
+    client = TestClient(create_app(Predictor.load(int8_export)))
+    assert client.get("/metadata").json()["links"] == {"card": "card"}
+    assert client.get("/card").status_code == 200 and client.get("/report/").status_code == 404
 
 
 def test_limits_are_checked():

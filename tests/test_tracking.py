@@ -13,10 +13,11 @@ from emoclf.errors import ConfigError, TrackingError
 from emoclf.stores import tracking_uri
 from emoclf.tracking import (
     MLflowTracker,
+    artifact_name,
     flatten,
-    model_name,
     run_description,
     run_name,
+    run_url,
     tracked_metrics,
 )
 from emoclf.training import train
@@ -52,11 +53,16 @@ def test_trainer_logs_are_tracked_under_grouped_names_without_bookkeeping():
         "train_loss": 1.3,
         "epoch": 1.0,
     }
-    assert tracked_metrics(step) == {"train/loss": 1.2, "train/grad_norm": 3.0, "train/learning_rate": 1e-4}
+    # MLflow's UI sorts its chart sections by name: the curves first (curves/train, curves/val).
+    assert tracked_metrics(step) == {
+        "curves/train/loss": 1.2,
+        "curves/train/grad_norm": 3.0,
+        "curves/train/learning_rate": 1e-4,
+    }
     assert tracked_metrics(evaluation) == {
-        "val/loss": 1.1,
-        "val/macro_f1": 0.4,
-        "val/accuracy": 0.5,
+        "curves/val/loss": 1.1,
+        "curves/val/macro_f1": 0.4,
+        "curves/val/accuracy": 0.5,
         "system/val_seconds": 2.0,
     }
     assert tracked_metrics(end) == {}  # train_seconds is logged once, by emoclf
@@ -77,10 +83,15 @@ def test_default_run_name_and_description_say_what_ran():
     assert "(loss ce), 200 optimizer steps." in run_description(cfg.replace(max_steps=200), summary, "none", "ce")
 
 
-def test_the_logged_model_is_named_after_the_experiment():
-    assert model_name("emoclf") == "emoclf"
-    assert model_name("/Users/me/emotion runs") == "Users-me-emotion-runs"
-    assert model_name("///") == "model"
+def test_logged_model_names_and_run_links():
+    assert artifact_name("all-MiniLM-L6-v2-finetuned-emotion") == "all-MiniLM-L6-v2-finetuned-emotion"
+    assert artifact_name("/Users/me/emotion runs") == "Users-me-emotion-runs"
+    assert artifact_name("///") == "model"
+    # MLflow 3's UI opens an experiment on its GenAI pages unless the link asks for the model-training ones.
+    assert run_url("http://127.0.0.1:5000/", "3", "abc") == (
+        "http://127.0.0.1:5000/#/experiments/3/runs/abc?workflowType=machine_learning"
+    )
+    assert run_url("sqlite:////tmp/mlflow.db", "3", "abc") is None
 
 
 def test_the_model_requirements_install_from_an_index():
@@ -183,6 +194,7 @@ def test_train_against_real_server(mlflow_server, tmp_path, tiny_model):
         tracking_uri=mlflow_server,
         experiment="ci",
         register_name="emoclf-tiny",
+        model_name="tiny-emotion",
     )
     result = train(cfg)
     client = MlflowClient(mlflow_server)
@@ -190,9 +202,11 @@ def test_train_against_real_server(mlflow_server, tmp_path, tiny_model):
     assert run.info.status == "FINISHED"
     assert run.data.params["train.epochs"] == "1.0"
     assert run.data.params["resolved.imbalance_strategy"] == "none"
+    assert "None" not in run.data.params.values() and "data.val_data" not in run.data.params  # unset: left out
+    assert client.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     assert run.data.metrics["test/macro_f1"] == pytest.approx(result.metrics["macro_f1"])
     assert "test/f1_surprise" in run.data.metrics
-    assert len(client.get_metric_history(result.run_id, "val/macro_f1")) == 1
+    assert len(client.get_metric_history(result.run_id, "curves/val/macro_f1")) == 1
     artifacts = {a.path for a in client.list_artifacts(result.run_id, "report")}
     assert {
         "report/confusion_matrix.png",
@@ -204,8 +218,13 @@ def test_train_against_real_server(mlflow_server, tmp_path, tiny_model):
     assert {i.dataset.name for i in run.inputs.dataset_inputs} == {"train", "validation", "test"}
     # Tidy: a name and a description that say what ran, metrics grouped by prefix, no Trainer bookkeeping.
     assert re.fullmatch(rf"{tiny_model.name}-none-\d{{8}}-\d{{4}}", run.info.run_name), run.info.run_name
-    assert run.data.tags["mlflow.note.content"].startswith(f"Fine-tunes {tiny_model} to classify texts as anger, ")
-    assert {key.split("/")[0] for key in run.data.metrics} == {"train", "val", "test", "calibration", "system"}
+    base = f"{tiny_model.parent.name}/{tiny_model.name}"  # a local base model by its last two parts
+    assert run.data.tags["mlflow.note.content"].startswith(f"Fine-tunes {base} to classify texts as anger, ")
+    assert {key.split("/")[0] for key in run.data.metrics} == {"curves", "train", "val", "test", "system"}
+    assert sorted({key.rsplit("/", 1)[0] for key in run.data.metrics if not key.startswith("system/")})[:2] == [
+        "curves/train",
+        "curves/val",
+    ]  # the sections MLflow's UI shows first
     assert not {
         "total_flos",
         "eval_runtime",
@@ -217,10 +236,11 @@ def test_train_against_real_server(mlflow_server, tmp_path, tiny_model):
         "eval_macro_f1",
     } & set(run.data.metrics)
     assert {
-        "train/loss",
-        "train/learning_rate",
-        "val/loss",
-        "val/accuracy",
+        "curves/train/loss",
+        "curves/train/learning_rate",
+        "curves/val/loss",
+        "curves/val/accuracy",
+        "val/temperature",
         "system/train_seconds",
         "test/ece_after",
         "test/recall_joy",
@@ -229,16 +249,21 @@ def test_train_against_real_server(mlflow_server, tmp_path, tiny_model):
     } <= set(run.data.metrics)
     assert run.data.params["model.model"] == str(tiny_model)
     root = {a.path for a in client.list_artifacts(result.run_id)}
-    assert "README.md" in root and "data_profile.json" not in root  # the profile once, in report/
-    # The model is named after the experiment and linked to the test dataset its metrics come from.
+    assert {"README.md", "train.log"} <= root and "data_profile.json" not in root  # the profile once, in report/
+    card = Path(mlflow.artifacts.download_artifacts(f"runs:/{result.run_id}/README.md", tracking_uri=mlflow_server))
+    assert card.read_text().startswith("\n# tiny-emotion\n") and "```yaml\n" in card.read_text()  # no front matter
+    log = Path(mlflow.artifacts.download_artifacts(f"runs:/{result.run_id}/train.log", tracking_uri=mlflow_server))
+    assert "training " in log.read_text() and (result.output_dir / "train.log").is_file()
+    # The model has its own name and a description, and is linked to the test dataset its metrics come from.
     logged = client.search_logged_models(experiment_ids=[run.info.experiment_id])
-    assert [m.name for m in logged] == ["ci"]
+    assert [m.name for m in logged] == ["tiny-emotion"]
+    assert logged[0].tags["mlflow.note.content"].startswith(f"tiny-emotion: {base} fine-tuned with emoclf")
     linked = {(m.key, m.dataset_name) for m in client.get_logged_model(logged[0].model_id).metrics}
     assert {("test/macro_f1", "test"), ("test/f1_joy", "test")} <= linked
     requirements = (
         Path(
             mlflow.artifacts.download_artifacts(
-                f"runs:/{result.run_id}/ci/requirements.txt", tracking_uri=mlflow_server
+                f"runs:/{result.run_id}/tiny-emotion/requirements.txt", tracking_uri=mlflow_server
             )
         )
         .read_text()
@@ -248,7 +273,7 @@ def test_train_against_real_server(mlflow_server, tmp_path, tiny_model):
     assert any(r.startswith("torch==") for r in requirements)
 
     mlflow.set_tracking_uri(mlflow_server)
-    model = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/ci")  # named after the experiment
+    model = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/tiny-emotion")  # under the model's name
     out = model.predict(__import__("pandas").DataFrame({"text": ["i am so happy", "this is terrifying"]}))
     assert set(out["predicted_label"]) <= {"anger", "fear", "joy", "love", "sadness", "surprise"}
     assert {"prob_joy", "predicted_probability", "skipped"} <= set(out.columns)

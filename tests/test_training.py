@@ -251,7 +251,8 @@ def test_small_data_trains_at_least_min_steps_and_says_so(tmp_path, tiny_model):
 
 def test_the_model_folder_says_where_it_comes_from(trained, tiny_model):
     meta = json.loads((trained.model_dir / META_FILE).read_text())
-    assert meta["base_model"] == str(tiny_model) and meta["emoclf_version"] == "0.1.0"
+    # A local base model is named by its last two parts: never by an absolute path.
+    assert meta["base_model"] == f"{tiny_model.parent.name}/{tiny_model.name}" and meta["emoclf_version"] == "0.1.0"
     assert meta["run_id"] is None and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", meta["trained_at"])
     assert meta["data"]["texts"] == {"train": 368, "validation": 46, "test": 46}
     assert meta["training"]["imbalance_strategy"] == "none" and meta["metrics"]["per_class"]["joy"]["support"] == 10

@@ -176,7 +176,7 @@ def test_a_three_trial_study_writes_its_files_and_one_parent_with_three_child_ru
         params = children[f"trial-{t.number}"].data.params
         assert float(params["train.learning_rate"]) == pytest.approx(t.params["learning_rate"])
         assert params["train.imbalance"] == t.params["imbalance"]
-        epochs = client.get_metric_history(children[f"trial-{t.number}"].info.run_id, "val/macro_f1")
+        epochs = client.get_metric_history(children[f"trial-{t.number}"].info.run_id, "curves/val/macro_f1")
         assert [m.value for m in sorted(epochs, key=lambda m: m.step)] == pytest.approx(
             [t.intermediate_values[k] for k in sorted(t.intermediate_values)]
         )

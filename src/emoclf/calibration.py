@@ -14,8 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.special import softmax
-from sklearn.metrics import f1_score
 
 from emoclf.task import SINGLE, TASKS, Task
 
@@ -66,7 +64,9 @@ def calibrated_probs(logits: np.ndarray, temperature: float = 1.0, class_bias: l
     """Probabilities as every prediction path computes them: ``softmax((logits + bias) / T)``."""
     if class_bias is not None:
         logits = logits + np.asarray(class_bias, dtype=logits.dtype)
-    return softmax(logits / temperature, axis=1)
+    # scipy.special.softmax's arithmetic, without importing scipy on the prediction path (start-up).
+    shifted = np.exp(logits / temperature - (logits / temperature).max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 200, task: Task = TASKS[SINGLE]) -> float:
@@ -119,6 +119,8 @@ def fit_class_bias(
     logits: np.ndarray, labels: np.ndarray, rounds: int = 3, grid: np.ndarray | None = None
 ) -> list[float]:
     """Per-class logit offsets maximising macro-F1, by coordinate ascent over a grid (class 0 fixed at 0)."""
+    from sklearn.metrics import f1_score  # imported here: scikit-learn takes seconds, prediction never fits
+
     grid = np.linspace(-2.0, 2.0, 41) if grid is None else grid
     n = logits.shape[1]
     bias = np.zeros(n)

@@ -17,7 +17,7 @@ from dataclasses import MISSING, dataclass, fields
 
 from emoclf import config as C
 from emoclf import console
-from emoclf.errors import EmoclfError
+from emoclf.errors import ConfigError, EmoclfError
 from emoclf.layout import __version__
 
 log = logging.getLogger("emoclf")
@@ -149,6 +149,9 @@ class Command:
     data: str | None = None  # nargs of the positional DATA, when the command reads labelled data
     usage: str = "[options]"
     offered: frozenset[str] | None = None  # the config fields it reads, when not all of its sections'
+    # Ends its process without Python's teardown of torch and transformers, a second of CPU (docs/benchmarks.md):
+    # for a command that writes its files through libraries that close them and logs to no tracking server.
+    quick_exit: bool = False
 
 
 def names(*sections: str) -> frozenset[str]:
@@ -208,7 +211,7 @@ COMMANDS = {
         ALL_SECTIONS,
         "?",
         "[DATA] [options]",
-        names(*ALL_SECTIONS) - {"output_dir", "overwrite", "register_name"},
+        names(*ALL_SECTIONS) - {"output_dir", "overwrite", "register_name", "model_name", "license", "language"},
     ),
     "inspect": Command(
         "cmd_inspect",
@@ -250,6 +253,7 @@ COMMANDS = {
         "when every line ends in one of the model's labels, else one text per line.",
         C.PredictOptions,
         usage="--model MODEL (TEXT ... | --input FILE [--output FILE]) [options]",
+        quick_exit=True,
     ),
     "export": Command(
         "cmd_export",
@@ -477,24 +481,43 @@ def cmd_report(args) -> int:
 
 def cmd_predict(args) -> int:
     opts = options(args, C.PredictOptions)
-    with console.status("loading the model"):
-        from emoclf.config import DataConfig
-        from emoclf.data.io import output_format, read_table, write_table
-        from emoclf.errors import ConfigError
-        from emoclf.inference import Predictor
-        from emoclf.predictions import as_line, predict_table
+    if bool(opts.texts) == bool(opts.input):
+        raise ConfigError("give either texts as arguments or --input FILE (not both, not neither)")
+    if opts.output:
+        from emoclf.data.io import output_format  # pandas: imported only when a file is written
 
-        if bool(opts.texts) == bool(opts.input):
-            raise ConfigError("give either texts as arguments or --input FILE (not both, not neither)")
-        output_format(opts.output)  # an unknown extension fails now, not after the predictions
+        output_format(opts.output)  # an unknown extension fails now, not after the model has loaded
+    with console.status("loading the model"):
+        from emoclf.inference import Predictor
+
+        # A few texts as arguments: one thread. A second one only waits at every operation for a core another
+        # process holds (1 s for one text on 2 busy cores, 0.02 s with one thread: docs/benchmarks.md).
+        threads = 1 if opts.texts else None
         predictor = Predictor.load(
-            opts.model, batch_size=opts.batch_size, precision=opts.precision, threshold=opts.threshold
+            opts.model,
+            batch_size=opts.batch_size,
+            precision=opts.precision,
+            num_threads=threads,
+            threshold=opts.threshold,
         )
     if opts.texts:
-        for text, pred in zip(opts.texts, predictor.predict(opts.texts, progress=True)):
+        from emoclf.predictions import as_line
+
+        predictions = predictor.predict(opts.texts, progress=True)
+        for text, pred in zip(opts.texts, predictions):
             print(f"{as_line(pred)}\t{text}")
+        cut = sum(p.truncated for p in predictions)
+        if cut:
+            print(
+                f"emoclf: {cut} text(s) longer than the model reads ({predictor.meta.max_length} tokens): "
+                "only their start was classified",
+                file=sys.stderr,
+            )
         return 0
-    table = read_table(opts.input, DataConfig(text_column=opts.text_column), txt_labels=predictor.labels)
+    from emoclf.data.io import read_table, write_table  # pandas: only a file of texts needs it
+    from emoclf.predictions import predict_table
+
+    table = read_table(opts.input, C.DataConfig(text_column=opts.text_column), txt_labels=predictor.labels)
     out = predict_table(predictor, table, opts.text_column, progress=True)
     write_table(out, opts.output)
     if opts.output:
@@ -573,7 +596,18 @@ def main(argv: list[str] | None = None) -> int:
     console.configure(verbosity(args))
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        return args.func(args)
+        command = COMMANDS[args.command]
+        for cls in filter(None, (command.options, *(C.SECTIONS[s] for s in command.sections))):
+            C.check_paths(cls, vars(args))  # a mistyped path is answered before any heavy import
+        if getattr(args, "config", None) is not None:
+            C.Config.from_yaml(args.config)  # a missing or invalid --config file too
+        code = args.func(args)
+        if argv is None and command.quick_exit:  # the process's own command line: nothing runs after it
+            sys.stdout.flush()
+            sys.stderr.flush()
+            logging.shutdown()
+            os._exit(code)
+        return code
     except EmoclfError as e:
         if args.debug:
             raise

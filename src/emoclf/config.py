@@ -9,6 +9,7 @@ every field has a short flag (``--epochs``, ``--text-column``).
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
@@ -46,6 +47,13 @@ MIN_STEPS = 120
 QUICK_MAX_SAMPLES = 4000
 QUICK_EPOCHS = 1.0
 QUICK_BATCH_SIZE = 16
+# A model's name: a Hugging Face repository name, also an MLflow logged model's name and artifact path.
+MODEL_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}"
+# Sources that are not local paths: Hugging Face datasets, MLflow model URIs; and the demo set's name.
+HF_PREFIX = "hf:"
+MLFLOW_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:/")
+DEMO_DATA = "demo"
+DEMO_SOURCE = "the embedded demo set"  # how reports, cards and runs name it
 
 
 def read_yaml(path: Path, what: str, fix: str = "") -> Any:
@@ -63,7 +71,8 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
     """A field whose ``help`` becomes its CLI flag's help line (every default here is immutable).
 
     ``positional`` (an argparse ``nargs``, or True for one required value) makes it a positional
-    argument; ``required`` a flag that must be given."""
+    argument; ``required`` a flag that must be given; ``path`` (``data``, ``file``, ``folder``, ``model``)
+    a local path that must exist, checked by ``check_paths``."""
     return field(default=default, metadata={"help": help, **kw})
 
 
@@ -72,12 +81,13 @@ class DataConfig:
     data: str | None = _f(
         None,
         "Data: a file, a folder with train/validation/test files, or hf:<dataset id>. Default: the embedded demo set.",
+        path="data",
     )
     val_data: str | None = _f(
-        None, "A validation file to use instead of the source's own (or a carved) validation split."
+        None, "A validation file to use instead of the source's own (or a carved) validation split.", path="file"
     )
     test_data: str | None = _f(
-        None, "A test file to use instead of the source's own (or a carved) test split; never resampled."
+        None, "A test file to use instead of the source's own (or a carved) test split; never resampled.", path="file"
     )
     format: str | None = _f(
         None, "Force the file format (csv, tsv, jsonl, parquet, txt) instead of detecting it from the extension."
@@ -134,6 +144,7 @@ class DataConfig:
         "the training split only, matched by text after preprocessing and "
         "given label; validation and test are never changed.",
         metavar="FILE",
+        path="file",
     )
     label_issues_action: LabelIssuesAction = _f(
         "drop",
@@ -168,6 +179,21 @@ class ModelConfig:
     )
     max_length: int | None = _f(
         None, "Token limit per text; default: from the data profile (99th percentile, multiple of 8)."
+    )
+    model_name: str | None = _f(
+        None,
+        "Name of the trained model: its model card's title, its MLflow logged model, its page. Default: "
+        "<base model>-finetuned-<data>, e.g. all-MiniLM-L6-v2-finetuned-emotion.",
+    )
+    license: str | None = _f(
+        None,
+        "License of the trained model, for its model card (a Hugging Face license id such as apache-2.0). "
+        "Default: the base model's, when its model card names one.",
+    )
+    language: str | None = _f(
+        None,
+        "Language(s) of the texts, for the model card: ISO 639-1 codes, comma-separated (en,fr). Default: the "
+        "base model's, when its model card names one language.",
     )
 
 
@@ -324,6 +350,20 @@ class Config:
             )
         if t.patience < 1:
             raise ConfigError(f"patience must be at least 1, got {t.patience}")
+        name = self.model.model_name
+        if name is not None and not re.fullmatch(MODEL_NAME, name):
+            raise ConfigError(
+                f"model_name must be 1 to 96 letters, digits, '-', '_' or '.', starting with a letter or digit "
+                f"(a Hugging Face repository name), got {name!r}"
+            )
+        languages = (self.model.language or "en").split(",")
+        if not all(re.fullmatch(r"[a-z]{2,3}(-[A-Za-z0-9]+)*", code.strip()) for code in languages):
+            raise ConfigError(f"language must be ISO 639-1 codes, comma-separated (en,fr), got {self.model.language!r}")
+        if self.model.license is not None and not re.fullmatch(r"[a-z0-9][a-z0-9.+-]*", self.model.license):
+            raise ConfigError(
+                f"license must be a Hugging Face license id in lower case (apache-2.0, mit, cc-by-4.0, other), "
+                f"got {self.model.license!r}"
+            )
         if self.model.max_length is not None and self.model.max_length < 8:
             raise ConfigError(f"max_length must be at least 8, got {self.model.max_length}")
         for section in (d, self.preprocess, t):
@@ -416,7 +456,10 @@ class TuneOptions:
     study_name: str = _f("emoclf-tune", "Optuna study name; the same name and storage resume the study.")
     storage: str | None = _f(None, "Optuna storage URL (default: sqlite:///OUTPUT_DIR/study.db).")
     space: str | None = _f(
-        None, "YAML search space replacing the built-in one (format in docs/tuning.md).", metavar="FILE.yaml"
+        None,
+        "YAML search space replacing the built-in one (format in docs/tuning.md).",
+        metavar="FILE.yaml",
+        path="file",
     )
     pruner: Literal["median", "none"] = _f(
         "median",
@@ -456,7 +499,7 @@ class InspectOptions:
 
 @dataclass
 class EvaluateOptions:
-    model: str | None = _f(None, MODEL_HELP, required=True)
+    model: str | None = _f(None, MODEL_HELP, required=True, path="model")
     out: str = _f("evaluation", "Folder for the report.")
     batch_size: int = _f(64, BATCH_HELP)
     threshold: float | None = _f(None, THRESHOLD_HELP)
@@ -469,6 +512,7 @@ class ReportOptions:
         "Run folders to compare: training output folders (with report/) or report folders.",
         positional="+",
         metavar="RUN_DIR",
+        path="folder",
     )
     out: str = _f("runs-report.html", "The HTML page to write.")
 
@@ -476,8 +520,8 @@ class ReportOptions:
 @dataclass
 class PredictOptions:
     texts: list[str] = _f((), "Texts to classify.", positional="*", metavar="TEXT")
-    model: str | None = _f(None, MODEL_HELP, required=True)
-    input: str | None = _f(None, "File of texts (csv, tsv, jsonl, parquet, or txt).")
+    model: str | None = _f(None, MODEL_HELP, required=True, path="model")
+    input: str | None = _f(None, "File of texts (csv, tsv, jsonl, parquet, or txt).", path="file")
     output: str | None = _f(
         None, "Where to write predictions: .csv, .tsv, .jsonl or .parquet (default: stdout as CSV)."
     )
@@ -494,8 +538,12 @@ class PredictOptions:
 
 @dataclass
 class ExportOptions:
-    model: str | None = _f(None, "Model folder or MLflow model URI (runs:/..., models:/...).", required=True)
-    data: str | None = _f(None, "Labelled data to compare on: the test split of a folder, or a file.", required=True)
+    model: str | None = _f(
+        None, "Model folder or MLflow model URI (runs:/..., models:/...).", required=True, path="model"
+    )
+    data: str | None = _f(
+        None, "Labelled data to compare on: the test split of a folder, or a file.", required=True, path="data"
+    )
     format: Literal["onnx"] = _f("onnx", "Export format.")
     quantize: Literal["int8", "fp16"] | None = _f(
         None, "int8: dynamic int8 weights, fastest on CPUs; fp16: half precision, for GPUs (default: fp32)."
@@ -520,7 +568,7 @@ class ExportOptions:
 
 @dataclass
 class ServeOptions:
-    model: str | None = _f(None, MODEL_HELP, required=True)
+    model: str | None = _f(None, MODEL_HELP, required=True, path="model")
     host: str = _f(
         "127.0.0.1", "Address to bind (127.0.0.1: this machine only; any other warns unless a token is set)."
     )
@@ -555,6 +603,31 @@ for _section, _cls in SECTIONS.items():
     for _f_ in fields(_cls):
         assert _f_.name not in FIELD_SECTION, f"duplicate config field {_f_.name}"
         FIELD_SECTION[_f_.name] = _section
+
+
+def check_paths(cls: type, values: dict[str, Any]) -> None:
+    """Refuse a path setting of ``cls`` (a field with ``path`` metadata) that names no existing file or folder,
+    in one line naming its flag. The CLI calls this before any heavy library loads, so that a typo is answered
+    at once rather than after the seconds torch and transformers take to import."""
+    for f in fields(cls):
+        kind, value = f.metadata.get("path"), values.get(f.name)
+        if not kind or value is None:
+            continue
+        if f.metadata.get("positional") or (cls is DataConfig and f.name == "data"):  # the CLI's DATA, RUN_DIR
+            flag = f.metadata.get("metavar", "DATA")
+        else:
+            flag = "--" + f.name.replace("_", "-")
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            path = Path(item)
+            if item.startswith((HF_PREFIX, *MLFLOW_SCHEMES)) or (kind == "data" and item == DEMO_DATA):
+                continue
+            if kind == "model" and path.with_name(f".{path.name}.old").is_dir():
+                continue  # a save cut short: loading the model says where the previous one is
+            if not path.exists():
+                what = {"model": "model folder", "folder": "folder", "file": "file"}.get(kind, "file or folder")
+                raise ConfigError(f"{flag} {item}: no such {what}")
+            if kind in ("model", "folder") and not path.is_dir():
+                raise ConfigError(f"{flag} {item}: a file, not a folder; give a {'model ' * (kind == 'model')}folder")
 
 
 def _optional(cls: type, name: str) -> tuple[type, bool]:

@@ -20,7 +20,7 @@ from emoclf.evaluation.evaluate import evaluate
 from emoclf.evaluation.metrics import model_metrics
 from emoclf.inference import Predictor
 from emoclf.layout import MODEL_DIR, REPORT_DIR
-from emoclf.modelcard import write_meta_and_card
+from emoclf.modelcard import pick_examples, write_meta_and_card
 from emoclf.modeling import replace_folder
 
 
@@ -75,6 +75,7 @@ def finish_model(
                 predictor, scored, out / REPORT_DIR, history, fitted, progress=True, context=context, training=training
             ).metrics
             predictor.meta.metrics = model_metrics(metrics)
+            predictor.meta.examples = pick_examples(scored.texts, scored.y_true, predictor.labels)
         write_meta_and_card(staged, predictor.meta)
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)

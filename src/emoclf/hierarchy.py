@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from emoclf.config import QUICK_BATCH_SIZE, QUICK_EPOCHS, QUICK_MAX_SAMPLES, Config
-from emoclf.data import PreparedData
-from emoclf.data.labels import place_labels, read_groups
-from emoclf.data.split import subsample
+from emoclf.config import Config
 from emoclf.errors import ConfigError
-from emoclf.layout import DENDROGRAM_PNG, HIERARCHY_FIRST_MODEL_DIR, HIERARCHY_JSON
+from emoclf.layout import DENDROGRAM_PNG, HIERARCHY_JSON
+from emoclf.taxonomy import place_labels, read_groups
 
 log = logging.getLogger(__name__)
 
@@ -188,22 +186,6 @@ def plot_dendrogram(tree: dict, path: Path) -> Path | None:
     fig.tight_layout()
     fig.savefig(path)
     return path
-
-
-def first_model(cfg: Config, data: PreparedData) -> tuple[Config, PreparedData]:
-    """What ``auto`` trains its first, flat model on: ``compare --quick``'s budget (at most 4,000 training rows,
-    one epoch in batches of 16, at least ``min_steps``) on the same training and validation splits (no test)."""
-    quick = {"epochs": QUICK_EPOCHS, "batch_size": QUICK_BATCH_SIZE, "max_steps": None}
-    flat = {"hierarchy": None, "calibrate": False, "class_bias": False, "tracking": False}
-    first = cfg.replace(
-        output_dir=str(Path(cfg.train.output_dir) / HIERARCHY_FIRST_MODEL_DIR), overwrite=True, **quick, **flat
-    )
-    train = subsample(data.splits["train"], QUICK_MAX_SAMPLES, cfg.data.split_seed, data.multi_label)
-    log.info(
-        "hierarchy auto: training a first flat model on %d texts to find the groups from its validation confusion",
-        len(train),
-    )
-    return first, replace(data, splits={"train": train, "validation": data.splits["validation"]})
 
 
 def label_confusion(y: np.ndarray, decided: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -20,14 +20,14 @@ import numpy as np
 import torch
 
 from emoclf import console, hardware
-from emoclf.config import PredictPrecision
+from emoclf.config import MLFLOW_SCHEMES, PredictPrecision
 from emoclf.errors import ConfigError, EmptyTextError, ModelLoadError, PredictionError, TrackingError
 from emoclf.hierarchy import Hierarchy
 from emoclf.layout import META_FILE, ONNX_FILE
 from emoclf.modeling import BundleMeta, load_bundle
 from emoclf.predictions import MultiLabelPrediction, Prediction, records
 from emoclf.preprocess import Preprocessor
-from emoclf.stores import MLFLOW_SCHEMES, download
+from emoclf.stores import download
 from emoclf.task import task_for
 
 log = logging.getLogger(__name__)
@@ -180,6 +180,7 @@ class Predictor:
         self.batch_size = batch_size
         self.input_names = [n for n in tokenizer.model_input_names if n in backend.input_names]
         self.source: str | None = None  # what load() was given, for reports and /metadata
+        self.folder: Path | None = None  # the model folder it was loaded from (an MLflow model: its download)
         self._tokenizer_lock = threading.Lock()
 
     @classmethod
@@ -202,7 +203,7 @@ class Predictor:
         folder = resolve_source(source)
         backend, tokenizer, meta = open_model(folder, source, precision, num_threads)
         predictor = cls(backend, tokenizer, meta, batch_size)
-        predictor.source = str(source)
+        predictor.source, predictor.folder = str(source), folder
         if threshold is not None:
             predictor.override_threshold(threshold)
         if is_export(folder):
@@ -304,18 +305,27 @@ class Predictor:
         self._refuse_empty(list(texts), clean)
         return self.probabilities(clean, progress)
 
+    def truncated(self, texts: list[str]) -> np.ndarray:
+        """Which texts are longer than the model reads (``max_length`` tokens after preprocessing): only their
+        start is classified."""
+        clean = self.clean(texts)
+        with self._tokenizer_lock:  # counted untruncated; `verbose=False`: no warning about the model's limit
+            lengths = [len(ids) for ids in self.tokenizer(clean, verbose=False)["input_ids"]] if clean else []
+        return np.asarray(lengths, dtype=np.int64) > self.meta.max_length
+
     def predict(self, texts: list[str], progress: bool = False) -> list[Prediction] | list[MultiLabelPrediction]:
         """One record per raw text (a list), in input order; the saved preprocessing is applied here. A
         ``Prediction``: ``label``, ``probability`` (the label's) and ``probabilities`` (every class's, summing to
         1), with a hierarchy ``group`` and ``group_probability``. From a multi-label model a
         ``MultiLabelPrediction``: ``labels`` (every label over its threshold, most probable first) and
-        ``probabilities`` (every label's), with a hierarchy ``groups``.
+        ``probabilities`` (every label's), with a hierarchy ``groups``. Both say whether the text was
+        ``truncated`` (cut at ``max_length`` tokens).
 
         Raises ``EmptyTextError`` when a text is empty after preprocessing (only emoji or punctuation): it gets
         no label rather than a guess (``predictions_frame`` keeps such rows, marked ``skipped``).
         """
         probs = self.predict_proba(texts, progress)
-        return records(self.task, probs, self.decide(probs), self.labels, self.hierarchy)
+        return records(self.task, probs, self.decide(probs), self.labels, self.hierarchy, self.truncated(texts))
 
 
 def check_probabilities(predictor: Predictor, texts: list[str]) -> np.ndarray:

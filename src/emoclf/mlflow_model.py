@@ -68,9 +68,15 @@ def requirements() -> list[str]:
     return reqs
 
 
-def log_pyfunc(bundle: str | Path, input_example: list[str], register_name: str | None = None, name: str = MODEL_NAME):
-    """Log the bundle as the active run's pyfunc model ``name``; returns MLflow's ``ModelInfo``
-    (``model_uri``, ``model_id``)."""
+def log_pyfunc(
+    bundle: str | Path,
+    input_example: list[str],
+    register_name: str | None = None,
+    name: str = MODEL_NAME,
+    tags: dict[str, str] | None = None,
+):
+    """Log the bundle as the active run's pyfunc model ``name`` with ``tags`` (its description among them);
+    returns MLflow's ``ModelInfo`` (``model_uri``, ``model_id``)."""
     from emoclf.inference import Predictor
 
     example = pd.DataFrame({"text": input_example})
@@ -85,4 +91,5 @@ def log_pyfunc(bundle: str | Path, input_example: list[str], register_name: str 
         signature=mlflow.models.infer_signature(example, output),
         pip_requirements=requirements(),
         registered_model_name=register_name,
+        tags=tags,
     )

@@ -1,19 +1,47 @@
 """The model card: a ``README.md`` in every saved model folder, in the Hugging Face model-card format.
 
-The metadata block (base model, tags, the test results as a ``model-index``) is written by
-``huggingface_hub``'s ``ModelCardData``; the text says what the model does, on which data, how well
-per class on the untouched test split, how its inputs are cleaned, what it is not for, and how to
-load it. Everything comes from the folder's ``emoclf.json``, so an export's card is written the same way.
+The metadata block is written by ``huggingface_hub``'s ``ModelCardData`` in the fields the Hub reads:
+license and language (the base model's, or ``--license``/``--language``), base model, ``datasets`` (only a
+real Hub dataset id), ``metrics``, ``widget`` examples, and a ``model-index`` of the held-out scores
+(``accuracy``, and ``f1`` with its ``average``) naming the data they were computed on. The text says what
+the model does, on which data (each split by where it came from, never by a local absolute path), how well
+per class, its known weaknesses (from the confusion matrix), how long it trained on what hardware, how its
+inputs are cleaned, what it is not for, and how to load it. Everything comes from the folder's
+``emoclf.json``, so an export's card is written the same way. MLflow's artifact viewer renders Markdown but
+not a YAML front matter, so the run gets ``for_mlflow``'s copy, with the metadata as a YAML block.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from emoclf.evaluation.context import accuracy_interval, settings
+import numpy as np
+
+from emoclf.evaluation.context import accuracy_interval, data_origin, settings
 from emoclf.evaluation.metrics import score
 from emoclf.layout import CARD_FILE
-from emoclf.modeling import write_meta
+from emoclf.modeling import model_name, write_meta
+
+WEAK_MARGIN = 0.05  # a class whose precision or recall is this far below macro-F1 is named as a weakness
+TOP_CONFUSIONS = 3
+EXAMPLE_WORDS = (3, 25)  # widget examples: texts of this many words, short enough to read at a glance
+# The metrics of the model-index: the Hub's metric ids (those of the `evaluate` library), with their arguments.
+RESULTS = (
+    ("accuracy", "accuracy", "Accuracy", None),
+    ("macro_f1", "f1", "F1 (macro)", {"average": "macro"}),
+    ("weighted_f1", "f1", "F1 (weighted)", {"average": "weighted"}),
+)
+
+
+def pick_examples(texts, y_true, labels: list[str]) -> list[dict]:
+    """One text per class for the card's widget and the page's examples: the first of the held-out texts of that
+    class with 3 to 25 words (in data order, not chosen by the model's answer on it)."""
+    picked: dict[int, str] = {}
+    for text, y in zip(texts, np.asarray(y_true)):
+        if int(y) not in picked and EXAMPLE_WORDS[0] <= len(text.split()) <= EXAMPLE_WORDS[1]:
+            picked[int(y)] = text
+    return [{"text": picked[i], "label": labels[i]} for i in sorted(picked)]
 
 
 def _table(header: list[str], rows: list[list]) -> str:
@@ -21,30 +49,52 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "\n".join([*lines, *("| " + " | ".join(str(c) for c in row) + " |" for row in rows)])
 
 
+def held_out(meta) -> dict:
+    """What the test scores were computed on: the data's Hub id (or ``unknown``: not a Hub dataset), a name
+    saying which file, and the split, named as what it is (the file's stem when it came from its own file)."""
+    d = meta.data or {}
+    origin = d.get("splits", {}).get("test", {"from": d.get("source", "unknown"), "carved": True})
+    hub = d.get("hub_id")
+    if origin["carved"] or hub:
+        name = origin["from"] + (", a stratified held-out share" if origin["carved"] else "")
+        split = "test"
+    else:
+        name, split = origin["from"], Path(origin["from"]).stem
+    return {"type": hub or "unknown", "name": hub or name, "split": split, "described": name}
+
+
 def _card_data(meta, name: str):
     from huggingface_hub import EvalResult, ModelCardData
 
-    m, source = meta.metrics or {}, (meta.data or {}).get("source", "unknown")
+    m, data = meta.metrics or {}, held_out(meta)
     results = [
         EvalResult(
             task_type="text-classification",
-            dataset_type="emoclf",
-            dataset_name=str(source),
-            dataset_split="test",
-            metric_type=key,
+            task_name="Text Classification",
+            dataset_type=data["type"],
+            dataset_name=data["name"],
+            dataset_split=data["split"],
+            metric_type=metric,
             metric_name=title,
+            metric_args=args,
             metric_value=round(m[key], 4),
         )
-        for key, title in (("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("weighted_f1", "weighted F1"))
+        for key, metric, title, args in RESULTS
         if key in m
     ]
+    hub = (meta.data or {}).get("hub_id")
     return ModelCardData(
+        language=meta.language or None,
+        license=meta.license,
         library_name="transformers",
         pipeline_tag="text-classification",
         base_model=meta.base_model,
+        datasets=[hub] if hub else None,
+        metrics=["accuracy", "f1"] if results else None,
         tags=["emoclf", "text-classification", *(["onnx"] if meta.export else [])],
         model_name=name,
         eval_results=results or None,
+        widget=[{"text": e["text"], "example_title": e["label"]} for e in meta.examples] or None,
     )
 
 
@@ -58,8 +108,10 @@ def _evaluation(meta) -> str:
     ]
     interval = accuracy_interval(m["accuracy"], m["n"]) if m.get("n") else None
     spread = f" (±{interval:.3f} at 95% confidence on {m['n']} texts)" if interval else ""
+    where = held_out(meta)["described"]
     return (
-        f"On the untouched test split, scored from this folder as saved (the path `emoclf predict` takes): "
+        f"Scored on **{where}** ({m['n']:,} texts never used for training, choosing the checkpoint or "
+        f"fitting the temperature), from this folder as saved (the path `emoclf predict` takes): "
         f"accuracy **{m['accuracy']:.4f}**{spread}, macro-F1 **{m['macro_f1']:.4f}**, weighted F1 "
         f"**{m['weighted_f1']:.4f}**.\n\n"
         + _table(["class", "precision", "recall", "F1", "test texts"], rows)
@@ -72,6 +124,49 @@ def _evaluation(meta) -> str:
     )
 
 
+def weaknesses(meta) -> list[str]:
+    """Where the model is weakest, from its test scores: the classes whose precision or recall lies well below
+    macro-F1 (with what they are most confused with), then the most frequent confusions."""
+    m = meta.metrics or {}
+    per_class, cm = m.get("per_class"), m.get("confusion_matrix")
+    if not per_class or cm is None:
+        return []
+    cm, labels = np.asarray(cm), list(per_class)
+    wrong = cm - np.diag(np.diag(cm))
+    out = []
+    for i, lab in enumerate(labels):
+        r = per_class[lab]
+        low = [(k, r[k]) for k in ("precision", "recall") if r[k] is not None and r[k] < m["macro_f1"] - WEAK_MARGIN]
+        if not low:
+            continue
+        parts = []
+        for k, value in low:
+            other = int(wrong[:, i].argmax()) if k == "precision" else int(wrong[i].argmax())
+            said = (
+                f"{1 - value:.0%} of the texts it labels {lab} are another class, most often {labels[other]}"
+                if k == "precision"
+                else f"it misses {1 - value:.0%} of the {lab} texts, most often labelling them {labels[other]}"
+            )
+            parts.append(f"{k} {value:.2f} ({said})")
+        out.append(f"**{lab}**: " + "; ".join(parts) + ".")
+    pairs = sorted(((int(wrong[i, j]), i, j) for i in range(len(labels)) for j in range(len(labels))), reverse=True)
+    top = [
+        f"{labels[i]} → {labels[j]}: {n} of {int(cm[i].sum())} {labels[i]} texts ({n / max(cm[i].sum(), 1):.1%})"
+        for n, i, j in pairs[:TOP_CONFUSIONS]
+        if n
+    ]
+    if top:
+        out.append("Most frequent confusions (true → predicted): " + "; ".join(top) + ".")
+    return out
+
+
+def _weaknesses(meta) -> str:
+    found = weaknesses(meta)
+    if not found:
+        return "No test evaluation is recorded with this model." if not meta.metrics else "None stands out on test."
+    return "\n".join(f"- {line}" for line in found)
+
+
 def _data(meta) -> str:
     d = meta.data or {}
     if not d:
@@ -79,7 +174,18 @@ def _data(meta) -> str:
     splits = list(d.get("texts", {}))
     rows = [[lab, *(d["class_counts"][s][lab] for s in splits)] for lab in meta.labels]
     rows.append(["**all**", *(d["texts"][s] for s in splits)])
-    return f"{d.get('source')}; validation and test are never resampled.\n\n" + _table(["class", *splits], rows)
+    hub = f" ([{d['hub_id']}](https://huggingface.co/datasets/{d['hub_id']}))" if d.get("hub_id") else ""
+    return f"{data_origin(d)}{hub}. Validation and test are never resampled.\n\n" + _table(["class", *splits], rows)
+
+
+def _trained(meta) -> str:
+    t = meta.training or {}
+    seconds = t.get("train_seconds")
+    took = f" in {seconds / 60:.1f} minutes" if seconds else ""
+    on = f" on {t['hardware']}" if t.get("hardware") else ""
+    precision = f", in {t['precision']}" if t.get("precision") else ""
+    run = f", MLflow run `{meta.run_id}`" if meta.run_id else ""
+    return f"Trained {meta.trained_at or 'at an unrecorded time'}{took}{on}{precision}{run}."
 
 
 def _hierarchy(meta) -> str:
@@ -105,8 +211,10 @@ def _hierarchy(meta) -> str:
     )
 
 
-def render(meta, name: str) -> str:
-    """The card's text (front matter and Markdown) for the model described by ``meta``."""
+def render(meta, name: str | None = None) -> str:
+    """The card's text (front matter and Markdown) for the model described by ``meta``, titled ``name``
+    (default: ``model_name(meta)``)."""
+    name = name or model_name(meta)
     steps = ", ".join(f"{k} {v}" for k, v in meta.preprocess.items())
     config = "\n".join(f"- {k}: {v}" for k, v in settings(meta).items())
     export = (
@@ -121,20 +229,24 @@ def render(meta, name: str) -> str:
 A text classifier fine-tuned from `{meta.base_model}` with emoclf {meta.emoclf_version or ""}: it sorts a short
 text into one of {len(meta.labels)} classes: {", ".join(meta.labels)}.{export}
 
-Trained {meta.trained_at or "at an unrecorded time"}{f" in MLflow run `{meta.run_id}`" if meta.run_id else ""}.
-
-## Training data
-
-{_data(meta)}
+{_trained(meta)}
 
 ## Evaluation
 
 {_evaluation(meta)}{_hierarchy(meta)}
 
+## Known weaknesses
+
+{_weaknesses(meta)}
+
+## Training data
+
+{_data(meta)}
+
 ## Preprocessing
 
 Applied to every input by every emoclf prediction path, as in training: {steps}. Texts are cut at
-{meta.max_length} tokens.
+{meta.max_length} tokens: only the start of a longer text is read.
 
 ## Training settings
 
@@ -163,12 +275,36 @@ probabilities differ from those reported here.
     return f"---\n{_card_data(meta, name).to_yaml()}\n---\n{body}"
 
 
-def write_model_card(folder: str | Path, meta, name: str | None = None) -> Path:
-    """Write ``README.md`` into the model folder; ``name`` defaults to ``<base model>-emoclf``."""
+def description(meta) -> str:
+    """What the model is and how well it scored, in a few lines: its logged model's description in MLflow."""
+    m = meta.metrics or {}
+    scored = (
+        f" Test macro-F1 {m['macro_f1']:.4f}, accuracy {m['accuracy']:.4f} on {held_out(meta)['described']} "
+        f"({m.get('n', '?')} texts)."
+        if "macro_f1" in m
+        else ""
+    )
+    return (
+        f"{model_name(meta)}: {meta.base_model} fine-tuned with emoclf to classify short texts as "
+        f"{', '.join(meta.labels)}.{scored} Model card: the run's README.md."
+    )
+
+
+def for_mlflow(card: str) -> str:
+    """The card as MLflow's artifact viewer renders it well: the Markdown first, then the Hugging Face metadata
+    as a YAML block (a front matter shows there as a jumble of bullets)."""
+    match = re.match(r"---\n(.*?)\n---\n", card, re.S)
+    if not match:
+        return card
+    return f"{card[match.end() :].rstrip()}\n\n## Hugging Face metadata\n\n```yaml\n{match.group(1)}\n```\n"
+
+
+def write_model_card(folder: str | Path, meta) -> Path:
+    """Write ``README.md`` into the model folder, titled ``model_name(meta)``."""
     from huggingface_hub import ModelCard
 
     path = Path(folder) / CARD_FILE
-    ModelCard(render(meta, name or f"{meta.base_model.rstrip('/').split('/')[-1]}-emoclf")).save(path)
+    ModelCard(render(meta)).save(path)
     return path
 
 

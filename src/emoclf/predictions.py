@@ -20,15 +20,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
-from emoclf.data.io import missing_columns_error
-from emoclf.data.validate import check_types
 from emoclf.errors import DataError
 from emoclf.hierarchy import Hierarchy, group_probabilities
 from emoclf.task import Task
+
+if TYPE_CHECKING:  # pandas is imported by the batch paths only: a single text predicts without its second
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -39,24 +40,27 @@ LABEL_SEPARATOR = ","  # between the labels of one text in ``predicted_labels``
 @dataclass
 class Prediction:
     """One text's label, its probability, and every class's probability (they sum to 1); with a hierarchy, the
-    label's group and the group's probability (None without one)."""
+    label's group and the group's probability (None without one); ``truncated``: the text is longer than the
+    model reads (its ``max_length`` tokens), and only its start was classified."""
 
     label: str
     probability: float
     probabilities: dict[str, float]
     group: str | None = None
     group_probability: float | None = None
+    truncated: bool = False
 
 
 @dataclass
 class MultiLabelPrediction:
     """One text's labels (each over its threshold, most probable first; empty only for a model that allows no
     label) and every label's own probability (they need not sum to 1); with a hierarchy, every group one of the
-    labels is in (None without one)."""
+    labels is in (None without one); ``truncated`` as for ``Prediction``."""
 
     labels: list[str]
     probabilities: dict[str, float]
     groups: list[str] | None = None
+    truncated: bool = False
 
 
 def prediction_columns(labels: list[str], hierarchy: Hierarchy | None = None, task: Task | None = None) -> list[str]:
@@ -68,16 +72,26 @@ def prediction_columns(labels: list[str], hierarchy: Hierarchy | None = None, ta
     return ["predicted_label", "predicted_probability", *groups, *probs, "skipped"]
 
 
-def records(task: Task, probs: np.ndarray, decided: np.ndarray, labels: list[str], hierarchy: Hierarchy | None):
-    """One record per row of probabilities: ``Prediction``, or ``MultiLabelPrediction`` for a multi-label task."""
+def records(
+    task: Task,
+    probs: np.ndarray,
+    decided: np.ndarray,
+    labels: list[str],
+    hierarchy: Hierarchy | None,
+    truncated: np.ndarray | None = None,
+):
+    """One record per row of probabilities: ``Prediction``, or ``MultiLabelPrediction`` for a multi-label task;
+    ``truncated`` marks the rows whose text was cut."""
+    cut = np.zeros(len(probs), dtype=bool) if truncated is None else truncated
     if task.multi_label:
         return [
             MultiLabelPrediction(
                 names := chosen_labels(p, d, labels),
                 dict(zip(labels, map(float, p))),
                 chosen_groups(names, hierarchy) if hierarchy else None,
+                bool(c),
             )
-            for p, d in zip(probs, decided)
+            for p, d, c in zip(probs, decided, cut)
         ]
     groups = zip(*label_groups(probs, labels, hierarchy)) if hierarchy else ((None, None) for _ in probs)
     return [
@@ -87,8 +101,9 @@ def records(task: Task, probs: np.ndarray, decided: np.ndarray, labels: list[str
             dict(zip(labels, map(float, p))),
             g,
             None if gp is None else float(gp),
+            bool(c),
         )
-        for p, (g, gp) in zip(probs, groups)
+        for p, (g, gp), c in zip(probs, groups, cut)
     ]
 
 
@@ -152,6 +167,8 @@ def predictions_frame(predictor, texts: list[str], progress: bool = False) -> pd
     A text that is empty after preprocessing keeps its row, with no label or probabilities and
     ``skipped`` saying why; ``skipped`` is empty for every predicted row.
     """
+    import pandas as pd
+
     labels = predictor.labels
     clean = predictor.clean(texts)
     keep = np.array([bool(t) for t in clean], dtype=bool)
@@ -182,6 +199,11 @@ def predict_table(predictor, df: pd.DataFrame, text_column: str = "text", progre
     text is an empty one (no prediction, marked ``skipped``); an input column that a prediction
     column would overwrite is refused.
     """
+    import pandas as pd
+
+    from emoclf.data.io import missing_columns_error
+    from emoclf.data.validate import check_types
+
     source = df.attrs.get("source", "input")
     error = missing_columns_error(source, df, {text_column: "--text-column"})
     if error:

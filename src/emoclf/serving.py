@@ -1,15 +1,18 @@
 """HTTP API over a ``Predictor``: ``create_app`` builds the FastAPI app, ``serve`` runs it with uvicorn.
 
-``POST /predict`` with ``{"texts": [...]}`` returns, per text, the label, its probability and every class
-probability (and, from a model trained with a hierarchy, the label's group and its probability); ``GET
-/health``; ``GET /metadata`` (model, labels, preprocessing, training metrics); ``GET /`` a page to type texts
-and see labels and probabilities; OpenAPI docs at ``/docs`` and ``/redoc``. Every page works offline: the page
-is self-contained, and the docs' scripts and styles are served from the ``fastapi-offline`` package instead of a
-CDN. Bad input is a 4xx with a one-line ``detail``, never a 500: malformed JSON 400; wrong types, missing or
-extra fields, an empty list, an empty text, a text that preprocessing leaves empty (emoji or punctuation only),
-invalid Unicode or a body that is not UTF-8 422; too many texts or too large a body 413; JSON nested deeper than
-``MAX_JSON_DEPTH`` 400. With a token (``--token`` or ``$EMOCLF_TOKEN``), every endpoint but ``/health`` and the page
-at ``/`` (which asks for it) wants ``Authorization: Bearer <token>``, else 401. Probabilities are
+``POST /predict`` with ``{"texts": [...]}`` returns, per text, the label, its probability, every class probability
+(and, from a model trained with a hierarchy, the label's group and its probability) and whether the text was longer
+than the model reads (``truncated``: only its start was classified); a text that preprocessing leaves empty (emoji
+or punctuation only) gets ``skipped``, the reason, instead, and the others their labels. ``GET /health``; ``GET
+/metadata`` (model name, labels, preprocessing, training metrics, example texts); ``GET /`` a page to type texts (or
+click examples) and see labels and probabilities, linking ``/card`` (the model card) and ``/report/`` (the
+training's report) when the model folder has them; OpenAPI docs at ``/docs`` and ``/redoc``. Every page works
+offline and asks nothing of any other server: the page is self-contained, and the docs' scripts and styles are
+served from the ``fastapi-offline`` package instead of a CDN (ReDoc's with its logo inline). Bad input is a 4xx with
+a one-line ``detail``, never a 500: malformed JSON 400; wrong types, missing or extra fields, an empty list, an
+empty text, invalid Unicode or a body that is not UTF-8 422; too many texts or too large a body 413; JSON nested
+deeper than ``MAX_JSON_DEPTH`` 400. With a token (``--token`` or ``$EMOCLF_TOKEN``), every endpoint but ``/health``
+and the page at ``/`` (which asks for it) wants ``Authorization: Bearer <token>``, else 401. Probabilities are
 always finite: a model that computes NaN answers 500 and never a null. The model is whatever ``Predictor.load``
 accepts: a saved folder, an ONNX export or an MLflow model URI.
 """
@@ -23,19 +26,24 @@ import logging
 import os
 import re
 from dataclasses import asdict, dataclass
+from html import escape
 from importlib import resources
 from pathlib import Path
 
+import fastapi_offline
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.openapi.docs import get_redoc_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from emoclf.errors import ConfigError, EmptyTextError, PredictionError
+from emoclf.errors import ConfigError, PredictionError
 from emoclf.inference import Predictor
-from emoclf.layout import __version__
-from emoclf.stores import MLFLOW_SCHEMES
+from emoclf.layout import CARD_FILE, MISCLASSIFIED_CSV, MODEL_DIR, REPORT_DIR, REPORT_HTML, __version__
+from emoclf.modeling import model_name
+from emoclf.naming import source_name
+from emoclf.predictions import SKIPPED_EMPTY
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +67,27 @@ def json_depth_over(body: bytes, limit: int) -> bool:
     return False
 
 
+SKIPPED = (
+    f"{SKIPPED_EMPTY}: only emoji, punctuation or invisible characters, which the model's preprocessing removes; "
+    "there is nothing to classify"
+)
+ROUTES = {"card": "card", "report": "report/"}  # relative to the page, as it links them
+OFFLINE_STATIC = "/static-offline-docs"  # where fastapi-offline serves Swagger UI and ReDoc from
+REDOC_SCRIPT = "/static-emoclf/redoc.standalone.js"
+# ReDoc draws Redocly's logo in its footer from Redocly's CDN, which offline fails (and the page's policy blocks):
+# the script served here draws an empty inline image instead.
+REDOC_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
+EMPTY_IMAGE = "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' width='1' height='1'/%3E"
+CARD_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 960px; padding: 0 1rem; color: #1f2328;
+       line-height: 1.5; }
+table { border-collapse: collapse; margin: .5rem 0; } th, td { border: 1px solid #ddd; padding: .25rem .6rem; }
+td:not(:first-child) { text-align: right; font-variant-numeric: tabular-nums; }
+pre { background: #f6f8fa; padding: .8rem; overflow-x: auto; } code { font-size: .9em; }
+h1 { font-size: 1.6rem; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2rem; margin-top: 2rem; }
+"""
+
+
 @dataclass(frozen=True)
 class Limits:
     """Per-request limits; requests over them get 413 before any model work."""
@@ -79,12 +108,20 @@ class PredictRequest(BaseModel):
 
 
 class TextPrediction(BaseModel):
-    label: str = Field(description="The most probable class.")
-    probability: float = Field(description="Its probability.")
-    probabilities: dict[str, float] = Field(description="Every class's probability (they sum to 1).")
+    label: str | None = Field(None, description="The most probable class; absent when the text was skipped.")
+    probability: float | None = Field(None, description="Its probability.")
+    probabilities: dict[str, float] | None = Field(None, description="Every class's probability (they sum to 1).")
     group: str | None = Field(None, description="The label's group; only from a model trained with a hierarchy.")
     group_probability: float | None = Field(
         None, description="The group's probability (the sum of its labels'); only with a hierarchy."
+    )
+    truncated: bool | None = Field(
+        None, description="The text is longer than the model reads (max_length tokens): only its start was classified."
+    )
+    skipped: str | None = Field(
+        None,
+        description="Why the text has no label: it is empty after preprocessing (only emoji, punctuation or "
+        "invisible characters). Only then present.",
     )
 
 
@@ -191,11 +228,7 @@ ERROR_RESPONSES = {
         (400, f"Malformed JSON, or JSON nested deeper than {MAX_JSON_DEPTH} levels."),
         (401, "A token is required (the server was started with one) and was missing or wrong."),
         (413, "Too many texts or too large a body."),
-        (
-            422,
-            "Wrong types, missing or unknown fields, an empty list, an empty text, a text with nothing left after "
-            "preprocessing (emoji or punctuation only), or a body that is not UTF-8.",
-        ),
+        (422, "Wrong types, missing or unknown fields, an empty list, an empty text, or a body that is not UTF-8."),
         (500, "The model computed something that is not a probability; nothing is returned."),
     )
 }
@@ -241,17 +274,19 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 
 def create_app(
-    predictor: Predictor, limits: Limits = Limits(), model_name: str | None = None, token: str | None = None
+    predictor: Predictor, limits: Limits = Limits(), name: str | None = None, token: str | None = None
 ) -> FastAPI:
-    """The app for one loaded model; the endpoints are plain functions, so requests run in parallel threads.
-    With ``token``, every endpoint but ``OPEN_PATHS`` wants ``Authorization: Bearer <token>``."""
+    """The app for one loaded model, called ``name`` (default: the name it was trained with); the endpoints are
+    plain functions, so requests run in parallel threads. With ``token``, every endpoint but ``OPEN_PATHS`` wants
+    ``Authorization: Bearer <token>``."""
     meta = predictor.meta
+    name = name or model_name(meta)
     app = FastAPIOffline(
-        title="emoclf",
+        title=f"emoclf: {name}",
         version=__version__,
-        description=f"Text classification with {model_name or meta.base_model}: {', '.join(predictor.labels)}. "
-        "Try it at [/](/).",
+        description=f"Text classification with {name}: {', '.join(predictor.labels)}. Try it at [/](/).",
         swagger_ui_parameters={"validatorUrl": None},  # Swagger UI would send the spec to an online validator
+        redoc_url=None,  # served below, with ReDoc's logo kept on this server
     )
     page = resources.files("emoclf").joinpath("resources", "index.html").read_text(encoding="utf-8")
     app.add_middleware(BodyGuard, max_bytes=limits.max_body_bytes)
@@ -259,29 +294,64 @@ def create_app(
     if token:
         app.add_middleware(BearerToken, token=token)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    redoc = (Path(fastapi_offline.__file__).parent / "static" / "redoc.standalone.js").read_text(encoding="utf-8")
+    redoc = redoc.replace(REDOC_LOGO, EMPTY_IMAGE)
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc_page(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{root}{REDOC_SCRIPT}",
+            with_google_fonts=False,
+            redoc_favicon_url=f"{root}{OFFLINE_STATIC}/favicon.png",
+        )
+
+    @app.get(REDOC_SCRIPT, include_in_schema=False)
+    def redoc_script() -> Response:
+        return Response(redoc, media_type="text/javascript")
 
     # None only stands for the group fields of a flat model, which are left out rather than sent as null.
     @app.post("/predict", response_model=PredictResponse, response_model_exclude_none=True, responses=ERROR_RESPONSES)
     def predict(request: PredictRequest) -> dict:
-        """Label, its probability and all class probabilities for each text."""
+        """Label, its probability and all class probabilities for each text, and whether it was cut at the model's
+        token limit; for a text with nothing left to classify after preprocessing, why it was skipped."""
         texts = request.texts
         check_texts(texts, limits)
+        usable = [i for i, clean in enumerate(predictor.clean(texts)) if clean]
         try:
-            predictions = predictor.predict(texts)
-        except EmptyTextError as e:
-            raise HTTPException(
-                422,
-                f"texts[{e.positions[0]}]: empty after preprocessing ({len(e.positions)} in all): "
-                "only emoji, punctuation or invisible characters, which the model's "
-                "preprocessing removes; send words",
-            ) from None
+            predicted = dict(zip(usable, predictor.predict([texts[i] for i in usable]) if usable else []))
         except PredictionError as e:
             raise HTTPException(500, str(e)) from None
-        return {"predictions": [asdict(p) for p in predictions]}
+        return {
+            "predictions": [asdict(predicted[i]) if i in predicted else {"skipped": SKIPPED} for i in range(len(texts))]
+        }
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> str:
         return page
+
+    documents = model_documents(predictor)
+    if "card" in documents:
+
+        @app.get("/card", response_class=HTMLResponse, include_in_schema=False)
+        def model_card() -> str:
+            return card_page(documents["card"].read_text(encoding="utf-8"), name)
+
+    if "report" in documents:
+
+        @app.get("/report/", include_in_schema=False)
+        def training_report() -> FileResponse:
+            return FileResponse(documents["report"])
+
+        @app.get(f"/report/{MISCLASSIFIED_CSV}", include_in_schema=False)
+        def misclassified() -> FileResponse:  # linked from the report
+            return FileResponse(documents["report"].with_name(MISCLASSIFIED_CSV), media_type="text/csv")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:  # asked for by every page without an icon of its own (the report): none, no 404
+        return Response(status_code=204)
 
     @app.get("/health")
     def health() -> dict:
@@ -289,9 +359,11 @@ def create_app(
 
     @app.get("/metadata")
     def metadata() -> dict:
-        """What is being served: model, backend, labels, preprocessing, training metrics and data, limits."""
+        """What is being served: model name and source, backend, labels, preprocessing, training metrics and
+        data, example texts, links to the model card and report (when there), limits."""
         return {
-            "model": model_name or meta.base_model,
+            "model": name,
+            "source": source_name(predictor.source) if predictor.source else None,
             "base_model": meta.base_model,
             "backend": predictor.backend.name,
             "labels": predictor.labels,
@@ -304,23 +376,40 @@ def create_app(
             "training_data": meta.data or None,
             "export": meta.export or None,
             "hierarchy": meta.hierarchy,
+            "examples": meta.examples,
+            "links": {kind: ROUTES[kind] for kind in documents},
             "limits": asdict(limits),
         }
 
     return app
 
 
-def display_name(source: str | Path) -> str:
-    """How /metadata names a model: an MLflow URI as given, a folder relative to here when it is below,
-    else by its last two path parts (an absolute path says where a file lives, not what the model is)."""
-    text = str(source)
-    if text.startswith(MLFLOW_SCHEMES):
-        return text
-    path = Path(os.path.abspath(text))
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(Path(path.parent.name, path.name))
+def model_documents(predictor: Predictor) -> dict[str, Path]:
+    """The model card in the model's folder, and the report of the training that wrote a ``model`` folder (in
+    ``report/`` beside it), when they are there: what the page links."""
+    folder = predictor.folder
+    if folder is None:
+        return {}
+    found = {"card": folder / CARD_FILE}
+    if folder.name == MODEL_DIR:
+        found["report"] = folder.parent / REPORT_DIR / REPORT_HTML
+    return {kind: path for kind, path in found.items() if path.is_file()}
+
+
+def card_page(card: str, name: str) -> str:
+    """The model card as a self-contained page: its Markdown rendered (raw HTML in it escaped, not run), the
+    Hugging Face metadata as a YAML block at the end."""
+    from markdown_it import MarkdownIt
+
+    from emoclf.modelcard import for_mlflow
+
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(for_mlflow(card))
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(name)}: model card</title>'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">'
+        f"<style>{CARD_CSS}</style></head>"
+        f'<body><nav><a href="./">try the model</a></nav>{body}</body></html>'
+    )
 
 
 def loopback(host: str) -> bool:
@@ -362,6 +451,6 @@ def serve(
         source, batch_size=batch_size, precision=precision, num_threads=num_threads, threshold=threshold
     )
     predictor.predict_proba(EXAMPLE_TEXTS)  # first-call allocations happen now, not in the first request
-    app = create_app(predictor, limits, model_name=display_name(source), token=token)
+    app = create_app(predictor, limits, token=token)
     log.info("serving %s (%s): try it at http://%s:%d/ (API docs: /docs)", source, predictor.backend.name, host, port)
     uvicorn.run(app, host=host, port=port, access_log=access_log, log_config=None)

@@ -13,6 +13,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from emoclf.config import MLFLOW_SCHEMES
 from emoclf.errors import TrackingError
 
 try:
@@ -23,7 +24,6 @@ except ModuleNotFoundError:  # Windows
 log = logging.getLogger(__name__)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-MLFLOW_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:/")
 
 
 def tracking_uri(explicit: str | None = None) -> str:

@@ -5,9 +5,12 @@
 ``NullTracker`` is what ``--no-tracking`` uses.
 
 What a training logs, and under which names, is decided here too (``log_training_setup``,
-``log_training_results``, ``tracked_metrics``): metrics grouped by prefix (``train/``, ``val/``,
-``test/``, ``calibration/``, ``system/``), the Trainer's bookkeeping left out, the model logged under
-the experiment's name and linked with the test metrics to the test dataset.
+``log_training_results``, ``tracked_metrics``): metrics grouped by prefix into MLflow's chart sections,
+which its UI sorts by name: ``curves/`` first (``curves/train/loss``, ``curves/val/macro_f1``: the values
+per step and per epoch), then single values (``test/``, ``train/``, ``val/``; ``system/`` has a tab of
+its own); no param holds "None"; the Trainer's bookkeeping left out; the model logged under its name
+(``--model-name``) with a description, linked with the test metrics to the test dataset; the experiment
+marked as machine-learning work (``mlflow.experimentKind``); the run's ``train.log``.
 
 A tracking outage never stops a training: ``Outbox`` tries each call a few times, queues what
 fails, retries the queue while training goes on and once more at the end, and writes whatever
@@ -32,18 +35,24 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from emoclf import console
+from emoclf import console, modelcard
 from emoclf.config import TrackingConfig
 from emoclf.errors import RunStopped, TrackingError
 from emoclf.evaluation.metrics import flat_metrics
 from emoclf.layout import CARD_FILE, FAILURES_FILE, RUN_INFO_FILE
-from emoclf.modeling import hub_id, short_name
+from emoclf.modeling import BundleMeta, hub_id, model_name, short_name
+from emoclf.naming import source_name
 from emoclf.network import unreachable
 from emoclf.stores import point_mlflow_at, store_lock, tracking_uri
 
 log = logging.getLogger(__name__)
 
 MAX_PARAM_LENGTH = 500  # MLflow's own limit is 6000 in recent servers, but 500 in older ones
+# The experiment tag MLflow 3's UI reads for what kind of work an experiment holds (no tag: GenAI pages), and
+# the value of model training; newer UIs choose the pages by a workflowType in the URL, which run_url sets.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+CUSTOM_MODEL_DEVELOPMENT = "custom_model_development"
+DESCRIPTION_TAG = "mlflow.note.content"  # a run's, or a logged model's, description in MLflow's UI
 # MLflow's HTTP client retries 7 times with exponential backoff (minutes) before one call fails;
 # the outbox retries and queues by itself, so a single call must fail fast. User settings win.
 CLIENT_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
@@ -95,9 +104,17 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def model_name(experiment: str) -> str:
-    """The logged model's name: its experiment's, in the characters an artifact path admits."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", experiment).strip("-.") or "model"
+def artifact_name(name: str) -> str:
+    """A logged model's name in the characters an artifact path admits."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "model"
+
+
+def run_url(uri: str, experiment_id: str, run_id: str) -> str | None:
+    """The run's page in the MLflow UI of a tracking server, opened on its model-training pages (None: a local
+    store, which ``mlflow ui`` serves)."""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
 
 
 class Refused(TrackingError):
@@ -310,7 +327,8 @@ class MLflowTracker:
                 self._logged_through,
             )
         else:
-            log.info("MLflow: run %s in experiment %r at %s", run.info.run_name, self.experiment, self.uri)
+            url = run_url(self.uri, run.info.experiment_id, self.run_id)
+            log.info("MLflow: run %s in experiment %r at %s", run.info.run_name, self.experiment, url or self.uri)
         if self.local_dir is not None:
             write_run_info(self.local_dir, self.run_id, self.uri, self.experiment)
 
@@ -339,7 +357,11 @@ class MLflowTracker:
         previous = recorded_run_id(self.local_dir, self.uri) if resume else None
         try:
             with store_lock(self.uri):
-                self.mlflow.set_experiment(self.experiment)
+                experiment = self.mlflow.set_experiment(self.experiment)
+                if EXPERIMENT_KIND_TAG not in experiment.tags:  # a kind chosen in the UI stays
+                    self.mlflow.MlflowClient().set_experiment_tag(
+                        experiment.experiment_id, EXPERIMENT_KIND_TAG, CUSTOM_MODEL_DEVELOPMENT
+                    )
                 # Inside an active run (emoclf compare's parent), this run becomes its child.
                 return self.mlflow.start_run(
                     run_id=previous,
@@ -351,7 +373,9 @@ class MLflowTracker:
             raise TrackingError(f"cannot start an MLflow run at {self.uri}: {e}") from None
 
     def log_params(self, params: dict[str, Any]) -> None:
-        every = flatten(params)
+        """Flattened params (``train.epochs``); unset ones (None) are left out: MLflow would show the string "None",
+        and the full config is the run's ``config.json``."""
+        every = {k: v for k, v in flatten(params).items() if v is not None}
         flat = {k: v for k, v in every.items() if k not in self._logged_params}
         changed = [k for k, v in every.items() if self._logged_params.get(k, str(v)) != str(v)]
         if changed:
@@ -408,10 +432,12 @@ class MLflowTracker:
         self.outbox.send("set tags", self.mlflow.set_tags, tags, detail=tags)
 
     def log_model(self, bundle: str | Path, input_example: list[str], register_name: str | None = None) -> str | None:
-        """Log the bundle as a pyfunc named after the experiment; its model id (None if the call was queued)."""
+        """Log the bundle as a pyfunc under the model's own name, described as its card begins; its model id
+        (None if the call was queued)."""
         from emoclf.mlflow_model import log_pyfunc
 
-        name = model_name(self.experiment)
+        meta = BundleMeta.read(Path(bundle))
+        name = artifact_name(model_name(meta))
         info = self.outbox.send(
             "log model",
             log_pyfunc,
@@ -419,6 +445,7 @@ class MLflowTracker:
             input_example,
             register_name,
             name,
+            {DESCRIPTION_TAG: modelcard.description(meta)},
             detail={"local": str(bundle), "register_name": register_name, "name": name},
         )
         return info.model_id if info is not None else None
@@ -449,34 +476,41 @@ def make_tracker(settings: TrackingConfig, local_dir: str | Path | None = None, 
 
 
 @contextlib.contextmanager
-def ended_run(tracker: Tracker):
-    """End the tracker's run FINISHED, KILLED (Ctrl-C, SIGTERM) or FAILED: never left RUNNING.
+def ended_run(tracker: Tracker, log_file: Path | None = None):
+    """End the tracker's run FINISHED, KILLED (Ctrl-C, SIGTERM) or FAILED: never left RUNNING; ``log_file`` (the
+    run's ``train.log``) is logged first, whichever way it ends.
 
     A ``RunStopped`` (a pruned trial) ends it FINISHED with the tags it carries, and goes on up."""
+
+    def end(status: str) -> None:
+        if log_file is not None and log_file.is_file():
+            tracker.log_text(log_file.read_text(encoding="utf-8", errors="replace"), log_file.name)
+        tracker.end(status)
+
     try:
         yield tracker
     except RunStopped as e:
         tracker.set_tags(e.tags)
-        tracker.end("FINISHED")
+        end("FINISHED")
         raise
     except KeyboardInterrupt:
-        tracker.end("KILLED")
+        end("KILLED")
         raise
     except BaseException:
-        tracker.end("FAILED")
+        end("FAILED")
         raise
-    tracker.end("FINISHED")
+    end("FINISHED")
 
 
 # The Trainer's log keys as emoclf tracks them. Everything else it logs is bookkeeping (total_flos, steps per
 # second) or repeats what emoclf logs itself (train_runtime is system/train_seconds).
 TRACKED_METRICS = {
-    "loss": "train/loss",
-    "learning_rate": "train/learning_rate",
-    "grad_norm": "train/grad_norm",
-    "eval_loss": "val/loss",
-    "eval_macro_f1": "val/macro_f1",
-    "eval_accuracy": "val/accuracy",
+    "loss": "curves/train/loss",
+    "learning_rate": "curves/train/learning_rate",
+    "grad_norm": "curves/train/grad_norm",
+    "eval_loss": "curves/val/loss",
+    "eval_macro_f1": "curves/val/macro_f1",
+    "eval_accuracy": "curves/val/accuracy",
     "eval_runtime": "system/val_seconds",
 }
 DATASET_CONTEXTS = {"train": "training", "validation": "validation", "test": "testing"}
@@ -499,11 +533,12 @@ def run_description(cfg, summary: dict, strategy: str, loss: str) -> str:
     budget = (f"{t.max_steps} optimizer steps" if t.max_steps else f"up to {t.epochs:g} epochs") + (
         f" (at least {t.min_steps} steps)" if t.min_steps and not t.max_steps else ""
     )
+    base = source_name(hub_id(cfg.model.model))  # a local base model by a relative name
     return (
-        f"Fine-tunes {hub_id(cfg.model.model)} to classify texts as {', '.join(summary['class_counts']['train'])}, "
+        f"Fine-tunes {base} to classify texts as {', '.join(summary['class_counts']['train'])}, "
         f"on {summary['source']} ({rows} texts), imbalance handling {strategy} (loss {loss}), {budget}. "
-        "Test metrics (test/) are from the saved model on the untouched test split; validation (val/) chose "
-        "the best epoch and fitted the temperature."
+        "Test metrics (test/) are from the saved model on the untouched test split; validation (curves/val/, "
+        "val/) chose the best epoch and fitted the temperature."
     )
 
 
@@ -533,8 +568,8 @@ def log_training_results(
     register_name: str | None,
 ) -> None:
     """The model first, so that the ``holdout`` metrics can name it and the dataset they were computed on;
-    then what calibration fitted, how long training took, the report and the model card. Without a
-    holdout (a search trial) nothing was scored and no model is logged."""
+    then what calibration fitted, how long training took, the report and the model card (``for_mlflow``'s copy,
+    which MLflow's viewer renders). Without a holdout (a search trial) nothing was scored and no model is logged."""
     cal, steps = metrics["calibration"], metrics.get("training", {})
     if holdout is not None:
         with console.status("logging the model to MLflow"):
@@ -549,8 +584,8 @@ def log_training_results(
             model_id=model_id,
         )
     other = {
-        "calibration/temperature": cal["temperature"],
-        "calibration/fitted_temperature": cal.get("fitted_temperature"),
+        "val/temperature": cal["temperature"],
+        "val/fitted_temperature": cal.get("fitted_temperature"),
         "val/ece_before": cal.get("validation_ece_before"),
         "val/ece_fitted": cal.get("validation_ece_fitted"),
         "train/optimizer_steps": steps.get("optimizer_steps"),
@@ -561,4 +596,4 @@ def log_training_results(
     tracker.log_metrics({k: v for k, v in other.items() if v is not None})
     tracker.log_artifacts(report_dir, "report")
     if holdout is not None:
-        tracker.log_text((model_dir / CARD_FILE).read_text(encoding="utf-8"), CARD_FILE)
+        tracker.log_text(modelcard.for_mlflow((model_dir / CARD_FILE).read_text(encoding="utf-8")), CARD_FILE)

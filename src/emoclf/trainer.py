@@ -38,7 +38,6 @@ from emoclf.errors import ModelLoadError, TrainingDivergedError, TrainingInterru
 from emoclf.evaluation.metrics import macro_f1
 from emoclf.layout import CHECKPOINT_DIR, STAGING_DIR
 from emoclf.task import SINGLE, TASKS, Task
-from emoclf.tracking import tracked_metrics
 
 log = logging.getLogger(__name__)
 
@@ -119,16 +118,17 @@ class EarlyStoppingAfterFloor(EarlyStoppingCallback):
 
 
 class EpochSummary(TrainerCallback):
-    """One readable line per evaluation, and the tracked metrics forwarded to the tracker."""
+    """One readable line per evaluation, and the tracked metrics forwarded to the tracker, named by ``names``
+    (``tracking.tracked_metrics``: the tracker decides what is logged and under which names)."""
 
-    def __init__(self, tracker) -> None:
-        self.tracker = tracker
+    def __init__(self, tracker, names) -> None:
+        self.tracker, self.names = tracker, names
         self.started = time.perf_counter()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not is_main_process() or not logs:
             return
-        named = tracked_metrics(logs)
+        named = self.names(logs)
         if named:
             self.tracker.log_metrics(named, step=state.global_step)
         if "eval_macro_f1" in logs:

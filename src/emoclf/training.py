@@ -17,7 +17,7 @@ import logging
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +25,12 @@ import torch
 from transformers import DataCollatorWithPadding, TrainerCallback, set_seed
 from transformers.trainer import TRAINER_STATE_NAME, TrainerState
 
-from emoclf import console, imbalance
+from emoclf import console, hardware, imbalance
 from emoclf.checkpoints import latest_checkpoint, output_lock, prepare_output
-from emoclf.config import Config
+from emoclf.config import QUICK_BATCH_SIZE, QUICK_EPOCHS, QUICK_MAX_SAMPLES, Config
 from emoclf.data import DEMO_SOURCE, Labelled, PreparedData, load_data
 from emoclf.data.profile import profile, write_profile
+from emoclf.data.split import subsample
 from emoclf.distributed import is_main_process, wait_for_everyone
 from emoclf.environment import record_run
 from emoclf.errors import ConfigError
@@ -37,14 +38,41 @@ from emoclf.evaluation.context import now
 from emoclf.evaluation.evaluate import evaluate
 from emoclf.evaluation.metrics import metric_labels
 from emoclf.finishing import finish_model
-from emoclf.hierarchy import AUTO, Hierarchy, first_model, from_validation, read_found
+from emoclf.hierarchy import AUTO, Hierarchy, from_validation, read_found
 from emoclf.inference import Predictor
-from emoclf.layout import CHECKPOINT_DIR, HIERARCHY_JSON, LOG_FILE, MODEL_DIR, REPORT_DIR, STAGED_MODEL_DIR, __version__
+from emoclf.layout import (
+    CHECKPOINT_DIR,
+    HIERARCHY_FIRST_MODEL_DIR,
+    HIERARCHY_JSON,
+    LOG_FILE,
+    MODEL_DIR,
+    REPORT_DIR,
+    STAGED_MODEL_DIR,
+    __version__,
+)
 from emoclf.losses import make_loss
-from emoclf.modeling import BundleMeta, check_max_length, hub_id, load_for_training, model_max_length, save_bundle
+from emoclf.modeling import (
+    BundleMeta,
+    base_card,
+    check_max_length,
+    default_name,
+    hub_id,
+    load_for_training,
+    model_max_length,
+    save_bundle,
+)
+from emoclf.naming import source_name
 from emoclf.preprocess import Preprocessor
 from emoclf.task import Task, task_for
-from emoclf.tracking import ended_run, log_training_results, log_training_setup, make_tracker, run_description, run_name
+from emoclf.tracking import (
+    ended_run,
+    log_training_results,
+    log_training_setup,
+    make_tracker,
+    run_description,
+    run_name,
+    tracked_metrics,
+)
 from emoclf.trainer import (
     DivergenceCheck,
     EarlyStoppingAfterFloor,
@@ -179,10 +207,26 @@ def check_task_settings(cfg: Config, data: PreparedData) -> None:
     imbalance.plan(t.imbalance, data.y("train"), len(data.labels), t.imbalance_threshold, task=task_for(data.task))
 
 
+def first_model(cfg: Config, data: PreparedData) -> tuple[Config, PreparedData]:
+    """What ``auto`` trains its first, flat model on: ``compare --quick``'s budget (at most 4,000 training rows,
+    one epoch in batches of 16, at least ``min_steps``) on the same training and validation splits (no test)."""
+    quick = {"epochs": QUICK_EPOCHS, "batch_size": QUICK_BATCH_SIZE, "max_steps": None}
+    flat = {"hierarchy": None, "calibrate": False, "class_bias": False, "tracking": False}
+    first = cfg.replace(
+        output_dir=str(Path(cfg.train.output_dir) / HIERARCHY_FIRST_MODEL_DIR), overwrite=True, **quick, **flat
+    )
+    train = subsample(data.splits["train"], QUICK_MAX_SAMPLES, cfg.data.split_seed, data.multi_label)
+    log.info(
+        "hierarchy auto: training a first flat model on %d texts to find the groups from its validation confusion",
+        len(train),
+    )
+    return first, replace(data, splits={"train": train, "validation": data.splits["validation"]})
+
+
 def auto_hierarchy(
     cfg: Config, data: PreparedData, report_dir: Path | None = None, resume: bool = False
 ) -> Hierarchy | None:
-    """``--hierarchy auto``: the groups of the classes that a first, quick flat model (``hierarchy.first_model``)
+    """``--hierarchy auto``: the groups of the classes that a first, quick flat model (``first_model``)
     confuses on validation (never test; multi-label: a label given to texts of another that lack it), the tree
     drawn in ``report_dir`` (default: the run's report folder); None, and a flat training, when it confuses none
     more than the mean. ``resume``: the groups recorded there."""
@@ -232,7 +276,7 @@ def _run(
             resume=resume,
             description=run_description(cfg, summary, plan.strategy, plan.loss),
         )
-    with ended_run(tracker):
+    with ended_run(tracker, out / LOG_FILE if main else None):
         setup = _setup(cfg, data, plan, tracker, hierarchy)
         trainer, seconds, examples = _fit(cfg, setup, tracker, checkpoint, callbacks)
         history = trainer.state.log_history
@@ -336,7 +380,7 @@ def _fit(
             t.asl_clip,
         ),
         layer_decay=t.layer_decay,
-        callbacks=[EpochSummary(tracker), DivergenceCheck(), stop, *callbacks]
+        callbacks=[EpochSummary(tracker, tracked_metrics), DivergenceCheck(), stop, *callbacks]
         + [EarlyStoppingAfterFloor(t.patience, min_steps=t.min_steps)] * t.early_stopping,
     )
     setup.steps = plan_steps(trainer, cfg)
@@ -345,7 +389,10 @@ def _fit(
     run_training(trainer, stop, checkpoint, out)
     seconds = time.perf_counter() - started
     setup.steps.update(
-        optimizer_steps=trainer.state.global_step, examples_seen=round(len(setup.train_ds) * trainer.state.epoch)
+        optimizer_steps=trainer.state.global_step,
+        examples_seen=round(len(setup.train_ds) * trainer.state.epoch),
+        train_seconds=round(seconds, 1),
+        hardware=hardware.detect().describe(),
     )
     return trainer, seconds, len(setup.train_ds) * (trainer.state.epoch - start_epoch)
 
@@ -360,11 +407,14 @@ def _evaluate(
     holdout: str | None,
 ) -> dict:
     """Save the model with what describes it (``emoclf.json``, model card), then finish it (``finish_model``)."""
+    m = cfg.model
+    base = base_card(m.model) if not (m.license and m.language) else {}
+    languages = base.get("language", [])
     meta = BundleMeta(
         labels=data.labels,
         preprocess=Preprocessor(cfg.preprocess).to_dict(),
         max_length=setup.max_length,
-        base_model=hub_id(cfg.model.model),
+        base_model=source_name(hub_id(m.model)),  # a local base model by a relative name
         config=cfg.to_dict(),
         trained_at=now(),
         run_id=run_id,
@@ -374,6 +424,10 @@ def _evaluate(
         hierarchy=setup.hierarchy.to_dict() if setup.hierarchy else None,
         task=setup.task.name,
         allow_no_label=cfg.data.allow_no_label,
+        name=m.model_name or default_name(hub_id(m.model), summary["name"]),
+        license=m.license or base.get("license"),
+        # A base model's one language is its fine-tuned model's too; of a multilingual one's, the data's are unknown.
+        language=[c.strip() for c in m.language.split(",")] if m.language else languages if len(languages) == 1 else [],
     )
     staged = save_bundle(Path(cfg.train.output_dir) / STAGED_MODEL_DIR, trainer.model, setup.tokenizer, meta)
     return finish_model(cfg, data, staged, trainer.state.log_history, holdout, setup.steps)

@@ -437,7 +437,7 @@ def test_label_names_files_that_cannot_name_every_id_are_refused(tmp_path, conte
 def test_read_source_demo():
     splits, names = read_source(DataConfig())
     assert names is None and list(splits) == ["train"]
-    assert splits["train"].attrs["source"] == str(demo_path())
+    assert splits["train"].attrs["source"] == "the embedded demo set"  # how errors and reports name it
     assert len(splits["train"]) == 460
     assert sorted(splits["train"]["label"].unique()) == ["anger", "fear", "joy", "love", "sadness", "surprise"]
     same, _ = read_source(DataConfig(data="demo"))
@@ -592,3 +592,11 @@ def test_a_write_the_kernel_refuses_leaves_the_previous_file_or_none(tmp_path, n
         else:
             assert not target.exists()
         assert list(tmp_path.iterdir()) == ([target] if target.exists() else [])  # no temporary file left
+
+
+def test_a_data_sets_short_name_is_the_data_sets_not_its_files():
+    from emoclf.data.io import data_name
+
+    sources = ("../emotion/train.txt", "reviews.csv", "hf:dair-ai/emotion", "data/go emotions")
+    assert [data_name(s) for s in sources] == ["emotion", "reviews", "emotion", "go-emotions"]
+    assert data_name("the embedded demo set") == data_name("demo") == "emoclf-demo"

@@ -494,3 +494,29 @@ def test_label_names_name_integer_labels_everywhere_and_set_the_class_order(tmp_
         assert set(df["label"]) == {"joy", "sadness", "anger"}
         assert (df["label_id"] == df["label"].map({"joy": 0, "sadness": 1, "anger": 2})).all()
     assert data.splits["test"]["raw_text"].str.contains("test").all()
+
+
+def test_the_summary_names_where_each_split_came_from_never_by_an_absolute_path(tmp_path, monkeypatch):
+    folder = tmp_path / "emotion"
+    folder.mkdir()
+    train = write_csv(folder / "train.csv", balanced(20))
+    held_out = write_csv(folder / "val.csv", balanced(3, tag="held-out"))
+    summary = load_data(DataConfig(data=str(train), test_data=str(held_out))).summary(str(train))
+    assert summary["source"] == "emotion/train.csv" and summary["name"] == "emotion" and summary["hub_id"] is None
+    assert summary["splits"] == {
+        "train": {"from": "emotion/train.csv", "carved": False},
+        "validation": {"from": "emotion/train.csv", "carved": True},
+        "test": {"from": "emotion/val.csv", "carved": False},
+    }
+    assert summary["texts"] == {"train": 54, "validation": 6, "test": 9}
+    monkeypatch.chdir(tmp_path)  # below the working folder: relative to it
+    assert load_data(DataConfig(data=str(train))).summary(str(train))["splits"]["test"] == {
+        "from": "emotion/train.csv",
+        "carved": True,
+    }
+    demo = load_data(DataConfig()).summary("demo")
+    assert (demo["source"], demo["name"], demo["splits"]["test"]) == (
+        "the embedded demo set",
+        "emoclf-demo",
+        {"from": "the embedded demo set", "carved": True},
+    )

@@ -87,7 +87,8 @@ def test_images_are_embedded_and_nothing_is_fetched(tmp_path):
     assert {alt for _, alt in images} == {"training curves", "F1 per class", "confusion matrix", "reliability diagram"}
     assert all(base64.b64decode(data).startswith(b"\x89PNG") for data, _ in images)
     assert "http://" not in html and "https://" not in html
-    assert not re.search(r'(?:src|href)="(?!data:|#)', html)  # only data URIs and in-page anchors
+    # Only data URIs, in-page anchors, and the file of every wrong prediction written beside the page.
+    assert re.findall(r'(?:src|href)="(?!data:|#)([^"]*)"', html) == ["misclassified.csv"]
     assert not re.search(r"<(?:script|link|iframe|object)\b|@import|url\(", html, re.I)
 
 
@@ -217,3 +218,45 @@ def test_no_warning_when_the_splits_are_large_enough():
         "only 2000 test texts (fewest: 12 fear): accuracy is known to ±0.01 (95% interval) and one text moves a "
         "class's recall by up to 0.08; smaller differences between models are noise"
     ]
+
+
+def test_the_curves_star_the_kept_checkpoint_on_an_axis_that_does_not_magnify_noise():
+    from matplotlib.figure import Figure
+
+    from emoclf.evaluation.report import draw_training_curves, kept_checkpoint
+
+    history = [
+        {"epoch": 1.0, "loss": 0.9},
+        {"epoch": 1.0, "eval_loss": 0.30, "eval_macro_f1": 0.8825},
+        {"epoch": 2.0, "eval_loss": 0.25, "eval_macro_f1": 0.9025},
+        {"epoch": 3.0, "eval_loss": 0.26, "eval_macro_f1": 0.9025},  # as good, not better: the Trainer keeps epoch 2
+    ]
+    assert kept_checkpoint(history)["epoch"] == 2.0
+    ax1, ax2 = Figure().subplots(1, 2)
+    draw_training_curves(ax1, ax2, history)
+    low, high = ax2.get_ylim()
+    assert (round(low, 2), round(high, 2)) == (0.85, 0.95)  # 0.1 wide on round ticks, not 0.8825-0.9025
+    star = [line for line in ax2.get_lines() if line.get_marker() == "*"]
+    assert [(line.get_xdata()[0], line.get_label()) for line in star] == [(2.0, "kept checkpoint: epoch 2, 0.902")]
+
+
+def test_the_header_names_each_splits_file_and_the_pairs_link_every_wrong_prediction(tmp_path):
+    texts, y_true, probs = evaluation()
+    metrics = classification_metrics(y_true, probs.argmax(axis=1), LABELS)
+    context = context_for(1600)
+    context["training_data"]["splits"] = {
+        "train": {"from": "emotion/train.txt", "carved": False},
+        "validation": {"from": "emotion/train.txt", "carved": True},
+        "test": {"from": "emotion/val.txt", "carved": False},
+    }
+    html = write_report(tmp_path, metrics, LABELS, texts, y_true, probs, context=context)["html"].read_text()
+    head = re.search(r"<header>(.*?)</header>", html, re.S).group(1)
+    assert "train 368 and validation 1,600 (carved out) from emotion/train.txt; test 60 from emotion/val.txt" in head
+    pairs = section(html, "confusion-pairs")
+    assert '<a href="misclassified.csv">misclassified.csv</a>' in pairs
+    biggest = pairs.split("<h3>")[1]
+    n = int(re.match(r"true \w+ &rarr; predicted \w+: (\d+) text", biggest).group(1))
+    shown = biggest.split("<details>")[0].count("<tr>") - 1
+    assert shown == min(n, 5)
+    if n > 5:  # the rest behind a click, up to 25 more
+        assert f"<summary>{min(n - 5, 25)} more</summary>" in biggest

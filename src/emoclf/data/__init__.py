@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from emoclf.config import DataConfig
-from emoclf.data.io import read_file, read_label_names, read_source, with_label_names
+from emoclf.config import DEMO_DATA, DEMO_SOURCE, HF_PREFIX, DataConfig
+from emoclf.data.io import data_name, read_file, read_label_names, read_source, with_label_names
 from emoclf.data.issues import apply_label_issues, changed
-from emoclf.data.labels import decide_task, describe, label_sets, map_labels, place_labels, read_groups
+from emoclf.data.labels import decide_task, describe, label_sets, map_labels
 from emoclf.data.split import carve_missing, subsample
 from emoclf.data.validate import (
     DataReport,
@@ -36,13 +36,14 @@ from emoclf.data.validate import (
     text_keys,
 )
 from emoclf.errors import DataError
+from emoclf.naming import source_name
 from emoclf.preprocess import Preprocessor
 from emoclf.task import MULTI, SINGLE
+from emoclf.taxonomy import place_labels, read_groups
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
-DEMO_SOURCE = "the embedded demo set"
 
 
 @dataclass
@@ -66,12 +67,22 @@ class PreparedData:
         return np.asarray(self.splits[split]["label_id"].tolist())
 
     def summary(self, source: str) -> dict:
-        """Source, texts and class counts per split (texts with each label, for multi-label data), the task, and the
-        label map: what a model card and a report say it was trained on, and what scoring its model maps labels by."""
+        """What a model card, a report and a run say it was trained on: the source by a name that is never a local
+        absolute path (``source_name``), the Hugging Face dataset id when it is one, where each split came from (a
+        file, or carved out of the training data), texts and class counts per split (texts with each label, for
+        multi-label data), the task, and the label map that scoring its model maps labels by."""
+        source = DEMO_SOURCE if source == DEMO_DATA else source
+        hub = source[len(HF_PREFIX) :] if source.startswith(HF_PREFIX) else None
         counts = {s: each_label(df).value_counts() for s, df in self.splits.items()}
         return {
-            "source": source,
+            "source": source_name(source),
+            "name": data_name(source),
+            "hub_id": hub if hub and not Path(hub).exists() else None,
             "task": self.task,
+            "splits": {
+                s: {"from": source_name(df.attrs.get("source", source)), "carved": s in self.report.split_created}
+                for s, df in self.splits.items()
+            },
             "texts": {s: len(df) for s, df in self.splits.items()},
             "class_counts": {s: {lab: int(c.get(lab, 0)) for lab in self.labels} for s, c in counts.items()},
             **({"label_map": self.label_map} if self.label_map else {}),

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from emoclf.config import DataConfig
+from emoclf.config import DEMO_DATA, DEMO_SOURCE, HF_PREFIX, DataConfig
 from emoclf.data.labels import from_indicators, holds_several, indicator_columns
 from emoclf.data.validate import check_types, names_of_ids, refuse_unnamed_ids
 from emoclf.errors import ConfigError, DataError
@@ -30,14 +30,24 @@ log = logging.getLogger(__name__)
 OUTPUT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".txt": "txt"}
 SPLIT_NAMES = {"train": ("train",), "validation": ("validation", "val", "valid", "dev"), "test": ("test",)}
-HF_PREFIX = "hf:"
-DEMO_NAME = "demo"
 LABEL_NAMES_FILE = "labels.txt"  # in a data folder: the names of integer labels, line k for id k (as GoEmotions)
 
 
 def demo_path() -> Path:
     """The embedded demo data set (a CSV shipped inside the package)."""
     return Path(str(resources.files("emoclf") / "resources" / "demo.csv"))
+
+
+def data_name(source: str) -> str:
+    """A data source's short name, for a model's default name: the data set's (``emotion`` for
+    ``hf:dair-ai/emotion``, a folder ``emotion/`` or its file ``emotion/train.txt``), else the file's stem."""
+    if source in (DEMO_SOURCE, DEMO_DATA):
+        return "emoclf-demo"
+    path = Path(source.removeprefix(HF_PREFIX).rstrip("/"))
+    name = path.stem if path.suffix.lower() in FORMATS else path.name
+    if any(name.lower() in names for names in SPLIT_NAMES.values()) and path.parent.name:
+        name = path.parent.name
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "data"
 
 
 def detect_format(path: Path, forced: str | None = None) -> str:
@@ -382,8 +392,10 @@ def read_source(cfg: DataConfig) -> tuple[dict[str, pd.DataFrame], list[str] | N
     """Read whatever splits the source provides; returns them and the label names if it defines them."""
     spec = cfg.data
     names = read_label_names(cfg.label_names) if cfg.label_names else None
-    if spec is None or spec == DEMO_NAME:
-        return {"train": read_file(demo_path(), DataConfig())}, None
+    if spec is None or spec == DEMO_DATA:
+        demo = read_file(demo_path(), DataConfig())
+        demo.attrs["source"] = DEMO_SOURCE
+        return {"train": demo}, None
     if spec.startswith(HF_PREFIX):
         return read_hf(spec, cfg, names)
     path = Path(spec)

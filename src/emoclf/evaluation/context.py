@@ -12,6 +12,7 @@ import math
 from datetime import datetime, timezone
 
 from emoclf.layout import __version__
+from emoclf.naming import source_name
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +53,33 @@ def report_context(meta, data, model: str | None = None) -> dict:
     """The header of a report on ``data`` (``Labelled``) by the model described by ``meta``."""
     return {
         "model": meta.base_model,
-        "model_source": model,
+        "model_name": meta.name,
+        "model_source": source_name(model) if model else None,
         "trained_at": meta.trained_at,
         "run_id": meta.run_id,
         "trained_with": meta.emoclf_version,
         "training_data": meta.data or {},
-        "evaluated_on": {"source": data.source, "split": data.split, "texts": len(data.texts)},
+        "evaluated_on": {"source": source_name(data.source), "split": data.split, "texts": len(data.texts)},
         "settings": settings(meta),
         "written_at": now(),
         "emoclf_version": __version__,
     }
+
+
+def data_origin(data: dict) -> str:
+    """Where each split's texts came from, e.g. ``train 14,388 and validation 1,600 (carved out) from
+    emotion/train.txt; test 2,000 from emotion/val.txt``: splits of one file share a clause."""
+    texts = data.get("texts", {})
+    if not data.get("splits"):  # recorded before each split's origin was
+        return f"{data.get('source')}: " + ", ".join(f"{k} {v:,}" for k, v in texts.items())
+    by_file: dict[str, list[str]] = {}
+    for split, origin in data["splits"].items():
+        carved = " (carved out)" if origin.get("carved") else ""
+        by_file.setdefault(origin["from"], []).append(f"{split} {texts.get(split, 0):,}{carved}")
+    return "; ".join(
+        f"{', '.join(parts[:-1])} and {parts[-1]} from {where}" if len(parts) > 1 else f"{parts[0]} from {where}"
+        for where, parts in by_file.items()
+    )
 
 
 def accuracy_interval(accuracy: float, n: int) -> float:

@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from emoclf.evaluation.context import split_warnings
+from emoclf.evaluation.context import data_origin, split_warnings
 from emoclf.evaluation.metrics import absent_note, score, training_note
 
 TOP_PAIRS = 5
-EXAMPLES_PER_PAIR = 3
+EXAMPLES_PER_PAIR = 5  # shown under each pair; up to MORE_PER_PAIR more behind a click, every one in the CSV
+MORE_PER_PAIR = 25
 N_EXAMPLES = 10
 SECTIONS = {
     "headline": "Headline metrics",
@@ -77,7 +78,11 @@ def header(context: dict | None, metrics: dict) -> str:
     trained = context.get("training_data") or {}
     seen = context.get("evaluated_on", {})
     rows = {
-        "model": f"{context.get('model', 'unknown')}"
+        "model": (
+            f"{context['model_name']}, fine-tuned from {context.get('model', 'unknown')}"
+            if context.get("model_name")
+            else context.get("model", "unknown")
+        )
         + (f" ({context['model_source']})" if context.get("model_source") else ""),
         "trained": " ".join(
             filter(
@@ -89,11 +94,7 @@ def header(context: dict | None, metrics: dict) -> str:
                 ],
             )
         ),
-        "training data": (
-            f"{trained.get('source')}: " + ", ".join(f"{k} {v}" for k, v in trained["texts"].items()) + " texts"
-        )
-        if trained.get("texts")
-        else "not recorded",
+        "training data (texts)": data_origin(trained) if trained.get("texts") else "not recorded",
         "scored on": f"{seen.get('source')}, {seen.get('split')}: {seen.get('texts')} texts",
         "settings": ", ".join(f"{k} {v}" for k, v in context.get("settings", {}).items()),
         "report": f"written {context.get('written_at', 'at an unrecorded time')} by emoclf "
@@ -176,17 +177,31 @@ def calibration(metrics: dict, images: dict[str, Path]) -> str:
     return table(["", "value"], rows, numeric={1}) + plot
 
 
-def confusion_pairs(wrong: pd.DataFrame) -> str:
+def confusion_pairs(wrong: pd.DataFrame, csv: str | None = None) -> str:
+    """The most frequent (true, predicted) pairs with their surest examples; ``csv``: the file beside the page
+    that lists every wrong prediction, linked."""
     if wrong.empty:
         return '<p class="note">No wrong predictions.</p>'
     pairs = wrong.groupby(["true_label", "predicted_label"], sort=False)
-    parts = []
+    listed = (
+        f' Every wrong prediction, by pair and surest first: <a href="{escape(csv)}">{escape(csv)}</a> (beside this '
+        "page)."
+        if csv
+        else ""
+    )
+    parts = [f'<p class="note">The {min(TOP_PAIRS, pairs.ngroups)} most frequent pairs.{listed}</p>']
+    header = ["example text (surest first)", "confidence"]
     for (true, pred), group in list(pairs)[:TOP_PAIRS]:
-        shown = group.head(EXAMPLES_PER_PAIR)
-        rows = [[t, f"{c:.3f}"] for t, c in zip(shown["text"], shown["confidence"])]
+        rows = [[t, f"{c:.3f}"] for t, c in zip(group["text"], group["confidence"])]
+        shown, more = rows[:EXAMPLES_PER_PAIR], rows[EXAMPLES_PER_PAIR : EXAMPLES_PER_PAIR + MORE_PER_PAIR]
         parts.append(
             f"<h3>true {escape(true)} &rarr; predicted {escape(pred)}: {len(group)} text(s)</h3>"
-            + table(["example text (surest first)", "confidence"], rows, numeric={1}, text={0})
+            + table(header, shown, numeric={1}, text={0})
+            + (
+                f"<details><summary>{len(more)} more</summary>{table(header, more, numeric={1}, text={0})}</details>"
+                if more
+                else ""
+            )
         )
     return "".join(parts)
 
@@ -225,9 +240,10 @@ def render(
     images: dict[str, Path],
     context: dict | None = None,
     title: str = "emoclf evaluation report",
+    wrong_csv: str | None = None,
 ) -> str:
-    """The whole page. ``wrong`` is ``report.misclassified``'s frame; ``images`` maps plot names to PNG files;
-    ``context`` (``report_context``) heads it."""
+    """The whole page. ``wrong`` is ``report.misclassified``'s frame (all of it in the file ``wrong_csv`` beside the
+    page, linked); ``images`` maps plot names to PNG files; ``context`` (``report_context``) heads it."""
     y_true, probs = np.asarray(y_true), np.asarray(probs)
     split = (context or {}).get("evaluated_on", {}).get("split", "scored")
     bodies = {
@@ -236,7 +252,7 @@ def render(
         "per-class": per_class(metrics, images),
         "confusion-matrix": confusion(metrics, labels, images),
         "calibration": calibration(metrics, images),
-        "confusion-pairs": confusion_pairs(wrong),
+        "confusion-pairs": confusion_pairs(wrong, wrong_csv),
         "low-confidence-correct": examples(texts, y_true, probs, labels, correct=True),
         "high-confidence-wrong": examples(texts, y_true, probs, labels, correct=False),
     }

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 from emoclf.errors import ConfigError
 
@@ -37,6 +36,8 @@ def metric_labels(labels: list[str]) -> dict[str, str]:
 def macro_f1(y_true, y_pred) -> float:
     """Macro-F1 over the classes present in ``y_true``: a class with no rows there has no F1 to average
     (counting it as 0 would report a model as worse than it is; predicting it still costs the true class's recall)."""
+    from sklearn.metrics import f1_score  # here, not above: formatting scores (model cards, pages) needs no sklearn
+
     y_true = np.asarray(y_true)
     # Multi-label: a texts x labels 0/1 matrix, whose present labels are the columns with a positive.
     present = np.flatnonzero(y_true.sum(axis=0)) if y_true.ndim == 2 else np.unique(y_true)
@@ -49,6 +50,8 @@ def classification_metrics(y_true, y_pred, labels: list[str]) -> dict:
     Classes without rows in ``y_true`` are listed in ``classes_absent``; their per-class scores are
     None (not measurable) and macro-F1 averages over the others.
     """
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     ids = list(range(len(labels)))
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=ids, zero_division=0)
@@ -92,13 +95,15 @@ MULTI_LABEL_HEADLINE = ("micro_f1", "samples_f1", "hamming_loss", "macro_roc_auc
 
 
 def model_metrics(metrics: dict) -> dict:
-    """What a model folder keeps of its test evaluation: the headline, each class's scores (and the groups')."""
+    """What a model folder keeps of its test evaluation: the headline, each class's scores, what it mixes up (the
+    model card's known weaknesses), and the groups'."""
     extra = {k: metrics[k] for k in ("task", *MULTI_LABEL_HEADLINE) if k in metrics}
     return {
         **{k: metrics[k] for k in ("accuracy", "macro_f1", "weighted_f1", "n")},
         **extra,
         "per_class": metrics["per_class"],
-        **({"groups": metrics["groups"]} if "groups" in metrics else {}),
+        # Single-label: the confusion matrix; multi-label: the label pairs mixed up most.
+        **{k: metrics[k] for k in ("confusion_matrix", "confused_pairs", "groups") if k in metrics},
     }
 
 

@@ -125,8 +125,25 @@ def plot_per_class_f1(metrics: dict, path: Path) -> Path:
     return path
 
 
+def kept_checkpoint(history: list[dict]) -> dict | None:
+    """The evaluation whose checkpoint the model is: the first best validation macro-F1 (the Trainer keeps it,
+    ``load_best_model_at_end``, comparing strictly greater)."""
+    evals = [h for h in history if "eval_macro_f1" in h and "epoch" in h]
+    return evals[int(np.argmax([h["eval_macro_f1"] for h in evals]))] if evals else None
+
+
+def score_axis(ax, step: float = 0.05, span: float = 0.1) -> None:
+    """A score axis from the lines drawn on it, on round ``step`` ticks and at least ``span`` wide, so that a
+    difference of noise does not fill the height of the plot."""
+    values = np.concatenate([np.asarray(line.get_ydata(), dtype=float) for line in ax.get_lines()] or [[0.5]])
+    high = min(1.0, np.ceil((values.max() + step / 2) / step) * step)
+    low = max(0.0, min(np.floor((values.min() - step / 2) / step) * step, high - span))
+    ax.set_ylim(low, high)
+
+
 def draw_training_curves(ax1, ax2, history: list[dict], name: str = "") -> None:
-    """Loss per epoch (training and validation) on ``ax1``, validation macro-F1 on ``ax2``."""
+    """Loss per epoch (training and validation) on ``ax1``, validation macro-F1 on ``ax2``, with the kept
+    checkpoint starred (and, for a single run, named in the legend and marked on both axes)."""
     train = [(h["epoch"], h["loss"]) for h in history if "loss" in h and "epoch" in h]
     evals = [h for h in history if "eval_loss" in h]
     prefix = f"{name} " if name else ""
@@ -136,9 +153,19 @@ def draw_training_curves(ax1, ax2, history: list[dict], name: str = "") -> None:
         ax1.plot(
             [h["epoch"] for h in evals], [h["eval_loss"] for h in evals], label=f"{prefix}validation loss", marker="o"
         )
-        ax2.plot([h["epoch"] for h in evals], [h["eval_macro_f1"] for h in evals], marker="o", label=name or None)
+        (line,) = ax2.plot(
+            [h["epoch"] for h in evals], [h["eval_macro_f1"] for h in evals], marker="o", label=name or None
+        )
+    kept = kept_checkpoint(history)
+    score_axis(ax2)  # from the scores drawn, before the marker lines that span the whole axis
+    if kept and evals:
+        label = None if name else f"kept checkpoint: epoch {kept['epoch']:.3g}, {kept['eval_macro_f1']:.3f}"
+        ax2.plot(kept["epoch"], kept["eval_macro_f1"], marker="*", markersize=15, color=line.get_color(), label=label)
+        if not name:
+            for ax in (ax1, ax2):
+                ax.axvline(kept["epoch"], color="grey", linestyle=":", linewidth=1)
     ax1.set(xlabel="epoch", ylabel="loss", title="loss")
-    ax2.set(xlabel="epoch", ylabel="macro-F1", title="validation macro-F1")
+    ax2.set(xlabel="epoch", ylabel="macro-F1", title="validation macro-F1 (★ kept checkpoint)")
 
 
 def plot_training_curves(history: list[dict], path: Path) -> Path | None:
@@ -149,6 +176,8 @@ def plot_training_curves(history: list[dict], path: Path) -> Path | None:
     ax1, ax2 = fig.subplots(1, 2)
     draw_training_curves(ax1, ax2, history)
     ax1.legend()
+    if kept_checkpoint(history):
+        ax2.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, bbox_inches="tight")  # legends below the axes included
     return path
@@ -216,6 +245,7 @@ def write_report(
         paths["reliability"] = images["reliability"] = plot_reliability(raw_probs, probs, y_true, out / RELIABILITY_PNG)
     paths["html"] = out / REPORT_HTML
     paths["html"].write_text(
-        render_html(metrics, labels, texts, y_true, probs, wrong, images, context), encoding="utf-8"
+        render_html(metrics, labels, texts, y_true, probs, wrong, images, context, wrong_csv=MISCLASSIFIED_CSV),
+        encoding="utf-8",
     )
     return paths

@@ -2,7 +2,10 @@
 
 Like Ludwig's ``compare_performance``, for any runs: trainings with other models, data, settings or
 seeds, ``emoclf compare``'s children, ``emoclf evaluate`` reports. Each run is read from the files its
-report wrote (``metrics.json``, ``context.json``, ``history.json``), so no model is loaded.
+report wrote (``metrics.json``, ``context.json``, ``history.json``), so no model is loaded. Runs are
+grouped by the texts they were scored on, and only runs scored on the same texts are ranked; the page
+fits a laptop screen (settings are a table of their own, one column per run) and names files and
+folders relatively (``source_name``), never by a local absolute path.
 """
 
 from __future__ import annotations
@@ -17,14 +20,16 @@ import numpy as np
 
 from emoclf.calibration import draw_reliability
 from emoclf.errors import ConfigError
-from emoclf.evaluation.context import now, split_warnings
+from emoclf.evaluation.context import data_origin, now, split_warnings
 from emoclf.evaluation.html import image, page, table
 from emoclf.evaluation.metrics import score
 from emoclf.evaluation.report import draw_confusion, draw_training_curves, figure
 from emoclf.layout import CONTEXT_JSON, HISTORY_JSON, METRICS_JSON
+from emoclf.naming import source_name
 
 SECTIONS = {
     "runs": "Runs",
+    "settings": "Settings",
     "headline": "Headline metrics",
     "per-class": "F1 per class",
     "confusion-matrices": "Confusion matrices",
@@ -45,6 +50,13 @@ class Run:
     @property
     def labels(self) -> list[str]:
         return list(self.metrics["per_class"])
+
+    @property
+    def scored_on(self) -> tuple[str, str, int]:
+        """The texts its figures are on: source (named as ``source_name`` does, also in reports written before
+        it did), split and count. Runs are ranked against each other only when these are the same."""
+        seen = self.context.get("evaluated_on", {})
+        return source_name(seen.get("source", "unknown")), str(seen.get("split", "?")), int(self.metrics["n"])
 
 
 def read_run(path: str | Path) -> Run:
@@ -70,21 +82,26 @@ def png(fig) -> bytes:
     return buffer.getvalue()
 
 
+def describe(key: tuple[str, str, int]) -> str:
+    source, split, n = key
+    return f"{source} [{split}], {n:,} texts"
+
+
 def runs_table(runs: list[Run]) -> str:
+    """What each run is: its model's name, the data it learnt from and was scored on, when, its MLflow run (the
+    first 8 characters, as MLflow's UI shows it); the base model and settings are in ``settings_table``."""
     rows = []
     for r in runs:
         c = r.context
-        seen = c.get("evaluated_on", {})
         trained = c.get("training_data", {})
         rows.append(
             [
                 r.name,
-                c.get("model", "unknown"),
-                trained.get("source", "unknown"),
-                f"{seen.get('source', 'unknown')} [{seen.get('split', '?')}]",
-                c.get("run_id") or "-",
-                c.get("trained_at") or "-",
-                ", ".join(f"{k} {v}" for k, v in c.get("settings", {}).items()),
+                c.get("model_name") or c.get("model", "unknown"),
+                data_origin(trained) if trained else "not recorded",
+                describe(r.scored_on),
+                (c.get("trained_at") or "-")[:16].replace("T", " "),
+                (c.get("run_id") or "-")[:8],
             ]
         )
     warnings = "".join(
@@ -92,26 +109,65 @@ def runs_table(runs: list[Run]) -> str:
         for r in runs
         for w in split_warnings(r.metrics, r.context)
     )
-    return (
-        table(["run", "model", "trained on", "scored on", "MLflow run", "trained", "settings"], rows, text={6})
-        + warnings
+    return table(["run", "model", "trained on", "scored on", "trained (UTC)", "MLflow run"], rows) + warnings
+
+
+def settings_table(runs: list[Run]) -> str:
+    """One row per setting, one column per run; rows where the runs differ come first, in bold."""
+    per_run = [{"base model": r.context.get("model", "unknown"), **r.context.get("settings", {})} for r in runs]
+    keys = list(dict.fromkeys(k for s in per_run for k in s))
+    if not keys:
+        return '<p class="note">No settings recorded in these runs.</p>'
+    differ = [k for k in keys if len({s.get(k) for s in per_run}) > 1]
+    rows = [[k, *(s.get(k, "-") for s in per_run)] for k in differ + [k for k in keys if k not in differ]]
+    note = (
+        f'<p class="note">{len(differ)} setting(s) differ between the runs: the first rows.</p>'
+        if differ and len(runs) > 1
+        else ""
     )
+    html = table(["setting", *(r.name for r in runs)], rows)
+    for k in differ:  # the cell of a differing setting's name, in bold (every cell is escaped by table)
+        html = html.replace(f"<tr><td>{escape(k)}</td>", f"<tr><td><b>{escape(k)}</b></td>", 1)
+    return note + html
+
+
+def groups(runs: list[Run]) -> dict[tuple[str, str, int], list[Run]]:
+    """Runs by the texts they were scored on, in the order first met."""
+    out: dict[tuple[str, str, int], list[Run]] = {}
+    for r in runs:
+        out.setdefault(r.scored_on, []).append(r)
+    return out
 
 
 def headline(runs: list[Run]) -> str:
-    best = max(r.metrics["macro_f1"] for r in runs)
-    rows = [
+    """One table per set of texts scored on; "best" marks the highest macro-F1 within a table of two or more."""
+    by_texts = groups(runs)
+    parts = (
         [
-            r.name + (" (best)" if r.metrics["macro_f1"] == best and len(runs) > 1 else ""),
-            f"{r.metrics['accuracy']:.4f}",
-            f"{r.metrics['macro_f1']:.4f}",
-            f"{r.metrics['weighted_f1']:.4f}",
-            r.metrics["n"],
-            score(r.metrics.get("calibration", {}).get("ece_after")),
+            f'<p class="note">These runs were scored on {len(by_texts)} different sets of texts: each is a table of '
+            "its own, and runs are ranked only against runs scored on the same texts.</p>"
         ]
-        for r in runs
-    ]
-    return table(["run", "accuracy", "macro-F1", "weighted F1", "texts", "ECE"], rows, numeric={1, 2, 3, 4, 5})
+        if len(by_texts) > 1
+        else []
+    )
+    for key, members in by_texts.items():
+        best = max(r.metrics["macro_f1"] for r in members)
+        rows = [
+            [
+                r.name + (" (best)" if r.metrics["macro_f1"] == best and len(members) > 1 else ""),
+                f"{r.metrics['accuracy']:.4f}",
+                f"{r.metrics['macro_f1']:.4f}",
+                f"{r.metrics['weighted_f1']:.4f}",
+                r.metrics["n"],
+                score(r.metrics.get("calibration", {}).get("ece_after")),
+            ]
+            for r in members
+        ]
+        title = f"<h3>Scored on {escape(describe(key))}</h3>" if len(by_texts) > 1 else ""
+        parts.append(
+            title + table(["run", "accuracy", "macro-F1", "weighted F1", "texts", "ECE"], rows, numeric={1, 2, 3, 4, 5})
+        )
+    return "".join(parts)
 
 
 def per_class(runs: list[Run], labels: list[str]) -> str:
@@ -199,10 +255,11 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path) -> Path:
     runs = [read_run(d) for d in run_dirs]
     if len({r.name for r in runs}) < len(runs):  # same folder names (compare's children of two batches)
         for r in runs:
-            r.name = str(r.folder)
+            r.name = source_name(r.folder)
     labels = list(dict.fromkeys(lab for r in runs for lab in r.labels))
     bodies = {
         "runs": runs_table(runs),
+        "settings": settings_table(runs),
         "headline": headline(runs),
         "per-class": per_class(runs, labels),
         "confusion-matrices": confusion(runs),
