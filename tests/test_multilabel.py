@@ -95,7 +95,7 @@ def test_evaluate_scores_a_file_as_training_scored_its_test_split(trained_multi,
         ),
         (
             {"imbalance": "oversample"},
-            "imbalance 'oversample' does not apply to multi-label data; choose one of auto, none, class-weight, "
+            "imbalance 'oversample' does not apply to multi-label data; choose from auto, none, class-weight, "
             "focal, asl",
         ),
     ],
@@ -218,3 +218,37 @@ def test_onnx_exports_and_the_mlflow_model_give_the_folders_labels(trained_multi
         assert [r.labels for r in Predictor.load(uri).predict(TEXTS)] == [r.labels for r in expected]
     finally:
         mlflow.set_tracking_uri(previous)
+
+
+def test_http_answers_every_label_over_its_threshold_and_skips_an_empty_text(trained_multi):
+    from fastapi.testclient import TestClient
+
+    from emoclf.serving import create_app
+
+    predictor = Predictor.load(trained_multi.model_dir)
+    client = TestClient(create_app(predictor))
+    answer = client.post("/predict", json={"texts": [*TEXTS, "!!!"]})
+    assert answer.status_code == 200
+    predictions = answer.json()["predictions"]
+    expected = predictor.predict(TEXTS)
+    for got, record in zip(predictions, expected):
+        assert set(got) == {"labels", "probabilities", "truncated"}
+        assert got["labels"] == record.labels
+        assert got["probabilities"] == pytest.approx(record.probabilities, abs=1e-6)
+    assert set(predictions[3]) == {"skipped"}
+    meta = client.get("/metadata").json()
+    assert meta["task"] == "multi-label" and list(meta["thresholds"]) == MULTI_LABELS
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    assert "MultiLabelTextPrediction" in schema and "TextPrediction" not in schema
+
+
+def test_the_model_card_reports_the_multi_label_scores_the_hub_reads(trained_multi):
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(trained_multi.model_dir / "README.md")
+    results = {(r.metric_type, (r.metric_args or {}).get("average")): r for r in card.data.eval_results}
+    assert {("f1", "macro"), ("f1", "micro"), ("f1", "samples"), ("accuracy", None)} <= set(results)
+    assert results[("accuracy", None)].metric_name == "Subset accuracy"
+    assert results[("f1", "macro")].metric_value == pytest.approx(trained_multi.metrics["macro_f1"], abs=1e-4)
+    assert "| label | precision | recall | F1 | test texts | threshold |" in card.text
+    assert "gives a short\ntext any of the 6 labels" in card.text

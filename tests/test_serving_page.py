@@ -188,3 +188,37 @@ def test_api_docs_render_from_this_server_alone(server, browser, path, rendered)
     assert "/predict" in page.content()
     assert outside(requests, server) == [] and errors == []  # no logo asked of Redocly's CDN
     assert any(u.startswith(server + "/static-offline-docs/") for u in requests)
+
+
+@pytest.fixture(scope="module")
+def multi_server(trained_multi):
+    """A multi-label model served as ``emoclf serve`` serves it."""
+    import uvicorn
+
+    port = free_port()
+    app = create_app(Predictor.load(trained_multi.model_dir), name="tiny-multi")
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/health", timeout=30)
+    yield url
+    uv.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_a_multi_label_model_shows_every_label_chosen_and_each_threshold(multi_server, browser, trained_multi):
+    page, requests, errors = open_page(browser, multi_server + "/")
+    page.locator("#meta").get_by_text("multi-label: every label over its own threshold").wait_for(timeout=15_000)
+    results = classify(page, "i feel so happy today\ni am scared and i feel angry about it", 2)
+    expected = Predictor.load(trained_multi.model_dir).predict(
+        ["i feel so happy today", "i am scared and i feel angry about it"]
+    )
+    for i, record in enumerate(expected):
+        result = results.nth(i)
+        assert result.locator(".label").text_content() == ", ".join(record.labels)
+        assert result.locator(".cls.best").all_text_contents() == sorted(
+            record.labels, key=lambda lab: -record.probabilities[lab]
+        )
+        assert result.locator(".tick").count() == 6  # every label's bar marks its threshold
+    assert not errors and all(url.startswith(multi_server) for url in requests)

@@ -28,7 +28,9 @@ TOP_CONFUSIONS = 3
 EXAMPLE_WORDS = (3, 25)  # widget examples: texts of this many words, short enough to read at a glance
 # The metrics of the model-index: the Hub's metric ids (those of the `evaluate` library), with their arguments.
 RESULTS = (
-    ("accuracy", "accuracy", "Accuracy", None),
+    ("accuracy", "accuracy", "Accuracy", None),  # multi-label: subset accuracy (every label of a text right)
+    ("micro_f1", "f1", "F1 (micro)", {"average": "micro"}),  # multi-label only
+    ("samples_f1", "f1", "F1 (samples)", {"average": "samples"}),  # multi-label only
     ("macro_f1", "f1", "F1 (macro)", {"average": "macro"}),
     ("weighted_f1", "f1", "F1 (weighted)", {"average": "weighted"}),
 )
@@ -36,12 +38,18 @@ RESULTS = (
 
 def pick_examples(texts, y_true, labels: list[str]) -> list[dict]:
     """One text per class for the card's widget and the page's examples: the first of the held-out texts of that
-    class with 3 to 25 words (in data order, not chosen by the model's answer on it)."""
-    picked: dict[int, str] = {}
-    for text, y in zip(texts, np.asarray(y_true)):
-        if int(y) not in picked and EXAMPLE_WORDS[0] <= len(text.split()) <= EXAMPLE_WORDS[1]:
-            picked[int(y)] = text
-    return [{"text": picked[i], "label": labels[i]} for i in sorted(picked)]
+    class with 3 to 25 words (in data order, not chosen by the model's answer on it). Multi-label (``y_true`` a
+    texts x labels 0/1 matrix): the first such text that has the label, with all of its labels."""
+    y = np.asarray(y_true)
+    rows = y if y.ndim == 2 else np.eye(len(labels), dtype=np.int64)[y]
+    short = [i for i, text in enumerate(texts) if EXAMPLE_WORDS[0] <= len(text.split()) <= EXAMPLE_WORDS[1]]
+    picked: list[int] = []
+    for k in range(len(labels)):
+        having = [i for i in short if rows[i, k]]
+        fresh = [i for i in having if i not in picked]  # a text already shown for another label only if no other
+        if having:
+            picked.append((fresh or having)[0])
+    return [{"text": texts[i], "label": ",".join(labels[j] for j in np.flatnonzero(rows[i]))} for i in picked]
 
 
 def _table(header: list[str], rows: list[list]) -> str:
@@ -75,7 +83,7 @@ def _card_data(meta, name: str):
             dataset_name=data["name"],
             dataset_split=data["split"],
             metric_type=metric,
-            metric_name=title,
+            metric_name="Subset accuracy" if key == "accuracy" and m.get("task") == "multi-label" else title,
             metric_args=args,
             metric_value=round(m[key], 4),
         )
@@ -98,10 +106,33 @@ def _card_data(meta, name: str):
     )
 
 
+def _evaluation_multilabel(meta) -> str:
+    m = meta.metrics
+    rows = [
+        [lab, score(r["precision"]), score(r["recall"]), score(r["f1"]), r["support"], f"{r['threshold']:.2f}"]
+        for lab, r in m["per_class"].items()
+    ]
+    return (
+        f"Scored on **{held_out(meta)['described']}** ({m['n']:,} texts never used for training, choosing the "
+        "checkpoint, fitting the temperature or the thresholds), from this folder as saved (the path `emoclf "
+        f"predict` takes): macro-F1 **{m['macro_f1']:.4f}**, micro-F1 **{m['micro_f1']:.4f}**, samples F1 "
+        f"{m['samples_f1']:.4f}, subset accuracy {m['accuracy']:.4f} (every label of a text right), Hamming loss "
+        f"{m['hamming_loss']:.4f}.\n\n"
+        + _table(["label", "precision", "recall", "F1", "test texts", "threshold"], rows)
+        + "\n\nEach label has its own probability (a sigmoid"
+        + (f", its logit divided by a temperature of {meta.temperature:.3f}" if meta.temperature != 1.0 else "")
+        + "), and a text gets every label whose probability reaches that label's threshold, fitted on validation "
+        "texts to maximise the label's F1"
+        + ("." if meta.allow_no_label else "; a text that reaches none gets its most probable label.")
+    )
+
+
 def _evaluation(meta) -> str:
     m = meta.metrics or {}
     if "per_class" not in m:
         return "No test evaluation is recorded with this model."
+    if m.get("task") == "multi-label":
+        return _evaluation_multilabel(meta)
     rows = [
         [lab, score(r["precision"]), score(r["recall"]), score(r["f1"]), r["support"]]
         for lab, r in m["per_class"].items()
@@ -129,6 +160,8 @@ def weaknesses(meta) -> list[str]:
     macro-F1 (with what they are most confused with), then the most frequent confusions."""
     m = meta.metrics or {}
     per_class, cm = m.get("per_class"), m.get("confusion_matrix")
+    if per_class and "confused_pairs" in m:
+        return multilabel_weaknesses(m)
     if not per_class or cm is None:
         return []
     cm, labels = np.asarray(cm), list(per_class)
@@ -157,6 +190,20 @@ def weaknesses(meta) -> list[str]:
     ]
     if top:
         out.append("Most frequent confusions (true → predicted): " + "; ".join(top) + ".")
+    return out
+
+
+def multilabel_weaknesses(m: dict) -> list[str]:
+    """A multi-label model's weakest labels (precision or recall well below macro-F1) and the labels it mixes up
+    most: a true label missed on texts that got another one instead."""
+    out = []
+    for lab, r in m["per_class"].items():
+        low = [(k, r[k]) for k in ("precision", "recall") if r[k] is not None and r[k] < m["macro_f1"] - WEAK_MARGIN]
+        if low:
+            out.append(f"**{lab}**: " + "; ".join(f"{k} {value:.2f}" for k, value in low) + ".")
+    pairs = [f"{p['true']} → {p['predicted']}: {p['texts']} texts" for p in m["confused_pairs"][:TOP_CONFUSIONS]]
+    if pairs:
+        out.append("Labels mixed up most (a true label missed, another predicted instead): " + "; ".join(pairs) + ".")
     return out
 
 
@@ -223,11 +270,13 @@ def render(meta, name: str | None = None) -> str:
         if meta.export
         else ""
     )
+    multi = meta.task == "multi-label"
+    sorts, into = ("gives", "any of the") if multi else ("sorts", "into one of")
     body = f"""
 # {name}
 
-A text classifier fine-tuned from `{meta.base_model}` with emoclf {meta.emoclf_version or ""}: it sorts a short
-text into one of {len(meta.labels)} classes: {", ".join(meta.labels)}.{export}
+A text classifier fine-tuned from `{meta.base_model}` with emoclf {meta.emoclf_version or ""}: it {sorts} a short
+text {into} {len(meta.labels)} {"labels" if multi else "classes"}: {", ".join(meta.labels)}.{export}
 
 {_trained(meta)}
 

@@ -129,6 +129,24 @@ class PredictResponse(BaseModel):
     predictions: list[TextPrediction] = Field(description="One per input text, in input order.")
 
 
+class MultiLabelTextPrediction(BaseModel):
+    labels: list[str] | None = Field(
+        None,
+        description="Every label whose probability reaches its threshold, most probable first; absent when the "
+        "text was skipped.",
+    )
+    probabilities: dict[str, float] | None = Field(
+        None, description="Every label's own probability (each label is decided on its own: they need not sum to 1)."
+    )
+    groups: list[str] | None = Field(None, description="The groups of the labels; only with a hierarchy.")
+    truncated: bool | None = TextPrediction.model_fields["truncated"]
+    skipped: str | None = TextPrediction.model_fields["skipped"]
+
+
+class MultiLabelPredictResponse(BaseModel):
+    predictions: list[MultiLabelTextPrediction] = Field(description="One per input text, in input order.")
+
+
 class Detail(BaseModel):
     detail: str
 
@@ -313,7 +331,10 @@ def create_app(
         return Response(redoc, media_type="text/javascript")
 
     # None only stands for the group fields of a flat model, which are left out rather than sent as null.
-    @app.post("/predict", response_model=PredictResponse, response_model_exclude_none=True, responses=ERROR_RESPONSES)
+    # A multi-label model answers with its labels; the schema in /docs is the model's own.
+    answer = MultiLabelPredictResponse if predictor.task.multi_label else PredictResponse
+
+    @app.post("/predict", response_model=answer, response_model_exclude_none=True, responses=ERROR_RESPONSES)
     def predict(request: PredictRequest) -> dict:
         """Label, its probability and all class probabilities for each text, and whether it was cut at the model's
         token limit; for a text with nothing left to classify after preprocessing, why it was skipped."""
@@ -376,6 +397,8 @@ def create_app(
             "training_data": meta.data or None,
             "export": meta.export or None,
             "hierarchy": meta.hierarchy,
+            "task": predictor.task.name,
+            "thresholds": dict(zip(predictor.labels, meta.thresholds)) if meta.thresholds else None,
             "examples": meta.examples,
             "links": {kind: ROUTES[kind] for kind in documents},
             "limits": asdict(limits),
