@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emoclf.imbalance import AUTO_IMBALANCED, Plan, class_weights, imbalance_ratio, plan, resample_indices
+from emoclf.imbalance import Plan, class_weights, imbalance_ratio, plan, resample_indices
+from emoclf.task import MULTI, TASKS
 
 # 8 x class 0, 4 x class 1, 2 x class 2 (ratio 4), shuffled so order matters nowhere.
 LABELS = np.array([0, 1, 0, 2, 0, 1, 0, 0, 1, 2, 0, 0, 1, 0])
@@ -50,10 +51,16 @@ def test_plan_auto_at_threshold_is_none():
 
 
 def test_plan_auto_above_threshold_is_documented_choice():
-    assert AUTO_IMBALANCED == "class-weight"
     p = plan("auto", LABELS, 3, threshold=3.0)
-    assert p.strategy == AUTO_IMBALANCED and p.imbalance_ratio == 4.0
+    assert p.strategy == "class-weight" and p.imbalance_ratio == 4.0
     assert p.loss == "weighted-ce" and p.class_weights == class_weights(LABELS, 3)
+
+
+def test_plan_auto_for_imbalanced_multi_label_data_is_the_asymmetric_loss():
+    y = np.array([[1, 0, 0]] * 8 + [[0, 1, 0]] * 4 + [[1, 0, 1]] * 2)
+    p = plan("auto", y, 3, threshold=3.0, task=TASKS[MULTI])
+    assert (p.strategy, p.loss, p.class_weights, p.imbalance_ratio) == ("asl", "asl", None, 5.0)
+    assert plan("auto", y, 3, threshold=5.0, task=TASKS[MULTI]).strategy == "none"
 
 
 @pytest.mark.parametrize(

@@ -85,6 +85,17 @@ def test_evaluate_scores_a_file_as_training_scored_its_test_split(trained_multi,
     assert (tmp_path / "eval" / REPORT_HTML).is_file()
 
 
+def test_evaluate_on_the_command_line_names_subset_accuracy_after_the_f1_scores(trained_multi, multi_csv, capsys):
+    """Multi-label accuracy is subset accuracy: the line names it so, after the F1 scores a reader looks for."""
+    out = str(trained_multi.output_dir / "cli-eval")
+    assert main(["evaluate", "--model", str(trained_multi.model_dir), str(multi_csv), "--out", out]) == 0
+    m = json.loads((trained_multi.output_dir / "cli-eval" / METRICS_JSON).read_text())
+    assert capsys.readouterr().out.splitlines()[0] == (
+        f"{multi_csv} [all rows]: macro-F1 {m['macro_f1']:.4f}, micro-F1 {m['micro_f1']:.4f}, samples F1 "
+        f"{m['samples_f1']:.4f}, subset accuracy {m['accuracy']:.4f} on 400 texts"
+    )
+
+
 @pytest.mark.parametrize(
     "settings, message",
     [

@@ -66,6 +66,17 @@ def test_training_changes_weights_and_learns(trained, tiny_model):
     assert max(h["eval_macro_f1"] for h in trained.history if "eval_macro_f1" in h) > 0.2
 
 
+def test_single_label_scores_are_those_of_before_multi_label(trained):
+    """Multi-label support left single-label training as it was: this fixture's run scored exactly these figures
+    at commit 397850b (before multi-label) and after it, on one Sapphire Rapids CPU. The margin (one or two of the
+    46 test texts) is for other CPUs' fp32 arithmetic, not for changes of emoclf."""
+    m = trained.metrics
+    assert m["n"] == 46 and "task" not in m
+    assert m["accuracy"] == pytest.approx(0.32609, abs=0.045)
+    assert m["macro_f1"] == pytest.approx(0.15934, abs=0.045)
+    assert m["weighted_f1"] == pytest.approx(0.17439, abs=0.045)
+
+
 def test_saved_model_has_real_label_names(trained):
     model, _, meta = load_bundle(trained.model_dir)
     assert model.config.id2label == dict(enumerate(LABELS))

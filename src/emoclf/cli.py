@@ -341,10 +341,9 @@ def cmd_train(args) -> int:
 
 def print_kept_model(m: dict, note: str, where: str, run: str | None, failures) -> int:
     """A kept model's test scores, its files and MLflow run; exit 3 when some tracking calls were lost."""
-    print(
-        f"test accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, weighted F1 {m['weighted_f1']:.4f} "
-        f"({m['n']} texts){note}"
-    )
+    from emoclf.evaluation.metrics import headline
+
+    print(f"test {headline(m)} ({m['n']} texts){note}")
     print(where)
     if run:
         print(run)
@@ -458,15 +457,13 @@ def cmd_evaluate(args) -> int:
     cfg = config_from_args(args, args.sections)
     with console.status("loading the model"):
         from emoclf.evaluation.evaluate import evaluate_model
+        from emoclf.evaluation.metrics import headline
         from emoclf.inference import Predictor
 
         predictor = Predictor.load(opts.model, batch_size=opts.batch_size, threshold=opts.threshold)
     result = evaluate_model(predictor, cfg.data, opts.out, progress=True)
     m = result.metrics
-    print(
-        f"{result.source} [{result.split}]: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, "
-        f"weighted F1 {m['weighted_f1']:.4f} on {m['n']} texts\nreport: {opts.out}"
-    )
+    print(f"{result.source} [{result.split}]: {headline(m)} on {m['n']} texts\nreport: {opts.out}")
     return 0
 
 

@@ -229,8 +229,9 @@ class TrainConfig:
     imbalance: Imbalance = _f(
         "auto",
         "Imbalance handling. Single-label: none, oversample, undersample, class-weight, focal, logit-adjust; "
-        "multi-label: none, class-weight (per-label positive weights), focal, asl (asymmetric loss); auto: "
-        "class-weight when imbalanced (see --imbalance-threshold), else none.",
+        "multi-label: none, class-weight (per-label positive weights), focal, asl (asymmetric loss); auto: when "
+        "imbalanced (see --imbalance-threshold), class-weight for single-label data and asl for multi-label, "
+        "else none.",
     )
     imbalance_threshold: float = _f(
         3.0, "auto: treat the data as imbalanced when largest/smallest class count exceeds this."

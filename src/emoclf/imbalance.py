@@ -21,14 +21,6 @@ from emoclf.task import SINGLE, TASKS, Task
 
 log = logging.getLogger(__name__)
 
-# Chosen for "auto" on imbalanced data: class-weighted cross-entropy keeps every training row
-# once (no duplicated minority rows, no majority rows thrown away, no extra steps). Given the
-# same optimizer steps it ties with over-sampling and focal loss on the emotion data (0.858 vs
-# 0.857 and 0.855, 3 seeds), and over-sampling would make every epoch 2.2x longer; see
-# docs/experiments.md, matched optimizer steps.
-AUTO_IMBALANCED = "class-weight"
-
-
 @dataclass(frozen=True)
 class Plan:
     """What the trainer does about imbalance: which rows it trains on and which loss it uses."""
@@ -95,11 +87,11 @@ def plan(
     check_strategies([strategy], task)
     ratio = imbalance_ratio(label_ids, num_labels)
     if strategy == "auto":
-        strategy = AUTO_IMBALANCED if ratio > threshold else "none"
+        strategy = task.auto_imbalanced if ratio > threshold else "none"
         log.debug("imbalance ratio %.2f (threshold %.2f): strategy %s", ratio, threshold, strategy)
     loss = task.losses[strategy]
     weigh = positive_weights if task.multi_label else lambda y: class_weights(y, num_labels)
-    weights = weigh(np.asarray(label_ids)) if loss not in ("ce", "bce") else None
+    weights = weigh(np.asarray(label_ids)) if loss not in ("ce", "bce", "asl") else None  # asl weighs by margin
     groups = None
     if weights is not None and group_ids is not None and not task.multi_label:
         groups = class_weights(np.asarray(group_ids)[label_ids], max(group_ids) + 1)

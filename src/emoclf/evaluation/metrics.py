@@ -120,6 +120,17 @@ def flat_metrics(metrics: dict, prefix: str = "test/") -> dict[str, float]:
     return out
 
 
+def headline(m: dict) -> str:
+    """The scores a terminal line leads with: multi-label's accuracy is subset accuracy (every label of a text
+    right), far below what "accuracy" means to a reader, so it is named so and comes after the F1 scores."""
+    if m.get("task") == "multi-label":
+        return (
+            f"macro-F1 {m['macro_f1']:.4f}, micro-F1 {m['micro_f1']:.4f}, samples F1 {m['samples_f1']:.4f}, "
+            f"subset accuracy {m['accuracy']:.4f}"
+        )
+    return f"accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, weighted F1 {m['weighted_f1']:.4f}"
+
+
 def score(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
