@@ -21,6 +21,7 @@ from emoclf.task import SINGLE, TASKS, Task
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class Plan:
     """What the trainer does about imbalance: which rows it trains on and which loss it uses."""
