@@ -588,6 +588,14 @@ class ServeOptions:
         "(slower elsewhere); fp32 predicts exactly as evaluated.",
     )
     threshold: float | None = _f(None, THRESHOLD_HELP)
+    batching: bool = _f(
+        True,
+        "Run concurrent requests one model call at a time, sharing a call when the model computes each text "
+        "independently of its batch (fp32); --no-batching: each request in a thread of its own.",
+    )
+    max_wait_ms: float = _f(
+        2.0, "With batching: how long a request waits for others already on their way to share its model call."
+    )
 
 
 SECTIONS: dict[str, type] = {
