@@ -25,17 +25,21 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from emoclf import hardware
-from emoclf.config import DataConfig
-from emoclf.data import Labelled, load_labelled
-from emoclf.evaluation.evaluate import evaluate
-from emoclf.evaluation.metrics import macro_f1
-from emoclf.export import convert
-from emoclf.inference import Predictor
-from emoclf.modeling import BundleMeta
+
+# OpenMP reads how its threads wait when torch loads: measured as the emoclf command runs.
+hardware.configure_threads()
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from emoclf.config import DataConfig  # noqa: E402
+from emoclf.data import Labelled, load_labelled  # noqa: E402
+from emoclf.evaluation.evaluate import evaluate  # noqa: E402
+from emoclf.evaluation.metrics import macro_f1  # noqa: E402
+from emoclf.export import convert  # noqa: E402
+from emoclf.inference import Predictor  # noqa: E402
+from emoclf.modeling import BundleMeta  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

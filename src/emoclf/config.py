@@ -273,7 +273,11 @@ class TrainConfig:
     save_total_limit: int = _f(
         2, "Keep at most this many checkpoints (at least 2: the best and the newest, to resume from)."
     )
-    num_threads: int | None = _f(None, "CPU threads for torch (default: torch's choice).")
+    num_threads: int | None = _f(
+        None,
+        "CPU threads for torch (default: torch's choice). They sleep while they wait for work "
+        "(OMP_WAIT_POLICY=PASSIVE unless the environment sets it), so another busy process slows training less.",
+    )
 
 
 @dataclass
