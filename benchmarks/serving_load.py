@@ -10,7 +10,8 @@ texts per second and p50/p99 latency. The clients are one asyncio loop in this p
 in the issue's figures: they take some CPU too). The same run measures the export's offline batch throughput
 (``Predictor.predict_proba`` on the texts, batches of ``--batch-size``) and each level's share of it, and where the
 time of one text goes in process: preprocessing, tokenising, padding, the model, probabilities and records, JSON;
-the HTTP p50 of one client minus their sum is the server's own overhead (FastAPI, uvicorn, the hand-offs).
+the HTTP p50 of one client minus their sum is the server's own overhead (FastAPI, uvicorn, the hand-offs); and
+the model alone on one text with ONNX Runtime's threads spinning (its default) and sleeping (emoclf's).
 Prints one JSON line with the CPU (``lscpu``'s model name).
 """
 
@@ -144,6 +145,32 @@ def one_text_stages(predictor: Predictor, texts: list[str], n: int = 300) -> dic
     return out
 
 
+def spinning_model_ms(export: Path, predictor: Predictor, texts: list[str], n: int = 300) -> dict:
+    """Median ms of the model alone on one text with ONNX Runtime's threads spinning (its default) and sleeping
+    (emoclf's): what sleeping costs a lone request, each thread woken for every parallel operator."""
+    import onnxruntime as ort
+
+    names = predictor.input_names
+    batches = []
+    for text in texts[: n + 20]:
+        enc = predictor.tokenizer(predictor.clean([text]), truncation=True, max_length=predictor.meta.max_length)
+        batches.append({m: np.asarray(enc[m], dtype=np.int64) for m in names})
+    out = {}
+    for spinning in ("1", "0"):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = hardware.detect().cores, 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+        session = ort.InferenceSession(str(export / "model.onnx"), options, providers=["CPUExecutionProvider"])
+        timings = []
+        for k, batch in enumerate(batches):
+            started = time.perf_counter()
+            session.run(["logits"], batch)
+            if k >= 20:
+                timings.append(1000 * (time.perf_counter() - started))
+        out["spinning" if spinning == "1" else "sleeping"] = round(statistics.median(timings), 3)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--export", type=Path, default=ROOT / "benchmarks" / "out" / "inference" / "onnx-int8")
@@ -167,6 +194,7 @@ def main() -> None:
         predictor = Predictor.load(args.export, batch_size=args.batch_size)
         offline_rate = offline(predictor, texts)
         stages = one_text_stages(predictor, texts)
+        spin = spinning_model_ms(args.export, predictor, texts) if (args.export / "model.onnx").is_file() else None
         del predictor
         arms = {
             arm: serve_arm(args.export, arm, levels, args.seconds, texts, out / f"serve-{arm}.log")
@@ -189,6 +217,7 @@ def main() -> None:
                 "arms": arms,
                 "one_text_in_process_ms": stages,
                 "one_text_server_overhead_ms": round(best_one - stages["sum"], 3) if best_one else None,
+                "one_text_model_ms_threads": spin,
                 "load_average": {"before": round(load_before[0], 2), "after": round(os.getloadavg()[0], 2)},
                 "cpu": {"lscpu_model_name": lscpu_model(), **hardware.detect().to_dict()},
                 "command": " ".join(["python", "benchmarks/serving_load.py", *sys.argv[1:]]),

@@ -8,9 +8,9 @@ is never held: nothing is on its way. The call's probabilities are split back by
 
 Only a model that computes each text independently of its batch (``Predictor.batch_invariant``: fp32) shares a
 call between requests; any other runs one call per request, still one at a time, so every request gets the answer
-it would get alone. One call at a time keeps every core on one model call, instead of calls in parallel threads that
-wait on each other's cores. A request whose texts fail the model fails alone: a shared call that raises is run again
-request by request, and each gets its own answer or its own error.
+it would get alone (whether one call at a time beats a thread per request for such a model is measured in
+docs/inference-speed.md, "Concurrent clients"). A request whose texts fail the model fails alone: a shared call
+that raises is run again request by request, and each gets its own answer or its own error.
 """
 
 from __future__ import annotations

@@ -220,8 +220,8 @@ class Predictor:
     def batch_invariant(self) -> bool:
         """Whether each text's probabilities are the same whatever texts share its batch, so that concurrent requests
         may share a model call and still get their own answers (within 1e-5). fp32 only: bf16 and fp16 round
-        differently with other batch shapes (bf16 MiniLM: up to 0.008), and dynamic int8 quantisation scales each
-        batch's activations by the batch's own range (up to 0.24, a label in 20 changed: docs/inference-speed.md)."""
+        differently with other batch shapes, and dynamic int8 quantisation scales each batch's activations by the
+        batch's own range (a MiniLM's probabilities moved by up to 0.06: docs/inference-speed.md)."""
         return (self.meta.export["precision"] if self.meta.export else self.backend.precision) == "fp32"
 
     def override_threshold(self, threshold: float) -> None:
