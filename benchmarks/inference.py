@@ -9,7 +9,9 @@ Paths: the transformers ``pipeline`` (fp32, batch_size=32: what a user would wri
 PyTorch path in fp32 (and bf16 weights on CPUs with AMX/AVX512-BF16), ONNX fp32 and ONNX int8
 exports (int8 weights chosen for this CPU by ``emoclf export``'s rule, recorded in the JSON). Then
 ``emoclf serve`` runs the int8 export and single-text requests measure p50/p99
-latency over HTTP (keep-alive connection, as a client library would use). Prints one JSON line.
+latency over HTTP (keep-alive connection, as a client library would use). Each emoclf path's
+``percent_of_peak``: its arithmetic (``int8.forward_ops``) against ``hardware.peak`` in its precision.
+Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -25,17 +27,22 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from emoclf import hardware
-from emoclf.config import DataConfig
-from emoclf.data import Labelled, load_labelled
-from emoclf.evaluation.evaluate import evaluate
-from emoclf.evaluation.metrics import macro_f1
-from emoclf.export import convert
-from emoclf.inference import Predictor
-from emoclf.modeling import BundleMeta
+
+# OpenMP reads how its threads wait when torch loads: measured as the emoclf command runs.
+hardware.configure_threads()
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from int8 import forward_ops  # noqa: E402
+
+from emoclf.config import DataConfig  # noqa: E402
+from emoclf.data import Labelled, load_labelled  # noqa: E402
+from emoclf.evaluation.evaluate import evaluate  # noqa: E402
+from emoclf.evaluation.metrics import macro_f1  # noqa: E402
+from emoclf.export import convert  # noqa: E402
+from emoclf.inference import Predictor  # noqa: E402
+from emoclf.modeling import BundleMeta  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -241,6 +248,13 @@ def main() -> None:
         log.info("onnx %s: %s", precision, paths[f"onnx_{precision}"])
 
     fastest = max(paths, key=lambda k: paths[k]["texts_per_second"])
+    # Each emoclf path's share of this CPU's peak in its precision (int8 paths keep softmax and LayerNorm in fp32).
+    ops_per_text = forward_ops(reference, args.model, texts) / len(texts)
+    peak = hw.peak(threads)
+    for name, row in paths.items():
+        if name != "pipeline_fp32":
+            gops = row["texts_per_second"] * ops_per_text / 1e9
+            row["percent_of_peak"] = round(100 * gops / peak[f"{name.rsplit('_', 1)[1]}_peak_gops"], 1)
     base = paths["pipeline_fp32"]["texts_per_second"]
     latency = http_latency(exports["int8"], texts, args.requests, args.out / "serve.log")
     extra = {"levers": levers(exports["int8"], data, args.repeats, threads)} if args.levers else {}
@@ -266,6 +280,7 @@ def main() -> None:
                     if k in ("weight_bits", "chosen")
                 },
                 **extra,
+                "peak": peak,
                 "cpu": hw.to_dict(),
             }
         )

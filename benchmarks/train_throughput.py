@@ -48,9 +48,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-from transformers import (
+from emoclf import hardware
+
+# OpenMP reads how its threads wait when torch loads: measured as the emoclf command runs.
+hardware.configure_threads()
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from transformers import (  # noqa: E402
     BertConfig,
     BertForSequenceClassification,
     DataCollatorWithPadding,
@@ -61,14 +66,14 @@ from transformers import (
     set_seed,
 )
 
-from emoclf import hardware, imbalance
-from emoclf.config import Config
-from emoclf.data import load_data
-from emoclf.data.profile import profile
-from emoclf.losses import make_loss
-from emoclf.modeling import load_for_training, load_tokenizer
-from emoclf.preprocess import Preprocessor
-from emoclf.trainer import EmoclfTrainer, build_training_args, pad_multiple, resolve_precision, tokenize_split
+from emoclf import imbalance  # noqa: E402
+from emoclf.config import Config  # noqa: E402
+from emoclf.data import load_data  # noqa: E402
+from emoclf.data.profile import profile  # noqa: E402
+from emoclf.losses import make_loss  # noqa: E402
+from emoclf.modeling import load_for_training, load_tokenizer  # noqa: E402
+from emoclf.preprocess import Preprocessor  # noqa: E402
+from emoclf.trainer import EmoclfTrainer, build_training_args, pad_multiple, resolve_precision, tokenize_split  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_MAX_LENGTH = 128
@@ -136,34 +141,9 @@ def train_flops(shapes: list[tuple[int, int, int]], n_params: int, layers: int, 
 
 
 def cpu_peak(threads: int) -> dict:
-    """Peak FLOP/s of the cores this process uses, from the clock and the instruction sets it really has."""
+    """Peak operations per second of the cores this process uses, from the clock and the instruction sets it has."""
     hw = hardware.detect()
-    if hw.avx512:
-        fp32, fp32_why = 64, "2 FMA units x 16 fp32 lanes (AVX-512) x 2 FLOPs"
-    elif hw.avx2:
-        fp32, fp32_why = 32, "2 FMA units x 8 fp32 lanes (AVX2) x 2 FLOPs"
-    else:
-        fp32, fp32_why = 8, "no AVX2: 4-lane SSE, 2 FLOPs"
-    if hw.amx:
-        bf16, bf16_why = 1024, "AMX TDPBF16PS: 16x16x32 bf16 FMAs per 16 cycles"
-    elif hw.avx512_bf16:
-        bf16, bf16_why = 128, "AVX512-BF16 VDPBF16PS: 2 units x 32 bf16 pairs x 2 FLOPs"
-    else:
-        bf16, bf16_why = fp32, "no bf16 instructions: bf16 runs at fp32 speed at best"
-    ghz = (hw.mhz or float("nan")) / 1000
-    cores = min(threads, hw.cores)
-    return {
-        "model": hw.cpu,
-        "isa": hw.isa,
-        "cores": cores,
-        "ghz": ghz,
-        "fp32_flops_per_cycle": fp32,
-        "bf16_flops_per_cycle": bf16,
-        "fp32_peak_gflops": cores * ghz * fp32,
-        "bf16_peak_gflops": cores * ghz * bf16,
-        "assumptions": f"peak = cores * cpu MHz * FLOPs/cycle/core; fp32: {fp32_why}; bf16: {bf16_why}; "
-        "vCPUs counted as cores; no turbo",
-    }
+    return {"model": hw.cpu, "isa": hw.isa, **hw.peak(threads)}
 
 
 def reference_args(cfg: Config, out: Path, max_steps: int, warmup_steps: int) -> TrainingArguments:
@@ -355,6 +335,7 @@ def main() -> None:
         "shape": args.shape,
         "batch_size": args.batch_size,
         "threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "timed_steps": args.steps,
         "warmup_steps": args.warmup,
         "train_rows": n_train,
@@ -377,7 +358,7 @@ def main() -> None:
                 precision=arm_precision,
                 gflops_per_second=round(gflops, 1),
                 pad_to_multiple_of=None if name == "reference" else recorder.collate.pad_to_multiple_of,
-                percent_of_peak=round(100 * gflops / peak[f"{arm_precision}_peak_gflops"], 2),
+                percent_of_peak=round(100 * gflops / peak[f"{arm_precision}_peak_gops"], 2),
                 max_length=REFERENCE_MAX_LENGTH if name == "reference" else max_length,
                 sampler="random" if name == "reference" else trainer.args.train_sampling_strategy,
             )

@@ -388,3 +388,21 @@ def test_terminal_output_of_a_tiny_training_and_of_predict(tiny_model, tmp_path)
     # 120 rows are 4 steps an epoch: the --min-steps floor makes it 120 steps, evaluated once (1 epoch asked for).
     assert "INFO emoclf.trainer: epoch 30.00: train loss" in log and "INFO emoclf.tracking: MLflow: run " in log
     assert "too few to learn from: training 120 steps, the --min-steps floor" in log
+
+
+def test_serve_batching_flags_reach_the_command_after_threads_are_told_to_sleep(monkeypatch, tiny_model):
+    from emoclf import cli
+    from emoclf.config import ServeOptions
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    seen = []
+
+    def fake_serve(args):  # what cmd_serve would hand to serving.serve, and the environment torch would load in
+        seen.append((cli.options(args, ServeOptions), os.environ.get("OMP_WAIT_POLICY")))
+        return 0
+
+    monkeypatch.setattr(cli, "cmd_serve", fake_serve)
+    assert main(["serve", "--model", str(tiny_model), "--no-batching", "--max-wait-ms", "5"]) == 0
+    assert main(["serve", "--model", str(tiny_model)]) == 0
+    (off, policy), (on, _) = seen
+    assert (off.batching, off.max_wait_ms, on.batching, on.max_wait_ms, policy) == (False, 5.0, True, 2.0, "PASSIVE")

@@ -103,3 +103,25 @@ def test_an_emulated_avx2_cpu_is_seen_as_one():
     assert proc.returncode == 0, proc.stderr[-2000:]
     seen = json.loads(proc.stdout)
     assert seen["isa"] == ["AVX2"] and seen["int8_full_range_exact"] is False and seen["bf16_fast"] is False
+
+
+def test_peaks_count_each_cpus_instructions_and_say_so():
+    avx2, spr = AVX2_ONLY.peak(), SAPPHIRE_RAPIDS.peak(1)
+    # 2 cores x 2.45 GHz x (fp32: 2 FMA units x 8 lanes x 2 = 32; int8 without VNNI: 32 multiply-adds a cycle x 2).
+    assert (avx2["cores"], avx2["fp32_peak_gops"], avx2["int8_peak_gops"]) == (2, 156.8, 313.6)
+    assert avx2["bf16_peak_gops"] == avx2["fp32_peak_gops"]  # no bf16 instructions: fp32 speed at best
+    assert "int8: no VNNI: VPMADDUBSW then VPMADDWD (AVX2)" in avx2["assumptions"]
+    assert (spr["cores"], spr["int8_ops_per_cycle"], spr["bf16_ops_per_cycle"]) == (1, 2048, 1024)
+    assert "AMX TDPBUSD" in spr["assumptions"] and "vCPUs counted as cores" in spr["assumptions"]
+    vnni = dataclasses.replace(SAPPHIRE_RAPIDS, amx=False).ops_per_cycle()
+    assert (vnni["fp32"][0], vnni["int8"][0]) == (64, 256)
+    assert AVX2_ONLY.peak(8)["cores"] == 2  # never more than the cores this process may use
+
+
+def test_threads_sleep_while_they_wait_unless_the_user_says_otherwise(monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    hardware.configure_threads()
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    hardware.configure_threads()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"

@@ -97,3 +97,37 @@ def test_an_mlflow_uri_never_creates_an_empty_store(tmp_path, monkeypatch):
     ):
         Predictor.load("runs:/abc/model")
     assert os.listdir(tmp_path) == []
+
+
+class CountingTokenizer:
+    """The predictor's tokenizer, counting the texts it tokenises (padding is not tokenising)."""
+
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer, self.texts = tokenizer, []
+
+    def __call__(self, texts, **kwargs):
+        self.texts.append(list(texts))
+        return self.tokenizer(texts, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.tokenizer, name)
+
+
+def test_one_text_is_tokenised_once_and_only_a_text_at_the_limit_is_counted_again(predictor, monkeypatch):
+    texts = ["i am so happy today", "i " * 100, "wow"]
+    expected = predictor.predict_proba(texts)
+    counting = CountingTokenizer(predictor.tokenizer)
+    monkeypatch.setattr(predictor, "tokenizer", counting)
+    predictions = predictor.predict(texts)
+    np.testing.assert_allclose([list(p.probabilities.values()) for p in predictions], expected, atol=1e-6)
+    assert [p.truncated for p in predictions] == [False, True, False]
+    clean = predictor.clean(texts)
+    assert counting.texts == [clean, [clean[1]]]  # the long one again, untruncated, to know it was cut
+    counting.texts.clear()
+    predictor.predict(texts[:1])
+    assert counting.texts == [clean[:1]]
+
+
+def test_only_fp32_answers_are_the_same_whatever_shares_the_batch(predictor, trained):
+    assert predictor.batch_invariant
+    assert not Predictor.load(trained.model_dir, precision="bf16").batch_invariant

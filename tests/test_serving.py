@@ -233,12 +233,58 @@ def test_limits_are_checked():
         Limits(max_texts=0)
 
 
-def test_concurrent_requests_give_the_serial_answers(client):
-    requests = [{"texts": TEXTS[i % len(TEXTS) :] + TEXTS[: i % 3]} for i in range(24)]
-    serial = [client.post("/predict", json=r).json() for r in requests]
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        parallel = list(pool.map(lambda r: client.post("/predict", json=r).json(), requests))
-    assert parallel == serial
+MALFORMED = ['{"texts": "one string"}', '{"texts": [1]}', '{"texts": [', '{"text": ["wow"]}']
+
+
+def same_answer(got: dict, alone: dict) -> None:
+    """The same labels, flags and groups; every probability within 1e-5 (a text's padding in a shared batch moves
+    its float sums in the last bits)."""
+    assert len(got["predictions"]) == len(alone["predictions"])
+    for a, b in zip(got["predictions"], alone["predictions"]):
+        assert {k: v for k, v in a.items() if "probabilit" not in k} == {
+            k: v for k, v in b.items() if "probabilit" not in k
+        }
+        assert list(a.get("probabilities", {})) == list(b.get("probabilities", {}))
+        np.testing.assert_allclose(
+            list(a.get("probabilities", {}).values()), list(b.get("probabilities", {}).values()), atol=1e-5
+        )
+
+
+@pytest.mark.parametrize("batching", [True, False], ids=["batching", "no-batching"])
+@pytest.mark.parametrize("model", ["trained", "trained_multi"])
+def test_concurrent_requests_get_the_one_at_a_time_answers(model, batching, request, monkeypatch):
+    """64 concurrent requests of mixed lengths (one to four texts, up to past the model's limit), malformed ones
+    among them: each answer is the one the request gets alone, and a malformed request fails alone."""
+    predictor = Predictor.load(request.getfixturevalue(model).model_dir)
+    calls = []
+    scores = predictor.scores
+    monkeypatch.setattr(predictor, "scores", lambda clean, progress=False: calls.append(len(clean)) or scores(clean))
+    client = TestClient(create_app(predictor, batching=batching, max_wait_ms=20))
+    bodies = [
+        MALFORMED[i // 16]
+        if i % 16 == 5
+        else json.dumps({"texts": TEXTS[i % 5 : i % 5 + 1 + i % 4] + ["i " * (1 + i % 40)]})
+        for i in range(64)
+    ]
+
+    def post(body: str):
+        response = client.post("/predict", content=body, headers=JSON)
+        return response.status_code, response.json()
+
+    alone = [post(b) for b in bodies]
+    calls.clear()
+    with ThreadPoolExecutor(max_workers=64) as pool:
+        together = list(pool.map(post, bodies))
+    for (status, got), (status_alone, expected), body in zip(together, alone, bodies):
+        assert status == status_alone == (200 if body not in MALFORMED else 400 if body.endswith("[") else 422), got
+        if status == 200:
+            same_answer(got, expected)
+        else:
+            assert got == expected
+    if batching:  # requests shared model calls: fewer calls than requests (the 4 malformed ones never reach it)
+        assert len(calls) < 60 and sum(calls) == sum(len(json.loads(b)["texts"]) for b in bodies if b not in MALFORMED)
+    else:
+        assert len(calls) == 60
 
 
 def test_serves_an_onnx_export(int8_export, trained):

@@ -16,7 +16,7 @@ import sys
 from dataclasses import MISSING, dataclass, fields
 
 from emoclf import config as C
-from emoclf import console
+from emoclf import console, hardware
 from emoclf.errors import ConfigError, EmoclfError
 from emoclf.layout import __version__
 
@@ -564,6 +564,8 @@ def cmd_serve(args) -> int:
         precision=opts.precision,
         threshold=opts.threshold,
         token=opts.token,
+        batching=opts.batching,
+        max_wait_ms=opts.max_wait_ms,
     )
     return 0
 
@@ -591,6 +593,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     console.configure(verbosity(args))
+    hardware.configure_threads()  # read when torch loads: before any command imports it
     signal.signal(signal.SIGTERM, _terminate)
     try:
         command = COMMANDS[args.command]

@@ -278,7 +278,11 @@ class TrainConfig:
     save_total_limit: int = _f(
         2, "Keep at most this many checkpoints (at least 2: the best and the newest, to resume from)."
     )
-    num_threads: int | None = _f(None, "CPU threads for torch (default: torch's choice).")
+    num_threads: int | None = _f(
+        None,
+        "CPU threads for torch (default: torch's choice). They sleep while they wait for work "
+        "(OMP_WAIT_POLICY=PASSIVE unless the environment sets it), so another busy process slows training less.",
+    )
 
 
 @dataclass
@@ -593,6 +597,14 @@ class ServeOptions:
         "(slower elsewhere); fp32 predicts exactly as evaluated.",
     )
     threshold: float | None = _f(None, THRESHOLD_HELP)
+    batching: bool = _f(
+        True,
+        "Run concurrent requests one model call at a time, sharing a call when the model computes each text "
+        "independently of its batch (fp32); --no-batching: each request in a thread of its own.",
+    )
+    max_wait_ms: float = _f(
+        2.0, "With batching: how long a request waits for others already on their way to share its model call."
+    )
 
 
 SECTIONS: dict[str, type] = {

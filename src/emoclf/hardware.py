@@ -5,6 +5,9 @@ where the CPU has AMX), int8 export settings (full 8-bit weights only where int8
 dot products cannot saturate), inference threads, and the hardware line of benchmarks and
 ``environment.json``.
 
+How threads wait is set here too (``configure_threads``): OpenMP reads it once, when torch loads, so the CLI
+calls it before any heavy import.
+
 Instruction sets come from torch's CPUID probe (the cpuinfo library), not from ``/proc/cpuinfo``:
 CPUID is what the process really gets (under an emulator such as ``qemu-x86_64 -cpu Haswell`` too,
 where ``/proc/cpuinfo`` still describes the host), and it works on every OS.
@@ -64,6 +67,49 @@ class Hardware:
         """
         return self.vnni or self.amx or not self.x86
 
+    def ops_per_cycle(self) -> dict[str, tuple[int, str]]:
+        """Arithmetic operations (a multiply-add counts 2) one core can do per cycle at best, by precision, and the
+        instruction behind each figure: the peak that benchmarks report their share of."""
+        if self.avx512:
+            fp32 = 64, "2 FMA units x 16 fp32 lanes (AVX-512) x 2"
+        elif self.avx2:
+            fp32 = 32, "2 FMA units x 8 fp32 lanes (AVX2) x 2"
+        else:
+            fp32 = 8, "no AVX2: 4-lane SSE x 2"
+        if self.amx:
+            bf16 = 1024, "AMX TDPBF16PS: 16x16x32 bf16 multiply-adds per 16 cycles x 2"
+        elif self.avx512_bf16:
+            bf16 = 128, "AVX512-BF16 VDPBF16PS: 2 units x 32 bf16 pairs x 2"
+        else:
+            bf16 = fp32[0], "no bf16 instructions: bf16 runs at fp32 speed at best"
+        if self.amx:
+            int8 = 2048, "AMX TDPBUSD: 16x16x64 u8 x s8 multiply-adds per 16 cycles x 2"
+        elif self.vnni:
+            int8 = 256, "AVX512-VNNI VPDPBUSD: 2 units x 64 u8 x s8 multiply-adds x 2"
+        elif self.avx512:
+            int8 = 128, "no VNNI: VPMADDUBSW then VPMADDWD, 2 instructions per 64 multiply-adds, 2 units, x 2"
+        elif self.avx2:
+            int8 = 64, "no VNNI: VPMADDUBSW then VPMADDWD (AVX2), 2 instructions per 32 multiply-adds, 2 units, x 2"
+        else:
+            int8 = 32, "no AVX2: 128-bit PMADDUBSW then PMADDWD, 2 units, x 2"
+        return {"fp32": fp32, "bf16": bf16, "int8": int8}
+
+    def peak(self, threads: int | None = None) -> dict:
+        """Peak operations per second of ``threads`` cores (default: all usable) in each precision, with the
+        arithmetic: cores x nominal clock x operations per cycle per core."""
+        cores = min(threads or self.cores, self.cores)
+        ghz = (self.mhz or float("nan")) / 1000
+        per_cycle = self.ops_per_cycle()
+        return {
+            "cores": cores,
+            "ghz": ghz,
+            **{f"{p}_ops_per_cycle": n for p, (n, _) in per_cycle.items()},
+            **{f"{p}_peak_gops": round(cores * ghz * n, 1) for p, (n, _) in per_cycle.items()},
+            "assumptions": "peak = cores * cpu MHz * operations/cycle/core (a multiply-add is 2); "
+            + "; ".join(f"{p}: {why}" for p, (_, why) in per_cycle.items())
+            + "; vCPUs counted as cores; no turbo",
+        }
+
     def describe(self) -> str:
         isa = " ".join(self.isa) or "no AVX2"
         gpus = f", GPU {', '.join(self.gpus)}" if self.gpus else ""
@@ -77,6 +123,19 @@ class Hardware:
             "bf16_fast": self.bf16_fast,
             "int8_full_range_exact": self.int8_full_range_exact,
         }
+
+
+# torch's OpenMP threads sleep while they wait for work instead of spinning (libgomp's default spins for a while
+# first). Beside another busy process, a spinning thread holds a core the other needs, and every parallel region
+# waits for the thread the scheduler parked: 2 spinning threads trained MiniLM at a fifth of the speed of 2
+# sleeping ones on a shared 2-core machine (docs/training-speed.md, "Beside other work"). A value set already wins.
+THREAD_ENVIRONMENT = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def configure_threads() -> None:
+    """Set ``THREAD_ENVIRONMENT`` where the user has not: before torch is imported, or it has no effect."""
+    for name, value in THREAD_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
 
 
 def _cpuinfo() -> dict[str, str]:

@@ -97,6 +97,7 @@ class TorchBackend:
         if precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
         self.model = model.to(torch.bfloat16) if precision == "bf16" else model
+        self.precision = precision
         self.input_names = set(inspect.signature(model.forward).parameters)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
@@ -107,7 +108,8 @@ class TorchBackend:
 
 
 class OnnxBackend:
-    """An ONNX Runtime session with every graph optimisation and one intra-op thread per usable core."""
+    """An ONNX Runtime session with every graph optimisation and one intra-op thread per usable core, whose
+    threads sleep while they wait for work instead of spinning."""
 
     name = "onnxruntime"
 
@@ -128,6 +130,9 @@ class OnnxBackend:
         # One batch at a time per call: a second pool for parallel branches would only compete for the cores.
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # A spinning thread holds a core another process may need; every parallel operator then waits for the
+        # thread the scheduler parked (docs/inference-speed.md, "Beside other work").
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers)
@@ -211,6 +216,14 @@ class Predictor:
         log.debug("loaded %s with %s", source, backend.name)
         return predictor
 
+    @property
+    def batch_invariant(self) -> bool:
+        """Whether each text's probabilities are the same whatever texts share its batch, so that concurrent requests
+        may share a model call and still get their own answers (within 1e-5). fp32 only: bf16 and fp16 round
+        differently with other batch shapes, and dynamic int8 quantisation scales each batch's activations by the
+        batch's own range (a MiniLM's probabilities moved by up to 0.06: docs/inference-speed.md)."""
+        return (self.meta.export["precision"] if self.meta.export else self.backend.precision) == "fp32"
+
     def override_threshold(self, threshold: float) -> None:
         """Decide every label at ``threshold`` instead of the thresholds fitted on validation (multi-label)."""
         if not self.task.multi_label:
@@ -232,7 +245,10 @@ class Predictor:
             raise TypeError(f"texts[{bad}] is {type(texts[bad]).__name__} {texts[bad]!r}, not str")
         return self.preprocessor.batch(texts)
 
-    def _raw_logits(self, clean: list[str], progress: bool, batch_size: int | None = None) -> np.ndarray:
+    def _raw_logits(
+        self, clean: list[str], progress: bool, batch_size: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Logits of preprocessed texts, and the tokens the model read of each (at most ``max_length``)."""
         with self._tokenizer_lock:
             enc = self.tokenizer(
                 clean,
@@ -255,13 +271,14 @@ class Predictor:
                     {n: [enc[n][i] for i in rows] for n in self.input_names}, return_tensors="np"
                 )
             out[rows] = self.backend({n: batch[n].astype(np.int64, copy=False) for n in self.input_names})
-        return out
+        return out, lengths
 
-    def probabilities(self, clean: list[str], progress: bool, batch_size: int | None = None) -> np.ndarray:
-        """Probabilities of preprocessed texts, in batches of ``batch_size`` (default: the predictor's)."""
+    def _probabilities(
+        self, clean: list[str], progress: bool, batch_size: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         if not clean:
-            return np.zeros((0, len(self.labels)), dtype=np.float32)
-        logits = self._raw_logits(clean, progress, batch_size)
+            return np.zeros((0, len(self.labels)), dtype=np.float32), np.zeros(0, dtype=np.int64)
+        logits, lengths = self._raw_logits(clean, progress, batch_size)
         probs = self.task.probabilities(logits, self.meta.temperature, self.meta.class_bias)
         broken = np.flatnonzero(~np.isfinite(probs).all(axis=1))
         if len(broken):
@@ -269,7 +286,23 @@ class Predictor:
                 f"the model computed non-finite probabilities for {len(broken)} of {len(clean)} "
                 f"text(s) (first: texts[{broken[0]}]); it is broken: retrain or re-export it"
             )
-        return probs
+        return probs, lengths
+
+    def probabilities(self, clean: list[str], progress: bool, batch_size: int | None = None) -> np.ndarray:
+        """Probabilities of preprocessed texts, in batches of ``batch_size`` (default: the predictor's)."""
+        return self._probabilities(clean, progress, batch_size)[0]
+
+    def scores(self, clean: list[str], progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities of preprocessed texts (none empty), and which of them are longer than the model reads
+        (``max_length`` tokens: only their start was classified), from one tokenisation."""
+        probs, lengths = self._probabilities(clean, progress)
+        cut = np.zeros(len(clean), dtype=bool)
+        full = np.flatnonzero(lengths >= self.meta.max_length)
+        if len(full):  # only a text that fills max_length may have been cut: counted again, untruncated
+            with self._tokenizer_lock:  # `verbose=False`: no warning about the model's limit
+                ids = self.tokenizer([clean[i] for i in full], verbose=False)["input_ids"]
+            cut[full] = np.fromiter(map(len, ids), dtype=np.int64, count=len(full)) > self.meta.max_length
+        return probs, cut
 
     def _refuse_empty(self, texts: list[str], clean: list[str]) -> None:
         empty = [i for i, t in enumerate(clean) if not t]
@@ -287,7 +320,7 @@ class Predictor:
         ``self.labels`` order. Raises ``EmptyTextError`` for texts that preprocessing leaves empty."""
         clean = self.clean(texts)
         self._refuse_empty(list(texts), clean)
-        return self._raw_logits(clean, progress) if clean else np.zeros((0, len(self.labels)), dtype=np.float32)
+        return self._raw_logits(clean, progress)[0] if clean else np.zeros((0, len(self.labels)), dtype=np.float32)
 
     def decide(self, probs: np.ndarray) -> np.ndarray:
         """The labels each row of probabilities gets, as a texts x labels indicator: the most probable class, or
@@ -305,14 +338,6 @@ class Predictor:
         self._refuse_empty(list(texts), clean)
         return self.probabilities(clean, progress)
 
-    def truncated(self, texts: list[str]) -> np.ndarray:
-        """Which texts are longer than the model reads (``max_length`` tokens after preprocessing): only their
-        start is classified."""
-        clean = self.clean(texts)
-        with self._tokenizer_lock:  # counted untruncated; `verbose=False`: no warning about the model's limit
-            lengths = [len(ids) for ids in self.tokenizer(clean, verbose=False)["input_ids"]] if clean else []
-        return np.asarray(lengths, dtype=np.int64) > self.meta.max_length
-
     def predict(self, texts: list[str], progress: bool = False) -> list[Prediction] | list[MultiLabelPrediction]:
         """One record per raw text (a list), in input order; the saved preprocessing is applied here. A
         ``Prediction``: ``label``, ``probability`` (the label's) and ``probabilities`` (every class's, summing to
@@ -324,8 +349,13 @@ class Predictor:
         Raises ``EmptyTextError`` when a text is empty after preprocessing (only emoji or punctuation): it gets
         no label rather than a guess (``predictions_frame`` keeps such rows, marked ``skipped``).
         """
-        probs = self.predict_proba(texts, progress)
-        return records(self.task, probs, self.decide(probs), self.labels, self.hierarchy, self.truncated(texts))
+        clean = self.clean(texts)
+        self._refuse_empty(list(texts), clean)
+        return self.records(*self.scores(clean, progress))
+
+    def records(self, probs: np.ndarray, truncated: np.ndarray) -> list[Prediction] | list[MultiLabelPrediction]:
+        """The records of ``scores``' probabilities and cut texts."""
+        return records(self.task, probs, self.decide(probs), self.labels, self.hierarchy, truncated)
 
 
 def check_probabilities(predictor: Predictor, texts: list[str]) -> np.ndarray:

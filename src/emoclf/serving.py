@@ -19,6 +19,7 @@ accepts: a saved folder, an ONNX export or an MLflow model URI.
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import hmac
 import ipaddress
@@ -37,7 +38,10 @@ from fastapi.openapi.docs import get_redoc_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from starlette.concurrency import run_in_threadpool
 
+from emoclf.batching import Batcher
+from emoclf.config import ServeOptions
 from emoclf.errors import ConfigError, PredictionError
 from emoclf.inference import Predictor
 from emoclf.layout import CARD_FILE, MISCLASSIFIED_CSV, MODEL_DIR, REPORT_DIR, REPORT_HTML, __version__
@@ -49,6 +53,8 @@ log = logging.getLogger(__name__)
 
 EXAMPLE_TEXTS = ["i finally got the job and i cant stop smiling", "why does nobody ever listen to me"]
 TOKEN_ENV = "EMOCLF_TOKEN"
+MAX_WAIT_MS = ServeOptions.max_wait_ms  # adaptive batching's default wait (emoclf.batching)
+ARRIVAL = "emoclf.arrival"  # the scope key of a /predict request's batching.Arrival
 OPEN_PATHS = ("/health", "/")  # the page holds nothing but the form, and asks for the token itself
 # A request is {"texts": [...]}, two levels; Python's JSON parser would recurse into anything up to its stack
 # limit and FastAPI answer "There was an error parsing the body".
@@ -291,12 +297,35 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     return JSONResponse({"detail": detail + (f" (and {len(errors) - 5} more)" if len(errors) > 5 else "")}, 422)
 
 
+class Arrivals:
+    """Counts each ``POST /predict`` from the moment it reaches the app until its texts are submitted to the
+    batcher (or it fails first), so the batcher waits only for requests that are really on their way."""
+
+    def __init__(self, app, batcher: Batcher) -> None:
+        self.app, self.batcher = app, batcher
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/predict":
+            return await self.app(scope, receive, send)
+        arrival = scope[ARRIVAL] = self.batcher.expect()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            arrival.done()
+
+
 def create_app(
-    predictor: Predictor, limits: Limits = Limits(), name: str | None = None, token: str | None = None
+    predictor: Predictor,
+    limits: Limits = Limits(),
+    name: str | None = None,
+    token: str | None = None,
+    batching: bool = True,
+    max_wait_ms: float = MAX_WAIT_MS,
 ) -> FastAPI:
-    """The app for one loaded model, called ``name`` (default: the name it was trained with); the endpoints are
-    plain functions, so requests run in parallel threads. With ``token``, every endpoint but ``OPEN_PATHS`` wants
-    ``Authorization: Bearer <token>``."""
+    """The app for one loaded model, called ``name`` (default: the name it was trained with). With ``batching``,
+    concurrent requests share model calls, one call at a time, a request waiting at most ``max_wait_ms`` for others
+    on their way (``emoclf.batching``); without, each request runs its own call in a thread of its own, in parallel.
+    With ``token``, every endpoint but ``OPEN_PATHS`` wants ``Authorization: Bearer <token>``."""
     meta = predictor.meta
     name = name or model_name(meta)
     app = FastAPIOffline(
@@ -309,6 +338,9 @@ def create_app(
     page = resources.files("emoclf").joinpath("resources", "index.html").read_text(encoding="utf-8")
     app.add_middleware(BodyGuard, max_bytes=limits.max_body_bytes)
     app.add_middleware(SameOriginPages)
+    batcher = Batcher(predictor, max_wait_ms) if batching else None
+    if batcher is not None:
+        app.add_middleware(Arrivals, batcher=batcher)
     if token:
         app.add_middleware(BearerToken, token=token)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -335,16 +367,24 @@ def create_app(
     answer = MultiLabelPredictResponse if predictor.task.multi_label else PredictResponse
 
     @app.post("/predict", response_model=answer, response_model_exclude_none=True, responses=ERROR_RESPONSES)
-    def predict(request: PredictRequest) -> dict:
+    async def predict(request: PredictRequest, http: Request) -> dict:
         """Label, its probability and all class probabilities for each text, and whether it was cut at the model's
         token limit; for a text with nothing left to classify after preprocessing, why it was skipped."""
         texts = request.texts
         check_texts(texts, limits)
-        usable = [i for i, clean in enumerate(predictor.clean(texts)) if clean]
-        try:
-            predicted = dict(zip(usable, predictor.predict([texts[i] for i in usable]) if usable else []))
-        except PredictionError as e:
-            raise HTTPException(500, str(e)) from None
+        clean = predictor.clean(texts)
+        usable = [i for i, text in enumerate(clean) if text]
+        predicted = {}
+        if usable:
+            kept = [clean[i] for i in usable]
+            try:
+                if batcher is None:
+                    probs, cut = await run_in_threadpool(predictor.scores, kept)
+                else:
+                    probs, cut = await asyncio.wrap_future(batcher.submit(kept, http.scope[ARRIVAL]))
+            except PredictionError as e:
+                raise HTTPException(500, str(e)) from None
+            predicted = dict(zip(usable, predictor.records(probs, cut)))
         return {
             "predictions": [asdict(predicted[i]) if i in predicted else {"skipped": SKIPPED} for i in range(len(texts))]
         }
@@ -456,10 +496,12 @@ def serve(
     precision: str = "fp32",
     threshold: float | None = None,
     token: str | None = None,
+    batching: bool = True,
+    max_wait_ms: float = MAX_WAIT_MS,
 ) -> None:
     """Load ``source`` and serve it until interrupted (Ctrl-C or SIGTERM end it cleanly). ``token`` (default:
     ``$EMOCLF_TOKEN``) is required of every request but ``/health`` and the page; without one, an address
-    other machines can reach is served with a warning."""
+    other machines can reach is served with a warning. ``batching`` and ``max_wait_ms`` as for ``create_app``."""
     import uvicorn
 
     token = token or os.environ.get(TOKEN_ENV) or None
@@ -474,6 +516,6 @@ def serve(
         source, batch_size=batch_size, precision=precision, num_threads=num_threads, threshold=threshold
     )
     predictor.predict_proba(EXAMPLE_TEXTS)  # first-call allocations happen now, not in the first request
-    app = create_app(predictor, limits, token=token)
+    app = create_app(predictor, limits, token=token, batching=batching, max_wait_ms=max_wait_ms)
     log.info("serving %s (%s): try it at http://%s:%d/ (API docs: /docs)", source, predictor.backend.name, host, port)
     uvicorn.run(app, host=host, port=port, access_log=access_log, log_config=None)
