@@ -104,7 +104,7 @@ def names_of_ids(values: pd.Series, names: list[str]) -> pd.Series:
 
 def refuse_unnamed_ids(df: pd.DataFrame, named: pd.Series, names: list[str], label_column: str, given: str) -> None:
     """Rows whose label ``names_of_ids`` could not name (``named`` None where the label is not missing)."""
-    bad = named.isna() & ~df["label"].map(lambda v: _is_missing(_plain(v)))
+    bad = named.isna() & ~df["label"].map(lambda v: _is_missing(_plain(v))).astype(bool)
     if bad.any():
         first = _plain(df.loc[bad, "label"].iloc[0])
         raise DataError(
