@@ -35,7 +35,7 @@ def test_defaults_validate_and_have_documented_values():
     assert cfg.data.val_size == 0.1 and cfg.data.test_size == 0.1 and cfg.data.split_seed == 42
     assert cfg.preprocess == PreprocessConfig(True, "token", "token", True, True)
     assert cfg.model.model == "minilm" and cfg.model.max_length is None
-    assert cfg.train.epochs is None and cfg.train.imbalance == "auto" and cfg.train.precision == "auto"
+    assert cfg.train.epochs == 3.0 and cfg.train.imbalance == "auto" and cfg.train.precision == "auto"
     assert cfg.tracking.tracking is True and cfg.tracking.experiment == "emoclf"
 
 
@@ -106,7 +106,7 @@ def test_replace_epochs():
     cfg = Config()
     new = cfg.replace(epochs=1)
     assert new.train.epochs == 1.0 and isinstance(new.train.epochs, float)
-    assert cfg.train.epochs is None  # the original is untouched (the task decides its epochs)
+    assert cfg.train.epochs == 3.0  # the original is untouched
     assert new.data == cfg.data and new.model == cfg.model
 
 
@@ -166,7 +166,7 @@ def test_bool_for_int_field_is_refused():
 
 
 def test_null_for_required_field_is_refused():
-    _raises({"train": {"batch_size": None}}, "train.batch_size must be int, got None")
+    _raises({"train": {"epochs": None}}, "train.epochs must be float, got None")
 
 
 @pytest.mark.parametrize(

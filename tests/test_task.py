@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emoclf.task import MIN_POSITIVES, MULTI, SINGLE, TASKS, fit_thresholds, task_for
+from emoclf.task import MIN_POSITIVES, MULTI, SINGLE, fit_thresholds, task_for
 
 SINGLE_TASK, MULTI_TASK = task_for(SINGLE), task_for(MULTI)
 
@@ -63,11 +63,3 @@ def test_targets_are_what_the_loss_takes(task, y):
     else:
         assert targets == [2, 0]
     assert task.indicator(y, 3).tolist() == ([[0, 0, 1], [1, 0, 0]] if not task.multi_label else y)
-
-
-def test_each_task_fills_in_the_epochs_left_to_it_and_keeps_those_given():
-    from emoclf.config import Config
-
-    assert TASKS[SINGLE].settle(Config()).train.epochs == 3.0
-    assert TASKS[MULTI].settle(Config()).train.epochs == 6.0
-    assert TASKS[MULTI].settle(Config().replace(epochs=2)).train.epochs == 2.0

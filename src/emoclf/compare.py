@@ -145,7 +145,6 @@ def compare(
     out = Path(cfg.train.output_dir)
     # The data first: it decides the task, and so which strategies apply; nothing is written before.
     data = _load(cfg, quick)
-    cfg = task_for(data.task).settle(cfg)
     strategies = applicable(strategies, cfg, task_for(data.task))
     _refuse_earlier_comparison(out, strategies, range(cfg.train.seed, cfg.train.seed + seeds), cfg.train.overwrite)
     report_dir = out / COMPARISON_DIR

@@ -203,11 +203,7 @@ class TrainConfig:
     overwrite: bool = _f(
         False, "Replace the training already in output_dir (refused without it, so no model is replaced by surprise)."
     )
-    epochs: float | None = _f(
-        None,
-        "Maximum number of epochs (early stopping may end sooner). Default: 3 for single-label data, 6 for "
-        "multi-label data, whose rare labels each learn from few positives.",
-    )
+    epochs: float = _f(3.0, "Maximum number of epochs (early stopping may end sooner).")
     max_steps: int | None = _f(
         None,
         "Train for exactly this many optimizer steps instead of --epochs, even below the --min-steps floor "
@@ -325,7 +321,7 @@ class Config:
         if d.val_size + d.test_size >= 1.0:
             raise ConfigError(f"val_size + test_size must be below 1, got {d.val_size} + {d.test_size}")
         for name in ("epochs", "batch_size", "eval_batch_size", "learning_rate"):
-            if getattr(t, name) is not None and getattr(t, name) <= 0:
+            if getattr(t, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(t, name)}")
         if t.threshold is not None and not 0.0 < t.threshold < 1.0:
             raise ConfigError(f"threshold must be between 0 and 1 (exclusive), got {t.threshold}")

@@ -105,11 +105,6 @@ class Task:
     # ties with over-sampling and focal loss on the emotion data (0.858 vs 0.857 and 0.855, 3 seeds), and
     # over-sampling would make every epoch 2.2x longer (docs/experiments.md, matched optimizer steps).
     auto_imbalanced = "class-weight"
-    default_epochs = 3.0
-
-    def settle(self, cfg):
-        """``cfg`` with the settings left to the task filled in (the epochs), as the run records them."""
-        return cfg if cfg.train.epochs is not None else cfg.replace(epochs=self.default_epochs)
 
     def probabilities(self, logits: np.ndarray, temperature: float = 1.0, bias: list[float] | None = None):
         """What every prediction path returns: ``softmax((logits + bias) / T)``, rows summing to 1."""
@@ -167,9 +162,6 @@ class MultiLabelTask(Task):
     # Every label is rare next to its negatives: on GoEmotions plain binary cross-entropy reached dev macro-F1 0.34
     # in 3 epochs, the asymmetric loss 0.51 (docs/experiments.md, GoEmotions).
     auto_imbalanced = "asl"
-    # A label with a few hundred positives among 40k texts is still improving after 3 epochs (dev macro-F1 0.51 at 3,
-    # ... at 6; docs/experiments.md, GoEmotions).
-    default_epochs = 6.0
 
     def probabilities(self, logits: np.ndarray, temperature: float = 1.0, bias: list[float] | None = None):
         """``sigmoid(logits / T)``: each label's probability on its own."""

@@ -168,7 +168,6 @@ def train(
     out = Path(cfg.train.output_dir)
     # The data first: bad data fails in seconds, before any file is written or any MLflow run opened.
     data = data or load_data(cfg.data, Preprocessor(cfg.preprocess))
-    cfg = task_for(data.task).settle(cfg)
     check_task_settings(cfg, data)
     spec = cfg.train.hierarchy
     given = Hierarchy.parse(spec, data.labels) if spec and spec != AUTO else None  # refused before anything is written
