@@ -3,7 +3,7 @@
     python benchmarks/serving_load.py [--export benchmarks/out/inference/onnx-int8] [--levels 1,8,32,128]
                                       [--seconds 10] [--arms batching,no-batching] [--beside-busy-loop]
 
-For each arm, a real ``emoclf serve`` process runs the export (``--no-batching`` for that arm) and, level by level,
+For each arm, a real ``emoclf serve`` process runs the export (``--batching`` or ``--no-batching``) and, level by level,
 that many clients each send one text of ``val.txt`` per request over its own keep-alive connection (as client
 libraries do), the next as soon as the answer is back, for ``--seconds`` after a one-second warm-up: completed
 texts per second and p50/p99 latency. The clients are one asyncio loop in this process (on the same machine, as
@@ -95,7 +95,7 @@ def serve_arm(export: Path, arm: str, levels: list[int], seconds: float, texts: 
     port = free_port()
     command = [sys.executable, "-m", "emoclf.cli", "--quiet", "serve", "--model", str(export), "--port", str(port)]
     server = subprocess.Popen(
-        command + (["--no-batching"] if arm == "no-batching" else []),
+        command + (["--batching"] if arm == "batching" else ["--no-batching"]),
         stdout=subprocess.DEVNULL,
         stderr=log_file.open("w"),
     )

@@ -402,7 +402,8 @@ def test_serve_batching_flags_reach_the_command_after_threads_are_told_to_sleep(
         return 0
 
     monkeypatch.setattr(cli, "cmd_serve", fake_serve)
-    assert main(["serve", "--model", str(tiny_model), "--no-batching", "--max-wait-ms", "5"]) == 0
+    assert main(["serve", "--model", str(tiny_model), "--batching", "--max-wait-ms", "5"]) == 0
     assert main(["serve", "--model", str(tiny_model)]) == 0
-    (off, policy), (on, _) = seen
-    assert (off.batching, off.max_wait_ms, on.batching, on.max_wait_ms, policy) == (False, 5.0, True, 2.0, "PASSIVE")
+    (on, policy), (default, _) = seen
+    assert (on.batching, on.max_wait_ms, policy) == (True, 5.0, "PASSIVE")
+    assert (default.batching, default.max_wait_ms) == (False, 2.0)

@@ -319,7 +319,7 @@ def create_app(
     limits: Limits = Limits(),
     name: str | None = None,
     token: str | None = None,
-    batching: bool = True,
+    batching: bool = False,
     max_wait_ms: float = MAX_WAIT_MS,
 ) -> FastAPI:
     """The app for one loaded model, called ``name`` (default: the name it was trained with). With ``batching``,
@@ -496,7 +496,7 @@ def serve(
     precision: str = "fp32",
     threshold: float | None = None,
     token: str | None = None,
-    batching: bool = True,
+    batching: bool = False,
     max_wait_ms: float = MAX_WAIT_MS,
 ) -> None:
     """Load ``source`` and serve it until interrupted (Ctrl-C or SIGTERM end it cleanly). ``token`` (default:
