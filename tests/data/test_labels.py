@@ -169,3 +169,14 @@ def test_a_hugging_face_dataset_with_a_list_of_class_labels(tmp_path):
     datasets.Dataset.from_dict({"text": TEXTS, "labels": ids}, features=features).save_to_disk(str(tmp_path / "hf"))
     data = _load(f"hf:{tmp_path / 'hf'}", label_column="labels")
     assert data.task == "multi-label" and data.labels == NAMES and _sets(data) == EXPECTED
+
+
+def test_a_config_with_test_data_is_scored_on_that_file_never_on_its_training_file(tmp_path):
+    """A training config (data: train file, test_data: dev file) handed to scoring: the dev file's rows are scored.
+    Before, every row of the training file was, and a benchmark reported its training texts as dev scores."""
+    train_file, dev_file = tmp_path / "train.csv", tmp_path / "dev.csv"
+    train_file.write_text("text,label\n" + "i am happy today,joy\ni am so sad,sadness\n" * 5, encoding="utf-8")
+    dev_file.write_text("text,label\nwhat a lovely day,joy\nthis hurts so much,sadness\n", encoding="utf-8")
+    cfg = DataConfig(data=str(train_file), test_data=str(dev_file))
+    scored = load_labelled(cfg, ["joy", "sadness"], Preprocessor())
+    assert scored.texts == ["what a lovely day", "this hurts so much"]

@@ -266,8 +266,12 @@ def load_labelled(
     """The texts to score a model on: the test split of a folder, or every row of a file, cleaned as
     ``load_data`` cleans them with the model's own ``preprocessor``, read as the model's ``task``, labels mapped by
     ``cfg.label_map`` if given, else by the model's ``label_map`` (so a file of fine labels scores a model trained
-    on their groups); labels in ``labels`` order."""
-    cfg = with_label_names(DataConfig(**{**cfg.__dict__, "allow_no_label": allow_no_label or cfg.allow_no_label}))
+    on their groups); labels in ``labels`` order. A ``test_data`` file is the test split, whatever ``data`` names:
+    the training file of a training config must never be what a model is scored on."""
+    given = {**cfg.__dict__, "allow_no_label": allow_no_label or cfg.allow_no_label}
+    if cfg.test_data:
+        given.update(data=cfg.test_data, test_data=None, val_data=None)
+    cfg = with_label_names(DataConfig(**given))
     splits, _ = read_source(cfg)
     split = "test" if "test" in splits else "all rows"
     df = _clean(splits.get("test", splits["train"]), preprocessor, cfg, DataReport(), split, task)
