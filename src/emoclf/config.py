@@ -112,7 +112,8 @@ class DataConfig:
     label_names: str | None = _f(
         None,
         "Names of integer labels 0..K-1: a file with one name per line (line k names label k, as GoEmotions' "
-        "labels.txt) or a comma-separated list; the labels are then read, trained and saved as those names.",
+        "labels.txt) or a comma-separated list; the labels are then read, trained and saved as those names. "
+        "Default: the labels.txt of the data folder, or beside the data file, if there is one.",
         metavar="FILE|NAMES",
     )
     label_map: str | None = _f(

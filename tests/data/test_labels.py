@@ -72,8 +72,10 @@ def test_goemotions_as_published_headerless_tsv_with_ids_and_a_labels_file(tmp_p
     (tmp_path / "labels.txt").write_text("\n".join(NAMES) + "\n", encoding="utf-8")
     by_flag = _load(tmp_path / "train.tsv", label_names=str(tmp_path / "labels.txt"))
     assert by_flag.task == "multi-label" and _sets(by_flag) == EXPECTED
-    # A folder holding labels.txt names its ids by itself.
+    # A folder holding labels.txt names its ids by itself, given as the folder or as the file in it (the README's
+    # GoEmotions command names train.tsv alone).
     assert _sets(_load(tmp_path)) == EXPECTED
+    assert _sets(_load(tmp_path / "train.tsv")) == EXPECTED
 
 
 def test_the_data_line_says_what_multi_label_data_holds(tmp_path, caplog):

@@ -380,8 +380,10 @@ def read_hf(
 
 
 def with_label_names(cfg: DataConfig) -> DataConfig:
-    """``cfg``, naming integer labels by a data folder's ``labels.txt`` when ``--label-names`` is not given."""
-    folder = Path(cfg.data) if cfg.data and not cfg.data.startswith(HF_PREFIX) else None
+    """``cfg``, naming integer labels by the ``labels.txt`` of the data folder, or of the data file's folder (as
+    GoEmotions is published: ``train.tsv`` beside ``labels.txt``), when ``--label-names`` is not given."""
+    path = Path(cfg.data) if cfg.data and not cfg.data.startswith(HF_PREFIX) else None
+    folder = None if path is None else path if path.is_dir() else path.parent
     if cfg.label_names or folder is None or not (folder / LABEL_NAMES_FILE).is_file():
         return cfg
     log.info("names of integer labels: %s", folder / LABEL_NAMES_FILE)
