@@ -44,7 +44,8 @@ def spark():
     session.stop()
 
 
-def test_spark_udf_scores_like_emoclf_predict(spark, trained, tmp_path, monkeypatch):
+@pytest.mark.parametrize("model", ["trained", "trained_multi"], ids=["single-label", "multi-label"])
+def test_spark_udf_scores_like_emoclf_predict(spark, model, request, tmp_path, monkeypatch):
     import mlflow
     from pyspark.sql.functions import struct
 
@@ -52,6 +53,7 @@ def test_spark_udf_scores_like_emoclf_predict(spark, trained, tmp_path, monkeypa
     from emoclf.mlflow_model import log_pyfunc
     from emoclf.modeling import BundleMeta
 
+    trained = request.getfixturevalue(model)
     texts = pd.read_csv(demo_path())["text"].head(N_ROWS).tolist()
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)  # restored after the test, whatever set_tracking_uri does
@@ -92,10 +94,13 @@ def test_spark_udf_scores_like_emoclf_predict(spark, trained, tmp_path, monkeypa
 
     assert spark.sparkContext.defaultParallelism == 2 and rows.rdd.getNumPartitions() == 2
     prob_columns = [f"prob_{label}" for label in BundleMeta.read(trained.model_dir).labels]
-    assert spark_out.columns.tolist() == ["id", "predicted_label", "predicted_probability", *prob_columns, "skipped"]
+    if model == "trained":
+        decided, numbers = ["predicted_label"], ["predicted_probability", *prob_columns]
+    else:  # every label over its threshold, and every label's own probability
+        decided, numbers = ["predicted_labels"], prob_columns
+    assert spark_out.columns.tolist() == ["id", *decided, *numbers, "skipped"]
     assert len(spark_out) == len(cli_out) == N_ROWS
-    assert spark_out["predicted_label"].tolist() == cli_out["predicted_label"].tolist()
-    numbers = ["predicted_probability", *prob_columns]
+    assert spark_out[decided].values.tolist() == cli_out[decided].values.tolist()
     pd.testing.assert_frame_equal(
         spark_out[numbers], cli_out[numbers], check_dtype=False, check_exact=False, atol=1e-5, rtol=0
     )
