@@ -34,7 +34,7 @@ hardware.configure_threads()
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from int8 import forward_ops  # noqa: E402
+from int8 import forward_ops, single_text_ms  # noqa: E402
 
 from emoclf.config import DataConfig  # noqa: E402
 from emoclf.data import Labelled, load_labelled  # noqa: E402
@@ -95,19 +95,6 @@ def bench_predictor(predictor: Predictor, data: Labelled, repeats: int) -> dict:
     predictor.predict_proba(data.texts[: predictor.batch_size])
     best = max((evaluate(predictor, data) for _ in range(repeats)), key=lambda r: r.texts_per_second)
     return {"texts_per_second": round(best.texts_per_second, 1), "macro_f1": round(best.metrics["macro_f1"], 4)}
-
-
-def single_text_ms(predictor: Predictor, texts: list[str], n: int = 300) -> dict:
-    """p50/p99 milliseconds of one text per call, in process (no HTTP): the floor under the server's latency."""
-    for t in texts[:20]:
-        predictor.predict_proba([t])
-    timings = []
-    for t in texts[:n]:
-        started = time.perf_counter()
-        predictor.predict_proba([t])
-        timings.append(time.perf_counter() - started)
-    ms = np.array(timings) * 1000
-    return {"p50_ms": round(float(np.percentile(ms, 50)), 2), "p99_ms": round(float(np.percentile(ms, 99)), 2)}
 
 
 def levers(export: Path, data: Labelled, repeats: int, cores: int) -> dict:

@@ -22,13 +22,11 @@ def predictor(trained) -> Predictor:
     return Predictor.load(trained.model_dir)
 
 
-@pytest.fixture(scope="module")
-def server(predictor):
-    """The app served by uvicorn on a free loopback port, in a thread of this process."""
+def serve_in_thread(app):
+    """``app`` served by uvicorn on a free loopback port, in a thread of this process: yields its URL."""
     import uvicorn
 
     port = free_port()
-    app = create_app(predictor, Limits(max_texts=8), name="tiny")
     uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=uv.run, daemon=True)
     thread.start()
@@ -37,23 +35,18 @@ def server(predictor):
     yield url
     uv.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(predictor):
+    """The app served by uvicorn on a free loopback port, in a thread of this process."""
+    yield from serve_in_thread(create_app(predictor, Limits(max_texts=8), name="tiny"))
 
 
 @pytest.fixture(scope="module")
 def guarded(predictor):
     """The app served with a token, as ``emoclf serve --token`` serves it."""
-    import uvicorn
-
-    port = free_port()
-    app = create_app(predictor, name="tiny", token="s3cret")
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}/health", timeout=30)
-    yield url
-    uv.should_exit = True
-    thread.join(timeout=10)
+    yield from serve_in_thread(create_app(predictor, name="tiny", token="s3cret"))
 
 
 def open_page(browser, url: str):
@@ -193,18 +186,7 @@ def test_api_docs_render_from_this_server_alone(server, browser, path, rendered)
 @pytest.fixture(scope="module")
 def multi_server(trained_multi):
     """A multi-label model served as ``emoclf serve`` serves it."""
-    import uvicorn
-
-    port = free_port()
-    app = create_app(Predictor.load(trained_multi.model_dir), name="tiny-multi")
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}/health", timeout=30)
-    yield url
-    uv.should_exit = True
-    thread.join(timeout=10)
+    yield from serve_in_thread(create_app(Predictor.load(trained_multi.model_dir), name="tiny-multi"))
 
 
 def test_a_multi_label_model_shows_every_label_chosen_and_each_threshold(multi_server, browser, trained_multi):
