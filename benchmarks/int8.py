@@ -1,16 +1,18 @@
 """int8 beyond dynamic quantisation: ONNX Runtime static quantisation (QDQ, per-channel weights), against the fp32
 and dynamic int8 exports, with each path's share of this CPU's peak.
 
-    python benchmarks/int8.py [--model benchmarks/out/quality/model] [--calibration 500] [--repeats 3]
+    python benchmarks/int8.py [--model benchmarks/out/quality/model] [--calibration 2000] [--limit N]
 
 Writes, next to the model (``--out``, default ``benchmarks/out/int8``): the fp32 and dynamic int8 exports
-(``emoclf export``'s), and static int8 exports made from the fp32 one: activation ranges calibrated (MinMax) on
-the first ``--calibration`` texts of ``val.txt``, u8 activations and s8 weights with one scale per output channel
-(7-bit weights where this CPU's int8 dot products saturate, as ``emoclf export`` decides), QDQ format, which
-ONNX Runtime fuses into integer kernels at load time; once quantising the MatMuls only, once the MatMuls and the
-fused attention operators. Each path is scored with ``emoclf.export.compare`` against the PyTorch model on
-all of ``val.txt`` (macro-F1 lost, in points: the calibration texts are among them, so the loss is if anything
-optimistic), timed as emoclf predicts (batches of 64, longest first), and checked for batch invariance: the
+(``emoclf export``'s), and static int8 exports of the model's graph as exported, before ONNX Runtime's fusions
+(after them the calibrator sees no activation inside the fused operators, and only the weights get quantised):
+activation ranges calibrated (MinMax) on the first ``--calibration`` texts of ``train.txt`` (not the scored
+``val.txt``), u8 activations and s8 weights with one scale per output channel (7-bit weights where this CPU's int8
+dot products saturate, as ``emoclf export`` decides), QDQ format, which ONNX Runtime fuses into integer kernels at
+load time; once quantising the MatMuls with weights (attention's two products of activations stay fp32), once
+every MatMul. Each path is scored with ``emoclf.export.compare`` against the PyTorch model on all of ``val.txt``
+(macro-F1 lost, in points), timed as emoclf predicts (batches of 64, longest first), and checked for batch
+invariance: the
 largest probability difference between each text alone and in its batch (a model whose answers do not depend on
 the batch may share model calls in ``emoclf serve``). ``percent_of_peak``: the forward pass's arithmetic
 (2 x non-embedding parameters x padded tokens, plus attention's 4 x layers x hidden x length^2 per text) over the
@@ -34,12 +36,13 @@ import numpy as np
 from emoclf import hardware
 from emoclf.config import DataConfig
 from emoclf.data import load_labelled
-from emoclf.export import compare, convert
+from emoclf.export import compare, convert, torch_to_onnx
 from emoclf.inference import OnnxBackend, Predictor
-from emoclf.modeling import BundleMeta
+from emoclf.modeling import BundleMeta, load_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "emotion" / "val.txt"
+CALIBRATION = DATA.with_name("train.txt")
 log = logging.getLogger("benchmarks.int8")
 
 
@@ -48,6 +51,7 @@ class Calibration:
 
     def __init__(self, predictor: Predictor, texts: list[str]) -> None:
         clean = predictor.clean(texts)
+        self.texts = len(clean)
         names = predictor.input_names
         self.batches = []
         for i in range(0, len(clean), 16):
@@ -63,21 +67,26 @@ class Calibration:
         self._it = iter(self.batches)
 
 
-def static_export(fp32: Path, out: Path, calibration: Calibration, op_types: list[str]) -> Path:
-    """A copy of the fp32 export with its model statically quantised; ``emoclf.json`` says how."""
+def static_export(fp32: Path, raw: Path, out: Path, calibration: Calibration, attention: bool) -> Path:
+    """A copy of the fp32 export whose model is ``raw`` (the unfused graph) statically quantised; ``attention``:
+    attention's products of activations too. ``emoclf.json`` says how."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+    graph = onnx.load(str(raw), load_external_data=False).graph
+    weights = {t.name for t in graph.initializer}
+    products = [n.name for n in graph.node if n.op_type == "MatMul" and not weights.intersection(n.input)]
     reduce_range = not hardware.detect().int8_full_range_exact
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(fp32, out)
     calibration.rewind()
     quantize_static(
-        str(fp32 / "model.onnx"),
+        str(raw),
         str(out / "model.onnx"),
         calibration,
         quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=op_types,
+        op_types_to_quantize=["MatMul"],
+        nodes_to_exclude=[] if attention else products,
         per_channel=True,
         reduce_range=reduce_range,
         activation_type=QuantType.QUInt8,
@@ -92,8 +101,8 @@ def static_export(fp32: Path, out: Path, calibration: Calibration, op_types: lis
         "method": "static (QDQ, MinMax calibration)",
         "weights": "int8, per output channel",
         "weight_bits": 7 if reduce_range else 8,
-        "operators": op_types,
-        "calibration_texts": len(calibration.batches) * 16,
+        "operators": "every MatMul" if attention else "MatMuls with weights",
+        "calibration_texts": calibration.texts,
     }
     (out / "emoclf.json").write_text(json.dumps(meta, indent=2))
     return out
@@ -147,7 +156,8 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=ROOT / "benchmarks" / "out" / "quality" / "model")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "int8")
-    parser.add_argument("--calibration", type=int, default=500, help="Calibration texts (default: 500).")
+    parser.add_argument("--calibration", type=int, default=2000, help="Calibration texts (default: 2000).")
+    parser.add_argument("--calibration-data", type=Path, default=CALIBRATION, help="Default: train.txt.")
     parser.add_argument("--limit", type=int, help="Score only the first N texts (a quick check).")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
@@ -166,14 +176,15 @@ def main() -> None:
         "onnx_fp32": convert(args.model, args.out / "onnx-fp32", "fp32"),
         "onnx_int8_dynamic": convert(args.model, args.out / "onnx-int8", "int8"),
     }
-    calibration = Calibration(source, data.texts[: args.calibration])
-    for name, op_types in (
-        ("onnx_int8_static_matmul", ["MatMul"]),
-        ("onnx_int8_static_attention", ["MatMul", "Attention"]),
-    ):
+    lines = args.calibration_data.read_text(encoding="utf-8").splitlines()[: args.calibration]
+    calibration = Calibration(source, [line.rsplit(";", 1)[0] for line in lines if line.strip()])
+    raw = args.out / "raw.onnx"
+    model, tokenizer, _ = load_bundle(args.model)
+    torch_to_onnx(model, tokenizer, raw)
+    for name, attention in (("onnx_int8_static_matmul", False), ("onnx_int8_static_all", True)):
         try:
             exports[name] = static_export(
-                exports["onnx_fp32"], args.out / name.replace("_", "-"), calibration, op_types
+                exports["onnx_fp32"], raw, args.out / name.replace("_", "-"), calibration, attention
             )
         except Exception as e:  # noqa: BLE001 - a quantisation ONNX Runtime cannot make is a result too
             log.warning("%s: %s", name, e)
@@ -215,7 +226,8 @@ def main() -> None:
                 "model": os.path.relpath(args.model, ROOT),
                 "data": args.data.name,
                 "texts": len(data.texts),
-                "calibration_texts": min(args.calibration, len(data.texts)),
+                "calibration_texts": calibration.texts,
+                "calibration_data": args.calibration_data.name,
                 "pytorch_fp32": pytorch,
                 "paths": paths,
                 "fastest_within_half_a_point": fastest,

@@ -1,9 +1,11 @@
-"""Concurrent clients against ``emoclf serve``: texts/s and latency per level, with and without adaptive batching.
+"""Concurrent clients against ``emoclf serve``: texts/s and latency per level, for each way of serving (``ARMS``).
 
     python benchmarks/serving_load.py [--export benchmarks/out/inference/onnx-int8] [--levels 1,8,32,128]
-                                      [--seconds 10] [--arms batching,no-batching] [--beside-busy-loop]
+                                      [--seconds 10] [--arms default,one-process,batching] [--beside-busy-loop]
 
-For each arm, a real ``emoclf serve`` process runs the export (``--batching`` or ``--no-batching``) and, level by level,
+For each arm, a real ``emoclf serve`` runs the export (its defaults: a worker process per core, each running one
+model call at a time on one thread; ``one-process``: ``--workers 1``, two calls at once; ``batching``: ``--batching``,
+a worker per core sharing calls where the model allows) and, level by level,
 that many clients each send one text of ``val.txt`` per request over its own keep-alive connection (as client
 libraries do), the next as soon as the answer is back, for ``--seconds`` after a one-second warm-up: completed
 texts per second and p50/p99 latency. The clients are one asyncio loop in this process (on the same machine, as
@@ -11,7 +13,9 @@ in the issue's figures: they take some CPU too). The same run measures the expor
 (``Predictor.predict_proba`` on the texts, batches of ``--batch-size``) and each level's share of it, and where the
 time of one text goes in process: preprocessing, tokenising, padding, the model, probabilities and records, JSON;
 the HTTP p50 of one client minus their sum is the server's own overhead (FastAPI, uvicorn, the hand-offs); and
-the model alone on one text with ONNX Runtime's threads spinning (its default) and sleeping (emoclf's).
+the model alone on one text with ONNX Runtime's threads spinning (its default) and sleeping (emoclf's), and on one
+thread: the cores' worth of such calls per second is what a server of single-text requests could answer if
+everything around the model cost nothing (``model_only_ceiling``).
 Prints one JSON line with the CPU (``lscpu``'s model name).
 """
 
@@ -40,6 +44,7 @@ from emoclf.inference import Predictor
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "emotion" / "val.txt"
 WARMUP_S = 1.0
+ARMS = {"default": [], "one-process": ["--workers", "1"], "batching": ["--batching"]}
 
 
 def lscpu_model() -> str:
@@ -76,32 +81,42 @@ async def client(port: int, texts: list[str], start: int, stop_at: float, count_
         writer.close()
 
 
-async def level(port: int, texts: list[str], clients: int, seconds: float) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) of process ``pid`` and its children so far: a server and its workers."""
+    import psutil
+
+    root = psutil.Process(pid)
+    return sum(sum(p.cpu_times()[:2]) for p in [root, *root.children(recursive=True)])
+
+
+async def level(port: int, texts: list[str], clients: int, seconds: float, server_pid: int | None = None) -> dict:
     count_from = time.perf_counter() + WARMUP_S
     stop_at = count_from + seconds
     latencies: list[float] = []
     step = max(1, len(texts) // clients)
-    await asyncio.gather(*(client(port, texts, k * step, stop_at, count_from, latencies) for k in range(clients)))
+    runs = [asyncio.create_task(client(port, texts, k * step, stop_at, count_from, latencies)) for k in range(clients)]
+    await asyncio.sleep(max(0.0, count_from - time.perf_counter()))
+    cpu_before = cpu_seconds(server_pid) if server_pid else None
+    await asyncio.gather(*runs)
     ms = np.array(latencies) * 1000
-    return {
+    out = {
         "texts_per_second": round(len(latencies) / seconds, 1),
         "p50_ms": round(float(np.percentile(ms, 50)), 2),
         "p99_ms": round(float(np.percentile(ms, 99)), 2),
         "requests": len(latencies),
     }
+    if server_pid:  # the last answers come in just after stop_at: a close enough window for a per-request figure
+        out["server_cpu_ms_per_request"] = round(1000 * (cpu_seconds(server_pid) - cpu_before) / len(latencies), 2)
+    return out
 
 
 def serve_arm(export: Path, arm: str, levels: list[int], seconds: float, texts: list[str], log_file: Path) -> dict:
     port = free_port()
     command = [sys.executable, "-m", "emoclf.cli", "--quiet", "serve", "--model", str(export), "--port", str(port)]
-    server = subprocess.Popen(
-        command + (["--batching"] if arm == "batching" else ["--no-batching"]),
-        stdout=subprocess.DEVNULL,
-        stderr=log_file.open("w"),
-    )
+    server = subprocess.Popen(command + ARMS[arm], stdout=subprocess.DEVNULL, stderr=log_file.open("w"))
     try:
         wait_ready(port, server)
-        return {str(n): asyncio.run(level(port, texts, n, seconds)) for n in levels}
+        return {str(n): asyncio.run(level(port, texts, n, seconds, server.pid)) for n in levels}
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -156,9 +171,9 @@ def spinning_model_ms(export: Path, predictor: Predictor, texts: list[str], n: i
         enc = predictor.tokenizer(predictor.clean([text]), truncation=True, max_length=predictor.meta.max_length)
         batches.append({m: np.asarray(enc[m], dtype=np.int64) for m in names})
     out = {}
-    for spinning in ("1", "0"):
+    for threads, spinning in ((hardware.detect().cores, "1"), (hardware.detect().cores, "0"), (1, "0")):
         options = ort.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = hardware.detect().cores, 1
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
         options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
         session = ort.InferenceSession(str(export / "model.onnx"), options, providers=["CPUExecutionProvider"])
         timings = []
@@ -167,7 +182,8 @@ def spinning_model_ms(export: Path, predictor: Predictor, texts: list[str], n: i
             session.run(["logits"], batch)
             if k >= 20:
                 timings.append(1000 * (time.perf_counter() - started))
-        out["spinning" if spinning == "1" else "sleeping"] = round(statistics.median(timings), 3)
+        name = "one_thread" if threads == 1 else "spinning" if spinning == "1" else "sleeping"
+        out[name] = round(statistics.median(timings), 3)
     return out
 
 
@@ -177,7 +193,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--levels", default="1,8,32,128", help="Concurrent clients, comma-separated.")
     parser.add_argument("--seconds", type=float, default=10.0, help="Timed seconds per level (default: 10).")
-    parser.add_argument("--arms", default="batching,no-batching", help="Comma-separated: batching, no-batching.")
+    parser.add_argument("--arms", default=",".join(ARMS), help=f"Comma-separated, of: {', '.join(ARMS)}.")
     parser.add_argument("--batch-size", type=int, default=64, help="Offline batch size (default: 64).")
     parser.add_argument("--beside-busy-loop", action="store_true", help="Run everything beside a one-core busy loop.")
     args = parser.parse_args()
@@ -203,6 +219,7 @@ def main() -> None:
     for results in arms.values():
         for row in results.values():
             row["share_of_offline"] = round(row["texts_per_second"] / offline_rate, 3)
+    ceiling = round(hardware.detect().cores * 1000 / spin["one_thread"], 1) if spin else None
     best_one = min(r["1"]["p50_ms"] for r in arms.values() if "1" in r) if "1" in map(str, levels) else None
     print(
         json.dumps(
@@ -218,6 +235,10 @@ def main() -> None:
                 "one_text_in_process_ms": stages,
                 "one_text_server_overhead_ms": round(best_one - stages["sum"], 3) if best_one else None,
                 "one_text_model_ms_threads": spin,
+                "model_only_ceiling": {
+                    "texts_per_second": ceiling,
+                    "share_of_offline": round(ceiling / offline_rate, 3) if ceiling else None,
+                },
                 "load_average": {"before": round(load_before[0], 2), "after": round(os.getloadavg()[0], 2)},
                 "cpu": {"lscpu_model_name": lscpu_model(), **hardware.detect().to_dict()},
                 "command": " ".join(["python", "benchmarks/serving_load.py", *sys.argv[1:]]),

@@ -402,8 +402,8 @@ def test_serve_batching_flags_reach_the_command_after_threads_are_told_to_sleep(
         return 0
 
     monkeypatch.setattr(cli, "cmd_serve", fake_serve)
-    assert main(["serve", "--model", str(tiny_model), "--batching", "--max-wait-ms", "5"]) == 0
+    assert main(["serve", "--model", str(tiny_model), "--batching", "--max-wait-ms", "5", "--workers", "3"]) == 0
     assert main(["serve", "--model", str(tiny_model)]) == 0
     (on, policy), (default, _) = seen
-    assert (on.batching, on.max_wait_ms, policy) == (True, 5.0, "PASSIVE")
-    assert (default.batching, default.max_wait_ms) == (False, 2.0)
+    assert (on.batching, on.max_wait_ms, on.workers, policy) == (True, 5.0, 3, "PASSIVE")
+    assert (default.batching, default.max_wait_ms, default.workers, default.threads) == (False, 2.0, None, None)

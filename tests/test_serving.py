@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
+import psutil
 import pytest
 from conftest import free_port, wait_http
 from fastapi.testclient import TestClient
 
+from emoclf import hardware
 from emoclf.errors import ConfigError
 from emoclf.export import convert
 from emoclf.inference import Predictor
-from emoclf.serving import Limits, create_app
+from emoclf.serving import Limits, create_app, plan
 
 LABELS = ["anger", "fear", "joy", "love", "sadness", "surprise"]
 TEXTS = ["i am so happy today", "why would you do that to me", "i feel scared and alone tonight", "wow", "i " * 100]
@@ -181,13 +187,13 @@ def test_serving_beyond_loopback_warns_unless_a_token_is_set(trained, monkeypatc
     monkeypatch.delenv("EMOCLF_TOKEN", raising=False)
     warning = "serving on 0.0.0.0, which other machines can reach, without a token: anyone who reaches it can use"
     for host in ("127.0.0.1", "::1", "localhost"):
-        serve(trained.model_dir, host=host)
+        serve(trained.model_dir, host=host, port=free_port(), workers=1)
     assert "without a token" not in caplog.text
-    serve(trained.model_dir, host="0.0.0.0")
+    serve(trained.model_dir, host="0.0.0.0", port=free_port(), workers=1)
     assert warning in caplog.text and "set EMOCLF_TOKEN (or --token) to require one" in caplog.text
     caplog.clear()
     monkeypatch.setenv("EMOCLF_TOKEN", "from-env")
-    serve(trained.model_dir, host="0.0.0.0")
+    serve(trained.model_dir, host="0.0.0.0", port=free_port(), workers=1)
     assert "without a token" not in caplog.text
     client = TestClient(apps[-1][0])
     assert client.get("/metadata").status_code == 401
@@ -287,6 +293,70 @@ def test_concurrent_requests_get_the_one_at_a_time_answers(model, batching, requ
         assert len(calls) == 60
 
 
+def test_model_calls_at_once_are_limited_to_calls(predictor, monkeypatch):
+    """Without batching each request has its own call; ``calls`` of them run at once (default: one per core; more
+    would only take turns on the same cores), the others wait their turn and are answered."""
+    running, most = [0], [0]
+    lock = threading.Lock()
+    scores = predictor.scores
+
+    def counted(clean, progress=False):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.02)
+        try:
+            return scores(clean)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(predictor, "scores", counted)
+    for calls, expected in ((1, 1), (3, 3), (None, hardware.detect().cores)):
+        most[0] = 0
+        client = TestClient(create_app(predictor, calls=calls))
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            codes = list(pool.map(lambda t, c=client: c.post("/predict", json={"texts": [t]}).status_code, TEXTS * 4))
+        assert codes == [200] * 20
+        assert most[0] == expected
+
+
+@pytest.mark.parametrize(
+    "cores, gpus, workers, threads, batching, expected",
+    [
+        (2, (), None, None, False, (2, 1, 1)),  # the default: a worker per core, one call at a time on one thread
+        (8, (), None, None, False, (8, 1, 1)),
+        (8, (), 2, None, False, (2, 1, 4)),  # fewer workers: each runs as many one-thread calls as its cores
+        (8, (), 2, 2, False, (2, 2, 2)),
+        (8, (), 2, None, True, (2, 4, 1)),  # batching runs one call at a time: it gets the worker's cores
+        (4, ("NVIDIA H200",), None, None, False, (1, 1, 4)),  # a GPU: one process, one copy of the model on it
+        (1, (), 3, None, False, (3, 1, 1)),
+    ],
+)
+def test_plan_of_workers_threads_and_calls(cores, gpus, workers, threads, batching, expected):
+    here = dataclasses.replace(hardware.detect(), cores=cores, gpus=gpus)
+    assert plan(here, workers, threads, batching) == expected
+
+
+def test_plan_refuses_zero_workers():
+    with pytest.raises(ConfigError, match="^--workers must be at least 1, got 0$"):
+        plan(hardware.detect(), 0, None, False)
+
+
+def test_a_taken_port_fails_in_one_line_before_the_model_loads(trained, capsys):
+    from emoclf.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for workers in ("1", "2"):
+            assert main(["serve", "--model", str(trained.model_dir), "--port", str(port), "--workers", workers]) != 0
+            err = capsys.readouterr().err
+            assert f"cannot serve on 127.0.0.1:{port}: Address already in use; choose another --port or --host" in err
+            assert "serving" not in err
+
+
 def test_serves_an_onnx_export(int8_export, trained):
     client = TestClient(create_app(Predictor.load(int8_export)))
     assert client.get("/metadata").json()["backend"] == "onnxruntime"
@@ -294,6 +364,11 @@ def test_serves_an_onnx_export(int8_export, trained):
     predictions = client.post("/predict", json={"texts": TEXTS}).json()["predictions"]
     probs = [list(p["probabilities"].values()) for p in predictions]
     np.testing.assert_allclose(probs, Predictor.load(trained.model_dir).predict_proba(TEXTS), atol=0.05)
+
+
+def worker_processes(server: subprocess.Popen) -> list[psutil.Process]:
+    """The worker processes of an ``emoclf serve`` (not multiprocessing's resource tracker, also a child)."""
+    return [p for p in psutil.Process(server.pid).children() if "spawn_main" in " ".join(p.cmdline())]
 
 
 def _stop(proc: subprocess.Popen) -> int:
@@ -339,10 +414,33 @@ def test_emoclf_serve_as_a_real_uvicorn_process(int8_export, tmp_path):
             serial = [http.post("/predict", json=r).json() for r in single]
             with ThreadPoolExecutor(max_workers=5) as pool:
                 assert list(pool.map(lambda r: http.post("/predict", json=r).json(), single * 4)) == serial * 4
+            workers = plan(hardware.detect(), None, None, False)[0]
+            if workers > 1:  # a worker process per core, each answering
+                assert len(worker_processes(proc)) == workers
     finally:
         code = _stop(proc)
     assert code == 0
-    assert f"Uvicorn running on http://127.0.0.1:{port}" in log.read_text()
+    assert f"(onnxruntime, {workers} worker" in log.read_text()
+    assert f"try it at http://127.0.0.1:{port}/ (API docs: /docs)" in log.read_text()
+
+
+@pytest.mark.slow
+def test_a_worker_that_dies_stops_the_server_with_one_line(trained, tmp_path):
+    port = free_port()
+    log = tmp_path / "serve.log"
+    command = [sys.executable, "-m", "emoclf.cli", "serve", "--model", str(trained.model_dir), "--port", str(port)]
+    proc = subprocess.Popen([*command, "--workers", "2"], stdout=subprocess.DEVNULL, stderr=log.open("w"))
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", timeout=60, proc=proc)
+        workers = worker_processes(proc)
+        assert len(workers) == 2
+        workers[0].kill()
+        code = proc.wait(timeout=60)
+    finally:
+        _stop(proc)
+    assert code == 2  # emoclf's errors
+    assert "emoclf: error: a worker process stopped (exit code -9); the server stops with it" in log.read_text()
+    assert not workers[1].is_running() or workers[1].status() == psutil.STATUS_ZOMBIE
 
 
 @pytest.mark.slow

@@ -1,16 +1,18 @@
-"""Adaptive batching: concurrent requests answered by one model call at a time, each given its own rows.
+"""Model calls for concurrent requests: a queue, oldest first, and ``calls`` threads that run the model.
 
-``emoclf serve`` submits each request's preprocessed texts here and waits for its answer. One worker thread
-runs the model. It takes the oldest waiting request and every other one waiting behind it (until the call holds
-``Predictor.batch_size`` texts); while requests the server has received are still on their way (their body being
-read, not yet submitted: ``Batcher.expect``) it waits for them, at most ``max_wait_ms`` milliseconds. A lone request
-is never held: nothing is on its way. The call's probabilities are split back by request.
+``emoclf serve`` submits each request's preprocessed texts here and waits for its answer. Each worker thread takes
+the oldest waiting request; more calls at once than the cores would only take turns on them, and a queue answers
+in order where threads woken at random let some requests wait far longer (p99 130 against 68 ms at 32 clients:
+docs/inference-speed.md, "Concurrent clients").
 
-Only a model that computes each text independently of its batch (``Predictor.batch_invariant``: fp32) shares a
-call between requests; any other runs one call per request, still one at a time, so every request gets the answer
-it would get alone (whether one call at a time beats a thread per request for such a model is measured in
-docs/inference-speed.md, "Concurrent clients"). A request whose texts fail the model fails alone: a shared call
-that raises is run again request by request, and each gets its own answer or its own error.
+With ``share`` (adaptive batching), a thread also takes every request waiting behind the oldest (until the call
+holds ``Predictor.batch_size`` texts); while requests the server has received are still on their way (their body
+being read, not yet submitted: ``Batcher.expect``) it waits for them, at most ``max_wait_ms`` milliseconds. A lone
+request is never held: nothing is on its way. The call's probabilities are split back by request. Only a model
+that computes each text independently of its batch (``Predictor.batch_invariant``: fp32) shares a call between
+requests; any other runs one call per request, so every request gets the answer it would get alone. A request
+whose texts fail the model fails alone: a shared call that raises is run again request by request, and each gets
+its own answer or its own error.
 """
 
 from __future__ import annotations
@@ -49,22 +51,25 @@ class Arrival:
         if self._open:
             self._open = False
             self._batcher._on_the_way -= 1
-            self._batcher._changed.notify()
+            self._batcher._changed.notify_all()
 
 
 class Batcher:
-    """One model call at a time for concurrent requests; ``submit`` returns a future of ``Predictor.scores``."""
+    """At most ``calls`` model calls at once for concurrent requests, in the order they came, shared between
+    requests with ``share``; ``submit`` returns a future of ``Predictor.scores``."""
 
-    def __init__(self, predictor: Predictor, max_wait_ms: float) -> None:
+    def __init__(self, predictor: Predictor, max_wait_ms: float = 0.0, share: bool = True, calls: int = 1) -> None:
         if not max_wait_ms >= 0:
             raise ConfigError(f"max_wait_ms must be at least 0, got {max_wait_ms}")
-        self.predictor, self.max_wait = predictor, max_wait_ms / 1000
-        self.shared = predictor.batch_invariant
+        if calls < 1:
+            raise ConfigError(f"calls must be at least 1, got {calls}")
+        self.predictor, self.max_wait, self.calls = predictor, max_wait_ms / 1000, calls
+        self.shared = share and predictor.batch_invariant
         self._jobs: collections.deque[_Job] = collections.deque()
         self._on_the_way = 0
         self._changed = threading.Condition()
         self._closed = False
-        self._worker: threading.Thread | None = None
+        self._workers: list[threading.Thread] = []
 
     def expect(self) -> Arrival:
         """Count a request the server has started to receive; the worker waits for it while it is on its way."""
@@ -81,19 +86,20 @@ class Batcher:
             self._jobs.append(job)
             if arrival is not None:  # in the same step: the worker never waits for the request it already holds
                 arrival._settle()
-            if self._worker is None:
-                self._worker = threading.Thread(target=self._run, name="emoclf-batcher", daemon=True)
-                self._worker.start()
-            self._changed.notify()
+            if not self._workers:
+                for _ in range(self.calls):
+                    self._workers.append(threading.Thread(target=self._run, name="emoclf-batcher", daemon=True))
+                    self._workers[-1].start()
+            self._changed.notify_all()
         return job.future
 
     def close(self) -> None:
-        """Stop the worker once the calls it holds are answered; later submits are refused."""
+        """Stop the workers once the calls they hold are answered; later submits are refused."""
         with self._changed:
             self._closed = True
-            self._changed.notify()
-        if self._worker is not None:
-            self._worker.join()
+            self._changed.notify_all()
+        for worker in self._workers:
+            worker.join()
 
     def _take(self) -> list[_Job] | None:
         """The requests of the next call, oldest first; None once closed and drained."""

@@ -566,6 +566,7 @@ def cmd_serve(args) -> int:
         token=opts.token,
         batching=opts.batching,
         max_wait_ms=opts.max_wait_ms,
+        workers=opts.workers,
     )
     return 0
 

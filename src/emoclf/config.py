@@ -587,7 +587,16 @@ class ServeOptions:
     max_texts: int = _f(256, "Most texts per request; more get 413.")
     max_body_bytes: int = _f(1_000_000, "Largest request body; larger get 413.")
     batch_size: int = _f(64, BATCH_HELP)
-    threads: int | None = _f(None, "CPU threads for inference (default: the cores this process may use).")
+    workers: int | None = _f(
+        None,
+        "Server processes, each with its own copy of the model (default: one per usable core on Linux; 1 with a GPU "
+        "or elsewhere). Each runs the Python around its requests (HTTP, JSON, tokenising) on a core of its own.",
+    )
+    threads: int | None = _f(
+        None,
+        "CPU threads per model call (default: 1, and a worker runs as many calls at once as it has cores; with "
+        "--batching, the worker's share of the cores). More make one large request faster, not many small ones.",
+    )
     precision: PredictPrecision = _f(
         "fp32",
         "PyTorch models: bf16 weights, faster on CPUs with AMX and on GPUs "
@@ -596,9 +605,9 @@ class ServeOptions:
     threshold: float | None = _f(None, THRESHOLD_HELP)
     batching: bool = _f(
         False,
-        "Run concurrent requests one model call at a time, sharing a call when the model computes each text "
-        "independently of its batch (fp32). Off by default: with MiniLM on 2 cores a thread per request answered "
-        "more texts/s at every load (docs/inference-speed.md); it pays when the model is cheap next to a request.",
+        "Run each worker's concurrent requests one model call at a time, sharing a call when the model computes "
+        "each text independently of its batch (fp32). Off by default: with MiniLM on 2 cores separate calls "
+        "answered more texts/s under load (docs/inference-speed.md); it pays when the model is cheap next to requests.",
     )
     max_wait_ms: float = _f(
         2.0, "With batching: how long a request waits for others already on their way to share its model call."

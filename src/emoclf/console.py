@@ -51,6 +51,7 @@ FILE_ONLY = {"terminal": False}
 
 _bars = True
 _handler: logging.Handler | None = None
+_verbosity = NORMAL
 
 
 class _Console(logging.StreamHandler):
@@ -85,7 +86,8 @@ class _OursOrSerious(logging.Filter):
 def configure(verbosity: int = NORMAL) -> None:
     """Set what the terminal shows. QUIET: results and errors. NORMAL: also emoclf's status lines and
     bars. VERBOSE: also library warnings, bars and load reports. DEBUG: everything, timestamped."""
-    global _bars, _handler
+    global _bars, _handler, _verbosity
+    _verbosity = verbosity
     if verbosity < VERBOSE:
         for name, value in QUIET_LIBRARIES.items():
             os.environ.setdefault(name, value)
@@ -106,6 +108,11 @@ def configure(verbosity: int = NORMAL) -> None:
         logging.getLogger(name).setLevel(logging.DEBUG if verbosity >= DEBUG else logging.WARNING)
     _adopt_libraries()
     logging.captureWarnings(True)  # warnings.warn from libraries become records of "py.warnings"
+
+
+def verbosity() -> int:
+    """The verbosity ``configure`` last set: what a server's worker processes configure in turn."""
+    return _verbosity
 
 
 def _adopt_libraries() -> list[tuple]:

@@ -41,6 +41,10 @@ class PredictionError(EmoclfError):
     """A loaded model computed something that is not a probability (NaN, infinity)."""
 
 
+class ServeError(EmoclfError):
+    """The server cannot start (its address is taken) or lost a worker process."""
+
+
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM stopped a training after its checkpoint; the message says how to continue."""
 

@@ -57,7 +57,9 @@ class ExportResult:
     run_id: str | None
 
 
-def _torch_to_onnx(model, tokenizer, path: Path) -> None:
+def torch_to_onnx(model, tokenizer, path: Path) -> None:
+    """The model's graph as exported, before ONNX Runtime's fusions (what static quantisation needs to see each
+    MatMul's inputs: benchmarks/int8.py)."""
     # Eager attention gives the MatMul/Softmax graph that ONNX Runtime's attention fusion recognises
     # (the SDPA graph stays unfused); the numbers are the same.
     model.set_attn_implementation("eager")
@@ -214,7 +216,7 @@ def stage(source: str | Path, out: str | Path, precision: str = "fp32", portable
     try:
         with tempfile.TemporaryDirectory(prefix="emoclf-export-") as work:
             raw = Path(work) / "raw.onnx"
-            _torch_to_onnx(model, tokenizer, raw)
+            torch_to_onnx(model, tokenizer, raw)
             _optimise(raw, tmp / ONNX_FILE, precision, model.config, quantization)
         tokenizer.save_pretrained(tmp)
         meta.export = {

@@ -23,9 +23,14 @@ import asyncio
 import codecs
 import hmac
 import ipaddress
+import json
 import logging
 import os
 import re
+import signal
+import socket
+import sys
+import threading
 from dataclasses import asdict, dataclass
 from html import escape
 from importlib import resources
@@ -38,11 +43,11 @@ from fastapi.openapi.docs import get_redoc_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
-from starlette.concurrency import run_in_threadpool
 
+from emoclf import console, hardware
 from emoclf.batching import Batcher
 from emoclf.config import ServeOptions
-from emoclf.errors import ConfigError, PredictionError
+from emoclf.errors import ConfigError, PredictionError, ServeError
 from emoclf.inference import Predictor
 from emoclf.layout import CARD_FILE, MISCLASSIFIED_CSV, MODEL_DIR, REPORT_DIR, REPORT_HTML, __version__
 from emoclf.modeling import model_name
@@ -55,6 +60,8 @@ EXAMPLE_TEXTS = ["i finally got the job and i cant stop smiling", "why does nobo
 TOKEN_ENV = "EMOCLF_TOKEN"
 MAX_WAIT_MS = ServeOptions.max_wait_ms  # adaptive batching's default wait (emoclf.batching)
 ARRIVAL = "emoclf.arrival"  # the scope key of a /predict request's batching.Arrival
+BACKLOG = 2048  # uvicorn's default listen queue
+JSON_STYLE = {"ensure_ascii": False, "allow_nan": False, "separators": (",", ":")}  # as FastAPI's JSONResponse
 OPEN_PATHS = ("/health", "/")  # the page holds nothing but the form, and asks for the token itself
 # A request is {"texts": [...]}, two levels; Python's JSON parser would recurse into anything up to its stack
 # limit and FastAPI answer "There was an error parsing the body".
@@ -321,10 +328,12 @@ def create_app(
     token: str | None = None,
     batching: bool = False,
     max_wait_ms: float = MAX_WAIT_MS,
+    calls: int | None = None,
 ) -> FastAPI:
     """The app for one loaded model, called ``name`` (default: the name it was trained with). With ``batching``,
     concurrent requests share model calls, one call at a time, a request waiting at most ``max_wait_ms`` for others
-    on their way (``emoclf.batching``); without, each request runs its own call in a thread of its own, in parallel.
+    on their way (``emoclf.batching``); without, each request runs its own call. ``calls``: model calls at once
+    (default: one per usable core; with ``batching``, 1), the other requests waiting their turn in order.
     With ``token``, every endpoint but ``OPEN_PATHS`` wants ``Authorization: Bearer <token>``."""
     meta = predictor.meta
     name = name or model_name(meta)
@@ -338,8 +347,9 @@ def create_app(
     page = resources.files("emoclf").joinpath("resources", "index.html").read_text(encoding="utf-8")
     app.add_middleware(BodyGuard, max_bytes=limits.max_body_bytes)
     app.add_middleware(SameOriginPages)
-    batcher = Batcher(predictor, max_wait_ms) if batching else None
-    if batcher is not None:
+    calls = calls or (1 if batching else hardware.detect().cores)
+    batcher = Batcher(predictor, max_wait_ms, share=batching, calls=calls)
+    if batching:
         app.add_middleware(Arrivals, batcher=batcher)
     if token:
         app.add_middleware(BearerToken, token=token)
@@ -367,7 +377,7 @@ def create_app(
     answer = MultiLabelPredictResponse if predictor.task.multi_label else PredictResponse
 
     @app.post("/predict", response_model=answer, response_model_exclude_none=True, responses=ERROR_RESPONSES)
-    async def predict(request: PredictRequest, http: Request) -> dict:
+    async def predict(request: PredictRequest, http: Request) -> Response:
         """Label, its probability and all class probabilities for each text, and whether it was cut at the model's
         token limit; for a text with nothing left to classify after preprocessing, why it was skipped."""
         texts = request.texts
@@ -378,16 +388,17 @@ def create_app(
         if usable:
             kept = [clean[i] for i in usable]
             try:
-                if batcher is None:
-                    probs, cut = await run_in_threadpool(predictor.scores, kept)
-                else:
-                    probs, cut = await asyncio.wrap_future(batcher.submit(kept, http.scope[ARRIVAL]))
+                probs, cut = await asyncio.wrap_future(batcher.submit(kept, http.scope.get(ARRIVAL)))
             except PredictionError as e:
                 raise HTTPException(500, str(e)) from None
             predicted = dict(zip(usable, predictor.records(probs, cut)))
-        return {
-            "predictions": [asdict(predicted[i]) if i in predicted else {"skipped": SKIPPED} for i in range(len(texts))]
-        }
+        answers = [
+            {k: v for k, v in vars(predicted[i]).items() if v is not None} if i in predicted else {"skipped": SKIPPED}
+            for i in range(len(texts))
+        ]
+        # JSON written here, as FastAPI would from the response model, which would first validate what emoclf just
+        # built: a tenth of the Python a request costs (docs/inference-speed.md, "Concurrent clients").
+        return Response(json.dumps({"predictions": answers}, **JSON_STYLE).encode(), media_type="application/json")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> str:
@@ -498,10 +509,17 @@ def serve(
     token: str | None = None,
     batching: bool = False,
     max_wait_ms: float = MAX_WAIT_MS,
+    workers: int | None = None,
 ) -> None:
     """Load ``source`` and serve it until interrupted (Ctrl-C or SIGTERM end it cleanly). ``token`` (default:
     ``$EMOCLF_TOKEN``) is required of every request but ``/health`` and the page; without one, an address
-    other machines can reach is served with a warning. ``batching`` and ``max_wait_ms`` as for ``create_app``."""
+    other machines can reach is served with a warning. ``batching`` and ``max_wait_ms`` as for ``create_app``.
+
+    ``workers`` processes (default: one per usable core on a Linux CPU, else one) each hold the model and answer
+    requests, so the Python around each model call (HTTP, JSON, tokenising) runs on every core, not on one.
+    ``num_threads`` per model call (default: 1; with ``batching``, which runs one call at a time, the worker's share
+    of the cores); without batching a worker runs as many calls at once as its share of the cores holds
+    (docs/inference-speed.md, "Concurrent clients")."""
     import uvicorn
 
     token = token or os.environ.get(TOKEN_ENV) or None
@@ -512,10 +530,140 @@ def serve(
             host,
             TOKEN_ENV,
         )
+    workers, threads, calls = plan(hardware.detect(), workers, num_threads, batching)
+    spec = {
+        "source": str(source),
+        "limits": asdict(limits),
+        "batch_size": batch_size,
+        "threads": threads,
+        "calls": calls,
+        "precision": precision,
+        "threshold": threshold,
+        "token": token,
+        "batching": batching,
+        "max_wait_ms": max_wait_ms,
+        "verbosity": console.verbosity(),
+        "access_log": access_log,
+    }
+    _socket(host, port, shared=False).close()  # a taken address fails now, in one line, before the model loads
+    # Loaded here in any case: a model that cannot load fails now, in one line, before any worker starts.
+    app = _app(spec)
+    log.info(
+        "serving %s (%s, %d worker%s): try it at http://%s:%d/ (API docs: /docs)",
+        source,
+        app.state.backend,
+        workers,
+        "s" if workers > 1 else "",
+        host,
+        port,
+    )
+    if workers == 1:
+        uvicorn.run(app, host=host, port=port, access_log=access_log, log_config=None)
+        return
+    del app
+    _supervise(spec, host, port, workers)
+
+
+def plan(here: hardware.Hardware, workers: int | None, threads: int | None, batching: bool) -> tuple[int, int, int]:
+    """Worker processes, threads per model call and model calls at once per worker for ``serve``'s settings (None:
+    the default) on ``here``. Measured with MiniLM on 2 cores (docs/inference-speed.md, "Concurrent clients"): one
+    text on one thread costs a core no more than in a batch, while the Python around each request runs on one core
+    per process; so a worker per core, one call at a time on one thread each, answered the most texts per second."""
+    spread = sys.platform.startswith("linux")  # only Linux spreads connections over sockets sharing a port
+    if workers is None:
+        workers = here.cores if spread and not here.gpus else 1
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    if workers > 1 and not spread:
+        raise ConfigError(f"--workers {workers}: several worker processes need Linux (SO_REUSEPORT); use --workers 1")
+    share = max(1, here.cores // workers)
+    threads = threads or (share if batching else 1)
+    return workers, threads, max(1, share // threads)
+
+
+def _app(spec: dict) -> FastAPI:
     predictor = Predictor.load(
-        source, batch_size=batch_size, precision=precision, num_threads=num_threads, threshold=threshold
+        spec["source"],
+        batch_size=spec["batch_size"],
+        precision=spec["precision"],
+        num_threads=spec["threads"],
+        threshold=spec["threshold"],
     )
     predictor.predict_proba(EXAMPLE_TEXTS)  # first-call allocations happen now, not in the first request
-    app = create_app(predictor, limits, token=token, batching=batching, max_wait_ms=max_wait_ms)
-    log.info("serving %s (%s): try it at http://%s:%d/ (API docs: /docs)", source, predictor.backend.name, host, port)
-    uvicorn.run(app, host=host, port=port, access_log=access_log, log_config=None)
+    app = create_app(
+        predictor,
+        Limits(**spec["limits"]),
+        token=spec["token"],
+        batching=spec["batching"],
+        max_wait_ms=spec["max_wait_ms"],
+        calls=spec["calls"],
+    )
+    app.state.backend = predictor.backend.name
+    return app
+
+
+def _socket(host: str, port: int, shared: bool = True) -> socket.socket:
+    """A socket bound to ``host:port``; ``shared``: one that shares the port with the other workers' (SO_REUSEPORT),
+    and the kernel spreads new connections evenly over them. One socket for all would let whichever worker wakes
+    first accept a whole burst of connections (32 keep-alive clients on one worker, the other idle:
+    docs/inference-speed.md)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if shared:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise ServeError(f"cannot serve on {host}:{port}: {e.strerror}; choose another --port or --host") from None
+    return sock
+
+
+def _worker(spec: dict, host: str, port: int) -> None:
+    """One worker process of ``serve(..., workers=N)``: the model, the app, and uvicorn on a socket of its own."""
+    import uvicorn
+    from tqdm import tqdm
+
+    # Log lines go through tqdm.write, whose default lock is a multiprocessing one that a worker leaves behind
+    # (a "leaked semaphore" warning at every stop); one process needs only a thread lock.
+    tqdm.set_lock(threading.RLock())
+    console.configure(spec["verbosity"])
+    app = _app(spec)
+    sock = _socket(host, port)
+    sock.listen(BACKLOG)
+    uvicorn.Server(uvicorn.Config(app, access_log=spec["access_log"], log_config=None)).run(sockets=[sock])
+
+
+def _supervise(spec: dict, host: str, port: int, workers: int) -> None:
+    """Run ``workers`` worker processes until SIGINT or SIGTERM, then stop them all; a worker that dies stops the
+    server with an error rather than serving on with fewer. The port is held meanwhile (bound, not listening): a
+    second server on it fails to bind, where SO_REUSEPORT alone would let it share the connections."""
+    import multiprocessing
+    from multiprocessing.connection import wait
+
+    _socket(host, port, shared=False).close()  # taken since serve() looked
+    held = _socket(host, port)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no threads or ONNX sessions forked
+    processes = [context.Process(target=_worker, args=(spec, host, port), daemon=True) for _ in range(workers)]
+    try:
+        for process in processes:
+            process.start()
+        while not stop.is_set():
+            # Ctrl-C reaches the workers too: a worker that stops once the server is told to stop is no failure.
+            if wait([p.sentinel for p in processes], timeout=0.5) and not stop.is_set():
+                dead = next(p for p in processes if not p.is_alive())
+                raise ServeError(f"a worker process stopped (exit code {dead.exitcode}); the server stops with it")
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()  # uvicorn's graceful shutdown: requests in flight are answered
+        for process in processes:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.kill()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        held.close()
