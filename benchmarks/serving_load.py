@@ -4,8 +4,8 @@
                                       [--seconds 10] [--arms default,one-process,batching] [--beside-busy-loop]
 
 For each arm, a real ``emoclf serve`` runs the export (its defaults: a worker process per core, each running one
-model call at a time on one thread; ``one-process``: ``--workers 1``, two calls at once; ``batching``: ``--batching``,
-a worker per core sharing calls where the model allows) and, level by level,
+model call at a time on one thread; ``one-process``: ``--workers 1``, as many one-thread calls at once as cores;
+``batching``: ``--batching``, a worker per core sharing calls where the model allows) and, level by level,
 that many clients each send one text of ``val.txt`` per request over its own keep-alive connection (as client
 libraries do), the next as soon as the answer is back, for ``--seconds`` after a one-second warm-up: completed
 texts per second and p50/p99 latency. The clients are one asyncio loop in this process (on the same machine, as

@@ -2,7 +2,7 @@
 
 ``emoclf serve`` submits each request's preprocessed texts here and waits for its answer. Each worker thread takes
 the oldest waiting request; more calls at once than the cores would only take turns on them, and a queue answers
-in order where threads woken at random let some requests wait far longer (p99 130 against 68 ms at 32 clients:
+in order where threads woken at random let some requests wait far longer (p99 128 against 55 ms at 32 clients:
 docs/inference-speed.md, "Concurrent clients").
 
 With ``share`` (adaptive batching), a thread also takes every request waiting behind the oldest (until the call

@@ -347,7 +347,7 @@ def create_app(
     page = resources.files("emoclf").joinpath("resources", "index.html").read_text(encoding="utf-8")
     app.add_middleware(BodyGuard, max_bytes=limits.max_body_bytes)
     app.add_middleware(SameOriginPages)
-    calls = calls or (1 if batching else hardware.detect().cores)
+    calls = calls or plan(hardware.detect(), 1, None, batching)[2]  # what one worker of `serve` runs
     batcher = Batcher(predictor, max_wait_ms, share=batching, calls=calls)
     if batching:
         app.add_middleware(Arrivals, batcher=batcher)
