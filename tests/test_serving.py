@@ -20,7 +20,7 @@ from conftest import free_port, wait_http
 from fastapi.testclient import TestClient
 
 from emoclf import hardware
-from emoclf.errors import ConfigError
+from emoclf.errors import ConfigError, ServeError
 from emoclf.export import convert
 from emoclf.inference import Predictor
 from emoclf.serving import Limits, create_app, plan
@@ -422,6 +422,20 @@ def test_emoclf_serve_as_a_real_uvicorn_process(int8_export, tmp_path):
     assert code == 0
     assert f"(onnxruntime, {workers} worker" in log.read_text()
     assert f"try it at http://127.0.0.1:{port}/ (API docs: /docs)" in log.read_text()
+
+
+def _exits_at_once(spec, host, port):
+    os._exit(3)
+
+
+def test_the_supervisor_names_the_exit_code_of_a_worker_that_stopped(monkeypatch):
+    # The exit code is read only once the process is reaped: its sentinel is ready a moment before (the race that
+    # made a dead worker end the server with "StopIteration", exit 1).
+    from emoclf import serving
+
+    monkeypatch.setattr(serving, "_worker", _exits_at_once)
+    with pytest.raises(ServeError, match=r"^a worker process stopped \(exit code 3\); the server stops with it$"):
+        serving._supervise({}, "127.0.0.1", free_port(), workers=2)
 
 
 @pytest.mark.slow

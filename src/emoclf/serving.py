@@ -653,8 +653,10 @@ def _supervise(spec: dict, host: str, port: int, workers: int) -> None:
             process.start()
         while not stop.is_set():
             # Ctrl-C reaches the workers too: a worker that stops once the server is told to stop is no failure.
-            if wait([p.sentinel for p in processes], timeout=0.5) and not stop.is_set():
-                dead = next(p for p in processes if not p.is_alive())
+            ready = wait([p.sentinel for p in processes], timeout=0.5)
+            if ready and not stop.is_set():
+                dead = next(p for p in processes if p.sentinel in ready)
+                dead.join()  # its sentinel is ready a moment before its exit code: is_alive() may still say True
                 raise ServeError(f"a worker process stopped (exit code {dead.exitcode}); the server stops with it")
     finally:
         for process in processes:
